@@ -1,0 +1,53 @@
+//! Compiles the Envoy `.proto` files that envoy-types ships into a descriptor set, so that the
+//! binary can print Envoy resources as canonical proto3 JSON (with `@type` on `Any`).
+
+use std::path::{Path, PathBuf};
+
+/// Every message Gatehouse emits inside an `Any`, plus the bootstrap and the xDS API.
+const FILES: &[&str] = &[
+    "envoy/config/bootstrap/v3/bootstrap.proto",
+    "envoy/config/listener/v3/listener.proto",
+    "envoy/config/route/v3/route.proto",
+    "envoy/config/cluster/v3/cluster.proto",
+    "envoy/config/endpoint/v3/endpoint.proto",
+    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/service/discovery/v3/discovery.proto",
+];
+
+fn main() {
+    let proto = envoy_types_proto_dir();
+    let includes: Vec<PathBuf> = ["data-plane-api", "xds", "googleapis", "protoc-gen-validate", "cel-spec", "opentelemetry-proto", "client_model"]
+        .iter()
+        .map(|d| proto.join(d))
+        .filter(|p| p.exists())
+        .collect();
+    let descriptors = protox::compile(FILES, &includes).unwrap_or_else(|e| panic!("compiling Envoy protos from {}: {e:?}", proto.display()));
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo")).join("envoy_descriptors.bin");
+    std::fs::write(&out, prost::Message::encode_to_vec(&descriptors)).expect("write descriptor set");
+    println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The `proto/` directory of the envoy-types package this crate is built against, found through
+/// `cargo metadata` so it works for registry, vendored and git sources alike.
+fn envoy_types_proto_dir() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--filter-platform"])
+        .arg(std::env::var("TARGET").expect("set by cargo"))
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .expect("run cargo metadata");
+    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    let pkg = meta["packages"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "envoy-types"))
+        .expect("envoy-types is a dependency");
+    let manifest_path = pkg["manifest_path"].as_str().expect("manifest_path");
+    Path::new(manifest_path).parent().expect("package dir").join("proto")
+}

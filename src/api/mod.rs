@@ -1,0 +1,18 @@
+//! Custom resources of the `gateway.kgateway.dev/v1alpha1` group that Gatehouse serves.
+//!
+//! Field names and validation follow kgateway's API so that manifests written for kgateway apply
+//! unchanged; the CEL rules live in the generated CRD and are also evaluated client-side
+//! (`validate_cel`) when manifests come from files.
+
+mod common;
+mod gateway_extension;
+mod traffic_policy;
+
+pub use common::*;
+pub use gateway_extension::*;
+pub use traffic_policy::*;
+
+/// API group of the Gatehouse (kgateway-compatible) custom resources.
+pub const GROUP: &str = "gateway.kgateway.dev";
+/// API version of the Gatehouse custom resources.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,85 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use gatehouse::model::{self, ModelConfig};
+use gatehouse::source::files;
+use gatehouse::store::{ObjKey, Store};
+use gatehouse::translate::{self, TranslateOptions};
+
+/// Output formats of `translate`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+    /// A static Envoy bootstrap of one Gateway (`envoy -c` runs it without a control plane).
+    Bootstrap,
+}
+
+/// Arguments of `translate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Manifest files or directories (read recursively).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Only this Gateway (NAMESPACE/NAME).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    pub output: Format,
+    /// Address the Envoy listeners bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: String,
+}
+
+/// Parses `NAMESPACE/NAME`.
+pub fn parse_gateway(s: &str) -> anyhow::Result<ObjKey> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(ObjKey::new(ns, name)),
+        _ => bail!("--gateway must be NAMESPACE/NAME, got {s:?}"),
+    }
+}
+
+/// Loads, models and prints. Exit code 1 when any document failed to load (what loaded is
+/// still printed), 0 otherwise.
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let wanted = args.gateway.as_deref().map(parse_gateway).transpose()?;
+    let load = files::load_paths(&args.paths);
+    for w in &load.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &load.errors {
+        eprintln!("error: {e}");
+    }
+    let mut store = Store::new();
+    for o in load.objects {
+        store.apply(o);
+    }
+    let model = model::build(&store, &ModelConfig::default());
+    let options = TranslateOptions { bind_address: args.bind_address };
+    let resources: Vec<_> = model
+        .gateways
+        .iter()
+        .filter(|g| wanted.as_ref().is_none_or(|w| *w == g.key))
+        .map(|g| translate::translate_gateway(g, &options))
+        .collect();
+    if let Some(w) = &wanted
+        && resources.is_empty()
+    {
+        bail!("Gateway {w} is not in the manifests (or not served by Gatehouse)");
+    }
+    let doc = match args.output {
+        Format::Bootstrap => {
+            let [one] = resources.as_slice() else {
+                bail!("-o bootstrap needs exactly one Gateway; {} found, choose one with --gateway", resources.len());
+            };
+            gatehouse::render::bootstrap_json(one)?
+        }
+        _ => gatehouse::render::translate_json(&resources, &model.status)?,
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&doc).context("printing JSON")?),
+        Format::Yaml | Format::Bootstrap => print!("{}", yaml_serde::to_string(&doc).context("printing YAML")?),
+    }
+    Ok(if load.errors.is_empty() { 0 } else { 1 })
+}

@@ -1,0 +1,13 @@
+//! Gatehouse: a Kubernetes gateway controller that protects traffic through Envoy with external
+//! authorization.
+//!
+//! Data flows one way: sources → store → model → translate → snapshot → xDS.
+
+pub mod api;
+pub mod source;
+pub mod store;
+pub mod model;
+pub mod protojson;
+pub mod translate;
+pub mod crds;
+pub mod render;

@@ -1,0 +1,72 @@
+//! GatewayExtensions → resolved auth providers, with their own status.
+
+use std::collections::BTreeMap;
+
+use super::conditions::{Condition, Status};
+use super::refs::{self, RefError, ServiceRef};
+use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
+use crate::api::{BackendRef, GatewayExtension, GROUP};
+use crate::store::{ObjKey, Store};
+
+/// A provider ready to use, or why it is not.
+pub type ProviderResult = Result<(Provider, ClusterModel), RefError>;
+
+/// Resolves every GatewayExtension and records `Accepted`/`ResolvedRefs` on each.
+pub fn providers(store: &Store, status: &mut Status) -> BTreeMap<ObjKey, ProviderResult> {
+    let mut out = BTreeMap::new();
+    for (key, ext) in &store.gateway_extensions {
+        let result = resolve(store, key, ext);
+        let conditions = match &result {
+            Ok(_) => vec![
+                Condition::ok("Accepted", "Accepted", "ext auth provider is valid"),
+                Condition::ok("ResolvedRefs", "ResolvedRefs", "backendRef resolved"),
+            ],
+            Err(e) if e.reason == "InvalidSpec" => vec![
+                Condition::fail("Accepted", "InvalidSpec", e.message.clone()),
+                Condition::fail("ResolvedRefs", "InvalidSpec", "spec is invalid"),
+            ],
+            Err(e) => vec![
+                Condition::ok("Accepted", "Accepted", "ext auth provider is valid"),
+                Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
+            ],
+        };
+        status.gateway_extensions.insert(key.clone(), conditions);
+        out.insert(key.clone(), result);
+    }
+    out
+}
+
+fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResult {
+    let invalid = |m: &str| RefError::new("InvalidSpec", m);
+    let spec = ext.spec.ext_auth.as_ref().ok_or_else(|| invalid("extAuth must be set"))?;
+    let (backend, protocol, service_spec): (&BackendRef, Option<UpstreamProtocol>, ProviderService) =
+        match (&spec.grpc_service, &spec.http_service) {
+            (Some(g), None) => (&g.backend_ref, Some(UpstreamProtocol::H2c), ProviderService::Grpc(g.clone())),
+            (None, Some(h)) => (&h.backend_ref, None, ProviderService::Http(h.clone())),
+            _ => return Err(invalid("exactly one of grpcService or httpService must be set")),
+        };
+    let from = refs::From { group: GROUP, kind: "GatewayExtension", namespace: &key.namespace };
+    let service = refs::resolve_service(
+        store,
+        &from,
+        &ServiceRef {
+            group: backend.group.as_deref(),
+            kind: backend.kind.as_deref(),
+            namespace: backend.namespace.as_deref().unwrap_or(&key.namespace),
+            name: &backend.name,
+            port: backend.port,
+        },
+    )?;
+    let cluster_key = ClusterKey::Auth { extension: key.clone() };
+    let authority = format!("{}.{}.svc:{}", service.key.name, service.key.namespace, service.port);
+    let cluster = ClusterModel {
+        key: cluster_key.clone(),
+        service: service.key,
+        port: service.port,
+        // gRPC needs HTTP/2 whatever the Service port is called.
+        protocol: protocol.unwrap_or(service.protocol),
+        endpoints: service.endpoints,
+    };
+    let provider = Provider { key: key.clone(), spec: spec.clone(), service: service_spec, cluster: cluster_key, authority };
+    Ok((provider, cluster))
+}

@@ -1,0 +1,179 @@
+//! GatewayClasses and Gateways Gatehouse owns, and the validity of their listeners.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gateway_api::apis::standard::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
+};
+
+use super::conditions::{Condition, GatewayStatus, ListenerStatus, Status};
+use super::ModelConfig;
+use crate::store::{ObjKey, Store};
+
+/// A Gateway listener as the model uses it.
+#[derive(Clone, Debug)]
+pub struct ListenerInfo {
+    pub name: String,
+    pub port: u16,
+    pub hostname: Option<String>,
+    pub valid: bool,
+    pub allowed_from: From,
+    pub selector: Option<LabelSelector>,
+    /// False when `allowedRoutes.kinds` excludes HTTPRoute.
+    pub allows_http_route: bool,
+}
+
+/// A label selector over Namespaces.
+#[derive(Clone, Debug, Default)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    /// (key, operator, values)
+    pub expressions: Vec<(String, String, Vec<String>)>,
+}
+
+impl LabelSelector {
+    /// True when `labels` satisfy the selector.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.expressions.iter().all(|(k, op, values)| match op.as_str() {
+                "In" => labels.get(k).is_some_and(|v| values.contains(v)),
+                "NotIn" => labels.get(k).is_none_or(|v| !values.contains(v)),
+                "Exists" => labels.contains_key(k),
+                "DoesNotExist" => !labels.contains_key(k),
+                _ => false,
+            })
+    }
+}
+
+/// A Gateway Gatehouse serves.
+#[derive(Clone, Debug)]
+pub struct GatewayInfo {
+    pub key: ObjKey,
+    pub listeners: Vec<ListenerInfo>,
+    pub conditions: Vec<Condition>,
+    pub listener_conditions: Vec<Vec<Condition>>,
+}
+
+/// Names of GatewayClasses whose controller is Gatehouse; sets their `Accepted` condition.
+pub fn owned_classes(store: &Store, config: &ModelConfig, status: &mut Status) -> BTreeSet<String> {
+    let mut owned = BTreeSet::new();
+    for (key, class) in &store.gateway_classes {
+        if class.spec.controller_name == config.controller_name {
+            owned.insert(key.name.clone());
+            status.gateway_classes.insert(
+                key.clone(),
+                vec![Condition::ok("Accepted", "Accepted", "handled by Gatehouse")],
+            );
+        }
+    }
+    owned
+}
+
+/// The Gateways of owned classes (and, when configured, of classes not in the store).
+pub fn gateways(store: &Store, config: &ModelConfig, owned: &BTreeSet<String>) -> Vec<GatewayInfo> {
+    store
+        .gateways
+        .iter()
+        .filter(|(_, gw)| {
+            let class = &gw.spec.gateway_class_name;
+            owned.contains(class)
+                || (config.accept_unknown_classes
+                    && !store.gateway_classes.contains_key(&ObjKey::cluster(class.clone())))
+        })
+        .map(|(key, gw)| gateway_info(key, gw))
+        .collect()
+}
+
+fn gateway_info(key: &ObjKey, gw: &Gateway) -> GatewayInfo {
+    let mut seen = BTreeSet::new();
+    let mut listeners = Vec::new();
+    let mut listener_conditions = Vec::new();
+    for l in &gw.spec.listeners {
+        let (info, conditions) = listener_info(l, &mut seen);
+        listeners.push(info);
+        listener_conditions.push(conditions);
+    }
+    let any_valid = listeners.iter().any(|l| l.valid);
+    let programmed = if any_valid {
+        Condition::ok("Programmed", "Programmed", "configuration is served to Envoy")
+    } else {
+        Condition::fail("Programmed", "Invalid", "no listener is valid")
+    };
+    GatewayInfo {
+        key: key.clone(),
+        listeners,
+        conditions: vec![Condition::ok("Accepted", "Accepted", "handled by Gatehouse"), programmed],
+        listener_conditions,
+    }
+}
+
+fn listener_info(l: &GatewayListeners, seen: &mut BTreeSet<(i32, String)>) -> (ListenerInfo, Vec<Condition>) {
+    let allowed = l.allowed_routes.as_ref();
+    let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
+    let allowed_from = namespaces.and_then(|n| n.from.clone()).unwrap_or(From::Same);
+    let selector = namespaces.and_then(|n| n.selector.as_ref()).map(|s| LabelSelector {
+        match_labels: s.match_labels.clone().unwrap_or_default(),
+        expressions: s
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|e| (e.key.clone(), e.operator.clone(), e.values.clone().unwrap_or_default()))
+            .collect(),
+    });
+    let allows_http_route = allowed.and_then(|a| a.kinds.as_ref()).is_none_or(|kinds| {
+        kinds.iter().any(|k| {
+            k.kind == "HTTPRoute" && k.group.as_deref().unwrap_or("gateway.networking.k8s.io") == "gateway.networking.k8s.io"
+        })
+    });
+    let mut conditions = Vec::new();
+    let mut valid = true;
+    let port = u16::try_from(l.port).ok().filter(|p| *p > 0);
+    if l.protocol != "HTTP" {
+        valid = false;
+        conditions.push(Condition::fail("Accepted", "UnsupportedProtocol", format!("protocol {} is not supported; use HTTP", l.protocol)));
+    } else if port.is_none() {
+        valid = false;
+        conditions.push(Condition::fail("Accepted", "PortUnavailable", format!("port {} is out of range", l.port)));
+    } else {
+        conditions.push(Condition::ok("Accepted", "Accepted", "listener is valid"));
+    }
+    let host = l.hostname.clone().unwrap_or_else(|| "*".into());
+    if valid && !seen.insert((l.port, host.clone())) {
+        valid = false;
+        conditions.push(Condition::ok("Conflicted", "HostnameConflict", format!("another listener on port {} serves hostname {host}", l.port)));
+    } else {
+        conditions.push(Condition::fail("Conflicted", "NoConflicts", "no conflicts"));
+    }
+    if allows_http_route {
+        conditions.push(Condition::ok("ResolvedRefs", "ResolvedRefs", "all references resolved"));
+    } else {
+        conditions.push(Condition::fail("ResolvedRefs", "InvalidRouteKinds", "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute"));
+    }
+    if valid {
+        conditions.push(Condition::ok("Programmed", "Programmed", "listener is served to Envoy"));
+    } else {
+        conditions.push(Condition::fail("Programmed", "Invalid", "listener is not served"));
+    }
+    let info = ListenerInfo {
+        name: l.name.clone(),
+        port: port.unwrap_or(0),
+        hostname: l.hostname.clone(),
+        valid,
+        allowed_from,
+        selector,
+        allows_http_route,
+    };
+    (info, conditions)
+}
+
+/// Writes the Gateway's status once routes are counted.
+pub fn finish_status(info: &GatewayInfo, attached: &[i32], status: &mut Status) {
+    let listeners = info
+        .listeners
+        .iter()
+        .zip(&info.listener_conditions)
+        .zip(attached)
+        .map(|((l, c), n)| ListenerStatus { name: l.name.clone(), attached_routes: *n, conditions: c.clone() })
+        .collect();
+    status.gateways.insert(info.key.clone(), GatewayStatus { conditions: info.conditions.clone(), listeners });
+}

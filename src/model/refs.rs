@@ -1,0 +1,151 @@
+//! Cross-object references: ReferenceGrants, Services and their ports, EndpointSlices.
+
+use gateway_api::apis::standard::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+
+use super::types::{Endpoint, UpstreamProtocol};
+use crate::store::{ObjKey, Store};
+
+/// Why a reference does not resolve, with the Gateway API reason it reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl RefError {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+/// The object a reference comes from, for ReferenceGrant `from` matching.
+pub struct From<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+}
+
+/// True when a reference from `from` to `to_group/to_kind` named `to` may cross namespaces.
+pub fn permitted(store: &Store, from: &From<'_>, to_group: &str, to_kind: &str, to: &ObjKey) -> bool {
+    if from.namespace == to.namespace {
+        return true;
+    }
+    store
+        .reference_grants
+        .iter()
+        .filter(|(key, _)| key.namespace == to.namespace)
+        .any(|(_, grant)| grant_allows(grant, from, to_group, to_kind, &to.name))
+}
+
+fn grant_allows(grant: &ReferenceGrant, from: &From<'_>, group: &str, kind: &str, name: &str) -> bool {
+    let from_ok = grant
+        .spec
+        .from
+        .iter()
+        .any(|f| f.group == from.group && f.kind == from.kind && f.namespace == from.namespace);
+    let to_ok = grant.spec.to.iter().any(|t| {
+        t.group == group && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name)
+    });
+    from_ok && to_ok
+}
+
+/// A Service port a reference resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedService {
+    pub key: ObjKey,
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A reference to a Service, as routes and extensions write it.
+pub struct ServiceRef<'a> {
+    pub group: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub port: Option<i32>,
+}
+
+/// Resolves a Service reference: kind, grant, existence, port, endpoints.
+pub fn resolve_service(store: &Store, from: &From<'_>, r: &ServiceRef<'_>) -> Result<ResolvedService, RefError> {
+    let group = r.group.unwrap_or("");
+    let kind = r.kind.unwrap_or("Service");
+    if !(group.is_empty() || group == "core") || kind != "Service" {
+        return Err(RefError::new(
+            "InvalidKind",
+            format!("backend kind {group}/{kind} is not supported; use a core Service"),
+        ));
+    }
+    let key = ObjKey::new(r.namespace, r.name);
+    if !permitted(store, from, "", "Service", &key) {
+        return Err(RefError::new(
+            "RefNotPermitted",
+            format!("no ReferenceGrant in namespace {} allows {} {}/* to reference Service {key}", key.namespace, from.kind, from.namespace),
+        ));
+    }
+    let service = store
+        .services
+        .get(&key)
+        .ok_or_else(|| RefError::new("BackendNotFound", format!("Service {key} not found")))?;
+    let Some(port) = r.port else {
+        return Err(RefError::new("BackendNotFound", format!("reference to Service {key} needs a port")));
+    };
+    let service_port = find_port(service, port)
+        .ok_or_else(|| RefError::new("BackendNotFound", format!("Service {key} has no port {port}")))?;
+    Ok(ResolvedService {
+        port: port as u16,
+        protocol: protocol_of(service_port),
+        endpoints: endpoints(store, &key, service_port),
+        key,
+    })
+}
+
+fn find_port(service: &Service, port: i32) -> Option<&ServicePort> {
+    service.spec.as_ref()?.ports.as_ref()?.iter().find(|p| p.port == port)
+}
+
+fn protocol_of(port: &ServicePort) -> UpstreamProtocol {
+    match port.app_protocol.as_deref() {
+        Some("kubernetes.io/h2c" | "h2c" | "grpc") => UpstreamProtocol::H2c,
+        _ => UpstreamProtocol::Http1,
+    }
+}
+
+/// Ready endpoints of a Service port, from the EndpointSlices labelled with the Service's name.
+/// The slice port is matched by the Service port's name, as kube-proxy does.
+fn endpoints(store: &Store, service: &ObjKey, port: &ServicePort) -> Vec<Endpoint> {
+    let want_name = port.name.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    let slices = store.endpoint_slices.iter().filter(|(k, s)| {
+        k.namespace == service.namespace
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .is_some_and(|n| *n == service.name)
+    });
+    for (_, slice) in slices {
+        let Some(slice_port) = slice.ports.as_ref().and_then(|ports| {
+            ports.iter().find(|p| p.name.as_deref().unwrap_or("") == want_name)
+        }) else {
+            continue;
+        };
+        let Some(number) = slice_port.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for address in &ep.addresses {
+                out.push(Endpoint { address: address.clone(), port: number });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

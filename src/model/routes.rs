@@ -1,0 +1,167 @@
+//! HTTPRoute attachment to Gateway listeners, route status, and route rules → [`RouteModel`]s.
+
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::gateways::GatewayListenersAllowedRoutesNamespacesFrom as From;
+use gateway_api::apis::standard::httproutes::{HttpRoute, HttpRouteRules};
+
+use super::conditions::{Condition, ParentRef, RouteParentStatus};
+use super::gateways::{GatewayInfo, ListenerInfo};
+use super::hostname;
+use super::refs::{self, ServiceRef};
+use super::types::{ClusterKey, ClusterModel, RouteAction, WeightedBackend};
+use crate::store::{ObjKey, Store};
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// One route attached to one listener, with the hostnames it serves there.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub gateway: usize,
+    pub listener: usize,
+    pub hostnames: Vec<String>,
+}
+
+/// Attaches `route` to the served Gateways; returns the attachments and the parents' status
+/// (empty when no parent is Gatehouse's).
+pub fn attach(
+    store: &Store,
+    key: &ObjKey,
+    route: &HttpRoute,
+    gateways: &[GatewayInfo],
+    report_unknown: bool,
+) -> (Vec<Attachment>, Vec<RouteParentStatus>) {
+    let mut attachments: Vec<Attachment> = Vec::new();
+    let mut statuses = Vec::new();
+    let route_hosts = route.spec.hostnames.clone().unwrap_or_default();
+    for parent in route.spec.parent_refs.iter().flatten() {
+        if parent.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
+            || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+        {
+            continue;
+        }
+        let gw_key = ObjKey::new(parent.namespace.clone().unwrap_or_else(|| key.namespace.clone()), parent.name.clone());
+        let parent_ref = ParentRef {
+            namespace: gw_key.namespace.clone(),
+            name: gw_key.name.clone(),
+            section_name: parent.section_name.clone(),
+            port: parent.port,
+        };
+        let Some(gw_index) = gateways.iter().position(|g| g.key == gw_key) else {
+            if report_unknown && !store.gateways.contains_key(&gw_key) {
+                let c = Condition::fail("Accepted", "NoMatchingParent", format!("Gateway {gw_key} not found"));
+                statuses.push(RouteParentStatus { parent_ref, conditions: vec![c] });
+            }
+            continue;
+        };
+        let gw = &gateways[gw_index];
+        let candidates: Vec<(usize, &ListenerInfo)> = gw
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.valid)
+            .filter(|(_, l)| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
+            .filter(|(_, l)| parent.port.is_none_or(|p| i32::from(l.port) == p))
+            .collect();
+        let accepted = if candidates.is_empty() {
+            Condition::fail("Accepted", "NoMatchingParent", "no listener of the Gateway matches sectionName/port")
+        } else {
+            let allowed: Vec<_> = candidates
+                .into_iter()
+                .filter(|(_, l)| l.allows_http_route && namespace_allowed(store, l, &key.namespace, &gw_key.namespace))
+                .collect();
+            if allowed.is_empty() {
+                Condition::fail("Accepted", "NotAllowedByListeners", "no listener allows routes from this namespace or of this kind")
+            } else {
+                let mut any = false;
+                for (li, l) in allowed {
+                    let hosts = hostname::intersect(l.hostname.as_deref(), &route_hosts);
+                    if hosts.is_empty() {
+                        continue;
+                    }
+                    any = true;
+                    if !attachments.iter().any(|a| a.gateway == gw_index && a.listener == li) {
+                        attachments.push(Attachment { gateway: gw_index, listener: li, hostnames: hosts });
+                    }
+                }
+                if any {
+                    Condition::ok("Accepted", "Accepted", "route is attached")
+                } else {
+                    Condition::fail("Accepted", "NoMatchingListenerHostname", "no listener hostname intersects the route's hostnames")
+                }
+            }
+        };
+        statuses.push(RouteParentStatus { parent_ref, conditions: vec![accepted] });
+    }
+    (attachments, statuses)
+}
+
+fn namespace_allowed(store: &Store, l: &ListenerInfo, route_ns: &str, gateway_ns: &str) -> bool {
+    match l.allowed_from {
+        From::All => true,
+        From::Same => route_ns == gateway_ns,
+        From::Selector => {
+            let mut labels: BTreeMap<String, String> = store
+                .namespaces
+                .get(&ObjKey::cluster(route_ns))
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default();
+            // The API server sets this label on every Namespace; files may not declare it.
+            labels.insert("kubernetes.io/metadata.name".into(), route_ns.into());
+            l.selector.as_ref().is_some_and(|s| s.matches(&labels))
+        }
+    }
+}
+
+/// Resolves a rule's backends; unresolved ones make the rule answer 500, as the spec requires.
+/// Returns the action, the clusters it uses, and the first resolution failure for status.
+pub fn rule_action(
+    store: &Store,
+    route: &ObjKey,
+    rule: &HttpRouteRules,
+) -> (RouteAction, Vec<ClusterModel>, Option<refs::RefError>) {
+    let from = refs::From { group: GATEWAY_GROUP, kind: "HTTPRoute", namespace: &route.namespace };
+    let mut backends = Vec::new();
+    let mut clusters = Vec::new();
+    let mut first_error = None;
+    for b in rule.backend_refs.iter().flatten() {
+        let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        let resolved = refs::resolve_service(
+            store,
+            &from,
+            &ServiceRef {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
+                name: &b.name,
+                port: b.port,
+            },
+        );
+        match resolved {
+            Ok(svc) => {
+                let key = ClusterKey::Backend { service: svc.key.clone(), port: svc.port };
+                if weight > 0 {
+                    backends.push(WeightedBackend { cluster: key.clone(), weight });
+                }
+                clusters.push(ClusterModel {
+                    key,
+                    service: svc.key,
+                    port: svc.port,
+                    protocol: svc.protocol,
+                    endpoints: svc.endpoints,
+                });
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // Until weighted 500 shares land, resolved backends take the whole rule; with none the
+    // rule answers 500.
+    let action = if backends.is_empty() {
+        RouteAction::Respond { status: 500, body: String::new() }
+    } else {
+        RouteAction::Forward(backends)
+    };
+    (action, clusters, first_error)
+}

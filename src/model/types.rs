@@ -1,0 +1,170 @@
+//! What the model hands the translator: resolved Gateways, ordered routes, effective auth.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::{ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService, ExtHttpService};
+use crate::store::ObjKey;
+
+/// How Envoy talks to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 without TLS (gRPC services, `appProtocol: kubernetes.io/h2c`).
+    H2c,
+}
+
+/// One ready endpoint address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub address: String,
+    pub port: u16,
+}
+
+/// Who an upstream cluster serves.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClusterKey {
+    /// A Service port used as a route backend.
+    Backend { service: ObjKey, port: u16 },
+    /// The Service of an auth provider (GatewayExtension).
+    Auth { extension: ObjKey },
+}
+
+/// An upstream cluster and its endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterModel {
+    pub key: ClusterKey,
+    pub service: ObjKey,
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The protocol a provider speaks, with its settings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProviderService {
+    Grpc(ExtGrpcService),
+    Http(ExtHttpService),
+}
+
+/// A resolved ext auth provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provider {
+    pub key: ObjKey,
+    /// Provider-wide options (`failOpen`, `statusOnError`, …).
+    pub spec: ExtAuthProvider,
+    pub service: ProviderService,
+    pub cluster: ClusterKey,
+    /// `host` the HTTP service is called with (`name.namespace.svc:port`).
+    pub authority: String,
+}
+
+/// Path match of a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+/// A header or query parameter match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueMatch {
+    pub name: String,
+    pub value: String,
+    pub regex: bool,
+}
+
+/// Everything one Gateway API match asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchModel {
+    pub path: PathMatch,
+    pub method: Option<String>,
+    pub headers: Vec<ValueMatch>,
+    pub query: Vec<ValueMatch>,
+}
+
+/// A backend and its share of traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedBackend {
+    pub cluster: ClusterKey,
+    pub weight: u32,
+}
+
+/// What a route does with a matching request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteAction {
+    Forward(Vec<WeightedBackend>),
+    /// Answer directly (unresolvable backends, fail-closed auth).
+    Respond { status: u32, body: String },
+}
+
+/// Ext auth as it applies to one route, and what decided it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteAuth {
+    /// No policy applies.
+    None,
+    /// Requests are checked by `provider`.
+    Enabled {
+        provider: ObjKey,
+        policy: ObjKey,
+        context_extensions: BTreeMap<String, String>,
+        with_request_body: Option<ExtAuthBufferSettings>,
+    },
+    /// A policy switched auth off.
+    Disabled { policy: ObjKey },
+    /// The deciding policy is broken: the route answers without reaching the backend.
+    FailClosed { policy: ObjKey, reason: String },
+}
+
+/// One Envoy route: one match of one rule of one HTTPRoute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteModel {
+    pub route: ObjKey,
+    pub rule_index: usize,
+    pub rule_name: Option<String>,
+    pub match_index: usize,
+    pub matches: MatchModel,
+    pub action: RouteAction,
+    pub auth: RouteAuth,
+}
+
+impl RouteModel {
+    /// Stable, unique name within a virtual host.
+    pub fn name(&self) -> String {
+        format!(
+            "httproute/{}/{}/rule/{}/match/{}",
+            self.route.namespace, self.route.name, self.rule_index, self.match_index
+        )
+    }
+}
+
+/// The routes served for one hostname on one port.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualHostModel {
+    /// A hostname, a wildcard (`*.example.com`) or `*`.
+    pub hostname: String,
+    /// The Gateway listener that owns the hostname.
+    pub listener: String,
+    /// In Gateway API precedence order.
+    pub routes: Vec<RouteModel>,
+}
+
+/// One Envoy listener: all Gateway listeners on a port.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortModel {
+    pub port: u16,
+    /// Sorted by hostname.
+    pub virtual_hosts: Vec<VirtualHostModel>,
+    /// Providers some route on this port uses (one ext_authz filter each).
+    pub providers: BTreeSet<ObjKey>,
+}
+
+/// A Gateway Gatehouse serves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayModel {
+    pub key: ObjKey,
+    /// Sorted by port.
+    pub ports: Vec<PortModel>,
+    pub clusters: BTreeMap<ClusterKey, ClusterModel>,
+    pub providers: BTreeMap<ObjKey, Provider>,
+}

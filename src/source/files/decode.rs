@@ -1,0 +1,144 @@
+//! One YAML document → one typed [`Object`], with errors that name the field.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{FileLoad, LoadError};
+use crate::store::{Kind, Object};
+
+/// Decodes one document (`index` is 1-based; `first_line` places YAML errors in the file).
+pub fn decode_document(path: &Path, index: usize, first_line: usize, text: &str) -> FileLoad {
+    let mut out = FileLoad::default();
+    let err = |object: Option<String>, message: String| LoadError {
+        file: path.to_path_buf(),
+        document: index,
+        object,
+        message,
+    };
+    let value: Value = match yaml_serde::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}", first_line + l.line().saturating_sub(1)))
+                .unwrap_or_default();
+            out.errors.push(err(None, format!("invalid YAML{at}: {e}")));
+            return out;
+        }
+    };
+    decode_value(value, &mut out, &err);
+    out
+}
+
+fn decode_value(
+    value: Value,
+    out: &mut FileLoad,
+    err: &dyn Fn(Option<String>, String) -> LoadError,
+) {
+    if value.is_null() {
+        return;
+    }
+    let Some(map) = value.as_object() else {
+        out.errors.push(err(None, "document is not a mapping".into()));
+        return;
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind_name = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api_version.is_empty() || kind_name.is_empty() {
+        out.errors.push(err(None, "missing apiVersion or kind".into()));
+        return;
+    }
+    if kind_name == "List" || kind_name.ends_with("List") && map.contains_key("items") {
+        if let Some(items) = map.get("items").and_then(Value::as_array) {
+            for item in items.clone() {
+                decode_value(item, out, err);
+            }
+        }
+        return;
+    }
+    let label = describe(kind_name, map);
+    let Some(kind) = Kind::from_type_meta(api_version, kind_name) else {
+        out.warnings.push(format!(
+            "skipped {api_version} {label}: not a kind Gatehouse reads"
+        ));
+        return;
+    };
+    match typed(kind, value) {
+        Ok(object) => match validate(&object) {
+            Ok(()) => out.objects.push(object),
+            Err(message) => out.errors.push(err(Some(label), message)),
+        },
+        Err(message) => out.errors.push(err(Some(label), message)),
+    }
+}
+
+fn describe(kind: &str, map: &serde_json::Map<String, Value>) -> String {
+    let meta = map.get("metadata");
+    let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+    match (field("namespace"), field("name")) {
+        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
+        (None, Some(name)) => format!("{kind} {name}"),
+        _ => kind.to_string(),
+    }
+}
+
+fn parse<T: DeserializeOwned>(value: Value) -> Result<Box<T>, String> {
+    serde_path_to_error::deserialize(value).map(Box::new).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("field `{path}`: {}", e.into_inner())
+        }
+    })
+}
+
+fn typed(kind: Kind, value: Value) -> Result<Object, String> {
+    let mut object = match kind {
+        Kind::GatewayClass => Object::GatewayClass(parse(value)?),
+        Kind::Gateway => Object::Gateway(parse(value)?),
+        Kind::HttpRoute => Object::HttpRoute(parse(value)?),
+        Kind::ReferenceGrant => Object::ReferenceGrant(parse(value)?),
+        Kind::GatewayExtension => Object::GatewayExtension(parse(value)?),
+        Kind::TrafficPolicy => Object::TrafficPolicy(parse(value)?),
+        Kind::Service => Object::Service(parse(value)?),
+        Kind::EndpointSlice => Object::EndpointSlice(parse(value)?),
+        Kind::Namespace => Object::Namespace(parse(value)?),
+    };
+    default_namespace(&mut object);
+    Ok(object)
+}
+
+/// Namespaced objects without a namespace go to `default`, as `kubectl apply` would put them.
+fn default_namespace(object: &mut Object) {
+    fn set(meta: &mut kube::core::ObjectMeta) {
+        if meta.namespace.as_deref().unwrap_or("").is_empty() {
+            meta.namespace = Some("default".into());
+        }
+    }
+    match object {
+        Object::GatewayClass(_) | Object::Namespace(_) => {}
+        Object::Gateway(o) => set(&mut o.metadata),
+        Object::HttpRoute(o) => set(&mut o.metadata),
+        Object::ReferenceGrant(o) => set(&mut o.metadata),
+        Object::GatewayExtension(o) => set(&mut o.metadata),
+        Object::TrafficPolicy(o) => set(&mut o.metadata),
+        Object::Service(o) => set(&mut o.metadata),
+        Object::EndpointSlice(o) => set(&mut o.metadata),
+    }
+}
+
+/// What the API server would refuse: a missing name and our CRDs' CEL rules.
+fn validate(object: &Object) -> Result<(), String> {
+    if object.key().name.is_empty() {
+        return Err("metadata.name is required".into());
+    }
+    let cel = match object {
+        Object::GatewayExtension(o) => o.validate_cel(),
+        Object::TrafficPolicy(o) => o.validate_cel(),
+        _ => Ok(()),
+    };
+    cel.map_err(|e| format!("rejected by CRD validation: {e}"))
+}

@@ -1,0 +1,3 @@
+//! Where objects come from. Every source fills the same [`crate::store::Store`].
+
+pub mod files;

@@ -1,0 +1,134 @@
+//! The typed object store every source fills and the model reads.
+//!
+//! Sources (`source::files`, `source::kube`) call [`Store::apply`] and [`Store::delete`]; nothing
+//! downstream knows where an object came from. Maps are ordered so that everything computed from
+//! the store is deterministic.
+
+mod object;
+
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::{
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
+    referencegrants::ReferenceGrant,
+};
+use k8s_openapi::api::{
+    core::v1::{Namespace, Service},
+    discovery::v1::EndpointSlice,
+};
+
+use crate::api::{GatewayExtension, TrafficPolicy};
+
+pub use object::{Kind, Object, ObjectRef};
+
+/// Namespace and name of a namespaced object (namespace is empty for cluster-scoped ones).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjKey {
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjKey {
+    /// Key of a namespaced object.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+
+    /// Key of a cluster-scoped object.
+    pub fn cluster(name: impl Into<String>) -> Self {
+        Self { namespace: String::new(), name: name.into() }
+    }
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// Every object Gatehouse reads, by kind and key.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    pub gateway_classes: BTreeMap<ObjKey, GatewayClass>,
+    pub gateways: BTreeMap<ObjKey, Gateway>,
+    pub http_routes: BTreeMap<ObjKey, HttpRoute>,
+    pub reference_grants: BTreeMap<ObjKey, ReferenceGrant>,
+    pub gateway_extensions: BTreeMap<ObjKey, GatewayExtension>,
+    pub traffic_policies: BTreeMap<ObjKey, TrafficPolicy>,
+    pub services: BTreeMap<ObjKey, Service>,
+    pub endpoint_slices: BTreeMap<ObjKey, EndpointSlice>,
+    pub namespaces: BTreeMap<ObjKey, Namespace>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts or replaces an object; returns true when the stored value changed.
+    pub fn apply(&mut self, object: Object) -> bool {
+        let key = object.key();
+        match object {
+            Object::GatewayClass(o) => put(&mut self.gateway_classes, key, *o),
+            Object::Gateway(o) => put(&mut self.gateways, key, *o),
+            Object::HttpRoute(o) => put(&mut self.http_routes, key, *o),
+            Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, *o),
+            Object::GatewayExtension(o) => put(&mut self.gateway_extensions, key, *o),
+            Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, *o),
+            Object::Service(o) => put(&mut self.services, key, *o),
+            Object::EndpointSlice(o) => put(&mut self.endpoint_slices, key, *o),
+            Object::Namespace(o) => put(&mut self.namespaces, key, *o),
+        }
+    }
+
+    /// Removes an object; returns true when it was present.
+    pub fn delete(&mut self, object: &ObjectRef) -> bool {
+        let key = &object.key;
+        match object.kind {
+            Kind::GatewayClass => self.gateway_classes.remove(key).is_some(),
+            Kind::Gateway => self.gateways.remove(key).is_some(),
+            Kind::HttpRoute => self.http_routes.remove(key).is_some(),
+            Kind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
+            Kind::GatewayExtension => self.gateway_extensions.remove(key).is_some(),
+            Kind::TrafficPolicy => self.traffic_policies.remove(key).is_some(),
+            Kind::Service => self.services.remove(key).is_some(),
+            Kind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
+            Kind::Namespace => self.namespaces.remove(key).is_some(),
+        }
+    }
+
+    /// Number of objects held, all kinds together.
+    pub fn len(&self) -> usize {
+        self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
+            + self.gateway_extensions.len()
+            + self.traffic_policies.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.namespaces.len()
+    }
+
+    /// True when the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn put<T: PartialEq>(map: &mut BTreeMap<ObjKey, T>, key: ObjKey, value: T) -> bool {
+    match map.get(&key) {
+        Some(old) if *old == value => false,
+        _ => {
+            map.insert(key, value);
+            true
+        }
+    }
+}

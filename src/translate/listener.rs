@@ -1,0 +1,56 @@
+//! One Envoy listener per Gateway port: an HTTP connection manager fed by RDS, with one
+//! disabled-by-default ext_authz filter per provider before the router.
+
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::util::pack_any;
+
+use super::common::{ads, socket};
+use super::{TranslateOptions, ext_authz, names};
+use crate::model::{PortModel, Provider};
+
+/// The listener of one port. `providers` are the port's providers, in key order.
+pub fn listener(port: &PortModel, providers: &[&Provider], options: &TranslateOptions) -> Listener {
+    let name = names::listener(port.port);
+    let mut http_filters: Vec<HttpFilter> = providers
+        .iter()
+        .map(|p| HttpFilter {
+            name: names::ext_authz_filter(&p.key),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(ext_authz::filter(p)))),
+            // Off unless a route enables it: a route no policy covers is not checked.
+            disabled: true,
+            ..Default::default()
+        })
+        .collect();
+    http_filters.push(HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+        ..Default::default()
+    });
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.clone(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: names::route_config(port.port),
+        })),
+        http_filters,
+        use_remote_address: Some(BoolValue { value: true }),
+        ..Default::default()
+    };
+    Listener {
+        name,
+        address: Some(socket(&options.bind_address, port.port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,61 @@
+//! Model → Envoy resources. Pure and deterministic: stable names, stable order.
+
+mod cluster;
+mod common;
+mod ext_authz;
+pub mod names;
+mod listener;
+mod route;
+mod static_bootstrap;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+
+pub use ext_authz::{DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT};
+pub use static_bootstrap::static_bootstrap;
+
+use crate::model::GatewayModel;
+use crate::store::ObjKey;
+
+/// Choices that are not in the Kubernetes objects.
+#[derive(Clone, Debug)]
+pub struct TranslateOptions {
+    /// Address Envoy listeners bind to.
+    pub bind_address: String,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        Self { bind_address: "0.0.0.0".into() }
+    }
+}
+
+/// The Envoy resources of one Gateway, each list sorted by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GatewayResources {
+    pub gateway: ObjKey,
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+    pub clusters: Vec<Cluster>,
+    pub endpoints: Vec<ClusterLoadAssignment>,
+}
+
+/// Translates one Gateway.
+pub fn translate_gateway(gw: &GatewayModel, options: &TranslateOptions) -> GatewayResources {
+    let mut listeners = Vec::with_capacity(gw.ports.len());
+    let mut routes = Vec::with_capacity(gw.ports.len());
+    for port in &gw.ports {
+        let providers: Vec<_> = port.providers.iter().filter_map(|k| gw.providers.get(k)).collect();
+        listeners.push(listener::listener(port, &providers, options));
+        routes.push(route::route_config(port));
+    }
+    let mut clusters: Vec<Cluster> = gw.clusters.values().map(cluster::cluster).collect();
+    let mut endpoints: Vec<ClusterLoadAssignment> = gw.clusters.values().map(cluster::load_assignment).collect();
+    listeners.sort_by(|a, b| a.name.cmp(&b.name));
+    routes.sort_by(|a, b| a.name.cmp(&b.name));
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    endpoints.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+    GatewayResources { gateway: gw.key.clone(), listeners, routes, clusters, endpoints }
+}

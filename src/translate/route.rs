@@ -1,0 +1,128 @@
+//! RouteConfigurations: virtual hosts by hostname, routes in Gateway API precedence order.
+
+use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    query_parameter_matcher, route, route_action, route_match, weighted_cluster,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::common::string_match;
+use super::{ext_authz, names};
+use crate::model::{self, MatchModel, PathMatch, PortModel, RouteModel, VirtualHostModel};
+use crate::store::ObjKey;
+
+/// The RouteConfiguration of one port.
+pub fn route_config(port: &PortModel) -> RouteConfiguration {
+    let providers: Vec<&ObjKey> = port.providers.iter().collect();
+    RouteConfiguration {
+        name: names::route_config(port.port),
+        virtual_hosts: port.virtual_hosts.iter().map(|vh| virtual_host(vh, &providers)).collect(),
+        ..Default::default()
+    }
+}
+
+fn domains(hostname: &str) -> Vec<String> {
+    if hostname == "*" {
+        vec!["*".into()]
+    } else {
+        // Clients may send the port in Host (`www.example.com:8080`).
+        vec![hostname.to_string(), format!("{hostname}:*")]
+    }
+}
+
+fn virtual_host(vh: &VirtualHostModel, providers: &[&ObjKey]) -> VirtualHost {
+    VirtualHost {
+        name: vh.hostname.clone(),
+        domains: domains(&vh.hostname),
+        routes: vh.routes.iter().map(|r| route(r, providers)).collect(),
+        ..Default::default()
+    }
+}
+
+fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
+    let action = match &r.action {
+        model::RouteAction::Forward(backends) if backends.len() == 1 => route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::cluster(&backends[0].cluster))),
+            ..Default::default()
+        }),
+        model::RouteAction::Forward(backends) => route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: backends
+                    .iter()
+                    .map(|b| weighted_cluster::ClusterWeight {
+                        name: names::cluster(&b.cluster),
+                        weight: Some(UInt32Value { value: b.weight }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        model::RouteAction::Respond { status, body } => route::Action::DirectResponse(DirectResponseAction {
+            status: *status,
+            body: (!body.is_empty()).then(|| DataSource {
+                specifier: Some(data_source::Specifier::InlineString(body.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    Route {
+        name: r.name(),
+        r#match: Some(route_match(&r.matches)),
+        action: Some(action),
+        typed_per_filter_config: ext_authz::per_route(&r.auth, providers),
+        ..Default::default()
+    }
+}
+
+fn route_match(m: &MatchModel) -> RouteMatch {
+    let path = match &m.path {
+        PathMatch::Exact(v) => route_match::PathSpecifier::Path(v.clone()),
+        PathMatch::Regex(v) => route_match::PathSpecifier::SafeRegex(RegexMatcher { regex: v.clone(), ..Default::default() }),
+        PathMatch::Prefix(v) => {
+            let trimmed = v.trim_end_matches('/');
+            if trimmed.is_empty() {
+                route_match::PathSpecifier::Prefix("/".into())
+            } else {
+                // Segment-aware: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`.
+                route_match::PathSpecifier::PathSeparatedPrefix(trimmed.to_string())
+            }
+        }
+    };
+    let mut headers: Vec<HeaderMatcher> = m
+        .headers
+        .iter()
+        .map(|h| HeaderMatcher {
+            name: h.name.clone(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_match(&h.value, h.regex))),
+            ..Default::default()
+        })
+        .collect();
+    if let Some(method) = &m.method {
+        headers.push(HeaderMatcher {
+            name: ":method".into(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_match(method, false))),
+            ..Default::default()
+        });
+    }
+    RouteMatch {
+        path_specifier: Some(path),
+        headers,
+        query_parameters: m
+            .query
+            .iter()
+            .map(|q| QueryParameterMatcher {
+                name: q.name.clone(),
+                query_parameter_match_specifier: Some(query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                    string_match(&q.value, q.regex),
+                )),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

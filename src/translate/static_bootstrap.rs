@@ -1,0 +1,56 @@
+//! A self-contained Envoy bootstrap of one Gateway's resources: routes inlined into their
+//! listeners, endpoints into their clusters. It lets `envoy --mode validate` (and users) check
+//! exactly what Gatehouse would serve, without a control plane.
+
+use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
+use envoy_types::pb::envoy::config::cluster::v3::cluster;
+use envoy_types::pb::envoy::config::listener::v3::filter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager,
+};
+use envoy_types::util::pack_any;
+use prost::Message;
+
+use super::GatewayResources;
+
+/// The static bootstrap equivalent of `res`.
+pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
+    let listeners = res
+        .listeners
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            for chain in &mut l.filter_chains {
+                for f in &mut chain.filters {
+                    inline_routes(f, res);
+                }
+            }
+            l
+        })
+        .collect();
+    let clusters = res
+        .clusters
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32));
+            c.eds_cluster_config = None;
+            c.load_assignment = res.endpoints.iter().find(|e| e.cluster_name == c.name).cloned();
+            c
+        })
+        .collect();
+    Bootstrap {
+        static_resources: Some(bootstrap::StaticResources { listeners, clusters, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn inline_routes(f: &mut envoy_types::pb::envoy::config::listener::v3::Filter, res: &GatewayResources) {
+    let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else { return };
+    let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else { return };
+    if let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
+        let route = res.routes.iter().find(|r| r.name == rds.route_config_name).cloned().unwrap_or_default();
+        hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(route));
+        *any = pack_any(hcm);
+    }
+}

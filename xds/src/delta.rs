@@ -1,0 +1,289 @@
+//! Incremental (delta) ADS, as a state machine without I/O.
+//!
+//! Per type the connection tracks which version of each resource the client holds and sends
+//! only the difference: changed or new resources, and `removed_resources` for subscribed
+//! names that left the snapshot. The held versions are updated when a response is sent, so
+//! a rejected version is never resent; the next snapshot that changes it is. One response
+//! per type is in flight at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
+};
+
+use crate::event::{Event, Output};
+use crate::order::{self, EdsDeps, Ordered, Progress, wildcard_by_default};
+use crate::resource::Resource;
+use crate::snapshot::Snapshot;
+use crate::type_url::{CLUSTER, ENDPOINT};
+
+/// One delta ADS stream. Feed it requests and snapshots; send what it returns, in order.
+#[derive(Default)]
+pub struct DeltaConnection {
+    snapshot: Option<Arc<Snapshot>>,
+    /// Present once the client asked for the type.
+    types: BTreeMap<String, TypeState>,
+    eds_deps: EdsDeps,
+    nonce: u64,
+    out: Output<DeltaDiscoveryResponse>,
+}
+
+#[derive(Default)]
+struct TypeState {
+    /// Once the client subscribed to any name, the legacy "no names = wildcard" is over.
+    ever_named: bool,
+    /// Explicitly subscribed to "*".
+    star: bool,
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// Name → version the client holds (or was sent and rejected), covered names only.
+    client_has: BTreeMap<String, String>,
+    /// A fresh wildcard subscription is answered even when there is nothing to send, so
+    /// that Envoy finishes initialising a type that happens to be empty.
+    owe_response: bool,
+    latest_nonce: Option<String>,
+    in_flight: Option<Sent>,
+    nacked: bool,
+}
+
+impl TypeState {
+    fn covers(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+}
+
+struct Sent {
+    version: String,
+    resources: Vec<Arc<Resource>>,
+    removed: Vec<String>,
+    adds: bool,
+}
+
+struct Due {
+    resources: Vec<Arc<Resource>>,
+    removed: Vec<String>,
+    adds: bool,
+}
+
+impl DeltaConnection {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+        let t = req.type_url;
+        if t.is_empty() {
+            return self.take();
+        }
+        let first = !self.types.contains_key(&t);
+        let st = self.types.entry(t.clone()).or_default();
+        if !req.response_nonce.is_empty() {
+            if st.latest_nonce.as_deref() != Some(req.response_nonce.as_str()) {
+                // Unlike SotW, the subscription changes below are deltas that the client
+                // will not repeat, so only the ACK/NACK part of a stale request is ignored.
+                self.out.events.push(Event::Stale {
+                    type_url: t.clone(),
+                    nonce: req.response_nonce,
+                });
+            } else if let Some(sent) = st.in_flight.take() {
+                let nonce = req.response_nonce;
+                match req.error_detail {
+                    Some(err) => {
+                        st.nacked = true;
+                        self.out.events.push(Event::Nack {
+                            type_url: t.clone(),
+                            version: sent.version,
+                            nonce,
+                            message: err.message,
+                        });
+                    }
+                    None => {
+                        st.nacked = false;
+                        if t == CLUSTER {
+                            sent.resources.iter().for_each(|r| self.eds_deps.accepted(r));
+                            sent.removed.iter().for_each(|n| self.eds_deps.removed(n));
+                        }
+                        self.out.events.push(Event::Ack {
+                            type_url: t.clone(),
+                            version: sent.version,
+                            nonce,
+                        });
+                    }
+                }
+            }
+        }
+
+        if first {
+            // A reconnecting client reports what it kept; unchanged resources are not resent.
+            st.client_has = req.initial_resource_versions.into_iter().collect();
+        }
+        for name in req.resource_names_subscribe {
+            st.ever_named = true;
+            if name == "*" {
+                st.star = true;
+            } else {
+                st.names.insert(name);
+            }
+        }
+        for name in req.resource_names_unsubscribe {
+            if name == "*" {
+                st.star = false;
+            } else {
+                st.names.remove(&name);
+                // Forgetting it means a wildcard that still covers it resends it, which
+                // the protocol asks for.
+                st.client_has.remove(&name);
+            }
+        }
+        st.wildcard = st.star || (!st.ever_named && wildcard_by_default(&t));
+        let (wildcard, names) = (st.wildcard, &st.names);
+        st.client_has
+            .retain(|n, _| wildcard || names.contains(n));
+        if first && st.wildcard && st.client_has.is_empty() {
+            st.owe_response = true;
+        }
+        if t == CLUSTER {
+            let st = &*st;
+            self.eds_deps.retain(|n| st.covers(n));
+        }
+        self.flush();
+        self.take()
+    }
+
+    /// A new snapshot for the group (see [`crate::sotw::SotwConnection::on_snapshot`]).
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+        if !self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.same_versions(&snapshot))
+        {
+            self.snapshot = Some(snapshot);
+            self.flush();
+        }
+        self.take()
+    }
+
+    fn flush(&mut self) {
+        // No snapshot yet: stay silent rather than tell the client its config is empty.
+        if let Some(snap) = self.snapshot.clone() {
+            order::flush(self, &snap);
+        }
+    }
+
+    fn take(&mut self) -> Output<DeltaDiscoveryResponse> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<Due> {
+        let changed = |r: &&Arc<Resource>| st.client_has.get(&r.name) != Some(&r.version);
+        let resources: Vec<Arc<Resource>> = if st.wildcard {
+            snap.resources(t).filter(changed).cloned().collect()
+        } else {
+            st.names
+                .iter()
+                .filter_map(|n| snap.get(t, n))
+                .filter(changed)
+                .cloned()
+                .collect()
+        };
+        // Removing a cluster, or the endpoints of one the client may still route to, waits
+        // for `release`; an endpoint removal would leave the cluster with no hosts.
+        let hold = !release && (t == CLUSTER || t == ENDPOINT);
+        let removed: Vec<String> = st
+            .client_has
+            .keys()
+            .filter(|n| !hold && snap.get(t, n).is_none())
+            .cloned()
+            .collect();
+        if resources.is_empty() && removed.is_empty() && !st.owe_response {
+            return None;
+        }
+        let adds = resources
+            .iter()
+            .any(|r| !st.client_has.contains_key(&r.name));
+        Some(Due {
+            resources,
+            removed,
+            adds,
+        })
+    }
+}
+
+impl Ordered for DeltaConnection {
+    fn subscribed_types(&self) -> Vec<String> {
+        self.types.keys().cloned().collect()
+    }
+
+    fn progress(&self, t: &str, snap: &Snapshot, release: bool) -> Progress {
+        let Some(st) = self.types.get(t) else {
+            return Progress::default();
+        };
+        Progress {
+            subscribed: true,
+            in_flight: st.in_flight.is_some(),
+            in_flight_adds: st.in_flight.as_ref().is_some_and(|s| s.adds),
+            due: self.due(t, st, snap, release).map(|d| d.adds),
+            nacked: st.nacked,
+        }
+    }
+
+    fn eds_covered(&self, snap: &Snapshot) -> bool {
+        let eds = self.types.get(ENDPOINT);
+        self.eds_deps
+            .covered(snap, |name| eds.is_some_and(|st| st.covers(name)))
+    }
+
+    fn send_due(&mut self, t: &str, snap: &Snapshot, release: bool) -> bool {
+        let Some(st) = self.types.get(t) else {
+            return false;
+        };
+        if st.in_flight.is_some() {
+            return false;
+        }
+        let Some(due) = self.due(t, st, snap, release) else {
+            return false;
+        };
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let version = snap.version(t);
+        self.out.responses.push(DeltaDiscoveryResponse {
+            system_version_info: version.clone(),
+            resources: due
+                .resources
+                .iter()
+                .map(|r| PbResource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.body.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            type_url: t.to_string(),
+            removed_resources: due.removed.clone(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        });
+        if let Some(st) = self.types.get_mut(t) {
+            for r in &due.resources {
+                st.client_has.insert(r.name.clone(), r.version.clone());
+            }
+            for n in &due.removed {
+                st.client_has.remove(n);
+            }
+            st.owe_response = false;
+            st.latest_nonce = Some(nonce);
+            st.in_flight = Some(Sent {
+                version,
+                resources: due.resources,
+                removed: due.removed,
+                adds: due.adds,
+            });
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;

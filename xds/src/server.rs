@@ -1,0 +1,376 @@
+//! The tonic layer: moves messages between gRPC streams, the cache and the state machines.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::cache::SnapshotCache;
+use crate::delta::DeltaConnection;
+use crate::event::{Event, Output};
+use crate::snapshot::Snapshot;
+use crate::sotw::SotwConnection;
+use crate::stats::XdsStats;
+use crate::XdsError;
+
+/// Maps a connecting proxy to the group whose snapshot it is served.
+///
+/// Returning `None` refuses the proxy: its stream ends at once with `PERMISSION_DENIED`.
+/// Envoy sends `node` only on the first request of a stream, so this runs once per stream.
+pub trait NodeGrouper: Send + Sync + 'static {
+    fn group(&self, node: &Node) -> Option<String>;
+}
+
+impl<F> NodeGrouper for F
+where
+    F: Fn(&Node) -> Option<String> + Send + Sync + 'static,
+{
+    fn group(&self, node: &Node) -> Option<String> {
+        self(node)
+    }
+}
+
+/// An ADS server over a [`SnapshotCache`]: every stream follows its group's snapshot.
+pub struct AdsServer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cache: SnapshotCache,
+    grouper: Arc<dyn NodeGrouper>,
+    stats: Arc<XdsStats>,
+    stop: watch::Sender<bool>,
+}
+
+impl AdsServer {
+    pub fn new(cache: SnapshotCache, grouper: Arc<dyn NodeGrouper>, stats: Arc<XdsStats>) -> Self {
+        let (stop, _) = watch::channel(false);
+        AdsServer {
+            shared: Arc::new(Shared {
+                cache,
+                grouper,
+                stats,
+                stop,
+            }),
+        }
+    }
+
+    /// A handle that ends every open stream. gRPC streams to proxies never finish on their
+    /// own, so a graceful HTTP/2 shutdown would wait forever without it; [`serve`] uses it.
+    pub fn stream_closer(&self) -> StreamCloser {
+        StreamCloser(Arc::clone(&self.shared))
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<impl AggregatedDiscoveryService> {
+        AggregatedDiscoveryServiceServer::new(AdsService {
+            shared: self.shared,
+        })
+    }
+}
+
+/// Ends all streams of one [`AdsServer`], now and for streams opened later.
+#[derive(Clone)]
+pub struct StreamCloser(Arc<Shared>);
+
+impl StreamCloser {
+    pub fn close(&self) {
+        self.0.stop.send_replace(true);
+    }
+}
+
+/// Serves ADS on `addr` until `shutdown` resolves, then ends every stream and returns.
+pub async fn serve(
+    addr: SocketAddr,
+    server: AdsServer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), XdsError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| XdsError::Bind { addr, source })?;
+    serve_with_listener(listener, server, shutdown).await
+}
+
+/// [`serve`] on a listener the caller bound (e.g. to port 0 in tests).
+pub async fn serve_with_listener(
+    listener: TcpListener,
+    server: AdsServer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), XdsError> {
+    let closer = server.stream_closer();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        // Finds proxies that vanished without closing their connection.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(server.into_service())
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            closer.close();
+        })
+        .await?;
+    Ok(())
+}
+
+struct AdsService {
+    shared: Arc<Shared>,
+}
+
+type ResponseStream<R> = ReceiverStream<Result<R, Status>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(spawn_stream::<SotwConnection>(
+            Arc::clone(&self.shared),
+            request.into_inner(),
+        )))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(spawn_stream::<DeltaConnection>(
+            Arc::clone(&self.shared),
+            request.into_inner(),
+        )))
+    }
+}
+
+/// What the stream loop needs from a state machine, so SotW and delta share one loop.
+trait Machine: Default + Send + 'static {
+    type Req: Send + 'static;
+    type Resp: Send + 'static;
+    const KIND: &'static str;
+    fn node(req: &Self::Req) -> Option<&Node>;
+    /// (type URL, version, nonce, resource count) for the push log.
+    fn describe(resp: &Self::Resp) -> (&str, &str, &str, usize);
+    fn on_request(&mut self, req: Self::Req) -> Output<Self::Resp>;
+    fn on_snapshot(&mut self, snap: Arc<Snapshot>) -> Output<Self::Resp>;
+}
+
+impl Machine for SotwConnection {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    const KIND: &'static str = "sotw";
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn describe(r: &DiscoveryResponse) -> (&str, &str, &str, usize) {
+        (&r.type_url, &r.version_info, &r.nonce, r.resources.len())
+    }
+    fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
+        SotwConnection::on_request(self, req)
+    }
+    fn on_snapshot(&mut self, snap: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+        SotwConnection::on_snapshot(self, snap)
+    }
+}
+
+impl Machine for DeltaConnection {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    const KIND: &'static str = "delta";
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn describe(r: &DeltaDiscoveryResponse) -> (&str, &str, &str, usize) {
+        let n = r.resources.len() + r.removed_resources.len();
+        (&r.type_url, &r.system_version_info, &r.nonce, n)
+    }
+    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+        DeltaConnection::on_request(self, req)
+    }
+    fn on_snapshot(&mut self, snap: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+        DeltaConnection::on_snapshot(self, snap)
+    }
+}
+
+fn spawn_stream<M: Machine>(
+    shared: Arc<Shared>,
+    inbound: Streaming<M::Req>,
+) -> ResponseStream<M::Resp>
+where
+    Streaming<M::Req>: Send,
+{
+    // Small: a proxy that stops reading should slow its own stream down, not grow memory.
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(run_stream::<M>(shared, inbound, tx));
+    ReceiverStream::new(rx)
+}
+
+enum Input<R> {
+    Request(R),
+    Snapshot(Option<Arc<Snapshot>>),
+    End(&'static str),
+}
+
+async fn run_stream<M: Machine>(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<M::Req>,
+    tx: mpsc::Sender<Result<M::Resp, Status>>,
+) {
+    let mut stop = shared.stop.subscribe();
+    let first = tokio::select! {
+        first = inbound.next() => first,
+        _ = stopped(&mut stop) => return,
+    };
+    let first = match first {
+        Some(Ok(req)) => req,
+        Some(Err(status)) => {
+            debug!(kind = M::KIND, %status, "xds stream failed before its first request");
+            return;
+        }
+        None => return,
+    };
+    let Some(node) = M::node(&first).cloned() else {
+        let status = Status::invalid_argument("the first request of a stream must carry node");
+        let _ = tx.send(Err(status)).await;
+        return;
+    };
+    let Some(group) = shared.grouper.group(&node) else {
+        warn!(node = %node.id, kind = M::KIND, "xds stream refused: node maps to no proxy group");
+        let status = Status::permission_denied(format!("node {:?} belongs to no proxy group", node.id));
+        let _ = tx.send(Err(status)).await;
+        return;
+    };
+
+    let _gauge = shared.stats.stream_opened();
+    info!(node = %node.id, %group, kind = M::KIND, "xds stream connected");
+    let mut link = Link::<M> {
+        machine: M::default(),
+        tx: &tx,
+        stats: &shared.stats,
+        node: &node.id,
+        group: &group,
+    };
+    let mut snapshots = shared.cache.subscribe(&group);
+    let current = snapshots.borrow_and_update().clone();
+    let mut open = match current {
+        Some(snap) => link.deliver(|m| m.on_snapshot(snap)).await,
+        None => {
+            debug!(node = %node.id, %group, "no snapshot for the group yet; waiting");
+            true
+        }
+    };
+    if open {
+        open = link.deliver(|m| m.on_request(first)).await;
+    }
+
+    let reason = loop {
+        if !open {
+            break "client stopped reading";
+        }
+        let input = tokio::select! {
+            _ = stopped(&mut stop) => Input::End("server shutting down"),
+            _ = tx.closed() => Input::End("client gone"),
+            msg = inbound.next() => match msg {
+                Some(Ok(req)) => Input::Request(req),
+                Some(Err(_)) => Input::End("stream error"),
+                None => Input::End("client closed the stream"),
+            },
+            changed = snapshots.changed() => match changed {
+                Ok(()) => Input::Snapshot(snapshots.borrow_and_update().clone()),
+                Err(_) => Input::End("snapshot cache dropped"),
+            },
+        };
+        open = match input {
+            Input::Request(req) => link.deliver(|m| m.on_request(req)).await,
+            Input::Snapshot(Some(snap)) => link.deliver(|m| m.on_snapshot(snap)).await,
+            // A removed group keeps serving what it had (see `SnapshotCache::remove`).
+            Input::Snapshot(None) => true,
+            Input::End(reason) => break reason,
+        };
+    };
+    info!(node = %node.id, %group, kind = M::KIND, reason, "xds stream disconnected");
+}
+
+/// Resolves once the server asks streams to end; never if the server was dropped without
+/// asking, since then nobody can ask any more.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One stream's machine and the things its outputs go to.
+struct Link<'a, M: Machine> {
+    machine: M,
+    tx: &'a mpsc::Sender<Result<M::Resp, Status>>,
+    stats: &'a XdsStats,
+    node: &'a str,
+    group: &'a str,
+}
+
+impl<M: Machine> Link<'_, M> {
+    /// Runs one input through the machine; false once the client is gone.
+    async fn deliver(&mut self, step: impl FnOnce(&mut M) -> Output<M::Resp>) -> bool {
+        let out = step(&mut self.machine);
+        for event in out.events {
+            self.record(event);
+        }
+        for resp in out.responses {
+            let (type_url, version, nonce, count) = M::describe(&resp);
+            debug!(node = self.node, group = self.group, type_url, version, nonce, count, "xds push");
+            if self.tx.send(Ok(resp)).await.is_err() {
+                return false;
+            }
+            self.stats.pushed();
+        }
+        true
+    }
+
+    fn record(&self, event: Event) {
+        match event {
+            Event::Ack {
+                type_url,
+                version,
+                nonce,
+            } => {
+                self.stats.acked();
+                debug!(node = self.node, group = self.group, %type_url, %version, %nonce, "xds ack");
+            }
+            Event::Nack {
+                type_url,
+                version,
+                nonce,
+                message,
+            } => {
+                self.stats.nacked(&type_url);
+                warn!(
+                    node = self.node,
+                    group = self.group,
+                    %type_url,
+                    %version,
+                    %nonce,
+                    error_detail = %message,
+                    "proxy rejected config (NACK); it keeps its previous config of this type"
+                );
+            }
+            Event::Stale { type_url, nonce } => {
+                debug!(node = self.node, group = self.group, %type_url, %nonce, "stale nonce ignored");
+            }
+        }
+    }
+}
