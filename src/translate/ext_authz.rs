@@ -40,7 +40,8 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
         ProviderService::Grpc(g) => ext_authz::Services::GrpcService(GrpcService {
             target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
                 cluster_name: cluster,
-                authority: g.authority.clone().unwrap_or_default(),
+                // Envoy defaults :authority to the cluster name, which is not a valid authority.
+                authority: g.authority.clone().unwrap_or_else(|| provider.authority.clone()),
                 retry_policy: g.retry.as_ref().map(retry_policy),
                 ..Default::default()
             })),

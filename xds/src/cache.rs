@@ -52,7 +52,9 @@ impl SnapshotCache {
     }
 
     pub fn get(&self, group: &str) -> Option<Arc<Snapshot>> {
-        self.lock().get(group).and_then(|slot| slot.borrow().clone())
+        self.lock()
+            .get(group)
+            .and_then(|slot| slot.borrow().clone())
     }
 
     /// Groups that currently have a snapshot, sorted.
@@ -129,7 +131,10 @@ mod tests {
         assert_eq!(rx.borrow_and_update().as_deref(), Some(&snap("1")));
 
         cache.set("g", snap("1"));
-        assert!(!rx.has_changed().unwrap(), "identical snapshot must not wake");
+        assert!(
+            !rx.has_changed().unwrap(),
+            "identical snapshot must not wake"
+        );
 
         cache.set("g", snap("2"));
         assert!(rx.has_changed().unwrap());

@@ -102,7 +102,9 @@ impl DeltaConnection {
                     None => {
                         st.nacked = false;
                         if t == CLUSTER {
-                            sent.resources.iter().for_each(|r| self.eds_deps.accepted(r));
+                            sent.resources
+                                .iter()
+                                .for_each(|r| self.eds_deps.accepted(r));
                             sent.removed.iter().for_each(|n| self.eds_deps.removed(n));
                         }
                         self.out.events.push(Event::Ack {
@@ -139,8 +141,7 @@ impl DeltaConnection {
         }
         st.wildcard = st.star || (!st.ever_named && wildcard_by_default(&t));
         let (wildcard, names) = (st.wildcard, &st.names);
-        st.client_has
-            .retain(|n, _| wildcard || names.contains(n));
+        st.client_has.retain(|n, _| wildcard || names.contains(n));
         if first && st.wildcard && st.client_has.is_empty() {
             st.owe_response = true;
         }

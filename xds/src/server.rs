@@ -20,13 +20,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use crate::XdsError;
 use crate::cache::SnapshotCache;
 use crate::delta::DeltaConnection;
 use crate::event::{Event, Output};
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwConnection;
 use crate::stats::XdsStats;
-use crate::XdsError;
 
 /// Maps a connecting proxy to the group whose snapshot it is served.
 ///
@@ -251,7 +251,8 @@ async fn run_stream<M: Machine>(
     };
     let Some(group) = shared.grouper.group(&node) else {
         warn!(node = %node.id, kind = M::KIND, "xds stream refused: node maps to no proxy group");
-        let status = Status::permission_denied(format!("node {:?} belongs to no proxy group", node.id));
+        let status =
+            Status::permission_denied(format!("node {:?} belongs to no proxy group", node.id));
         let _ = tx.send(Err(status)).await;
         return;
     };
@@ -332,7 +333,15 @@ impl<M: Machine> Link<'_, M> {
         }
         for resp in out.responses {
             let (type_url, version, nonce, count) = M::describe(&resp);
-            debug!(node = self.node, group = self.group, type_url, version, nonce, count, "xds push");
+            debug!(
+                node = self.node,
+                group = self.group,
+                type_url,
+                version,
+                nonce,
+                count,
+                "xds push"
+            );
             if self.tx.send(Ok(resp)).await.is_err() {
                 return false;
             }

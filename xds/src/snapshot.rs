@@ -34,7 +34,10 @@ impl Snapshot {
 
     /// The resources of one type, sorted by name.
     pub fn resources(&self, type_url: &str) -> impl Iterator<Item = &Arc<Resource>> {
-        self.types.get(type_url).into_iter().flat_map(|m| m.values())
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|m| m.values())
     }
 
     /// Type URLs that hold at least one resource.

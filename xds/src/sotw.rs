@@ -103,7 +103,11 @@ impl SotwConnection {
         let star = req.resource_names.iter().any(|n| n == "*");
         st.ever_named |= !req.resource_names.is_empty();
         st.wildcard = star || (!st.ever_named && wildcard_by_default(&t));
-        st.names = req.resource_names.into_iter().filter(|n| n != "*").collect();
+        st.names = req
+            .resource_names
+            .into_iter()
+            .filter(|n| n != "*")
+            .collect();
         if !st.wildcard {
             // The client drops what it unsubscribed from; forget we sent it, so that a
             // later re-subscription is answered.
@@ -147,7 +151,13 @@ impl SotwConnection {
     }
 
     /// The response this type needs now, with whether it adds names the client lacks.
-    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<(Content, bool)> {
+    fn due(
+        &self,
+        t: &str,
+        st: &TypeState,
+        snap: &Snapshot,
+        release: bool,
+    ) -> Option<(Content, bool)> {
         let wanted = |name: &str| st.wildcard || st.names.contains(name);
         let mut content: Content = snap
             .resources(t)
@@ -182,8 +192,7 @@ impl SotwConnection {
 
 fn same_versions(a: &Content, b: &Content) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|((an, ar), (bn, br))| an == bn && ar.version == br.version)
 }

@@ -81,7 +81,12 @@ fn sent(t: &'static str, pairs: &[(&str, &str)], removed: &[&str]) -> Summary {
 }
 
 fn only(out: &Output<DeltaDiscoveryResponse>) -> &DeltaDiscoveryResponse {
-    assert_eq!(out.responses.len(), 1, "expected one response: {:?}", summary(out));
+    assert_eq!(
+        out.responses.len(),
+        1,
+        "expected one response: {:?}",
+        summary(out)
+    );
     &out.responses[0]
 }
 
@@ -89,13 +94,21 @@ fn only(out: &Output<DeltaDiscoveryResponse>) -> &DeltaDiscoveryResponse {
 fn handshake(s: Arc<Snapshot>) -> DeltaConnection {
     let mut c = DeltaConnection::new();
     assert!(c.on_snapshot(s).responses.is_empty());
-    let n = only(&c.on_request(req(CLUSTER, &[], &[], ""))).nonce.clone();
+    let n = only(&c.on_request(req(CLUSTER, &[], &[], "")))
+        .nonce
+        .clone();
     assert!(c.on_request(ack(CLUSTER, &n)).responses.is_empty());
-    let n = only(&c.on_request(req(ENDPOINT, &["c1"], &[], ""))).nonce.clone();
+    let n = only(&c.on_request(req(ENDPOINT, &["c1"], &[], "")))
+        .nonce
+        .clone();
     assert!(c.on_request(ack(ENDPOINT, &n)).responses.is_empty());
-    let n = only(&c.on_request(req(LISTENER, &["*"], &[], ""))).nonce.clone();
+    let n = only(&c.on_request(req(LISTENER, &["*"], &[], "")))
+        .nonce
+        .clone();
     assert!(c.on_request(ack(LISTENER, &n)).responses.is_empty());
-    let n = only(&c.on_request(req(ROUTE, &["r1"], &[], ""))).nonce.clone();
+    let n = only(&c.on_request(req(ROUTE, &["r1"], &[], "")))
+        .nonce
+        .clone();
     assert!(c.on_request(ack(ROUTE, &n)).responses.is_empty());
     c
 }
@@ -103,7 +116,11 @@ fn handshake(s: Arc<Snapshot>) -> DeltaConnection {
 #[test]
 fn unknown_group_waits_for_first_snapshot() {
     let mut c = DeltaConnection::new();
-    assert!(c.on_request(req(CLUSTER, &[], &[], "")).responses.is_empty());
+    assert!(
+        c.on_request(req(CLUSTER, &[], &[], ""))
+            .responses
+            .is_empty()
+    );
     let out = c.on_snapshot(basic("1"));
     assert_eq!(summary(&out), [sent("CDS", &[("c1", "1")], &[])]);
 }
@@ -141,19 +158,33 @@ fn ack_and_identical_snapshot_send_nothing() {
 #[test]
 fn only_changes_are_sent() {
     let mut c = DeltaConnection::new();
-    c.on_snapshot(snap(&[(LISTENER, "a", "1"), (LISTENER, "b", "1"), (LISTENER, "c", "1")]));
-    let n = only(&c.on_request(req(LISTENER, &[], &[], ""))).nonce.clone();
+    c.on_snapshot(snap(&[
+        (LISTENER, "a", "1"),
+        (LISTENER, "b", "1"),
+        (LISTENER, "c", "1"),
+    ]));
+    let n = only(&c.on_request(req(LISTENER, &[], &[], "")))
+        .nonce
+        .clone();
     let out = c.on_request(ack(LISTENER, &n));
     assert_eq!(
         out.events,
         [Event::Ack {
             type_url: LISTENER.into(),
-            version: snap(&[(LISTENER, "a", "1"), (LISTENER, "b", "1"), (LISTENER, "c", "1")])
-                .version(LISTENER),
+            version: snap(&[
+                (LISTENER, "a", "1"),
+                (LISTENER, "b", "1"),
+                (LISTENER, "c", "1")
+            ])
+            .version(LISTENER),
             nonce: n
         }]
     );
-    let out = c.on_snapshot(snap(&[(LISTENER, "a", "1"), (LISTENER, "b", "2"), (LISTENER, "d", "1")]));
+    let out = c.on_snapshot(snap(&[
+        (LISTENER, "a", "1"),
+        (LISTENER, "b", "2"),
+        (LISTENER, "d", "1"),
+    ]));
     assert_eq!(
         summary(&out),
         [sent("LDS", &[("b", "2"), ("d", "1")], &["c"])]
@@ -170,7 +201,9 @@ fn nack_is_not_resent_until_a_newer_snapshot() {
     let n = out.responses[0].nonce.clone();
     let out = c.on_request(nack(LISTENER, &n, "invalid listener"));
     assert!(out.responses.is_empty());
-    assert!(matches!(&out.events[..], [Event::Nack { message, .. }] if message == "invalid listener"));
+    assert!(
+        matches!(&out.events[..], [Event::Nack { message, .. }] if message == "invalid listener")
+    );
     assert!(c.on_snapshot(Arc::new(s2.clone())).responses.is_empty());
     // Another change elsewhere does not drag the rejected listener along.
     s2.insert(ROUTE, "r1", body(ROUTE, "r1", "2"));
@@ -186,7 +219,9 @@ fn nack_is_not_resent_until_a_newer_snapshot() {
 fn stale_nonce_acks_nothing_but_subscription_changes_apply() {
     let mut c = DeltaConnection::new();
     c.on_snapshot(snap(&[(ENDPOINT, "a", "1"), (ENDPOINT, "b", "1")]));
-    let n1 = only(&c.on_request(req(ENDPOINT, &["a"], &[], ""))).nonce.clone();
+    let n1 = only(&c.on_request(req(ENDPOINT, &["a"], &[], "")))
+        .nonce
+        .clone();
     c.on_request(ack(ENDPOINT, &n1));
     let n2 = only(&c.on_snapshot(snap(&[(ENDPOINT, "a", "2"), (ENDPOINT, "b", "1")])))
         .nonce
@@ -212,13 +247,18 @@ fn stale_nonce_acks_nothing_but_subscription_changes_apply() {
 
 #[test]
 fn reconnect_with_known_versions_resends_only_changes() {
-    let s = snap(&[(CLUSTER, "a", "1"), (CLUSTER, "b", "1"), (LISTENER, "l", "1")]);
+    let s = snap(&[
+        (CLUSTER, "a", "1"),
+        (CLUSTER, "b", "1"),
+        (LISTENER, "l", "1"),
+    ]);
     let v = |name: &str| s.get(CLUSTER, name).unwrap().version.clone();
     let mut c = DeltaConnection::new();
     c.on_snapshot(s.clone());
 
     // Everything the client kept is current: nothing to send.
-    let initial: HashMap<String, String> = [("a".to_string(), v("a")), ("b".to_string(), v("b"))].into();
+    let initial: HashMap<String, String> =
+        [("a".to_string(), v("a")), ("b".to_string(), v("b"))].into();
     let out = c.on_request(DeltaDiscoveryRequest {
         initial_resource_versions: initial,
         ..req(CLUSTER, &["*"], &[], "")
@@ -257,7 +297,11 @@ fn subscribe_and_unsubscribe_by_name() {
     c.on_request(ack(ROUTE, &n));
 
     // Dropping r1 needs no answer, and its changes are no longer sent.
-    assert!(c.on_request(req(ROUTE, &[], &["r1"], &n)).responses.is_empty());
+    assert!(
+        c.on_request(req(ROUTE, &[], &["r1"], &n))
+            .responses
+            .is_empty()
+    );
     assert!(
         c.on_snapshot(snap(&[(ROUTE, "r1", "2"), (ROUTE, "r2", "1")]))
             .responses
@@ -272,7 +316,11 @@ fn subscribe_and_unsubscribe_by_name() {
 fn absent_name_is_sent_when_it_appears_and_removed_when_it_goes() {
     let mut c = DeltaConnection::new();
     c.on_snapshot(snap(&[(ROUTE, "other", "1")]));
-    assert!(c.on_request(req(ROUTE, &["x"], &[], "")).responses.is_empty());
+    assert!(
+        c.on_request(req(ROUTE, &["x"], &[], ""))
+            .responses
+            .is_empty()
+    );
     let out = c.on_snapshot(snap(&[(ROUTE, "other", "1"), (ROUTE, "x", "1")]));
     assert_eq!(summary(&out), [sent("RDS", &[("x", "1")], &[])]);
     let n = out.responses[0].nonce.clone();
@@ -285,9 +333,15 @@ fn absent_name_is_sent_when_it_appears_and_removed_when_it_goes() {
 fn unsubscribing_wildcard_keeps_named() {
     let mut c = DeltaConnection::new();
     c.on_snapshot(snap(&[(LISTENER, "a", "1"), (LISTENER, "b", "1")]));
-    let n = only(&c.on_request(req(LISTENER, &["*", "a"], &[], ""))).nonce.clone();
+    let n = only(&c.on_request(req(LISTENER, &["*", "a"], &[], "")))
+        .nonce
+        .clone();
     c.on_request(ack(LISTENER, &n));
-    assert!(c.on_request(req(LISTENER, &[], &["*"], &n)).responses.is_empty());
+    assert!(
+        c.on_request(req(LISTENER, &[], &["*"], &n))
+            .responses
+            .is_empty()
+    );
     // b is no longer followed; a is.
     let out = c.on_snapshot(snap(&[(LISTENER, "a", "2"), (LISTENER, "b", "2")]));
     assert_eq!(summary(&out), [sent("LDS", &[("a", "2")], &[])]);
@@ -338,8 +392,14 @@ fn make_before_break_across_a_snapshot_change() {
             sent("RDS", &[("r1", "to-c2")], &[])
         ]
     );
-    let (lds, rds) = (out.responses[0].nonce.clone(), out.responses[1].nonce.clone());
-    assert!(c.on_request(ack(LISTENER, &lds)).responses.is_empty(), "route not ACKed yet");
+    let (lds, rds) = (
+        out.responses[0].nonce.clone(),
+        out.responses[1].nonce.clone(),
+    );
+    assert!(
+        c.on_request(ack(LISTENER, &lds)).responses.is_empty(),
+        "route not ACKed yet"
+    );
 
     // Route ACKed: the stale cluster goes.
     let out = c.on_request(ack(ROUTE, &rds));
@@ -352,7 +412,11 @@ fn make_before_break_across_a_snapshot_change() {
 #[test]
 fn route_nack_holds_cluster_removal() {
     let mut c = handshake(basic("1"));
-    let next = snap(&[(CLUSTER, "c2", "1"), (LISTENER, "l1", "1"), (ROUTE, "r1", "to-c2")]);
+    let next = snap(&[
+        (CLUSTER, "c2", "1"),
+        (LISTENER, "l1", "1"),
+        (ROUTE, "r1", "to-c2"),
+    ]);
     let n = only(&c.on_snapshot(next)).nonce.clone();
     // c2 is not an EDS cluster with endpoints in the snapshot: nothing to wait for.
     let out = c.on_request(ack(CLUSTER, &n));
@@ -361,7 +425,11 @@ fn route_nack_holds_cluster_removal() {
     let out = c.on_request(nack(ROUTE, &n, "no"));
     assert!(out.responses.is_empty(), "{:?}", summary(&out));
 
-    let fixed = snap(&[(CLUSTER, "c2", "1"), (LISTENER, "l1", "1"), (ROUTE, "r1", "fixed")]);
+    let fixed = snap(&[
+        (CLUSTER, "c2", "1"),
+        (LISTENER, "l1", "1"),
+        (ROUTE, "r1", "fixed"),
+    ]);
     let n = only(&c.on_snapshot(fixed)).nonce.clone();
     let out = c.on_request(ack(ROUTE, &n));
     assert_eq!(

@@ -61,22 +61,39 @@ fn nt(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn only(out: &Output<DiscoveryResponse>) -> &DiscoveryResponse {
-    assert_eq!(out.responses.len(), 1, "expected one response: {:?}", summary(out));
+    assert_eq!(
+        out.responses.len(),
+        1,
+        "expected one response: {:?}",
+        summary(out)
+    );
     &out.responses[0]
 }
 
 fn acks(out: &Output<DiscoveryResponse>) -> usize {
-    out.events.iter().filter(|e| matches!(e, Event::Ack { .. })).count()
+    out.events
+        .iter()
+        .filter(|e| matches!(e, Event::Ack { .. }))
+        .count()
 }
 
 /// Plays Envoy's startup: CDS, EDS for the clusters, LDS, RDS, each ACKed. Returns the
 /// latest nonce per type (CDS, EDS, LDS, RDS).
 fn handshake(c: &mut SotwConnection, s: Arc<Snapshot>) -> [String; 4] {
-    assert!(c.on_snapshot(s).responses.is_empty(), "nothing before requests");
+    assert!(
+        c.on_snapshot(s).responses.is_empty(),
+        "nothing before requests"
+    );
     let cds = only(&c.on_request(req(CLUSTER, &[], ""))).nonce.clone();
     assert!(c.on_request(req(CLUSTER, &[], &cds)).responses.is_empty());
-    let eds = only(&c.on_request(req(ENDPOINT, &["c1"], ""))).nonce.clone();
-    assert!(c.on_request(req(ENDPOINT, &["c1"], &eds)).responses.is_empty());
+    let eds = only(&c.on_request(req(ENDPOINT, &["c1"], "")))
+        .nonce
+        .clone();
+    assert!(
+        c.on_request(req(ENDPOINT, &["c1"], &eds))
+            .responses
+            .is_empty()
+    );
     let lds = only(&c.on_request(req(LISTENER, &[], ""))).nonce.clone();
     assert!(c.on_request(req(LISTENER, &[], &lds)).responses.is_empty());
     let rds = only(&c.on_request(req(ROUTE, &["r1"], ""))).nonce.clone();
@@ -157,7 +174,9 @@ fn named_types_carry_only_requested_names_that_exist() {
     let mut c = SotwConnection::new();
     c.on_snapshot(snap(&[(ROUTE, "r1", "1")]));
     assert!(
-        c.on_request(req(ROUTE, &["missing"], "")).responses.is_empty(),
+        c.on_request(req(ROUTE, &["missing"], ""))
+            .responses
+            .is_empty(),
         "a name that does not exist is not answered"
     );
 }
@@ -208,7 +227,10 @@ fn nack_keeps_last_good_and_waits_for_a_newer_snapshot() {
     let out = c.on_snapshot(basic("2"));
     let bad = only(&out).clone();
     let out = c.on_request(nack(CLUSTER, &[], &bad.nonce, "bad cluster"));
-    assert!(out.responses.is_empty(), "the rejected version is not resent");
+    assert!(
+        out.responses.is_empty(),
+        "the rejected version is not resent"
+    );
     assert_eq!(
         out.events,
         [Event::Nack {
@@ -219,7 +241,11 @@ fn nack_keeps_last_good_and_waits_for_a_newer_snapshot() {
         }]
     );
     // Neither a repeated request nor the same snapshot again resends it.
-    assert!(c.on_request(req(CLUSTER, &[], &bad.nonce)).responses.is_empty());
+    assert!(
+        c.on_request(req(CLUSTER, &[], &bad.nonce))
+            .responses
+            .is_empty()
+    );
     assert!(c.on_snapshot(basic("2")).responses.is_empty());
 
     let out = c.on_snapshot(basic("3"));
@@ -371,7 +397,10 @@ fn route_nack_keeps_stale_clusters_until_a_route_is_acked() {
         .clone();
 
     let out = c.on_request(nack(ROUTE, &["r1"], &rds, "bad route"));
-    assert!(out.responses.is_empty(), "c1 must stay: the old route uses it");
+    assert!(
+        out.responses.is_empty(),
+        "c1 must stay: the old route uses it"
+    );
 
     let mut fixed = (*move_route_to_c2()).clone();
     fixed.insert(ROUTE, "r1", crate::testutil::body(ROUTE, "r1", "fixed"));
