@@ -19,14 +19,25 @@ const FILES: &[&str] = &[
 
 fn main() {
     let proto = envoy_types_proto_dir();
-    let includes: Vec<PathBuf> = ["data-plane-api", "xds", "googleapis", "protoc-gen-validate", "cel-spec", "opentelemetry-proto", "client_model"]
-        .iter()
-        .map(|d| proto.join(d))
-        .filter(|p| p.exists())
-        .collect();
-    let descriptors = protox::compile(FILES, &includes).unwrap_or_else(|e| panic!("compiling Envoy protos from {}: {e:?}", proto.display()));
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo")).join("envoy_descriptors.bin");
-    std::fs::write(&out, prost::Message::encode_to_vec(&descriptors)).expect("write descriptor set");
+    let includes: Vec<PathBuf> = [
+        "data-plane-api",
+        "xds",
+        "googleapis",
+        "protoc-gen-validate",
+        "cel-spec",
+        "opentelemetry-proto",
+        "client_model",
+    ]
+    .iter()
+    .map(|d| proto.join(d))
+    .filter(|p| p.exists())
+    .collect();
+    let descriptors = protox::compile(FILES, &includes)
+        .unwrap_or_else(|e| panic!("compiling Envoy protos from {}: {e:?}", proto.display()));
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"))
+        .join("envoy_descriptors.bin");
+    std::fs::write(&out, prost::Message::encode_to_vec(&descriptors))
+        .expect("write descriptor set");
     println!("cargo:rerun-if-changed=build.rs");
 }
 
@@ -34,7 +45,8 @@ fn main() {
 /// `cargo metadata` so it works for registry, vendored and git sources alike.
 fn envoy_types_proto_dir() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("Cargo.toml");
+    let manifest =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("Cargo.toml");
     let output = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--filter-platform"])
         .arg(std::env::var("TARGET").expect("set by cargo"))
@@ -42,12 +54,20 @@ fn envoy_types_proto_dir() -> PathBuf {
         .arg(&manifest)
         .output()
         .expect("run cargo metadata");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
     let pkg = meta["packages"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["name"] == "envoy-types"))
         .expect("envoy-types is a dependency");
     let manifest_path = pkg["manifest_path"].as_str().expect("manifest_path");
-    Path::new(manifest_path).parent().expect("package dir").join("proto")
+    Path::new(manifest_path)
+        .parent()
+        .expect("package dir")
+        .join("proto")
 }

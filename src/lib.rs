@@ -4,10 +4,12 @@
 //! Data flows one way: sources → store → model → translate → snapshot → xDS.
 
 pub mod api;
-pub mod source;
-pub mod store;
+pub mod crds;
 pub mod model;
 pub mod protojson;
-pub mod translate;
-pub mod crds;
 pub mod render;
+pub mod source;
+pub mod store;
+#[cfg(test)]
+pub mod testing;
+pub mod translate;

@@ -5,7 +5,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Kubernetes gateway controller serving Envoy with external authorization")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Kubernetes gateway controller serving Envoy with external authorization"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -16,7 +16,10 @@ pub enum JsonError {
     #[error("unknown message type {0}")]
     UnknownType(String),
     #[error("decoding {type_name}: {source}")]
-    Decode { type_name: String, source: prost::DecodeError },
+    Decode {
+        type_name: String,
+        source: prost::DecodeError,
+    },
     #[error("serializing: {0}")]
     Serialize(#[from] serde_json::Error),
 }
@@ -30,9 +33,13 @@ fn pool() -> Result<&'static DescriptorPool, JsonError> {
 
 /// The JSON of a message given by full name (e.g. `envoy.config.cluster.v3.Cluster`).
 pub fn to_json(type_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
-    let desc = pool()?.get_message_by_name(type_name).ok_or_else(|| JsonError::UnknownType(type_name.into()))?;
-    let msg = DynamicMessage::decode(desc, bytes)
-        .map_err(|source| JsonError::Decode { type_name: type_name.into(), source })?;
+    let desc = pool()?
+        .get_message_by_name(type_name)
+        .ok_or_else(|| JsonError::UnknownType(type_name.into()))?;
+    let msg = DynamicMessage::decode(desc, bytes).map_err(|source| JsonError::Decode {
+        type_name: type_name.into(),
+        source,
+    })?;
     let options = SerializeOptions::new().skip_default_fields(true);
     Ok(msg.serialize_with_options(serde_json::value::Serializer, &options)?)
 }
@@ -43,7 +50,10 @@ pub fn any_to_json(any: &Any) -> Result<serde_json::Value, JsonError> {
     let mut value = to_json(type_name, &any.value)?;
     if let Some(map) = value.as_object_mut() {
         let mut with_type = serde_json::Map::with_capacity(map.len() + 1);
-        with_type.insert("@type".into(), serde_json::Value::String(any.type_url.clone()));
+        with_type.insert(
+            "@type".into(),
+            serde_json::Value::String(any.type_url.clone()),
+        );
         with_type.append(map);
         value = serde_json::Value::Object(with_type);
     }

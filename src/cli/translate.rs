@@ -35,7 +35,9 @@ pub struct Args {
 /// Parses `NAMESPACE/NAME`.
 pub fn parse_gateway(s: &str) -> anyhow::Result<ObjKey> {
     match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(ObjKey::new(ns, name)),
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ObjKey::new(ns, name))
+        }
         _ => bail!("--gateway must be NAMESPACE/NAME, got {s:?}"),
     }
 }
@@ -56,7 +58,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         store.apply(o);
     }
     let model = model::build(&store, &ModelConfig::default());
-    let options = TranslateOptions { bind_address: args.bind_address };
+    let options = TranslateOptions {
+        bind_address: args.bind_address,
+    };
     let resources: Vec<_> = model
         .gateways
         .iter()
@@ -71,15 +75,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let doc = match args.output {
         Format::Bootstrap => {
             let [one] = resources.as_slice() else {
-                bail!("-o bootstrap needs exactly one Gateway; {} found, choose one with --gateway", resources.len());
+                bail!(
+                    "-o bootstrap needs exactly one Gateway; {} found, choose one with --gateway",
+                    resources.len()
+                );
             };
             gatehouse::render::bootstrap_json(one)?
         }
         _ => gatehouse::render::translate_json(&resources, &model.status)?,
     };
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&doc).context("printing JSON")?),
-        Format::Yaml | Format::Bootstrap => print!("{}", yaml_serde::to_string(&doc).context("printing YAML")?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("printing JSON")?
+        ),
+        Format::Yaml | Format::Bootstrap => {
+            print!("{}", yaml_serde::to_string(&doc).context("printing YAML")?)
+        }
     }
     Ok(if load.errors.is_empty() { 0 } else { 1 })
 }

@@ -22,12 +22,22 @@ pub struct Condition {
 impl Condition {
     /// A condition that holds.
     pub fn ok(type_: &str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: type_.into(), status: "True", reason: reason.into(), message: message.into() }
+        Self {
+            type_: type_.into(),
+            status: "True",
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// A condition that does not hold.
     pub fn fail(type_: &str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: type_.into(), status: "False", reason: reason.into(), message: message.into() }
+        Self {
+            type_: type_.into(),
+            status: "False",
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// True when `status` is `True`.

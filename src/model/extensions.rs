@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::conditions::{Condition, Status};
 use super::refs::{self, RefError, ServiceRef};
 use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
-use crate::api::{BackendRef, GatewayExtension, GROUP};
+use crate::api::{BackendRef, GROUP, GatewayExtension};
 use crate::store::{ObjKey, Store};
 
 /// A provider ready to use, or why it is not.
@@ -38,14 +38,33 @@ pub fn providers(store: &Store, status: &mut Status) -> BTreeMap<ObjKey, Provide
 
 fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResult {
     let invalid = |m: &str| RefError::new("InvalidSpec", m);
-    let spec = ext.spec.ext_auth.as_ref().ok_or_else(|| invalid("extAuth must be set"))?;
-    let (backend, protocol, service_spec): (&BackendRef, Option<UpstreamProtocol>, ProviderService) =
-        match (&spec.grpc_service, &spec.http_service) {
-            (Some(g), None) => (&g.backend_ref, Some(UpstreamProtocol::H2c), ProviderService::Grpc(g.clone())),
-            (None, Some(h)) => (&h.backend_ref, None, ProviderService::Http(h.clone())),
-            _ => return Err(invalid("exactly one of grpcService or httpService must be set")),
-        };
-    let from = refs::From { group: GROUP, kind: "GatewayExtension", namespace: &key.namespace };
+    let spec = ext
+        .spec
+        .ext_auth
+        .as_ref()
+        .ok_or_else(|| invalid("extAuth must be set"))?;
+    let (backend, protocol, service_spec): (
+        &BackendRef,
+        Option<UpstreamProtocol>,
+        ProviderService,
+    ) = match (&spec.grpc_service, &spec.http_service) {
+        (Some(g), None) => (
+            &g.backend_ref,
+            Some(UpstreamProtocol::H2c),
+            ProviderService::Grpc(g.clone()),
+        ),
+        (None, Some(h)) => (&h.backend_ref, None, ProviderService::Http(h.clone())),
+        _ => {
+            return Err(invalid(
+                "exactly one of grpcService or httpService must be set",
+            ));
+        }
+    };
+    let from = refs::From {
+        group: GROUP,
+        kind: "GatewayExtension",
+        namespace: &key.namespace,
+    };
     let service = refs::resolve_service(
         store,
         &from,
@@ -57,8 +76,13 @@ fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResul
             port: backend.port,
         },
     )?;
-    let cluster_key = ClusterKey::Auth { extension: key.clone() };
-    let authority = format!("{}.{}.svc:{}", service.key.name, service.key.namespace, service.port);
+    let cluster_key = ClusterKey::Auth {
+        extension: key.clone(),
+    };
+    let authority = format!(
+        "{}.{}.svc:{}",
+        service.key.name, service.key.namespace, service.port
+    );
     let cluster = ClusterModel {
         key: cluster_key.clone(),
         service: service.key,
@@ -67,6 +91,12 @@ fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResul
         protocol: protocol.unwrap_or(service.protocol),
         endpoints: service.endpoints,
     };
-    let provider = Provider { key: key.clone(), spec: spec.clone(), service: service_spec, cluster: cluster_key, authority };
+    let provider = Provider {
+        key: key.clone(),
+        spec: spec.clone(),
+        service: service_spec,
+        cluster: cluster_key,
+        authority,
+    };
     Ok((provider, cluster))
 }

@@ -6,8 +6,8 @@ use gateway_api::apis::standard::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
 };
 
-use super::conditions::{Condition, GatewayStatus, ListenerStatus, Status};
 use super::ModelConfig;
+use super::conditions::{Condition, GatewayStatus, ListenerStatus, Status};
 use crate::store::{ObjKey, Store};
 
 /// A Gateway listener as the model uses it.
@@ -34,14 +34,19 @@ pub struct LabelSelector {
 impl LabelSelector {
     /// True when `labels` satisfy the selector.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-            && self.expressions.iter().all(|(k, op, values)| match op.as_str() {
-                "In" => labels.get(k).is_some_and(|v| values.contains(v)),
-                "NotIn" => labels.get(k).is_none_or(|v| !values.contains(v)),
-                "Exists" => labels.contains_key(k),
-                "DoesNotExist" => !labels.contains_key(k),
-                _ => false,
-            })
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self
+                .expressions
+                .iter()
+                .all(|(k, op, values)| match op.as_str() {
+                    "In" => labels.get(k).is_some_and(|v| values.contains(v)),
+                    "NotIn" => labels.get(k).is_none_or(|v| !values.contains(v)),
+                    "Exists" => labels.contains_key(k),
+                    "DoesNotExist" => !labels.contains_key(k),
+                    _ => false,
+                })
     }
 }
 
@@ -62,7 +67,11 @@ pub fn owned_classes(store: &Store, config: &ModelConfig, status: &mut Status) -
             owned.insert(key.name.clone());
             status.gateway_classes.insert(
                 key.clone(),
-                vec![Condition::ok("Accepted", "Accepted", "handled by Gatehouse")],
+                vec![Condition::ok(
+                    "Accepted",
+                    "Accepted",
+                    "handled by Gatehouse",
+                )],
             );
         }
     }
@@ -78,7 +87,9 @@ pub fn gateways(store: &Store, config: &ModelConfig, owned: &BTreeSet<String>) -
             let class = &gw.spec.gateway_class_name;
             owned.contains(class)
                 || (config.accept_unknown_classes
-                    && !store.gateway_classes.contains_key(&ObjKey::cluster(class.clone())))
+                    && !store
+                        .gateway_classes
+                        .contains_key(&ObjKey::cluster(class.clone())))
         })
         .map(|(key, gw)| gateway_info(key, gw))
         .collect()
@@ -95,34 +106,56 @@ fn gateway_info(key: &ObjKey, gw: &Gateway) -> GatewayInfo {
     }
     let any_valid = listeners.iter().any(|l| l.valid);
     let programmed = if any_valid {
-        Condition::ok("Programmed", "Programmed", "configuration is served to Envoy")
+        Condition::ok(
+            "Programmed",
+            "Programmed",
+            "configuration is served to Envoy",
+        )
     } else {
         Condition::fail("Programmed", "Invalid", "no listener is valid")
     };
     GatewayInfo {
         key: key.clone(),
         listeners,
-        conditions: vec![Condition::ok("Accepted", "Accepted", "handled by Gatehouse"), programmed],
+        conditions: vec![
+            Condition::ok("Accepted", "Accepted", "handled by Gatehouse"),
+            programmed,
+        ],
         listener_conditions,
     }
 }
 
-fn listener_info(l: &GatewayListeners, seen: &mut BTreeSet<(i32, String)>) -> (ListenerInfo, Vec<Condition>) {
+fn listener_info(
+    l: &GatewayListeners,
+    seen: &mut BTreeSet<(i32, String)>,
+) -> (ListenerInfo, Vec<Condition>) {
     let allowed = l.allowed_routes.as_ref();
     let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
-    let allowed_from = namespaces.and_then(|n| n.from.clone()).unwrap_or(From::Same);
-    let selector = namespaces.and_then(|n| n.selector.as_ref()).map(|s| LabelSelector {
-        match_labels: s.match_labels.clone().unwrap_or_default(),
-        expressions: s
-            .match_expressions
-            .iter()
-            .flatten()
-            .map(|e| (e.key.clone(), e.operator.clone(), e.values.clone().unwrap_or_default()))
-            .collect(),
-    });
+    let allowed_from = namespaces
+        .and_then(|n| n.from.clone())
+        .unwrap_or(From::Same);
+    let selector = namespaces
+        .and_then(|n| n.selector.as_ref())
+        .map(|s| LabelSelector {
+            match_labels: s.match_labels.clone().unwrap_or_default(),
+            expressions: s
+                .match_expressions
+                .iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e.key.clone(),
+                        e.operator.clone(),
+                        e.values.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        });
     let allows_http_route = allowed.and_then(|a| a.kinds.as_ref()).is_none_or(|kinds| {
         kinds.iter().any(|k| {
-            k.kind == "HTTPRoute" && k.group.as_deref().unwrap_or("gateway.networking.k8s.io") == "gateway.networking.k8s.io"
+            k.kind == "HTTPRoute"
+                && k.group.as_deref().unwrap_or("gateway.networking.k8s.io")
+                    == "gateway.networking.k8s.io"
         })
     });
     let mut conditions = Vec::new();
@@ -130,29 +163,57 @@ fn listener_info(l: &GatewayListeners, seen: &mut BTreeSet<(i32, String)>) -> (L
     let port = u16::try_from(l.port).ok().filter(|p| *p > 0);
     if l.protocol != "HTTP" {
         valid = false;
-        conditions.push(Condition::fail("Accepted", "UnsupportedProtocol", format!("protocol {} is not supported; use HTTP", l.protocol)));
+        conditions.push(Condition::fail(
+            "Accepted",
+            "UnsupportedProtocol",
+            format!("protocol {} is not supported; use HTTP", l.protocol),
+        ));
     } else if port.is_none() {
         valid = false;
-        conditions.push(Condition::fail("Accepted", "PortUnavailable", format!("port {} is out of range", l.port)));
+        conditions.push(Condition::fail(
+            "Accepted",
+            "PortUnavailable",
+            format!("port {} is out of range", l.port),
+        ));
     } else {
         conditions.push(Condition::ok("Accepted", "Accepted", "listener is valid"));
     }
     let host = l.hostname.clone().unwrap_or_else(|| "*".into());
     if valid && !seen.insert((l.port, host.clone())) {
         valid = false;
-        conditions.push(Condition::ok("Conflicted", "HostnameConflict", format!("another listener on port {} serves hostname {host}", l.port)));
+        conditions.push(Condition::ok(
+            "Conflicted",
+            "HostnameConflict",
+            format!("another listener on port {} serves hostname {host}", l.port),
+        ));
     } else {
         conditions.push(Condition::fail("Conflicted", "NoConflicts", "no conflicts"));
     }
     if allows_http_route {
-        conditions.push(Condition::ok("ResolvedRefs", "ResolvedRefs", "all references resolved"));
+        conditions.push(Condition::ok(
+            "ResolvedRefs",
+            "ResolvedRefs",
+            "all references resolved",
+        ));
     } else {
-        conditions.push(Condition::fail("ResolvedRefs", "InvalidRouteKinds", "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute"));
+        conditions.push(Condition::fail(
+            "ResolvedRefs",
+            "InvalidRouteKinds",
+            "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute",
+        ));
     }
     if valid {
-        conditions.push(Condition::ok("Programmed", "Programmed", "listener is served to Envoy"));
+        conditions.push(Condition::ok(
+            "Programmed",
+            "Programmed",
+            "listener is served to Envoy",
+        ));
     } else {
-        conditions.push(Condition::fail("Programmed", "Invalid", "listener is not served"));
+        conditions.push(Condition::fail(
+            "Programmed",
+            "Invalid",
+            "listener is not served",
+        ));
     }
     let info = ListenerInfo {
         name: l.name.clone(),
@@ -173,7 +234,17 @@ pub fn finish_status(info: &GatewayInfo, attached: &[i32], status: &mut Status) 
         .iter()
         .zip(&info.listener_conditions)
         .zip(attached)
-        .map(|((l, c), n)| ListenerStatus { name: l.name.clone(), attached_routes: *n, conditions: c.clone() })
+        .map(|((l, c), n)| ListenerStatus {
+            name: l.name.clone(),
+            attached_routes: *n,
+            conditions: c.clone(),
+        })
         .collect();
-    status.gateways.insert(info.key.clone(), GatewayStatus { conditions: info.conditions.clone(), listeners });
+    status.gateways.insert(
+        info.key.clone(),
+        GatewayStatus {
+            conditions: info.conditions.clone(),
+            listeners,
+        },
+    );
 }

@@ -53,15 +53,39 @@ mod tests {
             (Some("a.com"), &[], &["a.com"]),
             (Some("a.com"), &["a.com", "b.com"], &["a.com"]),
             (Some("a.com"), &["b.com"], &[]),
-            (Some("*.example.com"), &["www.example.com"], &["www.example.com"]),
+            (
+                Some("*.example.com"),
+                &["www.example.com"],
+                &["www.example.com"],
+            ),
             (Some("*.example.com"), &["example.com"], &[]),
-            (Some("www.example.com"), &["*.example.com"], &["www.example.com"]),
-            (Some("*.example.com"), &["*.foo.example.com"], &["*.foo.example.com"]),
-            (Some("*.foo.example.com"), &["*.example.com"], &["*.foo.example.com"]),
-            (Some("*.example.com"), &["*.example.com"], &["*.example.com"]),
+            (
+                Some("www.example.com"),
+                &["*.example.com"],
+                &["www.example.com"],
+            ),
+            (
+                Some("*.example.com"),
+                &["*.foo.example.com"],
+                &["*.foo.example.com"],
+            ),
+            (
+                Some("*.foo.example.com"),
+                &["*.example.com"],
+                &["*.foo.example.com"],
+            ),
+            (
+                Some("*.example.com"),
+                &["*.example.com"],
+                &["*.example.com"],
+            ),
         ];
         for (listener, route, want) in cases {
-            assert_eq!(intersect(*listener, &s(route)), s(want), "listener {listener:?} route {route:?}");
+            assert_eq!(
+                intersect(*listener, &s(route)),
+                s(want),
+                "listener {listener:?} route {route:?}"
+            );
         }
     }
 }

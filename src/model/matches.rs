@@ -13,7 +13,12 @@ use super::types::{MatchModel, PathMatch, RouteModel, ValueMatch};
 pub fn rule_matches(matches: Option<&Vec<HttpRouteRulesMatches>>) -> Vec<MatchModel> {
     match matches {
         Some(list) if !list.is_empty() => list.iter().map(convert).collect(),
-        _ => vec![MatchModel { path: PathMatch::Prefix("/".into()), method: None, headers: vec![], query: vec![] }],
+        _ => vec![MatchModel {
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: vec![],
+            query: vec![],
+        }],
     }
 }
 
@@ -50,9 +55,16 @@ fn convert(m: &HttpRouteRulesMatches) -> MatchModel {
         })
         .collect();
     let method = m.method.as_ref().and_then(|v| {
-        serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string))
+        serde_json::to_value(v)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
     });
-    MatchModel { path, method, headers, query }
+    MatchModel {
+        path,
+        method,
+        headers,
+        query,
+    }
 }
 
 /// Rank of a path match: exact first, then regular expressions, then prefixes; longer first.
@@ -71,7 +83,12 @@ pub fn precedence(a: &(RouteModel, String), b: &(RouteModel, String)) -> Orderin
     let (rb, created_b) = b;
     path_rank(&ra.matches.path)
         .cmp(&path_rank(&rb.matches.path))
-        .then_with(|| rb.matches.method.is_some().cmp(&ra.matches.method.is_some()))
+        .then_with(|| {
+            rb.matches
+                .method
+                .is_some()
+                .cmp(&ra.matches.method.is_some())
+        })
         .then_with(|| rb.matches.headers.len().cmp(&ra.matches.headers.len()))
         .then_with(|| rb.matches.query.len().cmp(&ra.matches.query.len()))
         .then_with(|| created_a.cmp(created_b))

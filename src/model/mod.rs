@@ -12,6 +12,9 @@ mod refs;
 mod routes;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use conditions::{
@@ -40,7 +43,10 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { controller_name: DEFAULT_CONTROLLER_NAME.into(), accept_unknown_classes: true }
+        Self {
+            controller_name: DEFAULT_CONTROLLER_NAME.into(),
+            accept_unknown_classes: true,
+        }
     }
 }
 
@@ -70,18 +76,28 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
     let providers = extensions::providers(store, &mut status);
     let mut policies = policy::PolicyIndex::build(store, &providers);
 
-    let mut attached_counts: Vec<Vec<i32>> = infos.iter().map(|g| vec![0; g.listeners.len()]).collect();
+    let mut attached_counts: Vec<Vec<i32>> =
+        infos.iter().map(|g| vec![0; g.listeners.len()]).collect();
     // gateway index → port → hostname → routes
-    let mut hosts: Vec<BTreeMap<u16, BTreeMap<String, HostRoutes>>> = vec![BTreeMap::new(); infos.len()];
+    let mut hosts: Vec<BTreeMap<u16, BTreeMap<String, HostRoutes>>> =
+        vec![BTreeMap::new(); infos.len()];
     let mut clusters: Vec<BTreeMap<ClusterKey, ClusterModel>> = vec![BTreeMap::new(); infos.len()];
     let mut route_parents: BTreeMap<ObjKey, BTreeSet<ObjKey>> = BTreeMap::new();
 
     for (key, route) in &store.http_routes {
         let (attachments, mut parent_status) =
             routes::attach(store, key, route, &infos, config.accept_unknown_classes);
-        let created = route.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let created = route
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
         let rules = route.spec.rules.clone().unwrap_or_default();
-        let resolved: Vec<_> = rules.iter().map(|r| routes::rule_action(store, key, r)).collect();
+        let resolved: Vec<_> = rules
+            .iter()
+            .map(|r| routes::rule_action(store, key, r))
+            .collect();
         let refs_condition = match resolved.iter().find_map(|(_, _, e)| e.as_ref()) {
             Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
             None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all backendRefs resolved"),
@@ -96,8 +112,13 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
             let gw = &infos[a.gateway];
             let listener = &gw.listeners[a.listener];
             attached_counts[a.gateway][a.listener] += 1;
-            route_parents.entry(key.clone()).or_default().insert(gw.key.clone());
-            for (rule_index, (rule, (action, rule_clusters, _))) in rules.iter().zip(&resolved).enumerate() {
+            route_parents
+                .entry(key.clone())
+                .or_default()
+                .insert(gw.key.clone());
+            for (rule_index, (rule, (action, rule_clusters, _))) in
+                rules.iter().zip(&resolved).enumerate()
+            {
                 let auth = policies.decide(&gw.key, &listener.name, key, rule.name.as_deref());
                 let action = match &auth {
                     RouteAuth::FailClosed { .. } => RouteAction::Respond {
@@ -111,7 +132,10 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
                         clusters[a.gateway].insert(c.key.clone(), c.clone());
                     }
                 }
-                for (match_index, m) in matches::rule_matches(rule.matches.as_ref()).into_iter().enumerate() {
+                for (match_index, m) in matches::rule_matches(rule.matches.as_ref())
+                    .into_iter()
+                    .enumerate()
+                {
                     let model = RouteModel {
                         route: key.clone(),
                         rule_index,
@@ -143,11 +167,23 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
         gateways::finish_status(info, &attached_counts[i], &mut status);
         let mut attached: BTreeMap<u16, BTreeSet<ObjKey>> = BTreeMap::new();
         for l in info.listeners.iter().filter(|l| l.valid) {
-            attached.entry(l.port).or_default().extend(policies.listener_providers(&info.key, &l.name));
+            attached
+                .entry(l.port)
+                .or_default()
+                .extend(policies.listener_providers(&info.key, &l.name));
         }
-        models.push(gateway_model(info, std::mem::take(&mut hosts[i]), std::mem::take(&mut clusters[i]), &providers, &attached));
+        models.push(gateway_model(
+            info,
+            std::mem::take(&mut hosts[i]),
+            std::mem::take(&mut clusters[i]),
+            &providers,
+            &attached,
+        ));
     }
-    Model { gateways: models, status }
+    Model {
+        gateways: models,
+        status,
+    }
 }
 
 fn gateway_model(
@@ -160,7 +196,12 @@ fn gateway_model(
     let mut used = BTreeMap::new();
     let mut ports = Vec::new();
     // Valid listeners with no routes still get an Envoy listener, so the port answers 404.
-    let mut all_ports: BTreeSet<u16> = info.listeners.iter().filter(|l| l.valid).map(|l| l.port).collect();
+    let mut all_ports: BTreeSet<u16> = info
+        .listeners
+        .iter()
+        .filter(|l| l.valid)
+        .map(|l| l.port)
+        .collect();
     all_ports.extend(hosts.keys().copied());
     let mut hosts = hosts;
     for port in all_ports {
@@ -185,9 +226,22 @@ fn gateway_model(
                     clusters.insert(c.key.clone(), c.clone());
                 }
             }
-            virtual_hosts.push(VirtualHostModel { hostname, listener, routes });
+            virtual_hosts.push(VirtualHostModel {
+                hostname,
+                listener,
+                routes,
+            });
         }
-        ports.push(PortModel { port, virtual_hosts, providers: port_providers });
+        ports.push(PortModel {
+            port,
+            virtual_hosts,
+            providers: port_providers,
+        });
     }
-    GatewayModel { key: info.key.clone(), ports, clusters, providers: used }
+    GatewayModel {
+        key: info.key.clone(),
+        ports,
+        clusters,
+        providers: used,
+    }
 }

@@ -15,7 +15,10 @@ use crate::store::{ObjKey, Store};
 enum Resolution {
     Disable,
     Provider(ObjKey),
-    Broken { reason: &'static str, message: String },
+    Broken {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -31,8 +34,14 @@ struct Entry {
 /// What a policy may target.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
-    Gateway { key: ObjKey, listener: Option<String> },
-    Route { key: ObjKey, rule: Option<String> },
+    Gateway {
+        key: ObjKey,
+        listener: Option<String>,
+    },
+    Route {
+        key: ObjKey,
+        rule: Option<String>,
+    },
 }
 
 /// Policies by target, plus bookkeeping for their status.
@@ -54,7 +63,9 @@ impl PolicyIndex {
     pub fn build(store: &Store, providers: &BTreeMap<ObjKey, ProviderResult>) -> Self {
         let mut index = PolicyIndex::default();
         for (key, policy) in &store.traffic_policies {
-            let Some(ext_auth) = policy.spec.ext_auth.as_ref() else { continue };
+            let Some(ext_auth) = policy.spec.ext_auth.as_ref() else {
+                continue;
+            };
             let resolution = resolve(store, key, policy, providers);
             if let Resolution::Broken { reason, message } = &resolution {
                 index.broken.insert(key.clone(), (reason, message.clone()));
@@ -74,16 +85,26 @@ impl PolicyIndex {
             for t in &policy.spec.target_refs {
                 let target_key = ObjKey::new(key.namespace.clone(), t.name.clone());
                 let target = match (t.group.as_str(), t.kind.as_str()) {
-                    ("gateway.networking.k8s.io", "Gateway") => {
-                        Target::Gateway { key: target_key, listener: t.section_name.clone() }
-                    }
-                    ("gateway.networking.k8s.io", "HTTPRoute") => {
-                        Target::Route { key: target_key, rule: t.section_name.clone() }
-                    }
+                    ("gateway.networking.k8s.io", "Gateway") => Target::Gateway {
+                        key: target_key,
+                        listener: t.section_name.clone(),
+                    },
+                    ("gateway.networking.k8s.io", "HTTPRoute") => Target::Route {
+                        key: target_key,
+                        rule: t.section_name.clone(),
+                    },
                     _ => continue,
                 };
-                index.targets.entry(key.clone()).or_default().push(target.clone());
-                index.by_target.entry(target).or_default().push(entry.clone());
+                index
+                    .targets
+                    .entry(key.clone())
+                    .or_default()
+                    .push(target.clone());
+                index
+                    .by_target
+                    .entry(target)
+                    .or_default()
+                    .push(entry.clone());
             }
         }
         for entries in index.by_target.values_mut() {
@@ -93,17 +114,39 @@ impl PolicyIndex {
     }
 
     /// The ext auth of one route rule served through `listener` of `gateway`.
-    pub fn decide(&mut self, gateway: &ObjKey, listener: &str, route: &ObjKey, rule: Option<&str>) -> RouteAuth {
+    pub fn decide(
+        &mut self,
+        gateway: &ObjKey,
+        listener: &str,
+        route: &ObjKey,
+        rule: Option<&str>,
+    ) -> RouteAuth {
         let mut levels = Vec::with_capacity(4);
         if let Some(rule) = rule {
-            levels.push(Target::Route { key: route.clone(), rule: Some(rule.to_string()) });
+            levels.push(Target::Route {
+                key: route.clone(),
+                rule: Some(rule.to_string()),
+            });
         }
-        levels.push(Target::Route { key: route.clone(), rule: None });
-        levels.push(Target::Gateway { key: gateway.clone(), listener: Some(listener.to_string()) });
-        levels.push(Target::Gateway { key: gateway.clone(), listener: None });
+        levels.push(Target::Route {
+            key: route.clone(),
+            rule: None,
+        });
+        levels.push(Target::Gateway {
+            key: gateway.clone(),
+            listener: Some(listener.to_string()),
+        });
+        levels.push(Target::Gateway {
+            key: gateway.clone(),
+            listener: None,
+        });
         for level in levels {
-            let Some(entries) = self.by_target.get(&level) else { continue };
-            let Some(winner) = entries.first() else { continue };
+            let Some(entries) = self.by_target.get(&level) else {
+                continue;
+            };
+            let Some(winner) = entries.first() else {
+                continue;
+            };
             for loser in &entries[1..] {
                 self.overridden.insert((loser.key.clone(), gateway.clone()));
             }
@@ -117,9 +160,10 @@ impl PolicyIndex {
                     context_extensions: winner.context_extensions.clone(),
                     with_request_body: winner.with_request_body.clone(),
                 },
-                Resolution::Broken { reason, message } => {
-                    RouteAuth::FailClosed { policy, reason: format!("{reason}: {message}") }
-                }
+                Resolution::Broken { reason, message } => RouteAuth::FailClosed {
+                    policy,
+                    reason: format!("{reason}: {message}"),
+                },
             };
         }
         RouteAuth::None
@@ -129,8 +173,14 @@ impl PolicyIndex {
     /// listeners: their filters belong on that listener even where routes switch them off.
     pub fn listener_providers(&self, gateway: &ObjKey, listener: &str) -> Vec<ObjKey> {
         let levels = [
-            Target::Gateway { key: gateway.clone(), listener: None },
-            Target::Gateway { key: gateway.clone(), listener: Some(listener.to_string()) },
+            Target::Gateway {
+                key: gateway.clone(),
+                listener: None,
+            },
+            Target::Gateway {
+                key: gateway.clone(),
+                listener: Some(listener.to_string()),
+            },
         ];
         levels
             .iter()
@@ -157,7 +207,12 @@ impl PolicyIndex {
             for target in targets {
                 let gateways: Vec<ObjKey> = match target {
                     Target::Gateway { key, .. } if served.contains(key) => vec![key.clone()],
-                    Target::Route { key, .. } => route_parents.get(key).into_iter().flatten().cloned().collect(),
+                    Target::Route { key, .. } => route_parents
+                        .get(key)
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect(),
                     _ => vec![],
                 };
                 if gateways.is_empty() {
@@ -178,19 +233,35 @@ impl PolicyIndex {
                         format!("{kind} {key} not found")
                     };
                     ancestors.insert(
-                        AncestorRef { kind: kind.into(), namespace: key.namespace.clone(), name: key.name.clone(), section_name: section.clone() },
-                        vec![Condition::fail("Accepted", "TargetNotFound", message.clone()), Condition::fail("Attached", "TargetNotFound", message)],
+                        AncestorRef {
+                            kind: kind.into(),
+                            namespace: key.namespace.clone(),
+                            name: key.name.clone(),
+                            section_name: section.clone(),
+                        },
+                        vec![
+                            Condition::fail("Accepted", "TargetNotFound", message.clone()),
+                            Condition::fail("Attached", "TargetNotFound", message),
+                        ],
                     );
                     continue;
                 }
                 for gw in gateways {
-                    let ancestor = AncestorRef { kind: "Gateway".into(), namespace: gw.namespace.clone(), name: gw.name.clone(), section_name: None };
+                    let ancestor = AncestorRef {
+                        kind: "Gateway".into(),
+                        namespace: gw.namespace.clone(),
+                        name: gw.name.clone(),
+                        section_name: None,
+                    };
                     ancestors.insert(ancestor, self.conditions(policy, &gw));
                 }
             }
             let list = ancestors
                 .into_iter()
-                .map(|(ancestor_ref, conditions)| PolicyAncestorStatus { ancestor_ref, conditions })
+                .map(|(ancestor_ref, conditions)| PolicyAncestorStatus {
+                    ancestor_ref,
+                    conditions,
+                })
                 .collect();
             status.traffic_policies.insert(policy.clone(), list);
         }
@@ -207,11 +278,23 @@ impl PolicyIndex {
         };
         let pair = (policy.clone(), gateway.clone());
         let attached = if self.decided.contains(&pair) {
-            Condition::ok("Attached", "Attached", "decides ext auth for at least one route")
+            Condition::ok(
+                "Attached",
+                "Attached",
+                "decides ext auth for at least one route",
+            )
         } else if self.overridden.contains(&pair) {
-            Condition::fail("Attached", "Overridden", "an older policy at the same level decides instead")
+            Condition::fail(
+                "Attached",
+                "Overridden",
+                "an older policy at the same level decides instead",
+            )
         } else {
-            Condition::fail("Attached", "Overridden", "more specific policies decide every route it targets")
+            Condition::fail(
+                "Attached",
+                "Overridden",
+                "more specific policies decide every route it targets",
+            )
         };
         vec![accepted, attached]
     }
@@ -223,27 +306,48 @@ fn resolve(
     policy: &TrafficPolicy,
     providers: &BTreeMap<ObjKey, ProviderResult>,
 ) -> Resolution {
-    let Some(ext_auth) = &policy.spec.ext_auth else { return Resolution::Disable };
+    let Some(ext_auth) = &policy.spec.ext_auth else {
+        return Resolution::Disable;
+    };
     match (&ext_auth.extension_ref, &ext_auth.disable) {
         (None, Some(_)) => Resolution::Disable,
         (Some(r), None) => {
-            let ext = ObjKey::new(r.namespace.clone().unwrap_or_else(|| key.namespace.clone()), r.name.clone());
-            let from = refs::From { group: GROUP, kind: "TrafficPolicy", namespace: &key.namespace };
+            let ext = ObjKey::new(
+                r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                r.name.clone(),
+            );
+            let from = refs::From {
+                group: GROUP,
+                kind: "TrafficPolicy",
+                namespace: &key.namespace,
+            };
             if !refs::permitted(store, &from, GROUP, "GatewayExtension", &ext) {
                 return Resolution::Broken {
                     reason: "RefNotPermitted",
-                    message: format!("no ReferenceGrant in namespace {} allows TrafficPolicies in {} to use GatewayExtension {ext}", ext.namespace, key.namespace),
+                    message: format!(
+                        "no ReferenceGrant in namespace {} allows TrafficPolicies in {} to use GatewayExtension {ext}",
+                        ext.namespace, key.namespace
+                    ),
                 };
             }
             match providers.get(&ext) {
-                None => Resolution::Broken { reason: "ExtensionNotFound", message: format!("GatewayExtension {ext} not found") },
+                None => Resolution::Broken {
+                    reason: "ExtensionNotFound",
+                    message: format!("GatewayExtension {ext} not found"),
+                },
                 Some(Err(e)) => Resolution::Broken {
                     reason: "InvalidExtension",
-                    message: format!("GatewayExtension {ext} is not usable: {}: {}", e.reason, e.message),
+                    message: format!(
+                        "GatewayExtension {ext} is not usable: {}: {}",
+                        e.reason, e.message
+                    ),
                 },
                 Some(Ok(_)) => Resolution::Provider(ext),
             }
         }
-        _ => Resolution::Broken { reason: "InvalidSpec", message: "exactly one of extensionRef or disable must be set".into() },
+        _ => Resolution::Broken {
+            reason: "InvalidSpec",
+            message: "exactly one of extensionRef or disable must be set".into(),
+        },
     }
 }

@@ -15,7 +15,10 @@ pub struct RefError {
 
 impl RefError {
     pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -27,7 +30,13 @@ pub struct From<'a> {
 }
 
 /// True when a reference from `from` to `to_group/to_kind` named `to` may cross namespaces.
-pub fn permitted(store: &Store, from: &From<'_>, to_group: &str, to_kind: &str, to: &ObjKey) -> bool {
+pub fn permitted(
+    store: &Store,
+    from: &From<'_>,
+    to_group: &str,
+    to_kind: &str,
+    to: &ObjKey,
+) -> bool {
     if from.namespace == to.namespace {
         return true;
     }
@@ -38,15 +47,22 @@ pub fn permitted(store: &Store, from: &From<'_>, to_group: &str, to_kind: &str, 
         .any(|(_, grant)| grant_allows(grant, from, to_group, to_kind, &to.name))
 }
 
-fn grant_allows(grant: &ReferenceGrant, from: &From<'_>, group: &str, kind: &str, name: &str) -> bool {
+fn grant_allows(
+    grant: &ReferenceGrant,
+    from: &From<'_>,
+    group: &str,
+    kind: &str,
+    name: &str,
+) -> bool {
     let from_ok = grant
         .spec
         .from
         .iter()
         .any(|f| f.group == from.group && f.kind == from.kind && f.namespace == from.namespace);
-    let to_ok = grant.spec.to.iter().any(|t| {
-        t.group == group && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name)
-    });
+    let to_ok =
+        grant.spec.to.iter().any(|t| {
+            t.group == group && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name)
+        });
     from_ok && to_ok
 }
 
@@ -69,7 +85,11 @@ pub struct ServiceRef<'a> {
 }
 
 /// Resolves a Service reference: kind, grant, existence, port, endpoints.
-pub fn resolve_service(store: &Store, from: &From<'_>, r: &ServiceRef<'_>) -> Result<ResolvedService, RefError> {
+pub fn resolve_service(
+    store: &Store,
+    from: &From<'_>,
+    r: &ServiceRef<'_>,
+) -> Result<ResolvedService, RefError> {
     let group = r.group.unwrap_or("");
     let kind = r.kind.unwrap_or("Service");
     if !(group.is_empty() || group == "core") || kind != "Service" {
@@ -82,7 +102,10 @@ pub fn resolve_service(store: &Store, from: &From<'_>, r: &ServiceRef<'_>) -> Re
     if !permitted(store, from, "", "Service", &key) {
         return Err(RefError::new(
             "RefNotPermitted",
-            format!("no ReferenceGrant in namespace {} allows {} {}/* to reference Service {key}", key.namespace, from.kind, from.namespace),
+            format!(
+                "no ReferenceGrant in namespace {} allows {} {}/* to reference Service {key}",
+                key.namespace, from.kind, from.namespace
+            ),
         ));
     }
     let service = store
@@ -90,10 +113,17 @@ pub fn resolve_service(store: &Store, from: &From<'_>, r: &ServiceRef<'_>) -> Re
         .get(&key)
         .ok_or_else(|| RefError::new("BackendNotFound", format!("Service {key} not found")))?;
     let Some(port) = r.port else {
-        return Err(RefError::new("BackendNotFound", format!("reference to Service {key} needs a port")));
+        return Err(RefError::new(
+            "BackendNotFound",
+            format!("reference to Service {key} needs a port"),
+        ));
     };
-    let service_port = find_port(service, port)
-        .ok_or_else(|| RefError::new("BackendNotFound", format!("Service {key} has no port {port}")))?;
+    let service_port = find_port(service, port).ok_or_else(|| {
+        RefError::new(
+            "BackendNotFound",
+            format!("Service {key} has no port {port}"),
+        )
+    })?;
     Ok(ResolvedService {
         port: port as u16,
         protocol: protocol_of(service_port),
@@ -103,7 +133,13 @@ pub fn resolve_service(store: &Store, from: &From<'_>, r: &ServiceRef<'_>) -> Re
 }
 
 fn find_port(service: &Service, port: i32) -> Option<&ServicePort> {
-    service.spec.as_ref()?.ports.as_ref()?.iter().find(|p| p.port == port)
+    service
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == port)
 }
 
 fn protocol_of(port: &ServicePort) -> UpstreamProtocol {
@@ -128,7 +164,9 @@ fn endpoints(store: &Store, service: &ObjKey, port: &ServicePort) -> Vec<Endpoin
     });
     for (_, slice) in slices {
         let Some(slice_port) = slice.ports.as_ref().and_then(|ports| {
-            ports.iter().find(|p| p.name.as_deref().unwrap_or("") == want_name)
+            ports
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == want_name)
         }) else {
             continue;
         };
@@ -141,7 +179,10 @@ fn endpoints(store: &Store, service: &ObjKey, port: &ServicePort) -> Vec<Endpoin
                 continue;
             }
             for address in &ep.addresses {
-                out.push(Endpoint { address: address.clone(), port: number });
+                out.push(Endpoint {
+                    address: address.clone(),
+                    port: number,
+                });
             }
         }
     }

@@ -40,7 +40,13 @@ pub fn attach(
         {
             continue;
         }
-        let gw_key = ObjKey::new(parent.namespace.clone().unwrap_or_else(|| key.namespace.clone()), parent.name.clone());
+        let gw_key = ObjKey::new(
+            parent
+                .namespace
+                .clone()
+                .unwrap_or_else(|| key.namespace.clone()),
+            parent.name.clone(),
+        );
         let parent_ref = ParentRef {
             namespace: gw_key.namespace.clone(),
             name: gw_key.name.clone(),
@@ -49,8 +55,15 @@ pub fn attach(
         };
         let Some(gw_index) = gateways.iter().position(|g| g.key == gw_key) else {
             if report_unknown && !store.gateways.contains_key(&gw_key) {
-                let c = Condition::fail("Accepted", "NoMatchingParent", format!("Gateway {gw_key} not found"));
-                statuses.push(RouteParentStatus { parent_ref, conditions: vec![c] });
+                let c = Condition::fail(
+                    "Accepted",
+                    "NoMatchingParent",
+                    format!("Gateway {gw_key} not found"),
+                );
+                statuses.push(RouteParentStatus {
+                    parent_ref,
+                    conditions: vec![c],
+                });
             }
             continue;
         };
@@ -64,14 +77,25 @@ pub fn attach(
             .filter(|(_, l)| parent.port.is_none_or(|p| i32::from(l.port) == p))
             .collect();
         let accepted = if candidates.is_empty() {
-            Condition::fail("Accepted", "NoMatchingParent", "no listener of the Gateway matches sectionName/port")
+            Condition::fail(
+                "Accepted",
+                "NoMatchingParent",
+                "no listener of the Gateway matches sectionName/port",
+            )
         } else {
             let allowed: Vec<_> = candidates
                 .into_iter()
-                .filter(|(_, l)| l.allows_http_route && namespace_allowed(store, l, &key.namespace, &gw_key.namespace))
+                .filter(|(_, l)| {
+                    l.allows_http_route
+                        && namespace_allowed(store, l, &key.namespace, &gw_key.namespace)
+                })
                 .collect();
             if allowed.is_empty() {
-                Condition::fail("Accepted", "NotAllowedByListeners", "no listener allows routes from this namespace or of this kind")
+                Condition::fail(
+                    "Accepted",
+                    "NotAllowedByListeners",
+                    "no listener allows routes from this namespace or of this kind",
+                )
             } else {
                 let mut any = false;
                 for (li, l) in allowed {
@@ -80,18 +104,32 @@ pub fn attach(
                         continue;
                     }
                     any = true;
-                    if !attachments.iter().any(|a| a.gateway == gw_index && a.listener == li) {
-                        attachments.push(Attachment { gateway: gw_index, listener: li, hostnames: hosts });
+                    if !attachments
+                        .iter()
+                        .any(|a| a.gateway == gw_index && a.listener == li)
+                    {
+                        attachments.push(Attachment {
+                            gateway: gw_index,
+                            listener: li,
+                            hostnames: hosts,
+                        });
                     }
                 }
                 if any {
                     Condition::ok("Accepted", "Accepted", "route is attached")
                 } else {
-                    Condition::fail("Accepted", "NoMatchingListenerHostname", "no listener hostname intersects the route's hostnames")
+                    Condition::fail(
+                        "Accepted",
+                        "NoMatchingListenerHostname",
+                        "no listener hostname intersects the route's hostnames",
+                    )
                 }
             }
         };
-        statuses.push(RouteParentStatus { parent_ref, conditions: vec![accepted] });
+        statuses.push(RouteParentStatus {
+            parent_ref,
+            conditions: vec![accepted],
+        });
     }
     (attachments, statuses)
 }
@@ -120,7 +158,11 @@ pub fn rule_action(
     route: &ObjKey,
     rule: &HttpRouteRules,
 ) -> (RouteAction, Vec<ClusterModel>, Option<refs::RefError>) {
-    let from = refs::From { group: GATEWAY_GROUP, kind: "HTTPRoute", namespace: &route.namespace };
+    let from = refs::From {
+        group: GATEWAY_GROUP,
+        kind: "HTTPRoute",
+        namespace: &route.namespace,
+    };
     let mut backends = Vec::new();
     let mut clusters = Vec::new();
     let mut first_error = None;
@@ -139,9 +181,15 @@ pub fn rule_action(
         );
         match resolved {
             Ok(svc) => {
-                let key = ClusterKey::Backend { service: svc.key.clone(), port: svc.port };
+                let key = ClusterKey::Backend {
+                    service: svc.key.clone(),
+                    port: svc.port,
+                };
                 if weight > 0 {
-                    backends.push(WeightedBackend { cluster: key.clone(), weight });
+                    backends.push(WeightedBackend {
+                        cluster: key.clone(),
+                        weight,
+                    });
                 }
                 clusters.push(ClusterModel {
                     key,
@@ -159,7 +207,10 @@ pub fn rule_action(
     // Until weighted 500 shares land, resolved backends take the whole rule; with none the
     // rule answers 500.
     let action = if backends.is_empty() {
-        RouteAction::Respond { status: 500, body: String::new() }
+        RouteAction::Respond {
+            status: 500,
+            body: String::new(),
+        }
     } else {
         RouteAction::Forward(backends)
     };

@@ -95,7 +95,10 @@ pub struct WeightedBackend {
 pub enum RouteAction {
     Forward(Vec<WeightedBackend>),
     /// Answer directly (unresolvable backends, fail-closed auth).
-    Respond { status: u32, body: String },
+    Respond {
+        status: u32,
+        body: String,
+    },
 }
 
 /// Ext auth as it applies to one route, and what decided it.

@@ -149,13 +149,19 @@ impl Object {
         if self.kind().cluster_scoped() {
             ObjKey::cluster(name)
         } else {
-            let ns = meta.namespace.clone().unwrap_or_else(|| "default".to_string());
+            let ns = meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string());
             ObjKey::new(ns, name)
         }
     }
 
     /// Kind and key.
     pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef { kind: self.kind(), key: self.key() }
+        ObjectRef {
+            kind: self.kind(),
+            key: self.key(),
+        }
     }
 }

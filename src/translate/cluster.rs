@@ -38,8 +38,13 @@ pub fn cluster(model: &ClusterModel) -> Cluster {
     Cluster {
         name: name.clone(),
         connect_timeout: Some(duration(std::time::Duration::from_secs(5))),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(cluster::EdsClusterConfig { eds_config: Some(ads()), service_name: name }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: name,
+        }),
         typed_extension_protocol_options: options,
         ..Default::default()
     }
@@ -60,7 +65,10 @@ pub fn load_assignment(model: &ClusterModel) -> ClusterLoadAssignment {
         .collect();
     ClusterLoadAssignment {
         cluster_name: names::cluster(&model.key),
-        endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }],
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

@@ -11,7 +11,9 @@ use envoy_types::pb::google::protobuf::Duration;
 pub fn ads() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
         ..Default::default()
     }
 }
@@ -30,28 +32,41 @@ pub fn socket(address: &str, port: u16) -> envoy_types::pb::envoy::config::core:
 /// Exact or RE2 string match.
 pub fn string_match(value: &str, regex: bool) -> StringMatcher {
     let pattern = if regex {
-        string_matcher::MatchPattern::SafeRegex(RegexMatcher { regex: value.to_string(), ..Default::default() })
+        string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+            regex: value.to_string(),
+            ..Default::default()
+        })
     } else {
         string_matcher::MatchPattern::Exact(value.to_string())
     };
-    StringMatcher { match_pattern: Some(pattern), ..Default::default() }
+    StringMatcher {
+        match_pattern: Some(pattern),
+        ..Default::default()
+    }
 }
 
 /// Case-insensitive exact match (header names).
 pub fn exact_ignore_case(value: &str) -> StringMatcher {
     StringMatcher {
-        match_pattern: Some(string_matcher::MatchPattern::Exact(value.to_ascii_lowercase())),
+        match_pattern: Some(string_matcher::MatchPattern::Exact(
+            value.to_ascii_lowercase(),
+        )),
         ignore_case: true,
     }
 }
 
 /// A protobuf Duration.
 pub fn duration(d: std::time::Duration) -> Duration {
-    Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// Parses a Gateway API duration (`1h2m3s4ms`); the CRD validates the format, so a failure
 /// here means input bypassed validation.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    s.parse::<gateway_api::Duration>().ok().map(|d| std::time::Duration::new(d.as_secs(), d.subsec_nanos()))
+    s.parse::<gateway_api::Duration>()
+        .ok()
+        .map(|d| std::time::Duration::new(d.as_secs(), d.subsec_nanos()))
 }

@@ -38,13 +38,18 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
     let cluster = names::cluster(&provider.cluster);
     let services = match &provider.service {
         ProviderService::Grpc(g) => ext_authz::Services::GrpcService(GrpcService {
-            target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
-                cluster_name: cluster,
-                // Envoy defaults :authority to the cluster name, which is not a valid authority.
-                authority: g.authority.clone().unwrap_or_else(|| provider.authority.clone()),
-                retry_policy: g.retry.as_ref().map(retry_policy),
-                ..Default::default()
-            })),
+            target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                grpc_service::EnvoyGrpc {
+                    cluster_name: cluster,
+                    // Envoy defaults :authority to the cluster name, which is not a valid authority.
+                    authority: g
+                        .authority
+                        .clone()
+                        .unwrap_or_else(|| provider.authority.clone()),
+                    retry_policy: g.retry.as_ref().map(retry_policy),
+                    ..Default::default()
+                },
+            )),
             timeout: Some(duration(timeout(g.request_timeout.as_deref()))),
             ..Default::default()
         }),
@@ -63,14 +68,21 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
                         .headers_to_add
                         .iter()
                         .flatten()
-                        .map(|(k, v)| HeaderValue { key: k.clone(), value: v.clone(), ..Default::default() })
+                        .map(|(k, v)| HeaderValue {
+                            key: k.clone(),
+                            value: v.clone(),
+                            ..Default::default()
+                        })
                         .collect(),
                     ..Default::default()
                 }),
                 authorization_response: response.map(|r| AuthorizationResponse {
                     allowed_upstream_headers: r.headers_to_backend.as_deref().map(list_matcher),
                     allowed_client_headers: r.headers_to_client.as_deref().map(list_matcher),
-                    allowed_client_headers_on_success: r.headers_to_client_on_success.as_deref().map(list_matcher),
+                    allowed_client_headers_on_success: r
+                        .headers_to_client_on_success
+                        .as_deref()
+                        .map(list_matcher),
                     ..Default::default()
                 }),
                 retry_policy: h.retry.as_ref().map(retry_policy),
@@ -85,9 +97,15 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
         clear_route_cache: spec.clear_route_cache.unwrap_or(false),
         with_request_body: spec.with_request_body.as_ref().map(buffer),
         status_on_error: Some(HttpStatus {
-            code: spec.status_on_error.and_then(|c| u32::try_from(c).ok()).unwrap_or(DEFAULT_STATUS_ON_ERROR) as i32,
+            code: spec
+                .status_on_error
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(DEFAULT_STATUS_ON_ERROR) as i32,
         }),
-        stat_prefix: spec.stat_prefix.clone().unwrap_or_else(|| names::ext_authz_stat_prefix(&provider.key)),
+        stat_prefix: spec
+            .stat_prefix
+            .clone()
+            .unwrap_or_else(|| names::ext_authz_stat_prefix(&provider.key)),
         allowed_headers: spec.headers_to_forward.as_deref().map(list_matcher),
         ..Default::default()
     }
@@ -98,7 +116,9 @@ fn timeout(value: Option<&str>) -> Duration {
 }
 
 fn list_matcher(names: &[String]) -> ListStringMatcher {
-    ListStringMatcher { patterns: names.iter().map(|n| exact_ignore_case(n)).collect() }
+    ListStringMatcher {
+        patterns: names.iter().map(|n| exact_ignore_case(n)).collect(),
+    }
 }
 
 fn buffer(b: &ExtAuthBufferSettings) -> BufferSettings {
@@ -110,10 +130,18 @@ fn buffer(b: &ExtAuthBufferSettings) -> BufferSettings {
 }
 
 fn retry_policy(r: &ExtSvcRetryPolicy) -> RetryPolicy {
-    let base = r.backoff.as_ref().and_then(|b| parse_duration(&b.base_interval));
-    let max = r.backoff.as_ref().and_then(|b| b.max_interval.as_deref().and_then(parse_duration));
+    let base = r
+        .backoff
+        .as_ref()
+        .and_then(|b| parse_duration(&b.base_interval));
+    let max = r
+        .backoff
+        .as_ref()
+        .and_then(|b| b.max_interval.as_deref().and_then(parse_duration));
     RetryPolicy {
-        num_retries: Some(UInt32Value { value: u32::try_from(r.attempts.unwrap_or(1)).unwrap_or(0) }),
+        num_retries: Some(UInt32Value {
+            value: u32::try_from(r.attempts.unwrap_or(1)).unwrap_or(0),
+        }),
         retry_back_off: base.map(|b| BackoffStrategy {
             base_interval: Some(duration(b)),
             max_interval: Some(duration(max.unwrap_or(b * 10))),
@@ -127,18 +155,30 @@ fn retry_policy(r: &ExtSvcRetryPolicy) -> RetryPolicy {
 pub fn per_route(auth: &RouteAuth, providers: &[&ObjKey]) -> HashMap<String, Any> {
     let mut out = HashMap::new();
     match auth {
-        RouteAuth::Enabled { provider, context_extensions, with_request_body, .. } => {
+        RouteAuth::Enabled {
+            provider,
+            context_extensions,
+            with_request_body,
+            ..
+        } => {
             let settings = CheckSettings {
-                context_extensions: context_extensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                context_extensions: context_extensions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 with_request_body: with_request_body.as_ref().map(buffer),
                 ..Default::default()
             };
-            let cfg = ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::CheckSettings(settings)) };
+            let cfg = ExtAuthzPerRoute {
+                r#override: Some(ext_authz_per_route::Override::CheckSettings(settings)),
+            };
             out.insert(names::ext_authz_filter(provider), pack_any(cfg));
         }
         RouteAuth::Disabled { .. } => {
             for p in providers {
-                let cfg = ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::Disabled(true)) };
+                let cfg = ExtAuthzPerRoute {
+                    r#override: Some(ext_authz_per_route::Override::Disabled(true)),
+                };
                 out.insert(names::ext_authz_filter(p), pack_any(cfg));
             }
         }

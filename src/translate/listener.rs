@@ -20,7 +20,9 @@ pub fn listener(port: &PortModel, providers: &[&Provider], options: &TranslateOp
         .iter()
         .map(|p| HttpFilter {
             name: names::ext_authz_filter(&p.key),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(ext_authz::filter(p)))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                ext_authz::filter(p),
+            ))),
             // Off unless a route enables it: a route no policy covers is not checked.
             disabled: true,
             ..Default::default()
@@ -28,7 +30,9 @@ pub fn listener(port: &PortModel, providers: &[&Provider], options: &TranslateOp
         .collect();
     http_filters.push(HttpFilter {
         name: "envoy.filters.http.router".into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            Router::default(),
+        ))),
         ..Default::default()
     });
     let hcm = HttpConnectionManager {

@@ -3,8 +3,8 @@
 mod cluster;
 mod common;
 mod ext_authz;
-pub mod names;
 mod listener;
+pub mod names;
 mod route;
 mod static_bootstrap;
 
@@ -28,7 +28,9 @@ pub struct TranslateOptions {
 
 impl Default for TranslateOptions {
     fn default() -> Self {
-        Self { bind_address: "0.0.0.0".into() }
+        Self {
+            bind_address: "0.0.0.0".into(),
+        }
     }
 }
 
@@ -47,15 +49,26 @@ pub fn translate_gateway(gw: &GatewayModel, options: &TranslateOptions) -> Gatew
     let mut listeners = Vec::with_capacity(gw.ports.len());
     let mut routes = Vec::with_capacity(gw.ports.len());
     for port in &gw.ports {
-        let providers: Vec<_> = port.providers.iter().filter_map(|k| gw.providers.get(k)).collect();
+        let providers: Vec<_> = port
+            .providers
+            .iter()
+            .filter_map(|k| gw.providers.get(k))
+            .collect();
         listeners.push(listener::listener(port, &providers, options));
         routes.push(route::route_config(port));
     }
     let mut clusters: Vec<Cluster> = gw.clusters.values().map(cluster::cluster).collect();
-    let mut endpoints: Vec<ClusterLoadAssignment> = gw.clusters.values().map(cluster::load_assignment).collect();
+    let mut endpoints: Vec<ClusterLoadAssignment> =
+        gw.clusters.values().map(cluster::load_assignment).collect();
     listeners.sort_by(|a, b| a.name.cmp(&b.name));
     routes.sort_by(|a, b| a.name.cmp(&b.name));
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     endpoints.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
-    GatewayResources { gateway: gw.key.clone(), listeners, routes, clusters, endpoints }
+    GatewayResources {
+        gateway: gw.key.clone(),
+        listeners,
+        routes,
+        clusters,
+        endpoints,
+    }
 }

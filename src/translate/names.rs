@@ -17,14 +17,21 @@ pub fn route_config(port: u16) -> String {
 /// Name of an upstream cluster.
 pub fn cluster(key: &ClusterKey) -> String {
     match key {
-        ClusterKey::Backend { service, port } => format!("service/{}/{}/{port}", service.namespace, service.name),
-        ClusterKey::Auth { extension } => format!("extauth/{}/{}", extension.namespace, extension.name),
+        ClusterKey::Backend { service, port } => {
+            format!("service/{}/{}/{port}", service.namespace, service.name)
+        }
+        ClusterKey::Auth { extension } => {
+            format!("extauth/{}/{}", extension.namespace, extension.name)
+        }
     }
 }
 
 /// Name of the ext_authz HTTP filter of a provider; per-route config is keyed by it.
 pub fn ext_authz_filter(provider: &ObjKey) -> String {
-    format!("envoy.filters.http.ext_authz/{}/{}", provider.namespace, provider.name)
+    format!(
+        "envoy.filters.http.ext_authz/{}/{}",
+        provider.namespace, provider.name
+    )
 }
 
 /// Default stat prefix of a provider's filter.

@@ -19,7 +19,11 @@ pub fn route_config(port: &PortModel) -> RouteConfiguration {
     let providers: Vec<&ObjKey> = port.providers.iter().collect();
     RouteConfiguration {
         name: names::route_config(port.port),
-        virtual_hosts: port.virtual_hosts.iter().map(|vh| virtual_host(vh, &providers)).collect(),
+        virtual_hosts: port
+            .virtual_hosts
+            .iter()
+            .map(|vh| virtual_host(vh, &providers))
+            .collect(),
         ..Default::default()
     }
 }
@@ -44,32 +48,40 @@ fn virtual_host(vh: &VirtualHostModel, providers: &[&ObjKey]) -> VirtualHost {
 
 fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
     let action = match &r.action {
-        model::RouteAction::Forward(backends) if backends.len() == 1 => route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::cluster(&backends[0].cluster))),
-            ..Default::default()
-        }),
+        model::RouteAction::Forward(backends) if backends.len() == 1 => {
+            route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::cluster(
+                    &backends[0].cluster,
+                ))),
+                ..Default::default()
+            })
+        }
         model::RouteAction::Forward(backends) => route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-                clusters: backends
-                    .iter()
-                    .map(|b| weighted_cluster::ClusterWeight {
-                        name: names::cluster(&b.cluster),
-                        weight: Some(UInt32Value { value: b.weight }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            })),
+            cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
+                WeightedCluster {
+                    clusters: backends
+                        .iter()
+                        .map(|b| weighted_cluster::ClusterWeight {
+                            name: names::cluster(&b.cluster),
+                            weight: Some(UInt32Value { value: b.weight }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            )),
             ..Default::default()
         }),
-        model::RouteAction::Respond { status, body } => route::Action::DirectResponse(DirectResponseAction {
-            status: *status,
-            body: (!body.is_empty()).then(|| DataSource {
-                specifier: Some(data_source::Specifier::InlineString(body.clone())),
+        model::RouteAction::Respond { status, body } => {
+            route::Action::DirectResponse(DirectResponseAction {
+                status: *status,
+                body: (!body.is_empty()).then(|| DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(body.clone())),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }),
+            })
+        }
     };
     Route {
         name: r.name(),
@@ -83,7 +95,10 @@ fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
 fn route_match(m: &MatchModel) -> RouteMatch {
     let path = match &m.path {
         PathMatch::Exact(v) => route_match::PathSpecifier::Path(v.clone()),
-        PathMatch::Regex(v) => route_match::PathSpecifier::SafeRegex(RegexMatcher { regex: v.clone(), ..Default::default() }),
+        PathMatch::Regex(v) => route_match::PathSpecifier::SafeRegex(RegexMatcher {
+            regex: v.clone(),
+            ..Default::default()
+        }),
         PathMatch::Prefix(v) => {
             let trimmed = v.trim_end_matches('/');
             if trimmed.is_empty() {
@@ -99,14 +114,18 @@ fn route_match(m: &MatchModel) -> RouteMatch {
         .iter()
         .map(|h| HeaderMatcher {
             name: h.name.clone(),
-            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_match(&h.value, h.regex))),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                string_match(&h.value, h.regex),
+            )),
             ..Default::default()
         })
         .collect();
     if let Some(method) = &m.method {
         headers.push(HeaderMatcher {
             name: ":method".into(),
-            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_match(method, false))),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                string_match(method, false),
+            )),
             ..Default::default()
         });
     }
@@ -118,9 +137,11 @@ fn route_match(m: &MatchModel) -> RouteMatch {
             .iter()
             .map(|q| QueryParameterMatcher {
                 name: q.name.clone(),
-                query_parameter_match_specifier: Some(query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
-                    string_match(&q.value, q.regex),
-                )),
+                query_parameter_match_specifier: Some(
+                    query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                        string_match(&q.value, q.regex),
+                    ),
+                ),
             })
             .collect(),
         ..Default::default()

@@ -33,23 +33,45 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
         .iter()
         .cloned()
         .map(|mut c| {
-            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32));
+            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Static as i32,
+            ));
             c.eds_cluster_config = None;
-            c.load_assignment = res.endpoints.iter().find(|e| e.cluster_name == c.name).cloned();
+            c.load_assignment = res
+                .endpoints
+                .iter()
+                .find(|e| e.cluster_name == c.name)
+                .cloned();
             c
         })
         .collect();
     Bootstrap {
-        static_resources: Some(bootstrap::StaticResources { listeners, clusters, ..Default::default() }),
+        static_resources: Some(bootstrap::StaticResources {
+            listeners,
+            clusters,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
-fn inline_routes(f: &mut envoy_types::pb::envoy::config::listener::v3::Filter, res: &GatewayResources) {
-    let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else { return };
-    let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else { return };
+fn inline_routes(
+    f: &mut envoy_types::pb::envoy::config::listener::v3::Filter,
+    res: &GatewayResources,
+) {
+    let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
+        return;
+    };
+    let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+        return;
+    };
     if let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
-        let route = res.routes.iter().find(|r| r.name == rds.route_config_name).cloned().unwrap_or_default();
+        let route = res
+            .routes
+            .iter()
+            .find(|r| r.name == rds.route_config_name)
+            .cloned()
+            .unwrap_or_default();
         hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(route));
         *any = pack_any(hcm);
     }

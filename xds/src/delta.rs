@@ -79,8 +79,14 @@ impl DeltaConnection {
         }
         let first = !self.types.contains_key(&t);
         let st = self.types.entry(t.clone()).or_default();
-        if !req.response_nonce.is_empty() {
-            if st.latest_nonce.as_deref() != Some(req.response_nonce.as_str()) {
+        // A nonce when nothing of this type was sent on this stream belongs to an earlier
+        // stream: nothing to acknowledge.
+        if let Some(latest) = st
+            .latest_nonce
+            .as_deref()
+            .filter(|_| !req.response_nonce.is_empty())
+        {
+            if latest != req.response_nonce {
                 // Unlike SotW, the subscription changes below are deltas that the client
                 // will not repeat, so only the ACK/NACK part of a stale request is ignored.
                 self.out.events.push(Event::Stale {

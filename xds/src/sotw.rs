@@ -62,8 +62,14 @@ impl SotwConnection {
             return self.take();
         }
         let st = self.types.entry(t.clone()).or_default();
-        if !req.response_nonce.is_empty() {
-            if st.latest_nonce.as_deref() != Some(req.response_nonce.as_str()) {
+        // A nonce when nothing of this type was sent on this stream belongs to an earlier
+        // stream: the request is a fresh subscription, not stale.
+        if let Some(latest) = st
+            .latest_nonce
+            .as_deref()
+            .filter(|_| !req.response_nonce.is_empty())
+        {
+            if latest != req.response_nonce {
                 // The client will send its current subscription again with the latest nonce.
                 self.out.events.push(Event::Stale {
                     type_url: t,

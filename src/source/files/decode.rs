@@ -20,11 +20,11 @@ pub fn decode_document(path: &Path, index: usize, first_line: usize, text: &str)
     let value: Value = match yaml_serde::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {}", first_line + l.line().saturating_sub(1)))
-                .unwrap_or_default();
-            out.errors.push(err(None, format!("invalid YAML{at}: {e}")));
+            // The parser's positions count from the document's first line.
+            out.errors.push(err(
+                None,
+                format!("invalid YAML (document starts at line {first_line}): {e}"),
+            ));
             return out;
         }
     };
@@ -41,13 +41,15 @@ fn decode_value(
         return;
     }
     let Some(map) = value.as_object() else {
-        out.errors.push(err(None, "document is not a mapping".into()));
+        out.errors
+            .push(err(None, "document is not a mapping".into()));
         return;
     };
     let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind_name = map.get("kind").and_then(Value::as_str).unwrap_or("");
     if api_version.is_empty() || kind_name.is_empty() {
-        out.errors.push(err(None, "missing apiVersion or kind".into()));
+        out.errors
+            .push(err(None, "missing apiVersion or kind".into()));
         return;
     }
     if kind_name == "List" || kind_name.ends_with("List") && map.contains_key("items") {
@@ -85,14 +87,16 @@ fn describe(kind: &str, map: &serde_json::Map<String, Value>) -> String {
 }
 
 fn parse<T: DeserializeOwned>(value: Value) -> Result<Box<T>, String> {
-    serde_path_to_error::deserialize(value).map(Box::new).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("field `{path}`: {}", e.into_inner())
-        }
-    })
+    serde_path_to_error::deserialize(value)
+        .map(Box::new)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.into_inner().to_string()
+            } else {
+                format!("field `{path}`: {}", e.into_inner())
+            }
+        })
 }
 
 fn typed(kind: Kind, value: Value) -> Result<Object, String> {

@@ -24,11 +24,18 @@ pub struct LoadError {
 }
 
 fn doc_suffix(document: usize) -> String {
-    if document == 0 { String::new() } else { format!(" document {document}") }
+    if document == 0 {
+        String::new()
+    } else {
+        format!(" document {document}")
+    }
 }
 
 fn object_suffix(object: &Option<String>) -> String {
-    object.as_ref().map(|o| format!(" ({o})")).unwrap_or_default()
+    object
+        .as_ref()
+        .map(|o| format!(" ({o})"))
+        .unwrap_or_default()
 }
 
 /// The outcome of loading one file: what loaded, what failed, what was skipped.
@@ -82,7 +89,12 @@ pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
             let p = entry.path();
             let ft = entry.file_type().map_err(|e| io_err(&p, e))?;
             if ft.is_dir() {
-                if !p.file_name().and_then(|n| n.to_str()).unwrap_or("").starts_with('.') {
+                if !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .starts_with('.')
+                {
                     pending.push(p);
                 }
             } else if is_manifest(&p) {

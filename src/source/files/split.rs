@@ -17,7 +17,8 @@ pub fn documents(text: &str) -> Vec<Doc<'_>> {
     let mut skipping = false;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let trimmed = line.trim_end();
-        let is_start = trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---\t");
+        let is_start =
+            trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---\t");
         let is_end = trimmed == "...";
         if is_start || is_end {
             push(&mut docs, &text[start..offset], start_line, skipping);

@@ -437,3 +437,42 @@ fn route_nack_holds_cluster_removal() {
         [sent("CDS", &[], &["c1"]), sent("EDS", &[], &["c1"])]
     );
 }
+
+#[test]
+fn nonce_from_an_earlier_stream_is_a_fresh_subscription() {
+    let mut c = DeltaConnection::new();
+    c.on_snapshot(basic("1"));
+    let out = c.on_request(req(CLUSTER, &["*"], &[], "41"));
+    assert!(out.events.is_empty());
+    assert_eq!(summary(&out), [sent("CDS", &[("c1", "1")], &[])]);
+}
+
+#[test]
+fn unsubscribing_a_name_the_wildcard_covers_resends_it() {
+    let mut c = DeltaConnection::new();
+    c.on_snapshot(snap(&[(LISTENER, "a", "1"), (LISTENER, "b", "1")]));
+    let n = only(&c.on_request(req(LISTENER, &["*", "a"], &[], "")))
+        .nonce
+        .clone();
+    c.on_request(ack(LISTENER, &n));
+    // The client drops "a" from its cache, but the wildcard still wants it.
+    let out = c.on_request(req(LISTENER, &[], &["a"], &n));
+    assert_eq!(summary(&out), [sent("LDS", &[("a", "1")], &[])]);
+}
+
+#[test]
+fn resubscribing_an_unchanged_name_resends_it() {
+    let mut c = DeltaConnection::new();
+    c.on_snapshot(snap(&[(ROUTE, "r1", "1")]));
+    let n = only(&c.on_request(req(ROUTE, &["r1"], &[], "")))
+        .nonce
+        .clone();
+    c.on_request(ack(ROUTE, &n));
+    assert!(
+        c.on_request(req(ROUTE, &[], &["r1"], &n))
+            .responses
+            .is_empty()
+    );
+    let out = c.on_request(req(ROUTE, &["r1"], &[], &n));
+    assert_eq!(summary(&out), [sent("RDS", &[("r1", "1")], &[])]);
+}

@@ -454,3 +454,12 @@ fn unknown_types_are_served_by_name_without_ordering() {
     assert_eq!(out.responses.len(), 1);
     assert_eq!(out.responses[0].type_url, SECRET);
 }
+
+#[test]
+fn nonce_from_an_earlier_stream_is_a_fresh_subscription() {
+    let mut c = SotwConnection::new();
+    c.on_snapshot(basic("1"));
+    let out = c.on_request(req(CLUSTER, &[], "41"));
+    assert!(out.events.is_empty());
+    assert_eq!(summary(&out), [("CDS", nt(&[("c1", "1")]))]);
+}

@@ -1,0 +1,155 @@
+use std::path::Path;
+
+use super::load_str;
+use crate::store::{Kind, Object};
+
+fn load(text: &str) -> super::FileLoad {
+    load_str(Path::new("m.yaml"), text)
+}
+
+const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+";
+
+#[test]
+fn malformed_document_does_not_stop_the_others() {
+    let text = format!("{ROUTE}---\nkind: [unclosed\n---\n{ROUTE}");
+    let out = load(&text);
+    assert_eq!(
+        out.objects.len(),
+        2,
+        "both valid routes load: {:?}",
+        out.errors
+    );
+    assert_eq!(out.errors.len(), 1);
+    let e = &out.errors[0];
+    assert_eq!(e.document, 2);
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("m.yaml document 2: invalid YAML (document starts at line 7)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn wrong_field_type_names_object_and_field() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, protocol: HTTP, port: eighty}
+";
+    let out = load(text);
+    assert!(out.objects.is_empty());
+    let shown = out.errors[0].to_string();
+    assert!(shown.contains("(Gateway infra/gw)"), "{shown}");
+    assert!(shown.contains("field `spec.listeners[0].port`"), "{shown}");
+}
+
+#[test]
+fn unknown_kind_is_a_warning_not_an_error() {
+    let text =
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n---\n{ROUTE}");
+    let out = load(&text);
+    assert!(out.errors.is_empty());
+    assert_eq!(out.objects.len(), 1);
+    assert_eq!(out.warnings.len(), 1);
+    assert!(
+        out.warnings[0].contains("apps/v1 Deployment d"),
+        "{}",
+        out.warnings[0]
+    );
+}
+
+#[test]
+fn policy_with_extension_ref_and_disable_is_rejected_by_cel() {
+    let text = "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: both, namespace: app}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  extAuth:
+    extensionRef: {name: ext}
+    disable: {}
+";
+    let out = load(text);
+    assert!(out.objects.is_empty());
+    let shown = out.errors[0].to_string();
+    assert!(shown.contains("(TrafficPolicy app/both)"), "{shown}");
+    assert!(
+        shown.contains("exactly one of extensionRef or disable must be set"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn extension_cel_rules_are_enforced() {
+    let ext = |body: &str| {
+        format!(
+            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayExtension\nmetadata: {{name: e, namespace: auth}}\nspec:\n  extAuth:\n{body}"
+        )
+    };
+    let cases = [
+        (
+            "    grpcService: {backendRef: {name: a, port: 1}}\n    httpService: {backendRef: {name: a, port: 1}}\n",
+            "exactly one of grpcService or httpService",
+        ),
+        (
+            "    grpcService: {backendRef: {name: a, port: 1}}\n    statusOnError: 600\n",
+            "statusOnError must be between 100 and 511",
+        ),
+        (
+            "    grpcService: {backendRef: {name: a, port: 1}, requestTimeout: 5 seconds}\n",
+            "invalid timeout value",
+        ),
+        (
+            "    grpcService:\n      backendRef: {name: a, port: 1}\n      retry: {backoff: {baseInterval: 2s, maxInterval: 1s}}\n",
+            "maxInterval must be greater than or equal to baseInterval",
+        ),
+    ];
+    for (body, want) in cases {
+        let out = load(&ext(body));
+        assert!(out.objects.is_empty(), "{body} should be rejected");
+        let shown = out.errors[0].to_string();
+        assert!(shown.contains(want), "{body}: {shown}");
+    }
+    let ok = load(&ext(
+        "    grpcService: {backendRef: {name: a, port: 1}, requestTimeout: 1s500ms}\n    statusOnError: 503\n",
+    ));
+    assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+    assert_eq!(ok.objects.len(), 1);
+}
+
+#[test]
+fn namespaced_objects_without_namespace_land_in_default() {
+    let out =
+        load("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n");
+    let [Object::Service(svc)] = out.objects.as_slice() else {
+        panic!("{:?}", out.errors)
+    };
+    assert_eq!(svc.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(out.objects[0].kind(), Kind::Service);
+}
+
+#[test]
+fn missing_kind_and_non_mapping_documents_are_errors() {
+    let out = load("metadata: {name: x}\n---\n- a\n- b\n");
+    let messages: Vec<_> = out.errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["missing apiVersion or kind", "document is not a mapping"]
+    );
+}
+
+#[test]
+fn list_items_are_loaded() {
+    let out = load(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n",
+    );
+    assert_eq!(out.objects.len(), 2);
+}
