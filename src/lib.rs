@@ -3,11 +3,16 @@
 //!
 //! Data flows one way: sources → store → model → translate → snapshot → xDS.
 
+pub mod admin;
 pub mod api;
+pub mod bootstrap;
 pub mod crds;
+pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod protojson;
 pub mod render;
+pub mod snapshot;
 pub mod source;
 pub mod store;
 #[cfg(test)]

@@ -2,7 +2,8 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -11,14 +12,27 @@ use clap::{Parser, Subcommand};
     about = "Kubernetes gateway controller serving Envoy with external authorization"
 )]
 struct Cli {
+    /// Log format (level from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Print the Envoy configuration Gatehouse would serve for a set of manifests.
     Translate(cli::translate::Args),
+    /// Serve xDS from a watched directory of manifests, without a cluster.
+    Standalone(cli::standalone::Args),
+    /// Print an Envoy bootstrap that connects a proxy for one Gateway to Gatehouse.
+    Bootstrap(cli::bootstrap::Args),
     /// Print the CustomResourceDefinitions (or write them into a directory).
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -27,10 +41,25 @@ enum Command {
     },
 }
 
-fn main() {
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Translate(args) => cli::translate::run(args),
+        Command::Standalone(args) => cli::standalone::run(args).await,
+        Command::Bootstrap(args) => cli::bootstrap::run(args),
         Command::Crds { dir } => cli::crds::run(dir),
     };
     match result {

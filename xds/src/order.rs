@@ -6,8 +6,10 @@
 //!
 //! * Types go out in the order clusters → endpoints → listeners → routes; other types are
 //!   unordered.
-//! * A type waits while an earlier one is introducing names the client has not accepted:
-//!   an un-ACKed response that adds resources, or a due one that would. Plain updates of
+//! * Listeners and routes wait while an earlier type is introducing names the client has not
+//!   accepted. Endpoints never wait for clusters: Envoy asks for them by name while the new
+//!   cluster warms and ACKs the clusters only once they have warmed. Otherwise a type waits
+//!   while an earlier one has an un-ACKed response that adds resources, or a due one that would. Plain updates of
 //!   existing resources do not hold later types back (one ADS stream is ordered anyway), so
 //!   endpoint churn cannot starve route updates.
 //! * Listeners and routes also wait until the client subscribed to the endpoints of every
@@ -90,9 +92,15 @@ pub(crate) fn flush(m: &mut impl Ordered, snap: &Snapshot) {
                 break;
             }
             sent |= m.send_due(t, snap, release);
-            blocked |= m.progress(t, snap, release).blocks_later();
+            // Endpoints never wait for clusters: the client asks for them by name only for
+            // clusters it holds, and Envoy withholds the CDS ACK until a new cluster has
+            // warmed, which needs its endpoints. Waiting here would deadlock.
+            if t != CLUSTER {
+                blocked |= m.progress(t, snap, release).blocks_later();
+            }
             if t == ENDPOINT {
-                blocked |= !m.eds_covered(snap);
+                blocked |=
+                    m.progress(CLUSTER, snap, release).blocks_later() || !m.eds_covered(snap);
             }
         }
         for t in &others {

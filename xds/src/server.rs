@@ -160,7 +160,7 @@ impl AggregatedDiscoveryService for AdsService {
 
 /// What the stream loop needs from a state machine, so SotW and delta share one loop.
 trait Machine: Default + Send + 'static {
-    type Req: Send + 'static;
+    type Req: Send + std::fmt::Debug + 'static;
     type Resp: Send + 'static;
     const KIND: &'static str;
     fn node(req: &Self::Req) -> Option<&Node>;
@@ -297,7 +297,10 @@ async fn run_stream<M: Machine>(
             },
         };
         open = match input {
-            Input::Request(req) => link.deliver(|m| m.on_request(req)).await,
+            Input::Request(req) => {
+                tracing::trace!(kind = M::KIND, request = ?req, "xds request");
+                link.deliver(|m| m.on_request(req)).await
+            }
             Input::Snapshot(Some(snap)) => link.deliver(|m| m.on_snapshot(snap)).await,
             // A removed group keeps serving what it had (see `SnapshotCache::remove`).
             Input::Snapshot(None) => true,

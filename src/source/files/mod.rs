@@ -1,11 +1,15 @@
 //! Manifests on disk: multi-document YAML (or JSON) files, a file or a directory tree.
 
 mod decode;
+mod dir;
 mod split;
+mod watch;
 
 use std::path::{Path, PathBuf};
 
 pub use decode::decode_document;
+pub use dir::DirSource;
+pub use watch::{MAX_DELAY, QUIET, WatchError, watch};
 
 use crate::store::Object;
 

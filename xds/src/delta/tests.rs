@@ -476,3 +476,40 @@ fn resubscribing_an_unchanged_name_resends_it() {
     let out = c.on_request(req(ROUTE, &["r1"], &[], &n));
     assert_eq!(summary(&out), [sent("RDS", &[("r1", "1")], &[])]);
 }
+
+/// Envoy's own sequence: it asks for a new cluster's endpoints while the cluster warms and
+/// ACKs the clusters only after warming, so endpoints must not wait for that ACK.
+#[test]
+fn new_cluster_endpoints_go_out_before_the_cluster_ack() {
+    let mut c = handshake(basic("1"));
+    let next = snap(&[
+        (CLUSTER, "c1", "1"),
+        (CLUSTER, "auth", "1"),
+        (ENDPOINT, "c1", "1"),
+        (ENDPOINT, "auth", "1"),
+        (LISTENER, "l1", "with-auth"),
+        (ROUTE, "r1", "with-auth"),
+    ]);
+    let out = c.on_snapshot(next);
+    assert_eq!(summary(&out), [sent("CDS", &[("auth", "1")], &[])]);
+    let cds = out.responses[0].nonce.clone();
+
+    // No CDS ACK yet: Envoy subscribes to the warming cluster's endpoints first.
+    let out = c.on_request(req(ENDPOINT, &["auth"], &[], ""));
+    assert_eq!(summary(&out), [sent("EDS", &[("auth", "1")], &[])]);
+    let eds = out.responses[0].nonce.clone();
+    assert!(
+        c.on_request(ack(ENDPOINT, &eds)).responses.is_empty(),
+        "listeners wait for the cluster ACK"
+    );
+
+    // Warm: the cluster ACK releases listener and route.
+    let out = c.on_request(ack(CLUSTER, &cds));
+    assert_eq!(
+        summary(&out),
+        [
+            sent("LDS", &[("l1", "with-auth")], &[]),
+            sent("RDS", &[("r1", "with-auth")], &[])
+        ]
+    );
+}

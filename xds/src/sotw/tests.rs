@@ -463,3 +463,29 @@ fn nonce_from_an_earlier_stream_is_a_fresh_subscription() {
     assert!(out.events.is_empty());
     assert_eq!(summary(&out), [("CDS", nt(&[("c1", "1")]))]);
 }
+
+/// Envoy's own sequence: it asks for a new cluster's endpoints while the cluster warms and
+/// ACKs the clusters only after warming, so endpoints must not wait for that ACK.
+#[test]
+fn new_cluster_endpoints_go_out_before_the_cluster_ack() {
+    let mut c = SotwConnection::new();
+    let [_, eds, _, _] = handshake(&mut c, basic("1"));
+    let out = c.on_snapshot(move_route_to_c2());
+    assert_eq!(summary(&out), [("CDS", nt(&[("c1", "1"), ("c2", "1")]))]);
+    let cds = out.responses[0].nonce.clone();
+
+    // No CDS ACK yet: Envoy asks for the warming cluster's endpoints first.
+    let out = c.on_request(req(ENDPOINT, &["c1", "c2"], &eds));
+    assert_eq!(summary(&out), [("EDS", nt(&[("c2", "1")]))]);
+    let eds = out.responses[0].nonce.clone();
+    let out = c.on_request(req(ENDPOINT, &["c1", "c2"], &eds));
+    assert!(
+        out.responses.is_empty(),
+        "the route waits for the cluster ACK: {:?}",
+        summary(&out)
+    );
+
+    // Warm: the cluster ACK releases the route.
+    let out = c.on_request(req(CLUSTER, &[], &cds));
+    assert_eq!(summary(&out), [("RDS", nt(&[("r1", "to-c2")]))]);
+}

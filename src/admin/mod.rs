@@ -1,0 +1,126 @@
+//! The admin HTTP endpoint: health, readiness, metrics and debug views.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::engine::Shared;
+use crate::metrics::Metrics;
+use crate::store::ObjKey;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The admin routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/debug/xds", get(debug_xds))
+        .route("/debug/status", get(debug_status))
+        .with_state(state)
+}
+
+/// Serves the admin routes until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.shared.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no configuration built yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    match s.metrics.encode() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding metrics failed\n",
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct XdsQuery {
+    gateway: Option<String>,
+}
+
+fn json(value: &serde_json::Value) -> Response {
+    let body = serde_json::to_string_pretty(value).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body + "\n").into_response()
+}
+
+async fn debug_xds(State(s): State<AdminState>, Query(q): Query<XdsQuery>) -> Response {
+    let view = s.shared.view();
+    let selected: Vec<_> = match q.gateway.as_deref() {
+        None => view.resources.values().collect(),
+        Some(g) => {
+            let Some((ns, name)) = g.split_once('/') else {
+                return (StatusCode::BAD_REQUEST, "gateway must be NAMESPACE/NAME\n")
+                    .into_response();
+            };
+            match view.resources.get(&ObjKey::new(ns, name)) {
+                Some(r) => vec![r],
+                None => {
+                    return (
+                        StatusCode::NOT_FOUND,
+                        format!("Gateway {g} is not served\n"),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
+    let docs: Result<Vec<_>, _> = selected
+        .into_iter()
+        .map(crate::render::resources_json)
+        .collect();
+    match docs {
+        Ok(docs) if q.gateway.is_some() => json(&docs[0]),
+        Ok(docs) => json(&serde_json::Value::Array(docs)),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn debug_status(State(s): State<AdminState>) -> Response {
+    let view = s.shared.view();
+    json(&serde_json::json!({
+        "ready": view.ready,
+        "builds": view.builds,
+        "problems": view.problems,
+        "status": view.status,
+    }))
+}

@@ -1,0 +1,233 @@
+//! The rebuild step every source shares: store → model → translate → snapshots, plus the view
+//! the admin endpoint and the xDS node grouper read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use gatehouse_xds::{NodeGrouper, Snapshot, SnapshotCache};
+
+use crate::bootstrap::gateway_of;
+use crate::metrics::Metrics;
+use crate::model::{self, ModelConfig, Status};
+use crate::store::{ObjKey, Store};
+use crate::translate::{self, GatewayResources, TranslateOptions};
+
+/// What the last build produced, for the admin endpoint.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    /// True once the first snapshot set is built.
+    pub ready: bool,
+    pub builds: u64,
+    pub resources: BTreeMap<ObjKey, GatewayResources>,
+    pub status: Status,
+    /// Input problems (load errors) the sources reported, as readable lines.
+    pub problems: Vec<String>,
+}
+
+/// Shared between the engine, the admin server and the xDS grouper.
+#[derive(Debug, Default)]
+pub struct Shared {
+    view: RwLock<View>,
+    /// Gateways proxies asked for, so that unknown ones get an (empty) answer.
+    requested: Mutex<BTreeSet<ObjKey>>,
+}
+
+impl Shared {
+    /// A copy of what the admin endpoint shows.
+    pub fn view(&self) -> View {
+        self.view.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// True once the first build is done.
+    pub fn ready(&self) -> bool {
+        self.view.read().map(|v| v.ready).unwrap_or(false)
+    }
+
+    /// The resources of one Gateway, if served.
+    pub fn gateway(&self, key: &ObjKey) -> Option<GatewayResources> {
+        self.view.read().ok()?.resources.get(key).cloned()
+    }
+}
+
+/// Builds snapshots and publishes them to the cache.
+pub struct Engine {
+    pub cache: SnapshotCache,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub model_config: ModelConfig,
+    pub translate_options: TranslateOptions,
+}
+
+impl Engine {
+    /// Rebuilds everything from `store`; `problems` are the sources' current input errors.
+    pub fn rebuild(&self, store: &Store, problems: Vec<String>) {
+        let started = Instant::now();
+        let model = model::build(store, &self.model_config);
+        let mut resources = BTreeMap::new();
+        for gw in &model.gateways {
+            let res = translate::translate_gateway(gw, &self.translate_options);
+            self.cache
+                .set(&group(&gw.key), crate::snapshot::snapshot(&res));
+            resources.insert(gw.key.clone(), res);
+        }
+        let previous = self.shared.view();
+        // Gateways that went away, and proxies of Gateways that never existed, get an empty
+        // snapshot: their proxies stop serving rather than keep a deleted Gateway's routes.
+        let mut gone: BTreeSet<ObjKey> = previous
+            .resources
+            .keys()
+            .filter(|k| !resources.contains_key(*k))
+            .cloned()
+            .collect();
+        if let Ok(requested) = self.shared.requested.lock() {
+            gone.extend(
+                requested
+                    .iter()
+                    .filter(|k| !resources.contains_key(*k))
+                    .cloned(),
+            );
+        }
+        for key in gone {
+            if !previous.ready || previous.resources.contains_key(&key) {
+                tracing::warn!(gateway = %key, "Gateway is not served (deleted, unknown or of another class); its proxies get an empty configuration");
+            }
+            self.cache.set(&group(&key), Snapshot::new());
+        }
+        log_status_changes(&previous.status, &model.status);
+        let unhealthy = count_unhealthy(&model.status);
+        let elapsed = started.elapsed();
+        self.metrics.snapshot_builds.inc();
+        self.metrics.build_seconds.observe(elapsed.as_secs_f64());
+        self.metrics.load_errors.set(problems.len() as i64);
+        self.metrics.unhealthy_objects.set(unhealthy as i64);
+        tracing::info!(
+            gateways = resources.len(),
+            objects = store.len(),
+            problems = problems.len(),
+            ms = elapsed.as_secs_f64() * 1e3,
+            "snapshots built"
+        );
+        if let Ok(mut view) = self.shared.view.write() {
+            *view = View {
+                ready: true,
+                builds: previous.builds + 1,
+                resources,
+                status: model.status,
+                problems,
+            };
+        }
+    }
+
+    /// The grouper the ADS server uses for this engine's proxies.
+    pub fn grouper(&self) -> Arc<dyn NodeGrouper> {
+        Arc::new(Grouper {
+            shared: self.shared.clone(),
+            cache: self.cache.clone(),
+        })
+    }
+}
+
+/// The cache group of a Gateway's proxies.
+pub fn group(gateway: &ObjKey) -> String {
+    gateway.to_string()
+}
+
+struct Grouper {
+    shared: Arc<Shared>,
+    cache: SnapshotCache,
+}
+
+impl NodeGrouper for Grouper {
+    fn group(&self, node: &Node) -> Option<String> {
+        let Some(gateway) = gateway_of(node) else {
+            tracing::warn!(node = %node.id, "proxy did not say which Gateway it serves (node metadata {}); refusing it", crate::bootstrap::GATEWAY_METADATA_KEY);
+            return None;
+        };
+        if let Ok(mut requested) = self.shared.requested.lock() {
+            requested.insert(gateway.clone());
+        }
+        let key = group(&gateway);
+        if self.shared.ready() && self.shared.gateway(&gateway).is_none() {
+            tracing::warn!(node = %node.id, gateway = %gateway, "proxy asked for a Gateway Gatehouse does not serve; it gets an empty configuration");
+            if self.cache.get(&key).is_none() {
+                self.cache.set(&key, Snapshot::new());
+            }
+        }
+        Some(key)
+    }
+}
+
+/// True when a condition is in its good state (`Conflicted` is good when False).
+fn holds(c: &model::Condition) -> bool {
+    if c.type_ == "Conflicted" {
+        !c.is_true()
+    } else {
+        c.is_true()
+    }
+}
+
+fn count_unhealthy(status: &Status) -> usize {
+    let bad = |c: &[model::Condition]| !c.iter().all(holds);
+    status
+        .gateways
+        .values()
+        .filter(|g| bad(&g.conditions) || g.listeners.iter().any(|l| bad(&l.conditions)))
+        .count()
+        + status
+            .http_routes
+            .values()
+            .filter(|p| p.iter().any(|p| bad(&p.conditions)))
+            .count()
+        + status
+            .traffic_policies
+            .values()
+            .filter(|a| a.iter().any(|a| bad(&a.conditions)))
+            .count()
+        + status
+            .gateway_extensions
+            .values()
+            .filter(|c| bad(c))
+            .count()
+}
+
+/// Logs each object whose conditions changed, at warn level when one does not hold.
+fn log_status_changes(old: &Status, new: &Status) {
+    fn diff<V: PartialEq + std::fmt::Debug>(
+        kind: &str,
+        old: &BTreeMap<ObjKey, V>,
+        new: &BTreeMap<ObjKey, V>,
+        healthy: impl Fn(&V) -> bool,
+    ) {
+        for (key, v) in new {
+            if old.get(key) == Some(v) {
+                continue;
+            }
+            if healthy(v) {
+                tracing::info!(kind, object = %key, "status: all conditions hold");
+            } else {
+                tracing::warn!(kind, object = %key, status = ?v, "status: a condition does not hold");
+            }
+        }
+    }
+    let ok = |c: &[model::Condition]| c.iter().all(holds);
+    diff("Gateway", &old.gateways, &new.gateways, |g| {
+        ok(&g.conditions) && g.listeners.iter().all(|l| ok(&l.conditions))
+    });
+    diff("HTTPRoute", &old.http_routes, &new.http_routes, |p| {
+        p.iter().all(|p| ok(&p.conditions))
+    });
+    diff(
+        "TrafficPolicy",
+        &old.traffic_policies,
+        &new.traffic_policies,
+        |a| a.iter().all(|a| ok(&a.conditions)),
+    );
+    diff(
+        "GatewayExtension",
+        &old.gateway_extensions,
+        &new.gateway_extensions,
+        |c| ok(c),
+    );
+}

@@ -1,0 +1,118 @@
+//! Prometheus metrics of the control plane.
+
+use std::sync::Arc;
+
+use gatehouse_xds::{XdsStats, type_url};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Every metric Gatehouse exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Snapshot builds (model + translate + cache update).
+    pub snapshot_builds: Counter,
+    /// Seconds one build took.
+    pub build_seconds: Histogram,
+    /// Manifest documents that currently fail to load.
+    pub load_errors: Gauge,
+    /// Objects whose status currently has a condition that does not hold.
+    pub unhealthy_objects: Gauge,
+}
+
+impl Metrics {
+    /// Registers the metrics, including the xDS server's counters.
+    pub fn new(xds: Arc<XdsStats>) -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let snapshot_builds = Counter::default();
+        let build_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let load_errors = Gauge::default();
+        let unhealthy_objects = Gauge::default();
+        registry.register(
+            "snapshot_builds",
+            "Snapshot builds",
+            snapshot_builds.clone(),
+        );
+        registry.register(
+            "snapshot_build_seconds",
+            "Duration of one snapshot build",
+            build_seconds.clone(),
+        );
+        registry.register(
+            "load_errors",
+            "Manifest documents that currently fail to load",
+            load_errors.clone(),
+        );
+        registry.register(
+            "unhealthy_objects",
+            "Objects with a status condition that does not hold (Accepted, ResolvedRefs, Programmed, Attached)",
+            unhealthy_objects.clone(),
+        );
+        registry.register_collector(Box::new(XdsCollector(xds)));
+        Self {
+            registry,
+            snapshot_builds,
+            build_seconds,
+            load_errors,
+            unhealthy_objects,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Reads the xDS server's atomic counters at scrape time.
+#[derive(Debug)]
+struct XdsCollector(Arc<XdsStats>);
+
+impl Collector for XdsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let connected = ConstGauge::new(s.connected());
+        connected.encode(encoder.encode_descriptor(
+            "xds_connected_proxies",
+            "Open ADS streams",
+            None,
+            connected.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            ("xds_pushes", "xDS responses sent", s.pushes()),
+            ("xds_acks", "xDS responses Envoy accepted", s.acks()),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let total = ConstCounter::new(s.nacks());
+        total.encode(encoder.encode_descriptor(
+            "xds_nacks",
+            "xDS responses Envoy rejected",
+            None,
+            total.metric_type(),
+        )?)?;
+        let mut family = encoder.encode_descriptor(
+            "xds_nacks_by_type",
+            "xDS responses Envoy rejected, by resource type",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (short, url) in [
+            ("cluster", type_url::CLUSTER),
+            ("endpoint", type_url::ENDPOINT),
+            ("listener", type_url::LISTENER),
+            ("route", type_url::ROUTE),
+        ] {
+            let c = ConstCounter::new(s.nacks_for(url));
+            c.encode(family.encode_family(&[("type", short)])?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! Watches a manifest directory and rebuilds on change, debounced.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::dir::DirSource;
+
+/// Quiet time that ends a burst of file events.
+pub const QUIET: Duration = Duration::from_millis(20);
+/// Longest a burst may delay a rebuild.
+pub const MAX_DELAY: Duration = Duration::from_millis(60);
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch {dir}: {source}")]
+    Notify { dir: PathBuf, source: notify::Error },
+}
+
+/// Loads `dir`, calls `on_change` with the source, then again after each debounced burst of
+/// changes that altered some file's objects, until `shutdown` resolves.
+pub async fn watch(
+    dir: PathBuf,
+    mut on_change: impl FnMut(&DirSource) + Send,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), WatchError> {
+    let root = dir.canonicalize().unwrap_or(dir);
+    let (tx, mut rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        // The receiver only goes away at shutdown.
+        let _ = tx.send(ev);
+    })
+    .map_err(|source| WatchError::Notify {
+        dir: root.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&root, RecursiveMode::Recursive)
+        .map_err(|source| WatchError::Notify {
+            dir: root.clone(),
+            source,
+        })?;
+
+    let mut source = DirSource::new(&root);
+    source.rescan();
+    on_change(&source);
+
+    tokio::pin!(shutdown);
+    loop {
+        let first = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            ev = rx.recv() => match ev { Some(ev) => ev, None => return Ok(()) },
+        };
+        let mut paths = BTreeSet::new();
+        let mut full = false;
+        collect(first, &mut paths, &mut full);
+        let deadline = Instant::now() + MAX_DELAY;
+        loop {
+            let quiet = (Instant::now() + QUIET).min(deadline);
+            match tokio::time::timeout_at(quiet, rx.recv()).await {
+                Ok(Some(ev)) => collect(ev, &mut paths, &mut full),
+                Ok(None) => return Ok(()),
+                Err(_) => break,
+            }
+        }
+        let changed = if full {
+            source.rescan()
+        } else {
+            paths.iter().fold(false, |acc, p| source.reload(p) | acc)
+        };
+        if changed {
+            on_change(&source);
+        } else {
+            tracing::debug!(paths = paths.len(), "file events changed no object");
+        }
+    }
+}
+
+fn collect(ev: notify::Result<notify::Event>, paths: &mut BTreeSet<PathBuf>, full: &mut bool) {
+    match ev {
+        Ok(ev) => {
+            if ev.need_rescan() {
+                *full = true;
+            }
+            paths.extend(ev.paths);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "file watch error; rescanning the directory");
+            *full = true;
+        }
+    }
+}
