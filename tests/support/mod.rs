@@ -1,6 +1,10 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod http;
+pub mod procs;
+pub mod standalone;
+
 use std::path::{Path, PathBuf};
 
 /// The repository root.
