@@ -150,3 +150,47 @@ fn changing_a_backend_under_load_drops_no_request() {
     assert!(served > 100, "only {served} requests served");
     assert!(failures.is_empty(), "{} of {} requests failed during backend changes: {:?}\n{}", failures.len(), served + failures.len(), &failures[..failures.len().min(5)], w.logs());
 }
+
+#[test]
+fn proxy_of_an_unknown_gateway_gets_an_empty_config_and_a_warning() {
+    let mut w = World::start(false);
+    let admin = support::procs::free_port();
+    let out = std::process::Command::new(support::procs::gatehouse())
+        .args(["bootstrap", "--gateway", "nowhere/nothing", "--xds-address", &format!("127.0.0.1:{}", w.xds_port)])
+        .args(["--admin-port", &admin.to_string()])
+        .output()
+        .expect("bootstrap");
+    let file = w.path().join("unknown.yaml");
+    std::fs::write(&file, &out.stdout).expect("write");
+    let mut envoy = std::process::Command::new(support::envoy());
+    envoy.arg("-c").arg(&file).args(["--disable-hot-restart", "-l", "warning", "--concurrency", "1"]);
+    w.procs.push(support::procs::Proc::spawn("envoy-unknown", envoy, w.path()));
+
+    // Envoy leaves initialisation (15 s initial fetch timeout otherwise) only once answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = http::get(admin, "localhost", "/server_info", &[]).map(|r| r.body).unwrap_or_default();
+        if info.contains("\"state\": \"LIVE\"") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the unknown Gateway's proxy got no answer\n{}", w.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listeners = http::get(admin, "localhost", "/listeners", &[]).expect("listeners");
+    assert_eq!(listeners.body.trim(), "", "an unknown Gateway serves nothing");
+    assert_eq!(w.metric("gatehouse_xds_connected_proxies"), 2.0);
+    let log = std::fs::read_to_string(w.path().join("gatehouse.log")).unwrap_or_default();
+    assert_eq!(log.matches("Gatehouse does not serve").count(), 1, "one warning, no loop:\n{log}");
+    // The known Gateway is unaffected.
+    assert_eq!(w.get(&[]).expect("request").status, 200);
+}
+
+#[test]
+fn sigterm_stops_gatehouse_cleanly_and_envoy_keeps_serving() {
+    let mut w = World::start(false);
+    let gatehouse = w.procs.iter_mut().find(|p| p.name == "gatehouse").expect("gatehouse process");
+    let status = gatehouse.terminate(Duration::from_secs(10)).expect("gatehouse exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    // Envoy keeps its last configuration without a control plane.
+    assert_eq!(w.get(&[]).expect("request").status, 200);
+}

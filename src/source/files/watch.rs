@@ -96,3 +96,60 @@ fn collect(ev: notify::Result<notify::Event>, paths: &mut BTreeSet<PathBuf>, ful
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::watch;
+    use crate::store::ObjKey;
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: NAME, namespace: ns}\nspec: {ports: [{port: 80}]}\n";
+
+    /// Waits for the next change the watcher reports, as the set of Service names.
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Vec<String>>) -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a change is reported").expect("watcher alive")
+    }
+
+    #[tokio::test]
+    async fn written_renamed_and_removed_files_each_trigger_one_rebuild() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watched = dir.path().join("m");
+        std::fs::create_dir(&watched).expect("mkdir");
+        std::fs::write(watched.join("a.yaml"), SVC.replace("NAME", "a")).expect("write");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(watch(
+            watched.clone(),
+            move |src| {
+                let names = src.store().services.keys().map(|k: &ObjKey| k.name.clone()).collect();
+                let _ = tx.send(names);
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        assert_eq!(next(&mut rx).await, ["a"], "initial load");
+
+        std::fs::write(watched.join("b.yaml"), SVC.replace("NAME", "b")).expect("write in place");
+        assert_eq!(next(&mut rx).await, ["a", "b"]);
+
+        let tmp = dir.path().join("c.tmp");
+        std::fs::write(&tmp, SVC.replace("NAME", "c")).expect("write tmp");
+        std::fs::rename(&tmp, watched.join("c.yaml")).expect("rename into place");
+        assert_eq!(next(&mut rx).await, ["a", "b", "c"]);
+
+        std::fs::remove_file(watched.join("a.yaml")).expect("remove");
+        assert_eq!(next(&mut rx).await, ["b", "c"]);
+
+        // A broken rewrite keeps what the file held and reports no change.
+        std::fs::write(watched.join("b.yaml"), "kind: [").expect("break");
+        std::fs::write(watched.join("d.yaml"), SVC.replace("NAME", "d")).expect("write");
+        assert_eq!(next(&mut rx).await, ["b", "c", "d"]);
+
+        let _ = stop_tx.send(());
+        task.await.expect("join").expect("watch ends cleanly");
+    }
+}
