@@ -24,28 +24,56 @@ fn walkthrough(sotw: bool) {
     w.apply_step("01-gateway-policy.yaml");
     let denied = w.wait_for("403 after the gateway policy", |r| r.status == 403, &[]);
     assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
-    assert!(denied.body.contains("denied by ext_authz for not found header `x-ext-authz: allow`"), "{}", denied.body);
+    assert!(
+        denied
+            .body
+            .contains("denied by ext_authz for not found header `x-ext-authz: allow`"),
+        "{}",
+        denied.body
+    );
 
     // 3. Allowed with the header; the backend sees the verdict.
     let allowed = w.get(ALLOW).expect("request");
     assert_eq!(allowed.status, 200, "{allowed:?}");
-    assert_eq!(allowed.echoed_header("x-ext-authz-check-result").as_deref(), Some("allowed"));
+    assert_eq!(
+        allowed.echoed_header("x-ext-authz-check-result").as_deref(),
+        Some("allowed")
+    );
 
     // 4. Route-level disable: 200 without asking the auth server.
     w.apply_step("02-route-disable.yaml");
     let open = w.wait_for("200 after the route disable", |r| r.status == 200, &[]);
-    assert_eq!(open.echoed_header("x-ext-authz-check-result"), None, "auth must not run on the disabled route");
+    assert_eq!(
+        open.echoed_header("x-ext-authz-check-result"),
+        None,
+        "auth must not run on the disabled route"
+    );
 
     // Removing the disable policy protects the route again.
     w.remove("02-route-disable.yaml");
-    w.wait_for("403 after removing the disable policy", |r| r.status == 403, &[]);
+    w.wait_for(
+        "403 after removing the disable policy",
+        |r| r.status == 403,
+        &[],
+    );
 
     let status = w.admin("/debug/status").expect("status");
     let doc: serde_json::Value = serde_json::from_str(&status.body).expect("json");
     assert_eq!(doc["ready"], true);
-    assert_eq!(doc["status"]["trafficPolicies"]["kgateway-system/gateway-ext-auth-policy"][0]["conditions"][1]["status"], "True");
-    let xds = w.admin("/debug/xds?gateway=kgateway-system/http").expect("debug xds");
-    assert!(xds.body.contains("envoy.filters.http.ext_authz/kgateway-system/basic-ext-auth"), "{}", xds.body);
+    assert_eq!(
+        doc["status"]["trafficPolicies"]["kgateway-system/gateway-ext-auth-policy"][0]["conditions"]
+            [1]["status"],
+        "True"
+    );
+    let xds = w
+        .admin("/debug/xds?gateway=kgateway-system/http")
+        .expect("debug xds");
+    assert!(
+        xds.body
+            .contains("envoy.filters.http.ext_authz/kgateway-system/basic-ext-auth"),
+        "{}",
+        xds.body
+    );
     assert!(w.metric("gatehouse_xds_acks_total") >= 8.0);
     assert_eq!(w.metric("gatehouse_xds_connected_proxies"), 1.0);
 }
@@ -82,7 +110,11 @@ fn rejected_config_is_nacked_and_the_last_good_one_keeps_serving() {
     w.write("bad-route.yaml", BAD_ROUTE);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while w.metric("gatehouse_xds_nacks_total") < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "no NACK counted\n{}", w.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no NACK counted\n{}",
+            w.logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(w.metric("gatehouse_xds_nacks_by_type_total{type=\"route\"}") >= 1.0);
@@ -90,15 +122,18 @@ fn rejected_config_is_nacked_and_the_last_good_one_keeps_serving() {
     assert_eq!(w.get(&[]).expect("request").status, 403);
     assert_eq!(w.get(ALLOW).expect("request").status, 200);
     let gatehouse_log = std::fs::read_to_string(w.path().join("gatehouse.log")).unwrap_or_default();
-    assert!(gatehouse_log.contains("NACK") || gatehouse_log.contains("nack"), "NACK not logged:\n{}", w.logs());
+    assert!(
+        gatehouse_log.contains("NACK") || gatehouse_log.contains("nack"),
+        "NACK not logged:\n{}",
+        w.logs()
+    );
 
     // Fixing the input gets the next configuration through.
-    w.write("bad-route.yaml", &BAD_ROUTE.replace("/broken(", "/fixed/.*"));
-    let fixed = w.wait_for(
-        "the fixed route to serve",
-        |r| r.status == 403,
-        &[],
+    w.write(
+        "bad-route.yaml",
+        &BAD_ROUTE.replace("/broken(", "/fixed/.*"),
     );
+    let fixed = w.wait_for("the fixed route to serve", |r| r.status == 403, &[]);
     assert_eq!(fixed.status, 403);
     let r = http::get(w.listener_port, HOST, "/fixed/x", ALLOW).expect("request");
     assert_eq!(r.status, 200, "{r:?}\n{}", w.logs());
@@ -129,18 +164,33 @@ fn changing_a_backend_under_load_drops_no_request() {
                     Ok(r) if (200..300).contains(&r.status) => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(r) => failures.lock().expect("lock").push(format!("{} {:?} {}", r.status, r.headers, r.body)),
+                    Ok(r) => failures
+                        .lock()
+                        .expect("lock")
+                        .push(format!("{} {:?} {}", r.status, r.headers, r.body)),
                     Err(e) => failures.lock().expect("lock").push(e.to_string()),
                 }
             }
         })
     };
     // Switch the route to the new Service (a new cluster) and back, twice.
-    for (target, backend) in [("httpbin-b", "echo-b"), ("httpbin", "echo"), ("httpbin-b", "echo-b"), ("httpbin", "echo")] {
-        let text = route.replace("backendRefs:\n    - name: httpbin\n", &format!("backendRefs:\n    - name: {target}\n"));
+    for (target, backend) in [
+        ("httpbin-b", "echo-b"),
+        ("httpbin", "echo"),
+        ("httpbin-b", "echo-b"),
+        ("httpbin", "echo"),
+    ] {
+        let text = route.replace(
+            "backendRefs:\n    - name: httpbin\n",
+            &format!("backendRefs:\n    - name: {target}\n"),
+        );
         assert!(text.contains(target));
         w.write("httpbin.yaml", &text);
-        w.wait_for(&format!("traffic on {backend}"), |r| r.header("x-echo-backend") == Some(backend), &[]);
+        w.wait_for(
+            &format!("traffic on {backend}"),
+            |r| r.header("x-echo-backend") == Some(backend),
+            &[],
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     stop.store(true, Ordering::Relaxed);
@@ -148,7 +198,14 @@ fn changing_a_backend_under_load_drops_no_request() {
     let failures = failures.lock().expect("lock");
     let served = ok.load(Ordering::Relaxed);
     assert!(served > 100, "only {served} requests served");
-    assert!(failures.is_empty(), "{} of {} requests failed during backend changes: {:?}\n{}", failures.len(), served + failures.len(), &failures[..failures.len().min(5)], w.logs());
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during backend changes: {:?}\n{}",
+        failures.len(),
+        served + failures.len(),
+        &failures[..failures.len().min(5)],
+        w.logs()
+    );
 }
 
 #[test]
@@ -156,31 +213,61 @@ fn proxy_of_an_unknown_gateway_gets_an_empty_config_and_a_warning() {
     let mut w = World::start(false);
     let admin = support::procs::free_port();
     let out = std::process::Command::new(support::procs::gatehouse())
-        .args(["bootstrap", "--gateway", "nowhere/nothing", "--xds-address", &format!("127.0.0.1:{}", w.xds_port)])
+        .args([
+            "bootstrap",
+            "--gateway",
+            "nowhere/nothing",
+            "--xds-address",
+            &format!("127.0.0.1:{}", w.xds_port),
+        ])
         .args(["--admin-port", &admin.to_string()])
         .output()
         .expect("bootstrap");
     let file = w.path().join("unknown.yaml");
     std::fs::write(&file, &out.stdout).expect("write");
     let mut envoy = std::process::Command::new(support::envoy());
-    envoy.arg("-c").arg(&file).args(["--disable-hot-restart", "-l", "warning", "--concurrency", "1"]);
-    w.procs.push(support::procs::Proc::spawn("envoy-unknown", envoy, w.path()));
+    envoy.arg("-c").arg(&file).args([
+        "--disable-hot-restart",
+        "-l",
+        "warning",
+        "--concurrency",
+        "1",
+    ]);
+    w.procs.push(support::procs::Proc::spawn(
+        "envoy-unknown",
+        envoy,
+        w.path(),
+    ));
 
     // Envoy leaves initialisation (15 s initial fetch timeout otherwise) only once answered.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let info = http::get(admin, "localhost", "/server_info", &[]).map(|r| r.body).unwrap_or_default();
+        let info = http::get(admin, "localhost", "/server_info", &[])
+            .map(|r| r.body)
+            .unwrap_or_default();
         if info.contains("\"state\": \"LIVE\"") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the unknown Gateway's proxy got no answer\n{}", w.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unknown Gateway's proxy got no answer\n{}",
+            w.logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let listeners = http::get(admin, "localhost", "/listeners", &[]).expect("listeners");
-    assert_eq!(listeners.body.trim(), "", "an unknown Gateway serves nothing");
+    assert_eq!(
+        listeners.body.trim(),
+        "",
+        "an unknown Gateway serves nothing"
+    );
     assert_eq!(w.metric("gatehouse_xds_connected_proxies"), 2.0);
     let log = std::fs::read_to_string(w.path().join("gatehouse.log")).unwrap_or_default();
-    assert_eq!(log.matches("Gatehouse does not serve").count(), 1, "one warning, no loop:\n{log}");
+    assert_eq!(
+        log.matches("Gatehouse does not serve").count(),
+        1,
+        "one warning, no loop:\n{log}"
+    );
     // The known Gateway is unaffected.
     assert_eq!(w.get(&[]).expect("request").status, 200);
 }
@@ -188,8 +275,14 @@ fn proxy_of_an_unknown_gateway_gets_an_empty_config_and_a_warning() {
 #[test]
 fn sigterm_stops_gatehouse_cleanly_and_envoy_keeps_serving() {
     let mut w = World::start(false);
-    let gatehouse = w.procs.iter_mut().find(|p| p.name == "gatehouse").expect("gatehouse process");
-    let status = gatehouse.terminate(Duration::from_secs(10)).expect("gatehouse exits after SIGTERM");
+    let gatehouse = w
+        .procs
+        .iter_mut()
+        .find(|p| p.name == "gatehouse")
+        .expect("gatehouse process");
+    let status = gatehouse
+        .terminate(Duration::from_secs(10))
+        .expect("gatehouse exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     // Envoy keeps its last configuration without a control plane.
     assert_eq!(w.get(&[]).expect("request").status, 200);

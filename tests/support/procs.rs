@@ -25,7 +25,11 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        Proc { name: name.into(), child, log }
+        Proc {
+            name: name.into(),
+            child,
+            log,
+        }
     }
 
     /// The last lines of the log, for failure messages.
@@ -33,12 +37,20 @@ impl Proc {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         let start = all.len().saturating_sub(lines);
-        format!("--- {} ({}) ---\n{}\n", self.name, self.log.display(), all[start..].join("\n"))
+        format!(
+            "--- {} ({}) ---\n{}\n",
+            self.name,
+            self.log.display(),
+            all[start..].join("\n")
+        )
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -59,7 +71,10 @@ impl Drop for Proc {
 
 /// A port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.
@@ -78,7 +93,11 @@ pub fn wait_for_port(port: u16, timeout: Duration, what: &str) {
 pub fn workspace_bin(name: &str) -> PathBuf {
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"));
     let path = ours.with_file_name(name);
-    assert!(path.exists(), "{} is missing: build the workspace first (`cargo build --workspace`, which `make test` does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, which `make test` does)",
+        path.display()
+    );
     path
 }
 

@@ -53,17 +53,28 @@ impl World {
             dir,
         };
         let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
-        authz.args(["--grpc-addr", &format!("127.0.0.1:{}", w.authz_port), "--http-addr", "off"]);
+        authz.args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{}", w.authz_port),
+            "--http-addr",
+            "off",
+        ]);
         w.spawn("ext-authz", authz);
         w.start_echo("echo", w.echo_port);
         wait_for_port(w.authz_port, Duration::from_secs(10), "ext-authz");
 
         for (file, from, to) in [
-            ("gateway.yaml", "port: 8080", format!("port: {}", w.listener_port)),
+            (
+                "gateway.yaml",
+                "port: 8080",
+                format!("port: {}", w.listener_port),
+            ),
             ("httpbin.yaml", "3000", w.echo_port.to_string()),
             ("ext-authz.yaml", "9000", w.authz_port.to_string()),
         ] {
-            let text = std::fs::read_to_string(super::repo().join("examples/ext-auth/base").join(file)).expect("read example");
+            let text =
+                std::fs::read_to_string(super::repo().join("examples/ext-auth/base").join(file))
+                    .expect("read example");
             assert!(text.contains(from), "{file} no longer contains {from:?}");
             w.write(file, &text.replace(from, &to));
         }
@@ -77,7 +88,9 @@ impl World {
             .env("RUST_LOG", "info,gatehouse_xds=debug");
         w.spawn("gatehouse", gh);
         wait_for_port(w.admin_port, Duration::from_secs(10), "gatehouse admin");
-        w.wait_until("gatehouse ready", Duration::from_secs(10), |w| w.admin("/readyz").is_some_and(|r| r.status == 200));
+        w.wait_until("gatehouse ready", Duration::from_secs(10), |w| {
+            w.admin("/readyz").is_some_and(|r| r.status == 200)
+        });
 
         let mut boot = Command::new(gatehouse());
         boot.args(["bootstrap", "--gateway", GATEWAY])
@@ -87,11 +100,21 @@ impl World {
             boot.arg("--sotw");
         }
         let out = boot.output().expect("run gatehouse bootstrap");
-        assert!(out.status.success(), "bootstrap failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bootstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bootstrap = w.dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap, &out.stdout).expect("write bootstrap");
         let mut envoy = Command::new(super::envoy());
-        envoy.arg("-c").arg(&bootstrap).args(["--disable-hot-restart", "-l", "warning", "--concurrency", "1"]);
+        envoy.arg("-c").arg(&bootstrap).args([
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "--concurrency",
+            "1",
+        ]);
         w.spawn("envoy", envoy);
         w.wait_for("the first 200 through Envoy", |r| r.status == 200, &[]);
         w
@@ -120,20 +143,32 @@ impl World {
 
     /// Number of snapshot builds so far (from `/debug/status`).
     pub fn builds(&self) -> u64 {
-        let body = self.admin("/debug/status").map(|r| r.body).unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|d| d["builds"].as_u64()).unwrap_or(0)
+        let body = self
+            .admin("/debug/status")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|d| d["builds"].as_u64())
+            .unwrap_or(0)
     }
 
     /// Writes a manifest and waits until Gatehouse has built a snapshot that includes it.
     pub fn write_and_wait(&self, name: &str, text: &str) {
         let before = self.builds();
         self.write(name, text);
-        self.wait_until(&format!("a build after writing {name}"), Duration::from_secs(10), |w| w.builds() > before);
+        self.wait_until(
+            &format!("a build after writing {name}"),
+            Duration::from_secs(10),
+            |w| w.builds() > before,
+        );
     }
 
     /// Copies one of the walkthrough's step files into the watched directory.
     pub fn apply_step(&self, step: &str) {
-        let text = std::fs::read_to_string(super::repo().join("examples/ext-auth/steps").join(step)).expect("read step");
+        let text =
+            std::fs::read_to_string(super::repo().join("examples/ext-auth/steps").join(step))
+                .expect("read step");
         self.write(step, &text);
     }
 
@@ -152,7 +187,12 @@ impl World {
     }
 
     /// Polls until `check` holds for a response, or fails with the logs.
-    pub fn wait_for(&self, what: &str, check: impl Fn(&Response) -> bool, headers: &[(&str, &str)]) -> Response {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        check: impl Fn(&Response) -> bool,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = None;
         while Instant::now() < deadline {
@@ -163,7 +203,10 @@ impl World {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("timed out waiting for {what}; last: {last:?}\n{}", self.logs());
+        panic!(
+            "timed out waiting for {what}; last: {last:?}\n{}",
+            self.logs()
+        );
     }
 
     fn wait_until(&self, what: &str, timeout: Duration, check: impl Fn(&World) -> bool) {

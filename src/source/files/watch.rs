@@ -110,7 +110,10 @@ mod tests {
 
     /// Waits for the next change the watcher reports, as the set of Service names.
     async fn next(rx: &mut mpsc::UnboundedReceiver<Vec<String>>) -> Vec<String> {
-        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a change is reported").expect("watcher alive")
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a change is reported")
+            .expect("watcher alive")
     }
 
     #[tokio::test]
@@ -124,7 +127,12 @@ mod tests {
         let task = tokio::spawn(watch(
             watched.clone(),
             move |src| {
-                let names = src.store().services.keys().map(|k: &ObjKey| k.name.clone()).collect();
+                let names = src
+                    .store()
+                    .services
+                    .keys()
+                    .map(|k: &ObjKey| k.name.clone())
+                    .collect();
                 let _ = tx.send(names);
             },
             async move {
