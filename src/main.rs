@@ -29,6 +29,8 @@ enum LogFormat {
 enum Command {
     /// Print the Envoy configuration Gatehouse would serve for a set of manifests.
     Translate(cli::translate::Args),
+    /// Watch the Kubernetes API, serve xDS, write status (kubeconfig or in-cluster).
+    Controller(cli::controller::Args),
     /// Serve xDS from a watched directory of manifests, without a cluster.
     Standalone(cli::standalone::Args),
     /// Print an Envoy bootstrap that connects a proxy for one Gateway to Gatehouse.
@@ -59,6 +61,7 @@ async fn main() {
     let result = match cli.command {
         Command::Translate(args) => cli::translate::run(args),
         Command::Standalone(args) => cli::standalone::run(args).await,
+        Command::Controller(args) => cli::controller::run(args).await,
         Command::Bootstrap(args) => cli::bootstrap::run(args),
         Command::Crds { dir } => cli::crds::run(dir),
     };

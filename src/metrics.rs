@@ -22,6 +22,10 @@ pub struct Metrics {
     pub load_errors: Gauge,
     /// Objects whose status currently has a condition that does not hold.
     pub unhealthy_objects: Gauge,
+    /// Status patches written (controller mode, leader only).
+    pub status_writes: Counter,
+    /// Status patches that failed.
+    pub status_write_errors: Counter,
 }
 
 impl Metrics {
@@ -52,6 +56,18 @@ impl Metrics {
             "Objects with a status condition that does not hold (Accepted, ResolvedRefs, Programmed, Attached)",
             unhealthy_objects.clone(),
         );
+        let status_writes = Counter::default();
+        let status_write_errors = Counter::default();
+        registry.register(
+            "status_writes",
+            "Status patches written to the API server",
+            status_writes.clone(),
+        );
+        registry.register(
+            "status_write_errors",
+            "Status patches that failed",
+            status_write_errors.clone(),
+        );
         registry.register_collector(Box::new(XdsCollector(xds)));
         Self {
             registry,
@@ -59,6 +75,8 @@ impl Metrics {
             build_seconds,
             load_errors,
             unhealthy_objects,
+            status_writes,
+            status_write_errors,
         }
     }
 

@@ -110,6 +110,41 @@ impl Store {
         }
     }
 
+    /// Keys of every object of one kind.
+    pub fn keys(&self, kind: Kind) -> Vec<ObjKey> {
+        fn k<T>(m: &BTreeMap<ObjKey, T>) -> Vec<ObjKey> {
+            m.keys().cloned().collect()
+        }
+        match kind {
+            Kind::GatewayClass => k(&self.gateway_classes),
+            Kind::Gateway => k(&self.gateways),
+            Kind::HttpRoute => k(&self.http_routes),
+            Kind::ReferenceGrant => k(&self.reference_grants),
+            Kind::GatewayExtension => k(&self.gateway_extensions),
+            Kind::TrafficPolicy => k(&self.traffic_policies),
+            Kind::Service => k(&self.services),
+            Kind::EndpointSlice => k(&self.endpoint_slices),
+            Kind::Namespace => k(&self.namespaces),
+        }
+    }
+
+    /// Makes `objects` the complete set of `kind` (a re-list): objects not in it are deleted.
+    /// Returns true when anything changed.
+    pub fn replace_kind(&mut self, kind: Kind, objects: Vec<Object>) -> bool {
+        let keep: std::collections::BTreeSet<ObjKey> = objects.iter().map(Object::key).collect();
+        let mut changed = false;
+        for key in self.keys(kind) {
+            if !keep.contains(&key) {
+                changed |= self.delete(&ObjectRef { kind, key });
+            }
+        }
+        for o in objects {
+            debug_assert_eq!(o.kind(), kind);
+            changed |= self.apply(o);
+        }
+        changed
+    }
+
     /// Number of objects held, all kinds together.
     pub fn len(&self) -> usize {
         self.gateway_classes.len()
@@ -126,6 +161,37 @@ impl Store {
     /// True when the store holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    #[test]
+    fn replace_kind_deletes_what_a_relist_no_longer_has() {
+        let mut store = testing::store(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n",
+        );
+        let relist = testing::store(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n",
+        );
+        let objects: Vec<Object> = relist
+            .namespaces
+            .values()
+            .map(|n| Object::Namespace(Box::new(n.clone())))
+            .collect();
+        assert!(store.replace_kind(Kind::Namespace, objects.clone()));
+        assert_eq!(
+            store.keys(Kind::Namespace),
+            vec![ObjKey::cluster("b"), ObjKey::cluster("c")]
+        );
+        assert_eq!(store.services.len(), 1, "other kinds untouched");
+        assert!(
+            !store.replace_kind(Kind::Namespace, objects),
+            "same list, no change"
+        );
     }
 }
 

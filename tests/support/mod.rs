@@ -1,9 +1,11 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod apiserver;
 pub mod http;
 pub mod procs;
 pub mod standalone;
+pub mod testnet;
 
 use std::path::{Path, PathBuf};
 

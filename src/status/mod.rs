@@ -1,0 +1,9 @@
+//! Writes the conditions the model computed back onto the objects (leader only).
+
+mod desired;
+mod leader;
+mod writer;
+
+pub use desired::{Desired, desired};
+pub use leader::{LeaderConfig, LeaderElector};
+pub use writer::StatusWriter;
