@@ -1,24 +1,18 @@
 //! The Envoy bootstrap that connects a proxy to Gatehouse over ADS and tells it which Gateway
 //! it serves.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap, bootstrap};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService,
-    Http2ProtocolOptions, Node, SocketAddress, address, api_config_source, config_source,
-    grpc_service, socket_address,
+    AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService, Node,
+    SocketAddress, address, api_config_source, config_source, grpc_service, socket_address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
-    HttpProtocolOptions, http_protocol_options,
-};
 use envoy_types::pb::google::protobuf::{Duration, Struct, Value, value};
-use envoy_types::util::pack_any;
 
 use crate::store::ObjKey;
 
@@ -109,21 +103,6 @@ fn xds_cluster(host: &str, port: u16) -> Cluster {
     } else {
         cluster::DiscoveryType::StrictDns
     };
-    let http2 = HttpProtocolOptions {
-        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-            http_protocol_options::ExplicitHttpConfig {
-                protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
-            },
-        )),
-        ..Default::default()
-    };
-    let mut options = HashMap::new();
-    options.insert(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-        pack_any(http2),
-    );
     Cluster {
         name: XDS_CLUSTER.into(),
         connect_timeout: Some(Duration {
@@ -131,7 +110,7 @@ fn xds_cluster(host: &str, port: u16) -> Cluster {
             nanos: 0,
         }),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
-        typed_extension_protocol_options: options,
+        typed_extension_protocol_options: crate::translate::http2_options(),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: XDS_CLUSTER.into(),
             endpoints: vec![LocalityLbEndpoints {

@@ -3,16 +3,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gatehouse::admin::{self, AdminState};
 use gatehouse::engine::{Engine, Shared};
-use gatehouse::metrics::Metrics;
 use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
 use gatehouse::source::kube::{self as kube_source, KubeState};
 use gatehouse::status::{LeaderConfig, LeaderElector, StatusWriter};
 use gatehouse::translate::TranslateOptions;
-use gatehouse_xds::{AdsServer, SnapshotCache, XdsStats};
 use tokio::sync::{Notify, watch};
 
+use super::serve::Serving;
 use super::shutdown::Shutdown;
 
 /// Quiet time that ends a burst of API events.
@@ -64,47 +62,28 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
-    let cache = SnapshotCache::new();
-    let stats = Arc::new(XdsStats::new());
-    let metrics = Arc::new(Metrics::new(stats.clone()));
-    let shared = Arc::new(Shared::default());
-    let engine = Arc::new(Engine {
-        cache: cache.clone(),
-        shared: shared.clone(),
-        metrics: metrics.clone(),
-        model_config: ModelConfig {
+    let shutdown = Shutdown::install();
+    let serving = Serving::start(
+        args.xds_address,
+        args.admin_address,
+        ModelConfig {
             controller_name: args.controller_name.clone(),
             accept_unknown_classes: false,
         },
-        translate_options: TranslateOptions {
+        TranslateOptions {
             bind_address: args.listener_address.clone(),
         },
-    });
-    let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
-        .await
-        .with_context(|| format!("cannot listen for xDS on {}", args.xds_address))?;
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_address)
-        .await
-        .with_context(|| format!("cannot listen for admin on {}", args.admin_address))?;
+        &shutdown,
+    )
+    .await?;
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, controller = %args.controller_name, "gatehouse controller starting");
-
-    let shutdown = Shutdown::install();
+    let (engine, metrics, shared) = (
+        serving.engine.clone(),
+        serving.metrics.clone(),
+        serving.shared.clone(),
+    );
     let state = Arc::new(KubeState::default());
     let watchers = kube_source::spawn(client.clone(), state.clone());
-    let ads = AdsServer::new(cache, engine.grouper(), stats);
-    let xds_task = tokio::spawn(gatehouse_xds::serve_with_listener(
-        xds_listener,
-        ads,
-        shutdown.wait(),
-    ));
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        AdminState {
-            shared: shared.clone(),
-            metrics: metrics.clone(),
-        },
-        shutdown.wait(),
-    ));
 
     // Leadership: with election off this replica always leads.
     let (leading, elector_task) = if args.leader_elect {
@@ -153,11 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(t) = elector_task {
         t.await.context("leader election task")?;
     }
-    xds_task.await.context("xDS task")??;
-    admin_task
-        .await
-        .context("admin task")?
-        .context("admin server")?;
+    serving.finish().await?;
     tracing::info!("gatehouse controller stopped");
     Ok(0)
 }

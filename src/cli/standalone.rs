@@ -1,16 +1,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use gatehouse::admin::{self, AdminState};
-use gatehouse::engine::{Engine, Shared};
-use gatehouse::metrics::Metrics;
+use anyhow::bail;
 use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
 use gatehouse::source::files;
 use gatehouse::translate::TranslateOptions;
-use gatehouse_xds::{AdsServer, SnapshotCache, XdsStats};
 
+use super::serve::Serving;
 use super::shutdown::Shutdown;
 
 /// Arguments of `standalone`.
@@ -42,56 +38,30 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             args.manifests.display()
         );
     }
-    let cache = SnapshotCache::new();
-    let stats = Arc::new(XdsStats::new());
-    let metrics = Arc::new(Metrics::new(stats.clone()));
-    let shared = Arc::new(Shared::default());
-    let engine = Arc::new(Engine {
-        cache: cache.clone(),
-        shared: shared.clone(),
-        metrics: metrics.clone(),
-        model_config: ModelConfig {
+    let shutdown = Shutdown::install();
+    let serving = Serving::start(
+        args.xds_address,
+        args.admin_address,
+        ModelConfig {
             controller_name: args.controller_name,
             accept_unknown_classes: true,
         },
-        translate_options: TranslateOptions {
+        TranslateOptions {
             bind_address: args.listener_address,
         },
-    });
-    let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
-        .await
-        .with_context(|| format!("cannot listen for xDS on {}", args.xds_address))?;
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_address)
-        .await
-        .with_context(|| format!("cannot listen for admin on {}", args.admin_address))?;
+        &shutdown,
+    )
+    .await?;
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, manifests = %args.manifests.display(), "gatehouse standalone starting");
-
-    let shutdown = Shutdown::install();
-    let ads = AdsServer::new(cache, engine.grouper(), stats);
-    let xds_task = tokio::spawn(gatehouse_xds::serve_with_listener(
-        xds_listener,
-        ads,
-        shutdown.wait(),
-    ));
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        AdminState { shared, metrics },
-        shutdown.wait(),
-    ));
-
-    let rebuild_engine = engine.clone();
+    let engine = serving.engine.clone();
     files::watch(
         args.manifests,
-        move |source| rebuild_engine.rebuild(&source.store(), source.problems()),
+        move |source| engine.rebuild(&source.store(), source.problems()),
         shutdown.wait(),
     )
     .await?;
     shutdown.trigger();
-    xds_task.await.context("xDS task")??;
-    admin_task
-        .await
-        .context("admin task")?
-        .context("admin server")?;
+    serving.finish().await?;
     tracing::info!("gatehouse standalone stopped");
     Ok(0)
 }

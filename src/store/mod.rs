@@ -164,6 +164,16 @@ impl Store {
     }
 }
 
+fn put<T: PartialEq>(map: &mut BTreeMap<ObjKey, T>, key: ObjKey, value: T) -> bool {
+    match map.get(&key) {
+        Some(old) if *old == value => false,
+        _ => {
+            map.insert(key, value);
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,15 +202,5 @@ mod tests {
             !store.replace_kind(Kind::Namespace, objects),
             "same list, no change"
         );
-    }
-}
-
-fn put<T: PartialEq>(map: &mut BTreeMap<ObjKey, T>, key: ObjKey, value: T) -> bool {
-    match map.get(&key) {
-        Some(old) if *old == value => false,
-        _ => {
-            map.insert(key, value);
-            true
-        }
     }
 }

@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
 use super::common::{ads, duration, socket};
@@ -18,23 +19,29 @@ use crate::model::{ClusterModel, UpstreamProtocol};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
+/// `typed_extension_protocol_options` that make a cluster speak HTTP/2 (cleartext).
+pub fn http2_options() -> HashMap<String, Any> {
+    let http2 = HttpProtocolOptions {
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    };
+    HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2))])
+}
+
 /// The EDS cluster of a Service port.
 pub fn cluster(model: &ClusterModel) -> Cluster {
     let name = names::cluster(&model.key);
-    let mut options = HashMap::new();
-    if model.protocol == UpstreamProtocol::H2c {
-        let http2 = HttpProtocolOptions {
-            upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                http_protocol_options::ExplicitHttpConfig {
-                    protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    )),
-                },
-            )),
-            ..Default::default()
-        };
-        options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2));
-    }
+    let options = if model.protocol == UpstreamProtocol::H2c {
+        http2_options()
+    } else {
+        HashMap::new()
+    };
     Cluster {
         name: name.clone(),
         connect_timeout: Some(duration(std::time::Duration::from_secs(5))),

@@ -1,0 +1,81 @@
+//! What `standalone` and `controller` share: the engine, the xDS server and the admin server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gatehouse::admin::{self, AdminState};
+use gatehouse::engine::{Engine, Shared};
+use gatehouse::metrics::Metrics;
+use gatehouse::model::ModelConfig;
+use gatehouse::translate::TranslateOptions;
+use gatehouse_xds::{AdsServer, SnapshotCache, XdsStats};
+use tokio::task::JoinHandle;
+
+use super::shutdown::Shutdown;
+
+/// The running servers around one engine.
+pub struct Serving {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    pub shared: Arc<Shared>,
+    xds: JoinHandle<Result<(), gatehouse_xds::XdsError>>,
+    admin: JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// Binds both addresses (a clear error when one is taken) and starts serving.
+    pub async fn start(
+        xds_address: SocketAddr,
+        admin_address: SocketAddr,
+        model_config: ModelConfig,
+        translate_options: TranslateOptions,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Serving> {
+        let cache = SnapshotCache::new();
+        let stats = Arc::new(XdsStats::new());
+        let metrics = Arc::new(Metrics::new(stats.clone()));
+        let shared = Arc::new(Shared::default());
+        let engine = Arc::new(Engine {
+            cache: cache.clone(),
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            model_config,
+            translate_options,
+        });
+        let xds_listener = tokio::net::TcpListener::bind(xds_address)
+            .await
+            .with_context(|| format!("cannot listen for xDS on {xds_address}"))?;
+        let admin_listener = tokio::net::TcpListener::bind(admin_address)
+            .await
+            .with_context(|| format!("cannot listen for admin on {admin_address}"))?;
+        let ads = AdsServer::new(cache, engine.grouper(), stats);
+        let xds = tokio::spawn(gatehouse_xds::serve_with_listener(
+            xds_listener,
+            ads,
+            shutdown.wait(),
+        ));
+        let state = AdminState {
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+        };
+        let admin = tokio::spawn(admin::serve(admin_listener, state, shutdown.wait()));
+        Ok(Serving {
+            engine,
+            metrics,
+            shared,
+            xds,
+            admin,
+        })
+    }
+
+    /// Waits for both servers to finish after shutdown.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        self.xds.await.context("xDS task")??;
+        self.admin
+            .await
+            .context("admin task")?
+            .context("admin server")?;
+        Ok(())
+    }
+}

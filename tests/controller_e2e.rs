@@ -1,0 +1,391 @@
+//! Controller mode against a real kube-apiserver: the walkthrough's objects are created,
+//! updated and deleted through the API; a real Envoy follows; status is written back.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::cluster::{ClusterWorld, HOST};
+
+const GW: &str = "gateway.networking.k8s.io/v1";
+const KG: &str = "gateway.kgateway.dev/v1alpha1";
+const ALLOW: &[(&str, &str)] = &[("x-ext-authz", "allow")];
+
+fn condition<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
+    conditions.as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+fn holds(conditions: &Value, type_: &str) -> bool {
+    condition(conditions, type_).is_some_and(|c| c["status"] == "True")
+}
+
+const BROKEN: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [broken.example.com]
+  rules: [{backendRefs: [{name: httpbin, port: 8000}]}]
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: missing-extension, namespace: httpbin}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: broken}]
+  extAuth: {extensionRef: {name: does-not-exist}}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkthrough_and_status_through_the_api_server() {
+    let mut w = ClusterWorld::start().await;
+    let r = w.start_replica("solo");
+    w.start_envoy(r).await;
+    assert_eq!(w.readyz(r), 200);
+
+    // 1. No policy: 200.
+    assert_eq!(w.get(HOST, &[]).expect("request").status, 200);
+    // 2. Gateway policy created: 403 with the verdict.
+    w.apply_step("01-gateway-policy.yaml").await;
+    let denied = w
+        .wait_for(
+            "403 after the gateway policy",
+            HOST,
+            |r| r.status == 403,
+            &[],
+        )
+        .await;
+    assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
+    // 3. Allowed with the header.
+    let ok = w.get(HOST, ALLOW).expect("request");
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.echoed_header("x-ext-authz-check-result").as_deref(),
+        Some("allowed")
+    );
+    // 4. Route-level disable created: 200 without auth.
+    w.apply_step("02-route-disable.yaml").await;
+    let open = w
+        .wait_for(
+            "200 after the route disable",
+            HOST,
+            |r| r.status == 200,
+            &[],
+        )
+        .await;
+    assert_eq!(open.echoed_header("x-ext-authz-check-result"), None);
+    // Updated to point at the provider instead: auth again.
+    w.apply_yaml(
+        &std::fs::read_to_string(
+            support::repo().join("examples/ext-auth/steps/02-route-disable.yaml"),
+        )
+        .expect("read")
+        .replace(
+            "disable: {}",
+            "extensionRef: {name: basic-ext-auth, namespace: kgateway-system}",
+        ),
+    )
+    .await;
+    // (cross-namespace extensionRef without a ReferenceGrant: fails closed)
+    w.wait_for(
+        "500 for the ungranted cross-namespace reference",
+        HOST,
+        |r| r.status == 500,
+        &[],
+    )
+    .await;
+    // Deleted: the gateway policy decides again.
+    w.delete_step("02-route-disable.yaml").await;
+    w.wait_for(
+        "403 after deleting the route policy",
+        HOST,
+        |r| r.status == 403,
+        &[],
+    )
+    .await;
+
+    // Status written back.
+    let gw = w
+        .wait_status(
+            "Gateway Programmed",
+            GW,
+            "Gateway",
+            "kgateway-system",
+            "http",
+            |s| holds(&s["conditions"], "Programmed"),
+        )
+        .await;
+    assert!(holds(&gw["conditions"], "Accepted"), "{gw:#}");
+    assert_eq!(gw["listeners"][0]["attachedRoutes"], 1, "{gw:#}");
+    assert_eq!(gw["conditions"][0]["observedGeneration"], 1);
+    let route = w
+        .wait_status(
+            "HTTPRoute parents",
+            GW,
+            "HTTPRoute",
+            "httpbin",
+            "httpbin",
+            |s| s["parents"].as_array().is_some_and(|p| !p.is_empty()),
+        )
+        .await;
+    let parent = &route["parents"][0];
+    assert_eq!(parent["controllerName"], "gatehouse.dev/gatehouse");
+    assert!(
+        holds(&parent["conditions"], "Accepted") && holds(&parent["conditions"], "ResolvedRefs"),
+        "{route:#}"
+    );
+    let policy = w
+        .wait_status(
+            "policy ancestors",
+            KG,
+            "TrafficPolicy",
+            "kgateway-system",
+            "gateway-ext-auth-policy",
+            |s| s["ancestors"].as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    let ancestor = &policy["ancestors"][0];
+    assert_eq!(ancestor["ancestorRef"]["name"], "http");
+    assert!(
+        holds(&ancestor["conditions"], "Accepted") && holds(&ancestor["conditions"], "Attached"),
+        "{policy:#}"
+    );
+    let class = w
+        .wait_status(
+            "GatewayClass Accepted",
+            GW,
+            "GatewayClass",
+            "",
+            "gatehouse",
+            |s| holds(&s["conditions"], "Accepted"),
+        )
+        .await;
+    assert!(holds(&class["conditions"], "Accepted"));
+    let ext = w
+        .wait_status(
+            "GatewayExtension ResolvedRefs",
+            KG,
+            "GatewayExtension",
+            "kgateway-system",
+            "basic-ext-auth",
+            |s| holds(&s["conditions"], "ResolvedRefs"),
+        )
+        .await;
+    assert!(holds(&ext["conditions"], "Accepted"));
+
+    // A policy pointing at a missing GatewayExtension: not accepted, its route fails closed.
+    w.apply_yaml(BROKEN).await;
+    let broken = w
+        .wait_status(
+            "missing extension reported",
+            KG,
+            "TrafficPolicy",
+            "httpbin",
+            "missing-extension",
+            |s| {
+                s["ancestors"][0]["conditions"]
+                    .as_array()
+                    .is_some_and(|_| !holds(&s["ancestors"][0]["conditions"], "Accepted"))
+            },
+        )
+        .await;
+    assert_eq!(
+        condition(&broken["ancestors"][0]["conditions"], "Accepted").expect("Accepted")["reason"],
+        "ExtensionNotFound"
+    );
+    let closed = w
+        .wait_for(
+            "the broken route to fail closed",
+            "broken.example.com",
+            |r| r.status == 500,
+            &[],
+        )
+        .await;
+    assert!(closed.body.contains("misconfigured"), "{}", closed.body);
+    assert_eq!(
+        w.get(HOST, &[]).expect("request").status,
+        403,
+        "the walkthrough route is untouched"
+    );
+
+    // Steady state: an unrelated change rebuilds, and no status is written.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = w.metric(r, "gatehouse_status_writes_total");
+    let builds = w.metric(r, "gatehouse_snapshot_builds_total");
+    w.apply_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: unrelated, labels: {team: x}}\n",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.metric(r, "gatehouse_snapshot_builds_total") <= builds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rebuild after the change\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.metric(r, "gatehouse_status_writes_total"),
+        writes,
+        "a steady state wrote status\n{}",
+        w.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_an_api_server_restart_and_elects_one_leader() {
+    let mut w = ClusterWorld::start().await;
+    let a = w.start_replica("replica-a");
+    let b = w.start_replica("replica-b");
+    w.start_envoy(a).await;
+    w.apply_step("01-gateway-policy.yaml").await;
+    w.wait_for(
+        "403 after the gateway policy",
+        HOST,
+        |r| r.status == 403,
+        &[],
+    )
+    .await;
+    w.wait_status(
+        "Gateway Programmed",
+        GW,
+        "Gateway",
+        "kgateway-system",
+        "http",
+        |s| holds(&s["conditions"], "Programmed"),
+    )
+    .await;
+
+    // Exactly one replica leads and writes status.
+    let writes = |w: &ClusterWorld| {
+        (
+            w.metric(a, "gatehouse_status_writes_total"),
+            w.metric(b, "gatehouse_status_writes_total"),
+        )
+    };
+    let (wa, wb) = writes(&w);
+    assert!(
+        (wa > 0.0) != (wb > 0.0),
+        "exactly one replica writes status: a={wa} b={wb}\n{}",
+        w.logs()
+    );
+    let (leader, follower) = if wa > 0.0 { (a, b) } else { (b, a) };
+    assert_eq!(w.readyz(follower), 200, "the follower serves xDS too");
+
+    // The API server goes away and comes back; a policy changes afterwards.
+    w.api.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.get(HOST, &[]).expect("request").status,
+        403,
+        "Envoy keeps enforcing while the API is down"
+    );
+    w.api.restart();
+    w.apply_step("02-route-disable.yaml").await;
+    w.wait_for(
+        "the new policy after the API server restart",
+        HOST,
+        |r| r.status == 200,
+        &[],
+    )
+    .await;
+    for r in [a, b] {
+        assert!(
+            w.replicas[r].proc.child.try_wait().expect("wait").is_none(),
+            "replica {} exited\n{}",
+            w.replicas[r].identity,
+            w.logs()
+        );
+    }
+    let log = std::fs::read_to_string(
+        w.path()
+            .join(format!("gatehouse-{}.log", w.replicas[leader].identity)),
+    )
+    .unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+
+    // Still one writer: the follower never wrote.
+    let (wa, wb) = writes(&w);
+    let follower_writes = if follower == a { wa } else { wb };
+    assert_eq!(
+        follower_writes,
+        0.0,
+        "the follower wrote status\n{}",
+        w.logs()
+    );
+
+    // The leader stops; the follower takes over (the lease is released) and writes.
+    let status = w.replicas[leader]
+        .proc
+        .terminate(Duration::from_secs(10))
+        .expect("leader exits");
+    assert!(status.success(), "{status:?}");
+    w.delete_step("02-route-disable.yaml").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while w.metric(follower, "gatehouse_status_writes_total") == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never took over\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_crds_mean_not_ready_not_a_crash() {
+    let api = support::apiserver::ApiServer::start();
+    // Only the Gateway API CRDs: Gatehouse's own are missing.
+    api.install_crds(&[support::apiserver::gateway_api_standard_dir()])
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = support::procs::free_port();
+    let mut cmd = std::process::Command::new(support::procs::gatehouse());
+    cmd.arg("controller")
+        .args([
+            "--xds-address",
+            &format!("127.0.0.1:{}", support::procs::free_port()),
+        ])
+        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .args(["--leader-elect", "false"])
+        .env("KUBECONFIG", api.kubeconfig_path());
+    let mut proc = support::procs::Proc::spawn("gatehouse", cmd, dir.path());
+    support::procs::wait_for_port(admin, Duration::from_secs(10), "admin");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        proc.child.try_wait().expect("wait").is_none(),
+        "gatehouse exited\n{}",
+        proc.tail(40)
+    );
+    let ready = support::http::get(admin, "localhost", "/readyz", &[]).expect("readyz");
+    assert_eq!(ready.status, 503);
+    let log = std::fs::read_to_string(&proc.log).unwrap_or_default();
+    assert!(
+        log.contains("GatewayExtension")
+            && log.contains("CustomResourceDefinition is not installed"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("cannot list GatewayExtension").count(),
+        1,
+        "one line, not a loop:\n{log}"
+    );
+
+    // Installing them makes it ready.
+    api.install_crds(&[support::repo().join("crds")]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while support::http::get(admin, "localhost", "/readyz", &[])
+        .map(|r| r.status)
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready after the CRDs arrived\n{}",
+            proc.tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,318 @@
+//! The walkthrough's world against a real API server: demo servers in a network namespace,
+//! `gatehouse controller` replicas, and a real Envoy.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use serde_json::Value;
+
+use super::apiserver::{self, ApiServer};
+use super::http::{self, Response};
+use super::procs::{Proc, free_port, gatehouse, wait_for_port, workspace_bin};
+use super::testnet::TestNet;
+
+pub const HOST: &str = "www.example.com";
+pub const GATEWAY: &str = "kgateway-system/http";
+const AUTHZ_PORT: u16 = 9000;
+const ECHO_PORT: u16 = 3000;
+
+/// One controller replica.
+pub struct Replica {
+    pub identity: String,
+    pub admin_port: u16,
+    pub xds_port: u16,
+    pub proc: Proc,
+}
+
+pub struct ClusterWorld {
+    pub api: ApiServer,
+    pub net: TestNet,
+    pub dir: tempfile::TempDir,
+    pub listener_port: u16,
+    pub envoy_admin_port: u16,
+    pub replicas: Vec<Replica>,
+    pub procs: Vec<Proc>,
+    pub client: kube::Client,
+}
+
+impl ClusterWorld {
+    /// API server with every CRD, demo servers in a network namespace, and the walkthrough's
+    /// base objects (pointing at them). No controller yet.
+    pub async fn start() -> ClusterWorld {
+        let api = ApiServer::start();
+        api.install_gateway_api_and_gatehouse_crds().await;
+        let net = TestNet::new("ctl");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = api.client().await;
+        let mut w = ClusterWorld {
+            api,
+            net,
+            dir,
+            listener_port: free_port(),
+            envoy_admin_port: free_port(),
+            replicas: Vec::new(),
+            procs: Vec::new(),
+            client,
+        };
+        let ip = w.net.host_ip().to_string();
+        let mut authz = w.net.command(workspace_bin("gatehouse-ext-authz"));
+        authz.args([
+            "--grpc-addr",
+            &format!("{ip}:{AUTHZ_PORT}"),
+            "--http-addr",
+            "off",
+        ]);
+        w.procs.push(Proc::spawn("ext-authz", authz, w.dir.path()));
+        let mut echo = w.net.command(workspace_bin("gatehouse-echo"));
+        echo.args(["--addr", &format!("{ip}:{ECHO_PORT}"), "--name", "httpbin"]);
+        w.procs.push(Proc::spawn("echo", echo, w.dir.path()));
+        w.wait_tcp(&ip, ECHO_PORT).await;
+        w.wait_tcp(&ip, AUTHZ_PORT).await;
+
+        w.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: kgateway-system}\n")
+            .await;
+        for file in ["gateway.yaml", "httpbin.yaml", "ext-authz.yaml"] {
+            let text =
+                std::fs::read_to_string(super::repo().join("examples/ext-auth/base").join(file))
+                    .expect("read example");
+            let text = text
+                .replace("127.0.0.1", &ip)
+                .replace("port: 8080", &format!("port: {}", w.listener_port));
+            w.apply_yaml(&text).await;
+        }
+        w
+    }
+
+    async fn wait_tcp(&self, ip: &str, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((ip, port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{ip}:{port} in the test namespace did not come up\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts a controller replica.
+    pub fn start_replica(&mut self, identity: &str) -> usize {
+        let (xds_port, admin_port) = (free_port(), free_port());
+        let mut cmd = Command::new(gatehouse());
+        cmd.arg("controller")
+            .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
+            .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
+            .args([
+                "--listener-address",
+                "127.0.0.1",
+                "--lease-namespace",
+                "default",
+                "--identity",
+                identity,
+            ])
+            .env("KUBECONFIG", self.api.kubeconfig_path())
+            .env("RUST_LOG", "info,gatehouse=debug");
+        let proc = Proc::spawn(&format!("gatehouse-{identity}"), cmd, self.dir.path());
+        wait_for_port(admin_port, Duration::from_secs(10), "gatehouse admin");
+        self.replicas.push(Replica {
+            identity: identity.into(),
+            admin_port,
+            xds_port,
+            proc,
+        });
+        self.replicas.len() - 1
+    }
+
+    /// Starts Envoy against replica `i` and waits for the first 200.
+    pub async fn start_envoy(&mut self, i: usize) {
+        let xds_port = self.replicas[i].xds_port;
+        let out = Command::new(gatehouse())
+            .args([
+                "bootstrap",
+                "--gateway",
+                GATEWAY,
+                "--xds-address",
+                &format!("127.0.0.1:{xds_port}"),
+            ])
+            .args(["--admin-port", &self.envoy_admin_port.to_string()])
+            .output()
+            .expect("bootstrap");
+        assert!(out.status.success());
+        let file = self.dir.path().join("bootstrap.yaml");
+        std::fs::write(&file, &out.stdout).expect("write bootstrap");
+        let mut envoy = Command::new(super::envoy());
+        envoy.arg("-c").arg(&file).args([
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "--concurrency",
+            "1",
+        ]);
+        self.procs
+            .push(Proc::spawn("envoy", envoy, self.dir.path()));
+        self.wait_for(
+            "the first 200 through Envoy",
+            HOST,
+            |r| r.status == 200,
+            &[],
+        )
+        .await;
+    }
+
+    /// Server-side applies every document of `yaml`.
+    pub async fn apply_yaml(&self, yaml: &str) {
+        for doc in documents(yaml) {
+            apiserver::apply(&self.client, &doc)
+                .await
+                .unwrap_or_else(|e| panic!("apply {doc}: {e}"));
+        }
+    }
+
+    /// Applies one of the walkthrough's steps.
+    pub async fn apply_step(&self, step: &str) {
+        let text =
+            std::fs::read_to_string(super::repo().join("examples/ext-auth/steps").join(step))
+                .expect("read step");
+        self.apply_yaml(&text).await;
+    }
+
+    /// Deletes every object of `yaml`.
+    pub async fn delete_yaml(&self, yaml: &str) {
+        for doc in documents(yaml) {
+            let api = dynamic_api(&self.client, &doc).await;
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            api.delete(name, &DeleteParams::default())
+                .await
+                .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        }
+    }
+
+    pub async fn delete_step(&self, step: &str) {
+        let text =
+            std::fs::read_to_string(super::repo().join("examples/ext-auth/steps").join(step))
+                .expect("read step");
+        self.delete_yaml(&text).await;
+    }
+
+    /// An object's `status`, by apiVersion/kind/namespace/name.
+    pub async fn status(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Value {
+        let doc = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": ns}});
+        let api = dynamic_api(&self.client, &doc).await;
+        match api.get_opt(name).await {
+            Ok(Some(o)) => o.data.get("status").cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// Polls an object's status until `check` holds.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            last = self.status(api_version, kind, ns, name).await;
+            if check(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "timed out waiting for {what}; last status: {last:#}\n{}",
+            self.logs()
+        );
+    }
+
+    /// `GET /headers` on `host` through Envoy.
+    pub fn get(&self, host: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+        http::get(self.listener_port, host, "/headers", headers)
+    }
+
+    /// Polls until a response satisfies `check`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        host: &str,
+        check: impl Fn(&Response) -> bool,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while Instant::now() < deadline {
+            match self.get(host, headers) {
+                Ok(r) if check(&r) => return r,
+                Ok(r) => last = Some(format!("{} {:?}", r.status, r.headers)),
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "timed out waiting for {what}; last: {last:?}\n{}",
+            self.logs()
+        );
+    }
+
+    /// A metric of replica `i`.
+    pub fn metric(&self, i: usize, sample: &str) -> f64 {
+        let body = http::get(self.replicas[i].admin_port, "localhost", "/metrics", &[])
+            .map(|r| r.body)
+            .unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {sample} not found:\n{body}"))
+    }
+
+    /// Replica `i`'s `/readyz` status code (0 when it does not answer).
+    pub fn readyz(&self, i: usize) -> u16 {
+        http::get(self.replicas[i].admin_port, "localhost", "/readyz", &[])
+            .map(|r| r.status)
+            .unwrap_or(0)
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out: String = self.procs.iter().map(|p| p.tail(30)).collect();
+        for r in &self.replicas {
+            out.push_str(&r.proc.tail(60));
+        }
+        out.push_str(&self.api.logs(20));
+        out
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---")
+        .filter_map(|d| yaml_serde::from_str::<Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+async fn dynamic_api(client: &kube::Client, doc: &Value) -> Api<DynamicObject> {
+    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let (resource, caps) =
+        kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
+            .await
+            .unwrap_or_else(|e| panic!("discover {api_version} {kind}: {e}"));
+    if caps.scope == Scope::Namespaced {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+        Api::namespaced_with(client.clone(), ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    }
+}
