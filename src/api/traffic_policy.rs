@@ -25,8 +25,8 @@ use super::{ExtAuthBufferSettings, NamespacedObjectReference, PolicyDisable};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicySpec {
-    /// Objects in the policy's namespace that the policy applies to.
-    #[serde(default)]
+    /// Objects in the policy's namespace that the policy applies to. Required: the API
+    /// server refuses a schema default that fails the size rule.
     #[x_kube(validation = Rule::new("size(self) >= 1 && size(self) <= 16").message("targetRefs must hold between 1 and 16 references"))]
     pub target_refs: Vec<LocalPolicyTargetReference>,
     /// External authorization for the targets.
