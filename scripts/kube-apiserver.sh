@@ -6,8 +6,9 @@
 #       kube-apiserver  etcd  versions.txt  stamp (written last)
 #
 # <hash> covers go.mod, go.sum, etcd/main.go and this script: change any of them and the next
-# `build` makes a new directory. Go's own build and module caches ($(go env GOCACHE),
-# $(go env GOMODCACHE)) are left at their defaults and persist on the machine too.
+# `build` makes a new directory (ones unused for 30 days are pruned). Go's own build and module
+# caches ($(go env GOCACHE), $(go env GOMODCACHE)) keep their defaults and persist on the machine
+# too, so a rebuild after such a change takes about a minute instead of several.
 #
 #   scripts/kube-apiserver.sh build        build unless the cache directory is complete (make kube-apiserver)
 #   scripts/kube-apiserver.sh path         print the cache directory (tests read it)
@@ -38,6 +39,7 @@ find_go() {
 
 build() {
   if [[ -f $DIR/stamp ]]; then
+    touch "$DIR/stamp"   # in use: keeps it from being pruned
     echo "kube-apiserver $VERSION: up to date in $DIR (nothing to do)"
     return 0
   fi
@@ -77,9 +79,13 @@ build() {
     "$go" version
   } >"$tmp/versions.txt"
   date -u +%FT%TZ >"$tmp/stamp"
+  chmod 755 "$tmp"
   rm -rf "$DIR"   # a directory without a stamp is a leftover; rename needs the name free
   mv -T "$tmp" "$DIR"
   trap - EXIT
+  # Builds of other go.mod/script versions nobody used for 30 days go (each is ~120 MB).
+  find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/kube-apiserver-*/stamp" -mtime +30 -printf '%h\n' |
+    while read -r old; do echo "  pruning unused $old"; rm -rf "$old"; done
   echo "kube-apiserver $VERSION: built in $(( $(date +%s) - start )) s: $DIR ($(du -sh "$DIR" | cut -f1))"
   sed 's/^/  /' "$DIR/versions.txt"
 }

@@ -49,7 +49,7 @@ async fn assert_rejected(client: &kube::Client, doc: Value, message: &str) {
     }
 }
 
-/// The API resource of a kind whose plural is its lower-cased name plus `s`.
+/// The API resource of a kind (plural guessed the way kube-rs does, right for these kinds).
 fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
@@ -235,7 +235,9 @@ async fn api_server_restart_keeps_objects_and_rbac_applies_to_extra_tokens() {
         other => panic!("an unprivileged token read a ConfigMap: {other:?}"),
     }
 
+    let stopping = Instant::now();
     server.stop();
+    eprintln!("stopped (SIGTERM) in {:?}", stopping.elapsed());
     assert!(!server.is_running());
     let admin = Api::<DynamicObject>::namespaced_with(
         client.clone(),

@@ -13,8 +13,11 @@
 //! dir (no `insecure-skip-tls-verify`).
 #![allow(dead_code)]
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,7 +28,7 @@ use kube::discovery::Scope;
 use kube::{Client, Config, ResourceExt};
 use serde_json::Value;
 
-use super::procs::{Proc, free_port, wait_for_port};
+use super::procs::{Proc, free_port};
 
 /// Field manager of everything the helpers apply.
 pub const FIELD_MANAGER: &str = "gatehouse-tests";
@@ -162,26 +165,7 @@ impl ApiServer {
             String::from_utf8_lossy(&status.stderr)
         );
 
-        let etcd_port = free_port();
-        let (peer_port, metrics_port) = (free_port(), free_port());
-        let mut etcd = Command::new(bin_dir.join("etcd"));
-        let client_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        etcd.arg("--name=gatehouse")
-            .arg(format!("--data-dir={}", path.join("etcd").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=gatehouse={peer_url}"))
-            .arg(format!(
-                "--listen-metrics-urls=http://127.0.0.1:{metrics_port}"
-            ))
-            // Test data needs no durability; fsync dominates etcd's latency on slow disks.
-            .arg("--unsafe-no-fsync")
-            .arg("--log-level=warn");
-        let etcd = Proc::spawn("etcd", etcd, path);
-        wait_for_port(etcd_port, Duration::from_secs(30), "etcd");
+        let (etcd, etcd_port) = spawn_etcd(&bin_dir, path);
 
         let mut server = ApiServer {
             apiserver: None,
@@ -196,9 +180,27 @@ impl ApiServer {
             last_ready_after: Duration::ZERO,
             dir,
         };
-        server.spawn_apiserver();
-        server.write_kubeconfigs();
-        server.wait_ready();
+        // A port picked free can be taken before the server binds it (by another test's
+        // process or an outgoing connection): then try another one.
+        for attempt in 1.. {
+            server.spawn_apiserver();
+            server.write_kubeconfigs();
+            match server.try_wait_ready() {
+                Ok(()) => break,
+                Err(log) if attempt < 3 && log.contains("address already in use") => {
+                    eprintln!(
+                        "port {} was taken; starting kube-apiserver on another",
+                        server.port
+                    );
+                    server.apiserver = None;
+                    server.port = free_port();
+                }
+                Err(_) => panic!(
+                    "kube-apiserver exited before it was ready\n{}",
+                    server.logs(40)
+                ),
+            }
+        }
         server
     }
 
@@ -299,12 +301,12 @@ impl ApiServer {
     /// Stops the API server (SIGTERM, then SIGKILL after 15 s); etcd keeps running, so
     /// [`ApiServer::restart`] brings back the same objects. Clients see connections refused.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.apiserver.take() {
-            if p.terminate(Duration::from_secs(15)).is_none() {
-                eprintln!("kube-apiserver ignored SIGTERM for 15 s; killing it");
-            }
-            // Dropping `p` kills and reaps it if it is still there.
+        if let Some(mut p) = self.apiserver.take()
+            && p.terminate(Duration::from_secs(15)).is_none()
+        {
+            eprintln!("kube-apiserver ignored SIGTERM for 15 s; killing it");
         }
+        // Dropping the process kills and reaps it if it is still there.
     }
 
     /// Kills the API server at once (SIGKILL), like a crash; etcd keeps running.
@@ -328,23 +330,35 @@ impl ApiServer {
     /// Blocks until `/readyz` answers 200; panics with the log's tail if the process exits or
     /// is not ready within 90 s.
     pub fn wait_ready(&mut self) {
-        let started = Instant::now();
+        if self.try_wait_ready().is_err() {
+            panic!(
+                "kube-apiserver exited before it was ready\n{}",
+                self.logs(40)
+            );
+        }
+    }
+
+    /// Like [`ApiServer::wait_ready`], but an exit is `Err(the API server's log)`.
+    fn try_wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let cancel = Arc::new(AtomicBool::new(false));
         let probe = {
-            let (kubeconfig, deadline) = (self.kubeconfig.clone(), started + READY_TIMEOUT);
+            let (kubeconfig, cancel) = (self.kubeconfig.clone(), cancel.clone());
             std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("tokio runtime")
-                    .block_on(probe_ready(&kubeconfig, deadline))
+                    .block_on(probe_ready(&kubeconfig, deadline, &cancel))
             })
         };
         while !probe.is_finished() {
             if !self.is_running() {
-                panic!(
-                    "kube-apiserver exited before it was ready\n{}",
-                    self.logs(40)
-                );
+                cancel.store(true, Ordering::Relaxed);
+                let log = self.apiserver.as_ref().map(|p| p.log.clone());
+                return Err(log
+                    .and_then(|l| std::fs::read_to_string(l).ok())
+                    .unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -355,6 +369,7 @@ impl ApiServer {
             self.logs(40)
         );
         self.last_ready_after = self.spawned_at.elapsed();
+        Ok(())
     }
 
     /// Waits until `/readyz` answers 200, without blocking the caller's runtime.
@@ -573,6 +588,56 @@ impl Drop for ApiServer {
     }
 }
 
+/// Starts etcd on free loopback ports (another set if one was taken meanwhile) and waits until it
+/// accepts connections. Returns it with its client port.
+fn spawn_etcd(bin_dir: &Path, dir: &Path) -> (Proc, u16) {
+    for attempt in 1..=3 {
+        let (port, peer_port, metrics_port) = (free_port(), free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(bin_dir.join("etcd"));
+        cmd.arg("--name=gatehouse")
+            .arg(format!(
+                "--data-dir={}",
+                dir.join(format!("etcd-{attempt}")).display()
+            ))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=gatehouse={peer_url}"))
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{metrics_port}"
+            ))
+            // Test data needs no durability; fsync dominates etcd's latency on slow disks.
+            .arg("--unsafe-no-fsync")
+            .arg("--log-level=warn");
+        let mut etcd = Proc::spawn("etcd", cmd, dir);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let exited = !matches!(etcd.child.try_wait(), Ok(None));
+            if !exited && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (etcd, port);
+            }
+            if exited {
+                let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
+                if attempt < 3 && log.contains("address already in use") {
+                    eprintln!("a port of etcd was taken; starting it on others");
+                    break;
+                }
+                panic!("etcd exited at start\n{}", etcd.tail(30));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not listen on 127.0.0.1:{port} within 30 s\n{}",
+                etcd.tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 /// `../shared/gateway-api/v1.5.1/standard/` next to the clone; panics if absent.
 pub fn gateway_api_standard_dir() -> PathBuf {
     let dir = super::repo().join("../shared/gateway-api/v1.5.1/standard");
@@ -712,9 +777,9 @@ async fn probe_client(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("kube client")
 }
 
-async fn probe_ready(kubeconfig: &Path, deadline: Instant) -> bool {
+async fn probe_ready(kubeconfig: &Path, deadline: Instant, cancel: &AtomicBool) -> bool {
     let client = probe_client(kubeconfig).await;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !cancel.load(Ordering::Relaxed) {
         if ready_once(&client).await {
             return true;
         }

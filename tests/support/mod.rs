@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod apiserver;
+pub mod cluster;
 pub mod http;
 pub mod procs;
 pub mod standalone;
