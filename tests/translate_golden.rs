@@ -199,6 +199,13 @@ fn all_options_reach_the_filter_and_the_route() {
     assert_eq!(filter["withRequestBody"]["maxRequestBytes"], 8192);
     assert_eq!(filter["withRequestBody"]["packAsBytes"], true);
     assert_eq!(filter["allowedHeaders"]["patterns"][1]["exact"], "x-tenant");
+    assert_eq!(
+        filter["metadataContextNamespaces"][0],
+        "envoy.filters.http.jwt_authn"
+    );
+    assert_eq!(filter["includePeerCertificate"], true);
+    assert_eq!(filter["includeTlsSession"], true);
+    assert_eq!(filter["emitFilterStateStats"], true);
     let r = route(
         &doc,
         "shop.example.com",

@@ -75,6 +75,23 @@ pub struct ExtAuthProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("size(self) >= 1").message("statPrefix must not be empty"))]
     pub stat_prefix: Option<String>,
+    /// Dynamic metadata namespaces sent to the authorization service (Gatehouse extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) <= 16").message("metadataContextNamespaces holds at most 16 entries"))]
+    pub metadata_context_namespaces: Option<Vec<String>>,
+    /// Send the client's TLS certificate to the authorization service (Gatehouse extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_peer_certificate: Option<bool>,
+    /// Send TLS session details (SNI) to the authorization service (Gatehouse extension).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "includeTLSSession"
+    )]
+    pub include_tls_session: Option<bool>,
+    /// Expose per-request filter-state stats (latency, bytes) for logs (Gatehouse extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emit_filter_state_stats: Option<bool>,
 }
 
 /// A gRPC authorization service.

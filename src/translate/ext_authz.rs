@@ -107,6 +107,10 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
             .clone()
             .unwrap_or_else(|| names::ext_authz_stat_prefix(&provider.key)),
         allowed_headers: spec.headers_to_forward.as_deref().map(list_matcher),
+        metadata_context_namespaces: spec.metadata_context_namespaces.clone().unwrap_or_default(),
+        include_peer_certificate: spec.include_peer_certificate.unwrap_or(false),
+        include_tls_session: spec.include_tls_session.unwrap_or(false),
+        emit_filter_state_stats: spec.emit_filter_state_stats.unwrap_or(false),
         ..Default::default()
     }
 }
