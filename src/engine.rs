@@ -24,6 +24,8 @@ pub struct View {
     pub status: Status,
     /// Input problems (load errors) the sources reported, as readable lines.
     pub problems: Vec<String>,
+    /// The effective ext auth of every route.
+    pub explain: Vec<crate::explain::Row>,
 }
 
 /// Shared between the engine, the admin server and the xDS grouper.
@@ -109,6 +111,7 @@ impl Engine {
             ms = elapsed.as_secs_f64() * 1e3,
             "snapshots built"
         );
+        let explain = crate::explain::explain(&model);
         if let Ok(mut view) = self.shared.view.write() {
             *view = View {
                 ready: true,
@@ -116,6 +119,7 @@ impl Engine {
                 resources,
                 status: model.status,
                 problems,
+                explain,
             };
         }
     }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod crds;
 pub mod engine;
+pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod protojson;

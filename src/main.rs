@@ -31,6 +31,8 @@ enum Command {
     Translate(cli::translate::Args),
     /// Watch the Kubernetes API, serve xDS, write status (kubeconfig or in-cluster).
     Controller(cli::controller::Args),
+    /// Show, for every route, which ext auth applies and which policy decided it.
+    Explain(cli::explain::Args),
     /// Serve xDS from a watched directory of manifests, without a cluster.
     Standalone(cli::standalone::Args),
     /// Print an Envoy bootstrap that connects a proxy for one Gateway to Gatehouse.
@@ -60,6 +62,7 @@ async fn main() {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Translate(args) => cli::translate::run(args),
+        Command::Explain(args) => cli::explain::run(args),
         Command::Standalone(args) => cli::standalone::run(args).await,
         Command::Controller(args) => cli::controller::run(args).await,
         Command::Bootstrap(args) => cli::bootstrap::run(args),

@@ -74,6 +74,16 @@ fn walkthrough(sotw: bool) {
         "{}",
         xds.body
     );
+    let explain = w
+        .admin("/debug/explain?format=table")
+        .expect("debug explain");
+    assert!(
+        explain
+            .body
+            .contains("by kgateway-system/gateway-ext-auth-policy"),
+        "{}",
+        explain.body
+    );
     assert!(w.metric("gatehouse_xds_acks_total") >= 8.0);
     assert_eq!(w.metric("gatehouse_xds_connected_proxies"), 1.0);
 }

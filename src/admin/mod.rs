@@ -29,6 +29,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/debug/xds", get(debug_xds))
         .route("/debug/status", get(debug_status))
+        .route("/debug/explain", get(debug_explain))
         .with_state(state)
 }
 
@@ -123,4 +124,31 @@ async fn debug_status(State(s): State<AdminState>) -> Response {
         "problems": view.problems,
         "status": view.status,
     }))
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    /// `json` (default), `table` or `mermaid`.
+    format: Option<String>,
+    gateway: Option<String>,
+}
+
+async fn debug_explain(State(s): State<AdminState>, Query(q): Query<ExplainQuery>) -> Response {
+    let rows: Vec<_> = s
+        .shared
+        .view()
+        .explain
+        .into_iter()
+        .filter(|r| q.gateway.as_ref().is_none_or(|g| *g == r.gateway))
+        .collect();
+    match q.format.as_deref() {
+        None | Some("json") => json(&serde_json::to_value(&rows).unwrap_or_default()),
+        Some("table") => crate::explain::table(&rows).into_response(),
+        Some("mermaid") => crate::explain::mermaid(&rows).into_response(),
+        Some(other) => (
+            StatusCode::BAD_REQUEST,
+            format!("unknown format {other:?}: use json, table or mermaid\n"),
+        )
+            .into_response(),
+    }
 }

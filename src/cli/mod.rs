@@ -3,6 +3,7 @@
 pub mod bootstrap;
 pub mod controller;
 pub mod crds;
+pub mod explain;
 mod serve;
 mod shutdown;
 pub mod standalone;

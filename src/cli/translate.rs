@@ -42,11 +42,9 @@ pub fn parse_gateway(s: &str) -> anyhow::Result<ObjKey> {
     }
 }
 
-/// Loads, models and prints. Exit code 1 when any document failed to load (what loaded is
-/// still printed), 0 otherwise.
-pub fn run(args: Args) -> anyhow::Result<i32> {
-    let wanted = args.gateway.as_deref().map(parse_gateway).transpose()?;
-    let load = files::load_paths(&args.paths);
+/// Loads manifests into a store, printing warnings and errors; true when any document failed.
+pub fn load(paths: &[PathBuf]) -> (Store, bool) {
+    let load = files::load_paths(paths);
     for w in &load.warnings {
         eprintln!("warning: {w}");
     }
@@ -57,6 +55,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     for o in load.objects {
         store.apply(o);
     }
+    (store, !load.errors.is_empty())
+}
+
+/// Loads, models and prints. Exit code 1 when any document failed to load (what loaded is
+/// still printed), 0 otherwise.
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let wanted = args.gateway.as_deref().map(parse_gateway).transpose()?;
+    let (store, failed) = load(&args.paths);
     let model = model::build(&store, &ModelConfig::default());
     let options = TranslateOptions {
         bind_address: args.bind_address,
@@ -93,5 +99,5 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             print!("{}", yaml_serde::to_string(&doc).context("printing YAML")?)
         }
     }
-    Ok(if load.errors.is_empty() { 0 } else { 1 })
+    Ok(if failed { 1 } else { 0 })
 }

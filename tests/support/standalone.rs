@@ -128,6 +128,60 @@ impl World {
         wait_for_port(port, Duration::from_secs(10), name);
     }
 
+    /// Starts another demo auth server (`gatehouse-ext-authz --name NAME`) on the given gRPC
+    /// and/or HTTP ports (`None`: that protocol is off) and waits until it listens.
+    pub fn start_authz(&mut self, name: &str, grpc_port: Option<u16>, http_port: Option<u16>) {
+        let addr = |p: Option<u16>| p.map_or("off".to_string(), |p| format!("127.0.0.1:{p}"));
+        let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
+        authz
+            .args(["--grpc-addr", &addr(grpc_port)])
+            .args(["--http-addr", &addr(http_port)])
+            .args(["--name", name]);
+        self.spawn(name, authz);
+        for port in [grpc_port, http_port].into_iter().flatten() {
+            wait_for_port(port, Duration::from_secs(10), name);
+        }
+    }
+
+    /// Envoy's admin endpoint (`/stats`, `/config_dump`, …).
+    pub fn envoy_admin(&self, path: &str) -> Option<Response> {
+        http::get(self.envoy_admin_port, "localhost", path, &[]).ok()
+    }
+
+    /// The value of one Envoy counter or gauge (`/stats`, `NAME: VALUE`), `None` while Envoy
+    /// does not have it.
+    pub fn envoy_stat(&self, name: &str) -> Option<u64> {
+        let body = self.envoy_admin("/stats").map(|r| r.body)?;
+        body.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(": "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
+    /// Polls `send` until `check` holds for its response, or fails with the logs.
+    pub fn wait_for_response(
+        &self,
+        what: &str,
+        send: impl Fn() -> std::io::Result<Response>,
+        check: impl Fn(&Response) -> bool,
+    ) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while Instant::now() < deadline {
+            match send() {
+                Ok(r) if check(&r) => return r,
+                Ok(r) => last = Some(format!("{} {:?} {}", r.status, r.headers, r.body)),
+                Err(e) => last = Some(e.to_string()),
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "timed out waiting for {what}; last: {last:?}\n{}",
+            self.logs()
+        );
+    }
+
     fn spawn(&mut self, name: &str, cmd: Command) {
         let p = Proc::spawn(name, cmd, self.dir.path());
         self.procs.push(p);
@@ -209,7 +263,8 @@ impl World {
         );
     }
 
-    fn wait_until(&self, what: &str, timeout: Duration, check: impl Fn(&World) -> bool) {
+    /// Polls until `check` holds, or fails with the logs.
+    pub fn wait_until(&self, what: &str, timeout: Duration, check: impl Fn(&World) -> bool) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if check(self) {

@@ -1,0 +1,56 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use gatehouse::explain;
+use gatehouse::model::{self, ModelConfig};
+
+use super::translate::{load, parse_gateway};
+
+/// Output formats of `explain`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    /// A table for humans.
+    Table,
+    Json,
+    /// A mermaid flowchart of the attachment graph.
+    Mermaid,
+}
+
+/// Arguments of `explain`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Manifest files or directories (read recursively).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Only this Gateway (NAMESPACE/NAME).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// Prints the effective ext auth of every route. Exit code 1 when a document failed to load.
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let wanted = args.gateway.as_deref().map(parse_gateway).transpose()?;
+    let (store, failed) = load(&args.paths);
+    let model = model::build(&store, &ModelConfig::default());
+    let rows: Vec<_> = explain::explain(&model)
+        .into_iter()
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.to_string() == r.gateway))
+        .collect();
+    if let Some(w) = &wanted
+        && model.gateway(w).is_none()
+    {
+        bail!("Gateway {w} is not in the manifests (or not served by Gatehouse)");
+    }
+    match args.output {
+        Format::Table => print!("{}", explain::table(&rows)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).context("printing JSON")?
+        ),
+        Format::Mermaid => print!("{}", explain::mermaid(&rows)),
+    }
+    Ok(if failed { 1 } else { 0 })
+}

@@ -1,0 +1,316 @@
+//! Helpers of the ext auth option tests: manifests for extra auth services, providers and
+//! policies; requests with binary bodies; reading the demo auth server's
+//! `x-ext-authz-check-received` summary; and a gRPC auth server that reports the
+//! `:authority` it was called with (the demo server does not expose it).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::http::Response;
+
+/// Namespace of the Gateway, and of every object these helpers write.
+pub const NS: &str = "kgateway-system";
+/// The base manifests' gRPC auth Service (the demo server `World::start` runs).
+pub const GRPC_SERVICE: &str = "ext-authz";
+pub const GRPC_SERVICE_PORT: u16 = 4444;
+
+/// JSON documents as one multi-document YAML file (JSON is YAML).
+pub fn docs(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_json::to_string_pretty(o).expect("json"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// A Service `name` (port `port`) in [`NS`] whose one endpoint is 127.0.0.1:`target`.
+pub fn service(name: &str, port: u16, target: u16, app_protocol: Option<&str>) -> String {
+    let mut port_spec = json!({"name": "p", "port": port, "targetPort": target, "protocol": "TCP"});
+    if let Some(a) = app_protocol {
+        port_spec["appProtocol"] = json!(a);
+    }
+    docs(&[
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"ports": [port_spec]}
+        }),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-local"), "namespace": NS,
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "p", "port": target, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["127.0.0.1"]}]
+        }),
+    ])
+}
+
+/// A GatewayExtension `name` in [`NS`] with `spec.extAuth = ext_auth`.
+pub fn extension(name: &str, ext_auth: Value) -> String {
+    docs(&[json!({
+        "apiVersion": "gateway.kgateway.dev/v1alpha1", "kind": "GatewayExtension",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"type": "ExtAuth", "extAuth": ext_auth}
+    })])
+}
+
+/// `grpcService` on `service:port`, merged with `extra` (e.g. `requestTimeout`, `retry`).
+pub fn grpc_service(service: &str, port: u16, extra: Value) -> Value {
+    let mut v = json!({"backendRef": {"name": service, "port": port}});
+    merge(&mut v, extra);
+    v
+}
+
+/// `httpService` on `service:port`, merged with `extra`.
+pub fn http_service(service: &str, port: u16, extra: Value) -> Value {
+    grpc_service(service, port, extra)
+}
+
+/// A Gateway-level TrafficPolicy `gateway-auth` that uses `extension`, with `extra` merged
+/// into its `extAuth` (`contextExtensions`, `withRequestBody`).
+pub fn gateway_policy(extension: &str, extra: Value) -> String {
+    let mut ext_auth = json!({"extensionRef": {"name": extension}});
+    merge(&mut ext_auth, extra);
+    docs(&[json!({
+        "apiVersion": "gateway.kgateway.dev/v1alpha1", "kind": "TrafficPolicy",
+        "metadata": {"name": "gateway-auth", "namespace": NS},
+        "spec": {
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "http"}],
+            "extAuth": ext_auth
+        }
+    })])
+}
+
+/// Shallow-merges the fields of object `extra` into object `into`.
+pub fn merge(into: &mut Value, extra: Value) {
+    if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
+    }
+}
+
+/// The demo server's summary `METHOD HOST/PATH PROTO; headers=a,b; body=N`, split up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// `HOST/PATH` as the auth server saw it.
+    pub target: String,
+    /// Sorted, lower-cased header names.
+    pub headers: Vec<String>,
+    pub body: usize,
+}
+
+impl Received {
+    pub fn parse(summary: &str) -> Received {
+        let mut parts = summary.split("; ");
+        let first = parts.next().unwrap_or_default();
+        let target = first.split(' ').nth(1).unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        let mut body = usize::MAX;
+        for p in parts {
+            if let Some(h) = p.strip_prefix("headers=") {
+                headers = h
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            } else if let Some(b) = p.strip_prefix("body=") {
+                body = b.parse().unwrap_or(usize::MAX);
+            }
+        }
+        Received {
+            target,
+            headers,
+            body,
+        }
+    }
+
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|h| h == name)
+    }
+}
+
+/// One request with a binary body on 127.0.0.1:`port` (the shared client only sends text).
+pub fn request_bytes(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "unparsable response: {:?}",
+            String::from_utf8_lossy(&raw)
+        ))
+    })
+}
+
+fn parse(raw: &[u8]) -> Option<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let mut out = String::new();
+    if chunked {
+        let mut s = body;
+        while let Some((size, rest)) = s.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 || rest.len() < n {
+                break;
+            }
+            out.push_str(&rest[..n]);
+            s = rest[n..].trim_start_matches("\r\n");
+        }
+    } else {
+        out = body.to_string();
+    }
+    Some(Response {
+        status,
+        headers,
+        body: out,
+    })
+}
+
+/// A gRPC ext_authz server on 127.0.0.1:`port` that allows every request and tells the
+/// backend which `:authority` Envoy called it with, in the upstream header
+/// [`AUTHORITY_HEADER`]. Stops when dropped.
+pub struct AuthorityEcho {
+    pub port: u16,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Upstream header set by [`AuthorityEcho`].
+pub const AUTHORITY_HEADER: &str = "x-seen-authority";
+
+impl AuthorityEcho {
+    pub fn start() -> AuthorityEcho {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        runtime.spawn(async move {
+            let svc = authority::Recorder(
+                envoy_types::ext_authz::v3::pb::AuthorizationServer::new(authority::Allow),
+            );
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await
+                .expect("authority echo server");
+        });
+        AuthorityEcho {
+            port,
+            _runtime: runtime,
+        }
+    }
+}
+
+mod authority {
+    use envoy_types::ext_authz::v3::pb::{
+        Authorization, CheckRequest, CheckResponse, HeaderAppendAction, HeaderValue,
+        HeaderValueOption, HttpResponse, OkHttpResponse,
+    };
+    use tonic::codegen::{Context, Poll, Service, http};
+
+    /// The `:authority` of the gRPC call, carried from the HTTP/2 layer to the handler.
+    #[derive(Clone)]
+    struct Seen(String);
+
+    /// Wraps the generated server to record the request URI's authority.
+    #[derive(Clone)]
+    pub struct Recorder<S>(pub S);
+
+    impl<S: tonic::server::NamedService> tonic::server::NamedService for Recorder<S> {
+        const NAME: &'static str = S::NAME;
+    }
+
+    impl<S, B> Service<http::Request<B>> for Recorder<S>
+    where
+        S: Service<http::Request<B>>,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "<none>".into());
+            req.extensions_mut().insert(Seen(authority));
+            self.0.call(req)
+        }
+    }
+
+    pub struct Allow;
+
+    #[tonic::async_trait]
+    impl Authorization for Allow {
+        async fn check(
+            &self,
+            request: tonic::Request<CheckRequest>,
+        ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+            let seen = request
+                .extensions()
+                .get::<Seen>()
+                .map(|s| s.0.clone())
+                .unwrap_or_else(|| "<unrecorded>".into());
+            #[allow(deprecated)] // `append` is deprecated; left unset.
+            let header = HeaderValueOption {
+                header: Some(HeaderValue {
+                    key: super::AUTHORITY_HEADER.into(),
+                    value: seen,
+                    raw_value: Vec::new(),
+                }),
+                append: None,
+                append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
+                keep_empty_value: false,
+            };
+            Ok(tonic::Response::new(CheckResponse {
+                status: Some(envoy_types::pb::google::rpc::Status::default()),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: vec![header],
+                    ..OkHttpResponse::default()
+                })),
+                ..CheckResponse::default()
+            }))
+        }
+    }
+}
