@@ -9,6 +9,7 @@ mod hostname;
 mod matches;
 mod policy;
 mod refs;
+mod route_cache;
 mod routes;
 mod types;
 
@@ -180,6 +181,7 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
             &attached,
         ));
     }
+    route_cache::warn(&models, &mut status);
     Model {
         gateways: models,
         status,

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod http;
+pub mod options;
 pub mod procs;
 pub mod standalone;
 pub mod testnet;
