@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::apiserver::{self, ApiServer};
 use super::http::{self, Response};
-use super::procs::{Proc, free_port, gatehouse, wait_for_port, workspace_bin};
+use super::procs::{Proc, free_port, gatehouse, workspace_bin};
 use super::testnet::TestNet;
 
 pub const HOST: &str = "www.example.com";
@@ -100,32 +100,54 @@ impl ClusterWorld {
         }
     }
 
-    /// Starts a controller replica.
+    /// Starts a controller replica. A port taken between choosing and binding it (other tests
+    /// run in parallel) makes the process exit at once; it is retried on new ports.
     pub fn start_replica(&mut self, identity: &str) -> usize {
-        let (xds_port, admin_port) = (free_port(), free_port());
-        let mut cmd = Command::new(gatehouse());
-        cmd.arg("controller")
-            .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
-            .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
-            .args([
-                "--listener-address",
-                "127.0.0.1",
-                "--lease-namespace",
-                "default",
-                "--identity",
-                identity,
-            ])
-            .env("KUBECONFIG", self.api.kubeconfig_path())
-            .env("RUST_LOG", "info,gatehouse=debug");
-        let proc = Proc::spawn(&format!("gatehouse-{identity}"), cmd, self.dir.path());
-        wait_for_port(admin_port, Duration::from_secs(10), "gatehouse admin");
-        self.replicas.push(Replica {
-            identity: identity.into(),
-            admin_port,
-            xds_port,
-            proc,
-        });
-        self.replicas.len() - 1
+        for _attempt in 0..3 {
+            let (xds_port, admin_port) = (free_port(), free_port());
+            let mut cmd = Command::new(gatehouse());
+            cmd.arg("controller")
+                .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
+                .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
+                .args([
+                    "--listener-address",
+                    "127.0.0.1",
+                    "--lease-namespace",
+                    "default",
+                    "--identity",
+                    identity,
+                ])
+                .env("KUBECONFIG", self.api.kubeconfig_path())
+                .env("RUST_LOG", "info,gatehouse=debug");
+            let mut proc = Proc::spawn(&format!("gatehouse-{identity}"), cmd, self.dir.path());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok() {
+                    self.replicas.push(Replica {
+                        identity: identity.into(),
+                        admin_port,
+                        xds_port,
+                        proc,
+                    });
+                    return self.replicas.len() - 1;
+                }
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    let log = proc.tail(20);
+                    assert!(
+                        log.contains("cannot listen"),
+                        "replica {identity} exited ({status}):\n{log}"
+                    );
+                    break; // port taken: try again
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {identity} did not open its admin port\n{}",
+                    proc.tail(40)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("replica {identity}: no free ports after 3 attempts");
     }
 
     /// Starts Envoy against replica `i` and waits for the first 200.
