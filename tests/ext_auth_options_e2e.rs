@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::http::{self, Response};
 use support::options::{
-    AUTHORITY_HEADER, AuthorityEcho, GRPC_SERVICE, GRPC_SERVICE_PORT, NS, Received, extension,
-    gateway_policy, grpc_service, http_service, request_bytes, service,
+    AUTHORITY_HEADER, BODY_FIELDS_HEADER, GRPC_SERVICE, GRPC_SERVICE_PORT, InspectingAuthz, NS,
+    Received, extension, gateway_policy, grpc_service, http_service, request_bytes, service,
 };
 use support::procs::free_port;
 use support::standalone::{HOST, World};
@@ -63,6 +63,15 @@ fn received_by_client(r: &Response) -> Received {
         .header(RECEIVED)
         .unwrap_or_else(|| panic!("no {RECEIVED} in the client response: {r:?}"));
     Received::parse(summary)
+}
+
+/// The name of an ext_authz filter stat of the Gateway listener (its HTTP connection manager
+/// is named `http-PORT`): `http.http-PORT.ext_authz.STAT_PREFIX.NAME`.
+fn filter_stat(w: &World, stat_prefix: &str, name: &str) -> String {
+    format!(
+        "http.http-{}.ext_authz.{stat_prefix}.{name}",
+        w.listener_port
+    )
 }
 
 /// An Envoy stat, 0 while Envoy has not created it.
@@ -166,34 +175,73 @@ fn request_body_is_sent_truncated_with_partial_messages_and_rejected_without() {
     assert_eq!(exact.echoed_header(BODY_BYTES).as_deref(), Some("16"));
 }
 
+/// Starts an [`InspectingAuthz`] behind the gRPC Service `inspecting-authz:4444`.
+fn start_inspecting_authz(w: &World) -> InspectingAuthz {
+    let server = InspectingAuthz::start();
+    w.write_and_wait(
+        "inspecting-authz-svc.yaml",
+        &service(
+            "inspecting-authz",
+            4444,
+            server.port,
+            Some("kubernetes.io/h2c"),
+        ),
+    );
+    server
+}
+
 #[test]
-fn pack_as_bytes_sends_a_binary_body_as_raw_bytes() {
+fn pack_as_bytes_sends_the_body_as_raw_bytes() {
     let w = World::start(false);
-    // Not UTF-8: the `body` string field cannot carry it, `raw_body` can.
-    let binary: Vec<u8> = (0..64u8).map(|i| 0x80 | i).collect();
-    let send = |headers: &[(&str, &str)]| {
-        request_bytes(w.listener_port, "POST", HOST, "/headers", headers, &binary)
+    // The demo server counts either field; this one says which field carried the body.
+    let _server = start_inspecting_authz(&w);
+    let provider = |buffer: Value| {
+        json!({
+            "grpcService": grpc_service("inspecting-authz", 4444, json!({})),
+            "withRequestBody": buffer
+        })
     };
+    let fields = |r: &Response| r.echoed_header(BODY_FIELDS_HEADER);
 
     configure(
         &w,
         "bytes",
-        grpc(json!({"withRequestBody": {"maxRequestBytes": 1024, "packAsBytes": true}})),
+        provider(json!({"maxRequestBytes": 1024})),
         json!({}),
     );
-    let allowed = w.wait_for_response(
-        "a binary body checked as raw bytes",
-        || send(ALLOW),
-        |r| r.status == 200 && r.echoed_header(BODY_BYTES).is_some(),
+    let text = w.wait_for_response(
+        "the body as a string",
+        || post(&w, &[], "hello"),
+        |r| r.status == 200 && fields(r).is_some(),
     );
     assert_eq!(
-        allowed.echoed_header(BODY_BYTES).as_deref(),
-        Some("64"),
-        "{allowed:?}"
+        fields(&text).as_deref(),
+        Some("body=5;raw_body=0"),
+        "{text:?}"
     );
-    let denied = send(&[]).expect("request");
-    assert_eq!(denied.status, 403, "{denied:?}");
-    assert_eq!(denied.header(BODY_BYTES), Some("64"));
+
+    configure(
+        &w,
+        "bytes",
+        provider(json!({"maxRequestBytes": 1024, "packAsBytes": true})),
+        json!({}),
+    );
+    let packed = w.wait_for_response(
+        "the body as raw bytes",
+        || post(&w, &[], "hello"),
+        |r| r.status == 200 && fields(r).as_deref() != Some("body=5;raw_body=0"),
+    );
+    assert_eq!(
+        fields(&packed).as_deref(),
+        Some("body=0;raw_body=5"),
+        "{packed:?}"
+    );
+    // A body that is not UTF-8 arrives intact.
+    let binary: Vec<u8> = (0..64u8).map(|i| 0x80 | i).collect();
+    let r =
+        request_bytes(w.listener_port, "POST", HOST, "/headers", &[], &binary).expect("request");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(fields(&r).as_deref(), Some("body=0;raw_body=64"), "{r:?}");
 }
 
 #[test]
@@ -466,13 +514,13 @@ fn fail_open_lets_requests_through_when_the_auth_server_is_down() {
         json!({}),
     );
     // The request lacks `x-ext-authz: allow`: only fail-open lets it through.
-    let allowed = "http.http-8080.ext_authz.extauth_kgateway-system_open.failure_mode_allowed";
+    let allowed = filter_stat(&w, "extauth_kgateway-system_open", "failure_mode_allowed");
     w.wait_until(
         "a request let through by failOpen",
         Duration::from_secs(30),
         |w| {
             let _ = w.get(&[]);
-            stat(w, allowed) > 0
+            stat(w, &allowed) > 0
         },
     );
     let r = w.get(&[]).expect("request");
@@ -520,34 +568,37 @@ fn request_timeout_bounds_a_slow_auth_server() {
     assert_eq!(fast.status, 200, "{fast:?}");
 }
 
-#[test]
-fn retries_of_failed_auth_calls_show_in_the_auth_clusters_stats() {
+/// `retry.attempts` retries a failed call to an unreachable auth server (`grpc`: gRPC
+/// provider, else HTTP), visible in the auth cluster's `upstream_rq_retry`; `attempts: 0`
+/// does not retry.
+fn retries_show_in_the_auth_clusters_stats(grpc: bool) {
     let w = World::start(false);
     dead_service(&w, "dead-authz");
     let provider = |attempts: u32| {
-        json!({
-            "grpcService": grpc_service("dead-authz", 4444, json!({
-                "retry": {"attempts": attempts, "backoff": {"baseInterval": "10ms"}}
-            })),
-            "statusOnError": 503
-        })
+        let service = grpc_service(
+            "dead-authz",
+            4444,
+            json!({"retry": {"attempts": attempts, "backoff": {"baseInterval": "10ms"}}}),
+        );
+        let kind = if grpc { "grpcService" } else { "httpService" };
+        json!({kind: service, "statusOnError": 503})
     };
+    let retries = |name: &str| format!("cluster.extauth/{NS}/{name}.upstream_rq_retry");
+
     configure(&w, "retrying", provider(3), json!({}));
     w.wait_for(
         "statusOnError from the dead server",
         |r| r.status == 503,
         ALLOW,
     );
-
-    let retries = "cluster.extauth/kgateway-system/retrying.upstream_rq_retry";
-    let before = stat(&w, retries);
+    let before = stat(&w, &retries("retrying"));
     let r = w.get(ALLOW).expect("request");
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(
-        stat(&w, retries) - before,
+        stat(&w, &retries("retrying")) - before,
         3,
-        "one request, three retries\n{}",
-        w.envoy_admin("/stats?filter=extauth")
+        "one request must make three retries; the auth cluster's stats:\n{}",
+        w.envoy_admin("/stats?filter=extauth/")
             .map(|r| r.body)
             .unwrap_or_default()
     );
@@ -558,7 +609,7 @@ fn retries_of_failed_auth_calls_show_in_the_auth_clusters_stats() {
         "the no-retry provider's cluster",
         Duration::from_secs(30),
         |w| {
-            w.envoy_stat("cluster.extauth/kgateway-system/no-retry.upstream_rq_total")
+            w.envoy_stat(&format!("cluster.extauth/{NS}/no-retry.upstream_rq_total"))
                 .is_some()
         },
     );
@@ -567,10 +618,23 @@ fn retries_of_failed_auth_calls_show_in_the_auth_clusters_stats() {
         |r| r.status == 503,
         ALLOW,
     );
-    let none = "cluster.extauth/kgateway-system/no-retry.upstream_rq_retry";
-    let before = stat(&w, none);
+    let before = stat(&w, &retries("no-retry"));
     assert_eq!(w.get(ALLOW).expect("request").status, 503);
-    assert_eq!(stat(&w, none), before, "attempts: 0 must not retry");
+    assert_eq!(
+        stat(&w, &retries("no-retry")),
+        before,
+        "attempts: 0 must not retry"
+    );
+}
+
+#[test]
+fn grpc_retries_of_failed_auth_calls_show_in_the_auth_clusters_stats() {
+    retries_show_in_the_auth_clusters_stats(true);
+}
+
+#[test]
+fn http_retries_of_failed_auth_calls_show_in_the_auth_clusters_stats() {
+    retries_show_in_the_auth_clusters_stats(false);
 }
 
 #[test]
@@ -583,9 +647,9 @@ fn stat_prefix_names_the_filters_stats() {
         json!({}),
     );
     w.wait_for("a denial", |r| r.status == 403, &[]);
-    let denied = "http.http-8080.ext_authz.payments_authz.denied";
-    let ok = "http.http-8080.ext_authz.payments_authz.ok";
-    let (denied_before, ok_before) = (stat(&w, denied), stat(&w, ok));
+    let denied = filter_stat(&w, "payments_authz", "denied");
+    let ok = filter_stat(&w, "payments_authz", "ok");
+    let (denied_before, ok_before) = (stat(&w, &denied), stat(&w, &ok));
     assert!(
         denied_before >= 1,
         "{}",
@@ -595,8 +659,8 @@ fn stat_prefix_names_the_filters_stats() {
     );
     assert_eq!(w.get(&[]).expect("request").status, 403);
     assert_eq!(w.get(ALLOW).expect("request").status, 200);
-    assert_eq!(stat(&w, denied), denied_before + 1);
-    assert_eq!(stat(&w, ok), ok_before + 1);
+    assert_eq!(stat(&w, &denied), denied_before + 1);
+    assert_eq!(stat(&w, &ok), ok_before + 1);
     // The default prefix is not used once statPrefix is set.
     let stats = w
         .envoy_admin("/stats?filter=ext_authz")
@@ -611,13 +675,9 @@ fn stat_prefix_names_the_filters_stats() {
 fn grpc_authority_is_the_services_by_default_and_the_configured_one_when_set() {
     let w = World::start(false);
     // The demo server does not report the `:authority` of its gRPC calls; this one does.
-    let echo = AuthorityEcho::start();
-    w.write_and_wait(
-        "authority-echo-svc.yaml",
-        &service("authority-echo", 4444, echo.port, Some("kubernetes.io/h2c")),
-    );
+    let _server = start_inspecting_authz(&w);
     let provider =
-        |extra: Value| json!({"grpcService": grpc_service("authority-echo", 4444, extra)});
+        |extra: Value| json!({"grpcService": grpc_service("inspecting-authz", 4444, extra)});
 
     configure(&w, "authority", provider(json!({})), json!({}));
     let r = w.wait_for(
@@ -627,7 +687,7 @@ fn grpc_authority_is_the_services_by_default_and_the_configured_one_when_set() {
     );
     assert_eq!(
         r.echoed_header(AUTHORITY_HEADER).as_deref(),
-        Some(format!("authority-echo.{NS}.svc:4444").as_str())
+        Some(format!("inspecting-authz.{NS}.svc:4444").as_str())
     );
 
     configure(

@@ -127,7 +127,9 @@ fn answered_by(w: &World, path: &str) -> String {
 fn precedence_matrix_with_two_providers() {
     let mut w = World::start(false);
     setup(&mut w);
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    // (case, policies as (level, auth), provider answering /a, provider answering /b)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             "gateway level",
             &[("gateway", "ext")],

@@ -183,13 +183,20 @@ fn all_options_reach_the_filter_and_the_route() {
         filter["grpcService"]["envoyGrpc"]["authority"],
         "authz.example.internal"
     );
+    assert_eq!(filter["grpcService"]["retryPolicy"]["numRetries"], 3);
     assert_eq!(
-        filter["grpcService"]["envoyGrpc"]["retryPolicy"]["numRetries"],
-        3
+        filter["grpcService"]["retryPolicy"]["retryBackOff"]["maxInterval"],
+        "0.100s"
     );
     assert_eq!(
-        filter["grpcService"]["envoyGrpc"]["retryPolicy"]["retryBackOff"]["maxInterval"],
-        "0.100s"
+        filter["grpcService"]["retryPolicy"]["retryOn"],
+        "connect-failure,refused-stream,reset,unavailable"
+    );
+    assert!(
+        filter["grpcService"]["envoyGrpc"]
+            .get("retryPolicy")
+            .is_none(),
+        "EnvoyGrpc.retry_policy is for xDS only"
     );
     assert_eq!(filter["grpcService"]["timeout"], "1.500s");
     assert_eq!(filter["failureModeAllow"], true);

@@ -103,11 +103,12 @@ pub struct ExtGrpcService {
     /// `:authority` sent to the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
-    /// Timeout of one authorization call (default 200ms, Envoy's default).
+    /// Timeout of one authorization call (default 2s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message("invalid timeout value"))]
     pub request_timeout: Option<String>,
-    /// Retries of failed authorization calls.
+    /// Retries of failed authorization calls (connect failures, resets, refused streams,
+    /// `UNAVAILABLE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<ExtSvcRetryPolicy>,
 }

@@ -46,11 +46,13 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
                         .authority
                         .clone()
                         .unwrap_or_else(|| provider.authority.clone()),
-                    retry_policy: g.retry.as_ref().map(retry_policy),
                     ..Default::default()
                 },
             )),
             timeout: Some(duration(timeout(g.request_timeout.as_deref()))),
+            // Data-plane gRPC clients honour only `GrpcService.retry_policy`;
+            // `EnvoyGrpc.retry_policy` applies to xDS streams.
+            retry_policy: g.retry.as_ref().map(|r| retry_policy(r, GRPC_RETRY_ON)),
             ..Default::default()
         }),
         ProviderService::Http(h) => {
@@ -85,7 +87,7 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
                         .map(list_matcher),
                     ..Default::default()
                 }),
-                retry_policy: h.retry.as_ref().map(retry_policy),
+                retry_policy: h.retry.as_ref().map(|r| retry_policy(r, HTTP_RETRY_ON)),
                 ..Default::default()
             })
         }
@@ -133,7 +135,12 @@ fn buffer(b: &ExtAuthBufferSettings) -> BufferSettings {
     }
 }
 
-fn retry_policy(r: &ExtSvcRetryPolicy) -> RetryPolicy {
+/// What a gRPC authorization call is retried on (an empty `retry_on` retries nothing).
+const GRPC_RETRY_ON: &str = "connect-failure,refused-stream,reset,unavailable";
+/// What an HTTP authorization call is retried on.
+const HTTP_RETRY_ON: &str = "connect-failure,refused-stream,reset,5xx";
+
+fn retry_policy(r: &ExtSvcRetryPolicy, retry_on: &str) -> RetryPolicy {
     let base = r
         .backoff
         .as_ref()
@@ -143,6 +150,7 @@ fn retry_policy(r: &ExtSvcRetryPolicy) -> RetryPolicy {
         .as_ref()
         .and_then(|b| b.max_interval.as_deref().and_then(parse_duration));
     RetryPolicy {
+        retry_on: retry_on.to_string(),
         num_retries: Some(UInt32Value {
             value: u32::try_from(r.attempts.unwrap_or(1)).unwrap_or(0),
         }),

@@ -1,7 +1,7 @@
 //! Helpers of the ext auth option tests: manifests for extra auth services, providers and
 //! policies; requests with binary bodies; reading the demo auth server's
-//! `x-ext-authz-check-received` summary; and a gRPC auth server that reports the
-//! `:authority` it was called with (the demo server does not expose it).
+//! `x-ext-authz-check-received` summary; and a gRPC auth server that reports what the demo
+//! server does not: the `:authority` it was called with and which body field carried the body.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -199,18 +199,21 @@ fn parse(raw: &[u8]) -> Option<Response> {
 }
 
 /// A gRPC ext_authz server on 127.0.0.1:`port` that allows every request and tells the
-/// backend which `:authority` Envoy called it with, in the upstream header
-/// [`AUTHORITY_HEADER`]. Stops when dropped.
-pub struct AuthorityEcho {
+/// backend, in upstream headers, which `:authority` Envoy called it with
+/// ([`AUTHORITY_HEADER`]) and the sizes of the check request's `body` and `raw_body`
+/// ([`BODY_FIELDS_HEADER`], `body=N;raw_body=M`). Stops when dropped.
+pub struct InspectingAuthz {
     pub port: u16,
     _runtime: tokio::runtime::Runtime,
 }
 
-/// Upstream header set by [`AuthorityEcho`].
+/// Upstream header set by [`InspectingAuthz`].
 pub const AUTHORITY_HEADER: &str = "x-seen-authority";
+/// Upstream header set by [`InspectingAuthz`].
+pub const BODY_FIELDS_HEADER: &str = "x-seen-body-fields";
 
-impl AuthorityEcho {
-    pub fn start() -> AuthorityEcho {
+impl InspectingAuthz {
+    pub fn start() -> InspectingAuthz {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -230,7 +233,7 @@ impl AuthorityEcho {
                 .await
                 .expect("authority echo server");
         });
-        AuthorityEcho {
+        InspectingAuthz {
             port,
             _runtime: runtime,
         }
@@ -281,6 +284,20 @@ mod authority {
 
     pub struct Allow;
 
+    fn header(key: &str, value: String) -> HeaderValueOption {
+        #[allow(deprecated)] // `append` is deprecated; left unset.
+        HeaderValueOption {
+            header: Some(HeaderValue {
+                key: key.into(),
+                value,
+                raw_value: Vec::new(),
+            }),
+            append: None,
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
+            keep_empty_value: false,
+        }
+    }
+
     #[tonic::async_trait]
     impl Authorization for Allow {
         async fn check(
@@ -292,21 +309,24 @@ mod authority {
                 .get::<Seen>()
                 .map(|s| s.0.clone())
                 .unwrap_or_else(|| "<unrecorded>".into());
-            #[allow(deprecated)] // `append` is deprecated; left unset.
-            let header = HeaderValueOption {
-                header: Some(HeaderValue {
-                    key: super::AUTHORITY_HEADER.into(),
-                    value: seen,
-                    raw_value: Vec::new(),
-                }),
-                append: None,
-                append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
-                keep_empty_value: false,
-            };
+            let http = request
+                .get_ref()
+                .attributes
+                .as_ref()
+                .and_then(|a| a.request.as_ref())
+                .and_then(|r| r.http.as_ref());
+            let bodies = format!(
+                "body={};raw_body={}",
+                http.map_or(0, |h| h.body.len()),
+                http.map_or(0, |h| h.raw_body.len())
+            );
             Ok(tonic::Response::new(CheckResponse {
                 status: Some(envoy_types::pb::google::rpc::Status::default()),
                 http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                    headers: vec![header],
+                    headers: vec![
+                        header(super::AUTHORITY_HEADER, seen),
+                        header(super::BODY_FIELDS_HEADER, bodies),
+                    ],
                     ..OkHttpResponse::default()
                 })),
                 ..CheckResponse::default()
