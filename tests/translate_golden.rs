@@ -306,3 +306,49 @@ fn rule_level_policy_reenables_one_rule() {
         "gateway-level still applies"
     );
 }
+
+#[test]
+fn external_auth_filter_becomes_an_inline_provider_of_its_rule() {
+    let doc = case("external-auth-filter");
+    let grpc_filter = "envoy.filters.http.ext_authz/app/filtered.rule0.externalauth";
+    let http_filter = "envoy.filters.http.ext_authz/app/filtered.rule1.externalauth";
+    let filters = http_filters(&doc, 0);
+    let find = |name: &str| {
+        filters
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("filter {name}"))
+    };
+    let grpc = &find(grpc_filter)["typedConfig"];
+    assert_eq!(grpc["allowedHeaders"]["patterns"][1]["exact"], "x-tenant");
+    assert_eq!(grpc["withRequestBody"]["maxRequestBytes"], 4096);
+    assert_eq!(
+        grpc["withRequestBody"]["allowPartialMessage"], true,
+        "GEP-1494 truncates larger bodies"
+    );
+    let http = &find(http_filter)["typedConfig"]["httpService"];
+    assert_eq!(http["pathPrefix"], "/check");
+    assert_eq!(
+        http["authorizationResponse"]["allowedUpstreamHeaders"]["patterns"][0]["exact"],
+        "x-user"
+    );
+
+    let on = |rule: usize, filter: &str| {
+        route(
+            &doc,
+            "filtered.example.com",
+            &format!("httproute/app/filtered/rule/{rule}/match/0"),
+        )["typedPerFilterConfig"][filter]
+            .get("checkSettings")
+            .is_some()
+    };
+    assert!(
+        on(0, grpc_filter) && !on(0, "envoy.filters.http.ext_authz/infra/authz"),
+        "the filter beats the gateway policy"
+    );
+    assert!(on(1, http_filter));
+    assert!(
+        on(2, "envoy.filters.http.ext_authz/infra/authz"),
+        "rules without a filter keep the policy"
+    );
+}

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use gateway_api::apis::standard::httproutes::HttpRouteStatusParentsParentRef;
+use gateway_api::apis::experimental::httproutes::HttpRouteStatusParentsParentRef;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 
 mod conditions;
 mod extensions;
+mod external_auth;
 mod gateways;
 mod hostname;
 mod matches;
@@ -74,7 +75,7 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
     let mut status = Status::default();
     let owned = gateways::owned_classes(store, config, &mut status);
     let infos = gateways::gateways(store, config, &owned);
-    let providers = extensions::providers(store, &mut status);
+    let mut providers = extensions::providers(store, &mut status);
     let mut policies = policy::PolicyIndex::build(store, &providers);
 
     let mut attached_counts: Vec<Vec<i32>> =
@@ -99,7 +100,17 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
             .iter()
             .map(|r| routes::rule_action(store, key, r))
             .collect();
-        let refs_condition = match resolved.iter().find_map(|(_, _, e)| e.as_ref()) {
+        let inline: Vec<_> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| external_auth::resolve(store, key, r, i))
+            .collect();
+        let inline_error = inline.iter().flatten().find_map(|(_, r)| r.as_ref().err());
+        let refs_condition = match resolved
+            .iter()
+            .find_map(|(_, _, e)| e.as_ref())
+            .or(inline_error)
+        {
             Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
             None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all backendRefs resolved"),
         };
@@ -120,7 +131,25 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
             for (rule_index, (rule, (action, rule_clusters, _))) in
                 rules.iter().zip(&resolved).enumerate()
             {
-                let auth = policies.decide(&gw.key, &listener.name, key, rule.name.as_deref());
+                // An ExternalAuth filter is part of the rule: it decides ahead of any policy.
+                let auth = match &inline[rule_index] {
+                    Some((provider, Ok(p))) => {
+                        providers
+                            .entry(provider.clone())
+                            .or_insert_with(|| Ok(p.clone()));
+                        RouteAuth::Enabled {
+                            provider: provider.clone(),
+                            policy: key.clone(),
+                            context_extensions: Default::default(),
+                            with_request_body: None,
+                        }
+                    }
+                    Some((_, Err(e))) => RouteAuth::FailClosed {
+                        policy: key.clone(),
+                        reason: format!("ExternalAuth filter: {}: {}", e.reason, e.message),
+                    },
+                    None => policies.decide(&gw.key, &listener.name, key, rule.name.as_deref()),
+                };
                 let action = match &auth {
                     RouteAuth::FailClosed { .. } => RouteAction::Respond {
                         status: FAIL_CLOSED_STATUS,

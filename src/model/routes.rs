@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use gateway_api::apis::standard::gateways::GatewayListenersAllowedRoutesNamespacesFrom as From;
-use gateway_api::apis::standard::httproutes::{HttpRoute, HttpRouteRules};
 
 use super::conditions::{Condition, ParentRef, RouteParentStatus};
 use super::gateways::{GatewayInfo, ListenerInfo};

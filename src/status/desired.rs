@@ -4,11 +4,11 @@
 //! unchanged, so a steady state computes exactly what the objects already hold and writes
 //! nothing.
 
+use gateway_api::apis::experimental::httproutes::{
+    HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
+};
 use gateway_api::apis::standard::gateways::{
     GatewayStatus, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
-};
-use gateway_api::apis::standard::httproutes::{
-    HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value;

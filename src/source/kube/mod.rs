@@ -11,9 +11,9 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    gatewayclasses::GatewayClass, gateways::Gateway, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

@@ -1,0 +1,141 @@
+//! Gateway API's `ExternalAuth` HTTPRoute filter (GEP-1494, experimental channel), served by the
+//! same engine as GatewayExtensions: the filter becomes an inline provider of its rule.
+//!
+//! The filter is part of the route itself, so it decides the rule's auth ahead of any
+//! TrafficPolicy. `forwardBody.maxSize` truncates larger bodies, as the GEP specifies.
+
+use gateway_api::apis::experimental::httproutes::{
+    HttpRouteRules, HttpRouteRulesFiltersExternalAuth,
+    HttpRouteRulesFiltersExternalAuthProtocol as Protocol, HttpRouteRulesFiltersType,
+};
+
+use super::extensions::ProviderResult;
+use super::refs::{self, RefError, ServiceRef};
+use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
+use crate::api::{
+    AuthorizationResponse, BackendRef, ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService,
+    ExtHttpService,
+};
+use crate::store::{ObjKey, Store};
+
+/// The inline provider of a rule's `ExternalAuth` filter, if it has one.
+pub fn resolve(
+    store: &Store,
+    route: &ObjKey,
+    rule: &HttpRouteRules,
+    rule_index: usize,
+) -> Option<(ObjKey, ProviderResult)> {
+    let filter = rule
+        .filters
+        .iter()
+        .flatten()
+        .find(|f| f.r#type == HttpRouteRulesFiltersType::ExternalAuth)?;
+    let key = ObjKey::new(
+        route.namespace.clone(),
+        format!("{}.rule{rule_index}.externalauth", route.name),
+    );
+    let result = match &filter.external_auth {
+        None => Err(RefError::new(
+            "InvalidFilter",
+            "an ExternalAuth filter needs externalAuth settings",
+        )),
+        Some(ea) => provider(store, route, &key, ea),
+    };
+    Some((key, result))
+}
+
+fn provider(
+    store: &Store,
+    route: &ObjKey,
+    key: &ObjKey,
+    ea: &HttpRouteRulesFiltersExternalAuth,
+) -> ProviderResult {
+    let b = &ea.backend_ref;
+    let from = refs::From {
+        group: "gateway.networking.k8s.io",
+        kind: "HTTPRoute",
+        namespace: &route.namespace,
+    };
+    let service = refs::resolve_service(
+        store,
+        &from,
+        &ServiceRef {
+            group: b.group.as_deref(),
+            kind: b.kind.as_deref(),
+            namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
+            name: &b.name,
+            port: b.port,
+        },
+    )?;
+    let backend_ref = BackendRef {
+        group: b.group.clone(),
+        kind: b.kind.clone(),
+        name: b.name.clone(),
+        namespace: b.namespace.clone(),
+        port: b.port,
+    };
+    let (service_spec, headers, protocol) = match ea.protocol {
+        Protocol::Grpc => (
+            ProviderService::Grpc(ExtGrpcService {
+                backend_ref,
+                ..Default::default()
+            }),
+            ea.grpc.as_ref().and_then(|g| g.allowed_headers.clone()),
+            UpstreamProtocol::H2c,
+        ),
+        Protocol::Http => (
+            ProviderService::Http(ExtHttpService {
+                backend_ref,
+                path_prefix: ea.http.as_ref().and_then(|h| h.path.clone()),
+                authorization_response: ea
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.allowed_response_headers.clone())
+                    .map(|headers| AuthorizationResponse {
+                        headers_to_backend: Some(headers),
+                        ..Default::default()
+                    }),
+                ..Default::default()
+            }),
+            ea.http.as_ref().and_then(|h| h.allowed_headers.clone()),
+            service.protocol,
+        ),
+    };
+    let spec = ExtAuthProvider {
+        headers_to_forward: headers,
+        with_request_body: ea
+            .forward_body
+            .as_ref()
+            .and_then(|f| f.max_size)
+            .map(|max| ExtAuthBufferSettings {
+                max_request_bytes: i32::try_from(max).unwrap_or(i32::MAX).max(1),
+                allow_partial_message: Some(true),
+                pack_as_bytes: None,
+            }),
+        ..Default::default()
+    };
+    let cluster_key = ClusterKey::Auth {
+        extension: key.clone(),
+    };
+    let authority = format!(
+        "{}.{}.svc:{}",
+        service.key.name, service.key.namespace, service.port
+    );
+    let cluster = ClusterModel {
+        key: cluster_key.clone(),
+        service: service.key,
+        port: service.port,
+        protocol,
+        endpoints: service.endpoints,
+    };
+    Ok((
+        Provider {
+            key: key.clone(),
+            spec,
+            service: service_spec,
+            cluster: cluster_key,
+            authority,
+        },
+        cluster,
+    ))
+}

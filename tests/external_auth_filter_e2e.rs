@@ -1,0 +1,145 @@
+//! Gateway API's ExternalAuth HTTPRoute filter (GEP-1494) through a real Envoy, gRPC and HTTP.
+
+mod support;
+
+use support::http;
+use support::procs::free_port;
+use support::standalone::World;
+
+const HOST: &str = "filtered.example.com";
+
+fn route(protocol_block: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: filtered, namespace: httpbin}}
+spec:
+  parentRefs: [{{name: http, namespace: kgateway-system}}]
+  hostnames: [{HOST}]
+  rules:
+  - name: protected
+    matches: [{{path: {{type: PathPrefix, value: /protected}}}}]
+    filters:
+    - type: ExternalAuth
+      externalAuth:
+{protocol_block}
+    backendRefs: [{{name: httpbin, port: 8000}}]
+  - name: open
+    matches: [{{path: {{type: PathPrefix, value: /}}}}]
+    backendRefs: [{{name: httpbin, port: 8000}}]
+"
+    )
+}
+
+#[test]
+fn external_auth_filter_protects_its_rule_over_grpc_and_http() {
+    let mut w = World::start(false);
+    let http_port = free_port();
+    w.start_authz("http-authz", None, Some(http_port));
+    w.write_and_wait(
+        "authz-http.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: http-authz, namespace: httpbin}}
+spec: {{ports: [{{port: 8080}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: http-authz, namespace: httpbin, labels: {{kubernetes.io/service-name: http-authz}}}}
+addressType: IPv4
+ports: [{{port: {http_port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: routes-use-authz, namespace: kgateway-system}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: httpbin}}]
+  to: [{{group: \"\", kind: Service, name: ext-authz}}]
+"
+        ),
+    );
+
+    // gRPC: the walkthrough's auth server, across namespaces thanks to the grant.
+    w.write(
+        "filtered.yaml",
+        &route("        protocol: GRPC\n        backendRef: {name: ext-authz, namespace: kgateway-system, port: 4444}"),
+    );
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        http::get(w.listener_port, HOST, path, headers).expect("request")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get("/protected", &[]).status != 403 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gRPC ExternalAuth never denied\n{}",
+            w.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let denied = get("/protected", &[]);
+    assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
+    let allowed = get("/protected", &[("x-ext-authz", "allow")]);
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.echoed_header("x-ext-authz-provider").as_deref(),
+        Some("ext-authz")
+    );
+    assert_eq!(
+        get("/elsewhere", &[]).status,
+        200,
+        "rules without the filter stay open"
+    );
+
+    // HTTP: path and allowed headers as the filter says.
+    w.write(
+        "filtered.yaml",
+        &route("        protocol: HTTP\n        backendRef: {name: http-authz, port: 8080}\n        http: {path: /verify, allowedHeaders: [x-ext-authz], allowedResponseHeaders: [x-ext-authz-check-received, x-ext-authz-provider]}"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = get("/protected", &[("x-ext-authz", "allow")]);
+        if r.status == 200
+            && r.echoed_header("x-ext-authz-provider").as_deref() == Some("http-authz")
+        {
+            let received = r
+                .echoed_header("x-ext-authz-check-received")
+                .unwrap_or_default();
+            assert!(
+                received.contains("/verify/protected"),
+                "the auth server saw: {received}"
+            );
+            assert!(
+                r.echoed_header("x-ext-authz-check-result").is_none(),
+                "only allowed response headers reach the backend"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HTTP ExternalAuth never allowed: {} {:?}\n{}",
+            r.status,
+            r.headers,
+            w.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get("/protected", &[]).status, 403);
+
+    // A backendRef that does not resolve fails the rule closed, not the route.
+    w.write(
+        "filtered.yaml",
+        &route("        protocol: GRPC\n        backendRef: {name: nowhere, port: 4444}"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get("/protected", &[("x-ext-authz", "allow")]).status != 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unresolved ExternalAuth did not fail closed\n{}",
+            w.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get("/elsewhere", &[]).status, 200);
+}
