@@ -1,10 +1,8 @@
-use std::path::PathBuf;
-
 use anyhow::{Context, bail};
 use gatehouse::explain;
 use gatehouse::model::{self, ModelConfig};
 
-use super::translate::{load, parse_gateway};
+use super::translate::{Input, load, parse_gateway};
 
 /// Output formats of `explain`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -19,12 +17,8 @@ pub enum Format {
 /// Arguments of `explain`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Manifest files or directories (read recursively).
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub paths: Vec<PathBuf>,
-    /// Only this Gateway (NAMESPACE/NAME).
-    #[arg(long)]
-    pub gateway: Option<String>,
+    #[command(flatten)]
+    pub input: Input,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: Format,
@@ -32,8 +26,13 @@ pub struct Args {
 
 /// Prints the effective ext auth of every route. Exit code 1 when a document failed to load.
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let wanted = args.gateway.as_deref().map(parse_gateway).transpose()?;
-    let (store, failed) = load(&args.paths);
+    let wanted = args
+        .input
+        .gateway
+        .as_deref()
+        .map(parse_gateway)
+        .transpose()?;
+    let (store, failed) = load(&args.input.paths);
     let model = model::build(&store, &ModelConfig::default());
     let rows: Vec<_> = explain::explain(&model)
         .into_iter()

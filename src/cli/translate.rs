@@ -15,15 +15,22 @@ pub enum Format {
     Bootstrap,
 }
 
-/// Arguments of `translate`.
+/// Which manifests to read, and which Gateway to show (shared by `translate` and `explain`).
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct Input {
     /// Manifest files or directories (read recursively).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
     /// Only this Gateway (NAMESPACE/NAME).
     #[arg(long)]
     pub gateway: Option<String>,
+}
+
+/// Arguments of `translate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: Input,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: Format,
@@ -61,8 +68,13 @@ pub fn load(paths: &[PathBuf]) -> (Store, bool) {
 /// Loads, models and prints. Exit code 1 when any document failed to load (what loaded is
 /// still printed), 0 otherwise.
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let wanted = args.gateway.as_deref().map(parse_gateway).transpose()?;
-    let (store, failed) = load(&args.paths);
+    let wanted = args
+        .input
+        .gateway
+        .as_deref()
+        .map(parse_gateway)
+        .transpose()?;
+    let (store, failed) = load(&args.input.paths);
     let model = model::build(&store, &ModelConfig::default());
     let options = TranslateOptions {
         bind_address: args.bind_address,

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::conditions::{Condition, Status};
-use super::refs::{self, RefError, ServiceRef};
+use super::refs::{self, RefError, ResolvedService, ServiceRef};
 use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
-use crate::api::{BackendRef, GROUP, GatewayExtension};
+use crate::api::{BackendRef, ExtAuthProvider, GROUP, GatewayExtension};
 use crate::store::{ObjKey, Store};
 
 /// A provider ready to use, or why it is not.
@@ -76,6 +76,19 @@ fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResul
             port: backend.port,
         },
     )?;
+    // gRPC needs HTTP/2 whatever the Service port is called.
+    let protocol = protocol.unwrap_or(service.protocol);
+    Ok(assemble(key, spec.clone(), service_spec, service, protocol))
+}
+
+/// A provider and its cluster, once its Service resolved.
+pub fn assemble(
+    key: &ObjKey,
+    spec: ExtAuthProvider,
+    service_spec: ProviderService,
+    service: ResolvedService,
+    protocol: UpstreamProtocol,
+) -> (Provider, ClusterModel) {
     let cluster_key = ClusterKey::Auth {
         extension: key.clone(),
     };
@@ -87,16 +100,15 @@ fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResul
         key: cluster_key.clone(),
         service: service.key,
         port: service.port,
-        // gRPC needs HTTP/2 whatever the Service port is called.
-        protocol: protocol.unwrap_or(service.protocol),
+        protocol,
         endpoints: service.endpoints,
     };
     let provider = Provider {
         key: key.clone(),
-        spec: spec.clone(),
+        spec,
         service: service_spec,
         cluster: cluster_key,
         authority,
     };
-    Ok((provider, cluster))
+    (provider, cluster)
 }

@@ -11,7 +11,7 @@ use gateway_api::apis::experimental::httproutes::{
 
 use super::extensions::ProviderResult;
 use super::refs::{self, RefError, ServiceRef};
-use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
+use super::types::{ProviderService, UpstreamProtocol};
 use crate::api::{
     AuthorizationResponse, BackendRef, ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService,
     ExtHttpService,
@@ -114,28 +114,11 @@ fn provider(
             }),
         ..Default::default()
     };
-    let cluster_key = ClusterKey::Auth {
-        extension: key.clone(),
-    };
-    let authority = format!(
-        "{}.{}.svc:{}",
-        service.key.name, service.key.namespace, service.port
-    );
-    let cluster = ClusterModel {
-        key: cluster_key.clone(),
-        service: service.key,
-        port: service.port,
+    Ok(super::extensions::assemble(
+        key,
+        spec,
+        service_spec,
+        service,
         protocol,
-        endpoints: service.endpoints,
-    };
-    Ok((
-        Provider {
-            key: key.clone(),
-            spec,
-            service: service_spec,
-            cluster: cluster_key,
-            authority,
-        },
-        cluster,
     ))
 }
