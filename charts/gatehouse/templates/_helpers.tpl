@@ -1,0 +1,34 @@
+{{/* Chart name, truncated to 63 characters. */}}
+{{- define "gatehouse.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name: the release name when it already contains the chart name. */}}
+{{- define "gatehouse.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "gatehouse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gatehouse.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "gatehouse.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "gatehouse.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* Whether the PodDisruptionBudget is rendered: pdb.enabled, or replicas > 1 when it is null. */}}
+{{- define "gatehouse.pdbEnabled" -}}
+{{- if kindIs "bool" .Values.pdb.enabled }}
+{{- if .Values.pdb.enabled }}true{{ end }}
+{{- else if gt (int .Values.replicas) 1 }}true
+{{- end }}
+{{- end }}

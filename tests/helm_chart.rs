@@ -1,0 +1,455 @@
+//! charts/gatehouse, linted and rendered by real Helm: the Helm v4 Go SDK from the pinned PyPI
+//! wheel `helm-python-sdk`, which `make test` installs into `.venv` (tests/helm/render.py drives
+//! it). The rendered objects are checked against what the README promises: the controller's
+//! flags, the RBAC table exactly, a non-root read-only container with /healthz and /readyz
+//! probes, and the schema rejecting wrong types.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs tests/helm/render.py with the project venv's Python; never skips.
+fn helm(args: &[&str]) -> Output {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test` (it creates .venv and installs helm-python-sdk)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(repo().join("tests/helm/render.py"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run tests/helm/render.py");
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "tests/helm/render.py could not run (helm-python-sdk missing? run `make test`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `render.py render FILES…` → every object (CRDs first), failing loudly on a render error.
+fn render(values: &[&str]) -> Vec<Value> {
+    let mut args = vec!["render"];
+    args.extend_from_slice(values);
+    let out = helm(&args);
+    assert!(
+        out.status.success(),
+        "helm render {values:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    yaml_serde::Deserializer::from_str(&text)
+        .map(|de| Value::deserialize(de).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kinds(objects: &[Value]) -> Vec<&str> {
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().expect("kind"))
+        .collect()
+}
+
+fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<_> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "exactly one {kind} expected, got {found:?}");
+    found[0]
+}
+
+fn controller(objects: &[Value]) -> &Value {
+    &one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg"))
+        .collect()
+}
+
+/// The value following `flag` in the container's args.
+fn flag<'a>(args: &[&'a str], flag: &str) -> &'a str {
+    let at = args
+        .iter()
+        .position(|a| *a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {args:?}"));
+    args[at + 1]
+}
+
+#[test]
+fn chart_crds_are_the_generated_ones() {
+    let names = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let chart = repo().join("charts/gatehouse/crds");
+    let generated = repo().join("crds");
+    assert_eq!(
+        names(&chart),
+        names(&generated),
+        "charts/gatehouse/crds/ must hold exactly the files of crds/: cp crds/*.yaml charts/gatehouse/crds/"
+    );
+    for name in names(&generated) {
+        assert!(
+            std::fs::read(chart.join(&name)).expect("chart crd")
+                == std::fs::read(generated.join(&name)).expect("crd"),
+            "charts/gatehouse/crds/{name} drifted from crds/{name}: cp crds/*.yaml charts/gatehouse/crds/"
+        );
+    }
+}
+
+#[test]
+fn lint_has_no_errors() {
+    for values in [&[][..], &["tests/helm/values-all.yaml"][..]] {
+        let mut args = vec!["lint"];
+        args.extend_from_slice(values);
+        let out = helm(&args);
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !report.contains("[ERROR]"),
+            "helm lint {values:?}:\n{report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(report.contains("1 chart(s) linted, 0 error(s)"), "{report}");
+    }
+}
+
+#[test]
+fn default_values_render_the_controller_and_its_rbac() {
+    let objects = render(&[]);
+    let mut got = kinds(&objects);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "GatewayClass",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ],
+        "default render (no PDB with 1 replica, no ServiceMonitor)"
+    );
+    let mut crds: Vec<_> = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .map(|o| o["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    crds.sort();
+    assert_eq!(
+        crds,
+        [
+            "gatewayextensions.gateway.kgateway.dev",
+            "trafficpolicies.gateway.kgateway.dev"
+        ]
+    );
+
+    let class = one(&objects, "GatewayClass");
+    assert_eq!(class["metadata"]["name"], "gatehouse");
+    assert_eq!(class["spec"]["controllerName"], "gatehouse.dev/gatehouse");
+
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(deployment["metadata"]["namespace"], "gatehouse-system");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let container = controller(&objects);
+    let a = args(container);
+    assert_eq!(a[..3], ["--log-format", "text", "controller"], "{a:?}");
+    assert_eq!(flag(&a, "--xds-address"), "0.0.0.0:18000");
+    assert_eq!(flag(&a, "--admin-address"), "0.0.0.0:19001");
+    assert_eq!(flag(&a, "--lease-namespace"), "gatehouse-system");
+    assert_eq!(flag(&a, "--leader-elect"), "true");
+    assert_eq!(flag(&a, "--controller-name"), "gatehouse.dev/gatehouse");
+    let env = container["env"].as_array().expect("env");
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == path),
+            "{name} from the downward API: {env:?}"
+        );
+    }
+
+    let service = one(&objects, "Service");
+    let ports: Vec<_> = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["port"].as_u64().expect("port"),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [("xds", 18000), ("admin", 19001)]);
+
+    let account = one(&objects, "ServiceAccount")["metadata"]["name"].clone();
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        account
+    );
+    for binding in ["ClusterRoleBinding", "RoleBinding"] {
+        let subjects = &one(&objects, binding)["subjects"];
+        assert_eq!(
+            subjects,
+            &json!([{"kind": "ServiceAccount", "name": account, "namespace": "gatehouse-system"}])
+        );
+    }
+}
+
+/// The README's table ("In a cluster: gatehouse controller"), parsed from README.md itself.
+fn readme_rbac() -> Vec<(String, Vec<String>, Vec<String>)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let start = readme
+        .find("| API group | resources | verbs |")
+        .expect("README's RBAC table");
+    let cells = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cols: Vec<_> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let group = cols[0].split('`').nth(1).expect("`group`");
+            let group = if group == "\"\"" { "" } else { group };
+            // "leases (in the lease namespace)" → "leases"
+            let resources = cols[1].split(" (").next().expect("resources");
+            (group.to_string(), cells(resources), cells(cols[2]))
+        })
+        .collect()
+}
+
+fn rules(role: &Value) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s.as_str().expect("string").to_string())
+            .collect()
+    };
+    role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            let groups = strings(&r["apiGroups"]);
+            assert_eq!(groups.len(), 1, "one API group per rule: {r}");
+            assert!(r.get("resourceNames").is_none() && r.get("nonResourceURLs").is_none());
+            (
+                groups[0].clone(),
+                strings(&r["resources"]),
+                strings(&r["verbs"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rbac_is_exactly_the_readme_table() {
+    let table = readme_rbac();
+    assert_eq!(table.len(), 7, "README's RBAC table: {table:?}");
+    let (leases, cluster): (Vec<_>, Vec<_>) = table
+        .into_iter()
+        .partition(|(group, _, _)| group == "coordination.k8s.io");
+
+    let objects = render(&[]);
+    assert_eq!(
+        rules(one(&objects, "ClusterRole")),
+        cluster,
+        "ClusterRole vs README"
+    );
+    let role = one(&objects, "Role");
+    assert_eq!(role["metadata"]["namespace"], "gatehouse-system");
+    assert_eq!(rules(role), leases, "leader election Role vs README");
+    for (binding, role) in [
+        ("ClusterRoleBinding", "ClusterRole"),
+        ("RoleBinding", "Role"),
+    ] {
+        assert_eq!(
+            one(&objects, binding)["roleRef"]["name"],
+            one(&objects, role)["metadata"]["name"]
+        );
+    }
+}
+
+#[test]
+fn controller_runs_non_root_read_only_with_probes() {
+    let objects = render(&[]);
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    let container = controller(&objects);
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["runAsUser"], 65532);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+
+    let admin = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .expect("admin port");
+    assert_eq!(admin["containerPort"], 19001);
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "admin"})
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "admin"})
+    );
+}
+
+#[test]
+fn every_option_renders() {
+    let objects = render(&["tests/helm/values-all.yaml"]);
+    let mut got = kinds(&objects);
+    got.sort();
+    for kind in [
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "Deployment",
+        "GatewayClass",
+        "Role",
+    ] {
+        assert!(got.contains(&kind), "{kind} missing from {got:?}");
+    }
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/team"],
+        "platform"
+    );
+    assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+    assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_object());
+    assert_eq!(
+        pod["spec"]["imagePullSecrets"],
+        json!([{"name": "registry-credentials"}])
+    );
+    let container = controller(&objects);
+    assert_eq!(
+        container["image"],
+        "registry.example.com/gatehouse:0.1.0-test"
+    );
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(container["resources"]["limits"]["memory"], "512Mi");
+    let a = args(container);
+    assert_eq!(flag(&a, "--log-format"), "json");
+    assert_eq!(flag(&a, "--controller-name"), "example.com/gatehouse-test");
+    assert_eq!(flag(&a, "--lease-name"), "gatehouse-test-lease");
+
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    let monitor = one(&objects, "ServiceMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        monitor["spec"]["endpoints"],
+        json!([{"port": "admin", "path": "/metrics", "interval": "15s"}])
+    );
+    let class = one(&objects, "GatewayClass");
+    assert_eq!(class["metadata"]["name"], "gatehouse-test");
+    assert_eq!(
+        class["spec"]["controllerName"],
+        "example.com/gatehouse-test"
+    );
+    assert_eq!(one(&objects, "Service")["spec"]["type"], "LoadBalancer");
+}
+
+#[test]
+fn toggles_remove_what_they_disable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "replicas: 2\nleaderElection: {enabled: false}\ngatewayClass: {create: false}\npdb: {enabled: false}\n",
+    )
+    .expect("write values");
+    let objects = render(&[values.to_str().expect("utf-8 path")]);
+    let got = kinds(&objects);
+    for kind in [
+        "GatewayClass",
+        "Role",
+        "RoleBinding",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+    ] {
+        assert!(
+            !got.contains(&kind),
+            "{kind} rendered although disabled: {got:?}"
+        );
+    }
+    assert_eq!(flag(&args(controller(&objects)), "--leader-elect"), "false");
+
+    // pdb.enabled unset: a PDB exactly when replicas > 1.
+    std::fs::write(&values, "replicas: 2\n").expect("write values");
+    let objects = render(&[values.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        one(&objects, "PodDisruptionBudget")["spec"]["minAvailable"],
+        1
+    );
+}
+
+#[test]
+fn schema_rejects_wrong_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (values, want) in [
+        (
+            "replicas: \"two\"\n",
+            "at '/replicas': got string, want integer",
+        ),
+        ("logFormat: xml\n", "/logFormat"),
+        ("service: {ports: {xds: \"18000\"}}\n", "/service/ports/xds"),
+        ("replica: 2\n", "replica"),
+    ] {
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, values).expect("write values");
+        let out = helm(&["render", file.to_str().expect("utf-8 path")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{values:?} must be rejected: {stderr}"
+        );
+        assert!(
+            stderr.contains("values don't meet the specifications of the schema")
+                && stderr.contains(want),
+            "{values:?}: unclear schema error: {stderr}"
+        );
+    }
+}
