@@ -59,9 +59,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## crds: regenerate crds/ from the API types.
+## crds: regenerate crds/ (and the chart's copy) from the API types.
 crds:
 	$(CARGO) run --quiet -- crds --dir crds
+	$(CARGO) run --quiet -- crds --dir charts/gatehouse/crds
 
 ## golden: rewrite the translate goldens after a reviewed change.
 golden:
