@@ -306,31 +306,89 @@ async fn survives_an_api_server_restart_and_elects_one_leader() {
     .unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
 
-    // Still one writer: the follower never wrote.
-    let (wa, wb) = writes(&w);
-    let follower_writes = if follower == a { wa } else { wb };
-    assert_eq!(
-        follower_writes,
-        0.0,
-        "the follower wrote status\n{}",
-        w.logs()
-    );
+    // An outage longer than the lease (15 s) may move leadership; whoever holds the lease now
+    // is the only writer.
+    let leader = lease_holder(&w, [a, b]).await;
+    let follower = if leader == a { b } else { a };
+    let before = writes(&w);
+    w.apply_yaml(EXTRA_POLICY).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = writes(&w);
+        let (lead_delta, follow_delta) = if leader == a {
+            (now.0 - before.0, now.1 - before.1)
+        } else {
+            (now.1 - before.1, now.0 - before.0)
+        };
+        assert_eq!(
+            follow_delta,
+            0.0,
+            "a replica without the lease wrote status\n{}",
+            w.logs()
+        );
+        if lead_delta > 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease holder wrote nothing\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
-    // The leader stops; the follower takes over (the lease is released) and writes.
+    // The leader stops; the other replica takes over (the lease is released) and writes.
     let status = w.replicas[leader]
         .proc
         .terminate(Duration::from_secs(10))
         .expect("leader exits");
     assert!(status.success(), "{status:?}");
+    let before = w.metric(follower, "gatehouse_status_writes_total");
     w.delete_step("02-route-disable.yaml").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while w.metric(follower, "gatehouse_status_writes_total") == 0.0 {
+    while w.metric(follower, "gatehouse_status_writes_total") == before {
         assert!(
             std::time::Instant::now() < deadline,
-            "the follower never took over\n{}",
+            "the other replica never took over\n{}",
             w.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const EXTRA_POLICY: &str = "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: extra, namespace: kgateway-system}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: http, sectionName: http}]
+  extAuth: {extensionRef: {name: basic-ext-auth}}
+";
+
+/// The replica (of `candidates`) that holds the Lease, once one does.
+async fn lease_holder(w: &ClusterWorld, candidates: [usize; 2]) -> usize {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api = kube::Api::<Lease>::namespaced(w.client.clone(), "default");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let holder = api
+            .get_opt("gatehouse-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        if let Some(i) = candidates
+            .into_iter()
+            .find(|&i| Some(&w.replicas[i].identity) == holder.as_ref())
+        {
+            return i;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replica holds the lease ({holder:?})\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
