@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use support::http::{self, Response};
 use support::options::{
     AUTHORITY_HEADER, BODY_FIELDS_HEADER, GRPC_SERVICE, GRPC_SERVICE_PORT, InspectingAuthz, NS,
-    Received, extension, gateway_policy, grpc_service, http_service, request_bytes, service,
+    Received, extension, gateway_policy, grpc_service, http_service, service,
 };
 use support::procs::free_port;
 use support::standalone::{HOST, World};
@@ -238,8 +238,8 @@ fn pack_as_bytes_sends_the_body_as_raw_bytes() {
     );
     // A body that is not UTF-8 arrives intact.
     let binary: Vec<u8> = (0..64u8).map(|i| 0x80 | i).collect();
-    let r =
-        request_bytes(w.listener_port, "POST", HOST, "/headers", &[], &binary).expect("request");
+    let r = support::http::request_bytes(w.listener_port, "POST", HOST, "/headers", &[], &binary)
+        .expect("request");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(fields(&r).as_deref(), Some("body=0;raw_body=64"), "{r:?}");
 }

@@ -44,7 +44,7 @@ pub fn get(
     request(port, "GET", host, path, headers, "")
 }
 
-/// Sends one request and reads the whole response (the server closes the connection).
+/// Sends one request with a text body and reads the whole response.
 pub fn request(
     port: u16,
     method: &str,
@@ -52,6 +52,19 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
+) -> std::io::Result<Response> {
+    request_bytes(port, method, host, path, headers, body.as_bytes())
+}
+
+/// Sends one request with any body and reads the whole response (the server closes the
+/// connection).
+pub fn request_bytes(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -63,8 +76,9 @@ pub fn request(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes())?;
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw).ok_or_else(|| {

@@ -4,13 +4,7 @@
 //! server does not: the `:authority` it was called with and which body field carried the body.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use serde_json::{Value, json};
-
-use super::http::Response;
 
 /// Namespace of the Gateway, and of every object these helpers write.
 pub const NS: &str = "kgateway-system";
@@ -131,71 +125,6 @@ impl Received {
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.iter().any(|h| h == name)
     }
-}
-
-/// One request with a binary body on 127.0.0.1:`port` (the shared client only sends text).
-pub fn request_bytes(
-    port: u16,
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    stream.write_all(&bytes)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse(&raw).ok_or_else(|| {
-        std::io::Error::other(format!(
-            "unparsable response: {:?}",
-            String::from_utf8_lossy(&raw)
-        ))
-    })
-}
-
-fn parse(raw: &[u8]) -> Option<Response> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let mut out = String::new();
-    if chunked {
-        let mut s = body;
-        while let Some((size, rest)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 || rest.len() < n {
-                break;
-            }
-            out.push_str(&rest[..n]);
-            s = rest[n..].trim_start_matches("\r\n");
-        }
-    } else {
-        out = body.to_string();
-    }
-    Some(Response {
-        status,
-        headers,
-        body: out,
-    })
 }
 
 /// A gRPC ext_authz server on 127.0.0.1:`port` that allows every request and tells the
