@@ -47,9 +47,12 @@ impl Shared {
         self.view.read().map(|v| v.ready).unwrap_or(false)
     }
 
-    /// The resources of one Gateway, if served.
-    pub fn gateway(&self, key: &ObjKey) -> Option<GatewayResources> {
-        self.view.read().ok()?.resources.get(key).cloned()
+    /// True when the last build serves `key`.
+    pub fn serves(&self, key: &ObjKey) -> bool {
+        self.view
+            .read()
+            .map(|v| v.resources.contains_key(key))
+            .unwrap_or(false)
     }
 }
 
@@ -74,20 +77,41 @@ impl Engine {
                 .set(&group(&gw.key), crate::snapshot::snapshot(&res));
             resources.insert(gw.key.clone(), res);
         }
-        let previous = self.shared.view();
+        let unhealthy = count_unhealthy(&model.status);
+        let explain = crate::explain::explain(&model);
+        let next = View {
+            ready: true,
+            builds: 0,
+            resources,
+            status: model.status,
+            problems,
+            explain,
+        };
+        // Swap rather than copy: the previous view is only read below, never cloned.
+        let previous = match self.shared.view.write() {
+            Ok(mut view) => {
+                let builds = view.builds + 1;
+                let previous = std::mem::replace(&mut *view, next);
+                view.builds = builds;
+                previous
+            }
+            Err(_) => View::default(),
+        };
+        let current = self.shared.view.read();
+        let Ok(current) = current else { return };
         // Gateways that went away, and proxies of Gateways that never existed, get an empty
         // snapshot: their proxies stop serving rather than keep a deleted Gateway's routes.
         let mut gone: BTreeSet<ObjKey> = previous
             .resources
             .keys()
-            .filter(|k| !resources.contains_key(*k))
+            .filter(|k| !current.resources.contains_key(*k))
             .cloned()
             .collect();
         if let Ok(requested) = self.shared.requested.lock() {
             gone.extend(
                 requested
                     .iter()
-                    .filter(|k| !resources.contains_key(*k))
+                    .filter(|k| !current.resources.contains_key(*k))
                     .cloned(),
             );
         }
@@ -97,31 +121,19 @@ impl Engine {
             }
             self.cache.set(&group(&key), Snapshot::new());
         }
-        log_status_changes(&previous.status, &model.status);
-        let unhealthy = count_unhealthy(&model.status);
+        log_status_changes(&previous.status, &current.status);
         let elapsed = started.elapsed();
         self.metrics.snapshot_builds.inc();
         self.metrics.build_seconds.observe(elapsed.as_secs_f64());
-        self.metrics.load_errors.set(problems.len() as i64);
+        self.metrics.load_errors.set(current.problems.len() as i64);
         self.metrics.unhealthy_objects.set(unhealthy as i64);
         tracing::info!(
-            gateways = resources.len(),
+            gateways = current.resources.len(),
             objects = store.len(),
-            problems = problems.len(),
+            problems = current.problems.len(),
             ms = elapsed.as_secs_f64() * 1e3,
             "snapshots built"
         );
-        let explain = crate::explain::explain(&model);
-        if let Ok(mut view) = self.shared.view.write() {
-            *view = View {
-                ready: true,
-                builds: previous.builds + 1,
-                resources,
-                status: model.status,
-                problems,
-                explain,
-            };
-        }
     }
 
     /// The grouper the ADS server uses for this engine's proxies.
@@ -153,7 +165,7 @@ impl NodeGrouper for Grouper {
             requested.insert(gateway.clone());
         }
         let key = group(&gateway);
-        if self.shared.ready() && self.shared.gateway(&gateway).is_none() {
+        if self.shared.ready() && !self.shared.serves(&gateway) {
             tracing::warn!(node = %node.id, gateway = %gateway, "proxy asked for a Gateway Gatehouse does not serve; it gets an empty configuration");
             if self.cache.get(&key).is_none() {
                 self.cache.set(&key, Snapshot::new());

@@ -1,8 +1,7 @@
 use anyhow::{Context, bail};
 use gatehouse::explain;
-use gatehouse::model::{self, ModelConfig};
 
-use super::translate::{Input, load, parse_gateway};
+use super::translate::Input;
 
 /// Output formats of `explain`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -26,14 +25,7 @@ pub struct Args {
 
 /// Prints the effective ext auth of every route. Exit code 1 when a document failed to load.
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let wanted = args
-        .input
-        .gateway
-        .as_deref()
-        .map(parse_gateway)
-        .transpose()?;
-    let (store, failed) = load(&args.input.paths);
-    let model = model::build(&store, &ModelConfig::default());
+    let (model, wanted, failed) = args.input.load_model()?;
     let rows: Vec<_> = explain::explain(&model)
         .into_iter()
         .filter(|r| wanted.as_ref().is_none_or(|w| w.to_string() == r.gateway))

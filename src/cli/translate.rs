@@ -26,6 +26,19 @@ pub struct Input {
     pub gateway: Option<String>,
 }
 
+impl Input {
+    /// The model of the manifests, the Gateway asked for, and whether a document failed.
+    pub fn load_model(&self) -> anyhow::Result<(model::Model, Option<ObjKey>, bool)> {
+        let wanted = self.gateway.as_deref().map(parse_gateway).transpose()?;
+        let (store, failed) = load(&self.paths);
+        Ok((
+            model::build(&store, &ModelConfig::default()),
+            wanted,
+            failed,
+        ))
+    }
+}
+
 /// Arguments of `translate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -68,14 +81,7 @@ pub fn load(paths: &[PathBuf]) -> (Store, bool) {
 /// Loads, models and prints. Exit code 1 when any document failed to load (what loaded is
 /// still printed), 0 otherwise.
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let wanted = args
-        .input
-        .gateway
-        .as_deref()
-        .map(parse_gateway)
-        .transpose()?;
-    let (store, failed) = load(&args.input.paths);
-    let model = model::build(&store, &ModelConfig::default());
+    let (model, wanted, failed) = args.input.load_model()?;
     let options = TranslateOptions {
         bind_address: args.bind_address,
     };
