@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use gatehouse_xds::{NodeGrouper, Snapshot, SnapshotCache};
+use gatehouse_xds::{NodeGrouper, Peer, Snapshot, SnapshotCache};
 
 use crate::bootstrap::gateway_of;
 use crate::metrics::Metrics;
@@ -137,12 +137,23 @@ impl Engine {
     }
 
     /// The grouper the ADS server uses for this engine's proxies.
-    pub fn grouper(&self) -> Arc<dyn NodeGrouper> {
+    pub fn grouper(&self, auth: XdsAuth) -> Arc<dyn NodeGrouper> {
         Arc::new(Grouper {
             shared: self.shared.clone(),
             cache: self.cache.clone(),
+            auth,
         })
     }
+}
+
+/// How a proxy proves which Gateway it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdsAuth {
+    /// It says so in its node metadata; fine on loopback (standalone mode), nowhere else.
+    NodeMetadata,
+    /// Its client certificate names the Gateway (see [`crate::pki`]); node metadata, when
+    /// present, must agree.
+    ClientCertificate,
 }
 
 /// The cache group of a Gateway's proxies.
@@ -153,14 +164,41 @@ pub fn group(gateway: &ObjKey) -> String {
 struct Grouper {
     shared: Arc<Shared>,
     cache: SnapshotCache,
+    auth: XdsAuth,
+}
+
+impl Grouper {
+    fn gateway(&self, node: &Node, peer: &Peer) -> Result<ObjKey, String> {
+        let claimed = gateway_of(node);
+        match self.auth {
+            XdsAuth::NodeMetadata => claimed.ok_or_else(|| {
+                format!(
+                    "proxy did not say which Gateway it serves (node metadata {})",
+                    crate::bootstrap::GATEWAY_METADATA_KEY
+                )
+            }),
+            XdsAuth::ClientCertificate => {
+                let leaf = peer
+                    .certs
+                    .as_ref()
+                    .and_then(|chain| chain.first())
+                    .ok_or("no client certificate")?;
+                let proven = crate::pki::gateway_of_cert(leaf)
+                    .ok_or("the client certificate names no Gateway")?;
+                match claimed {
+                    Some(claimed) if claimed != proven => Err(format!(
+                        "certificate of Gateway {proven} cannot fetch the config of Gateway {claimed}"
+                    )),
+                    _ => Ok(proven),
+                }
+            }
+        }
+    }
 }
 
 impl NodeGrouper for Grouper {
-    fn group(&self, node: &Node) -> Option<String> {
-        let Some(gateway) = gateway_of(node) else {
-            tracing::warn!(node = %node.id, "proxy did not say which Gateway it serves (node metadata {}); refusing it", crate::bootstrap::GATEWAY_METADATA_KEY);
-            return None;
-        };
+    fn group(&self, node: &Node, peer: &Peer) -> Result<String, String> {
+        let gateway = self.gateway(node, peer)?;
         if let Ok(mut requested) = self.shared.requested.lock() {
             requested.insert(gateway.clone());
         }
@@ -171,7 +209,7 @@ impl NodeGrouper for Grouper {
                 self.cache.set(&key, Snapshot::new());
             }
         }
-        Some(key)
+        Ok(key)
     }
 }
 

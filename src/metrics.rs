@@ -26,6 +26,10 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Status patches that failed.
     pub status_write_errors: Counter,
+    /// Provisioned objects applied (controller mode, leader only).
+    pub provision_applies: Counter,
+    /// Gateways whose provisioning failed in a sync.
+    pub provision_errors: Counter,
 }
 
 impl Metrics {
@@ -68,6 +72,18 @@ impl Metrics {
             "Status patches that failed",
             status_write_errors.clone(),
         );
+        let provision_applies = Counter::default();
+        let provision_errors = Counter::default();
+        registry.register(
+            "provision_applies",
+            "Provisioned proxy objects applied to the API server",
+            provision_applies.clone(),
+        );
+        registry.register(
+            "provision_errors",
+            "Gateways whose proxy provisioning failed (per sync)",
+            provision_errors.clone(),
+        );
         registry.register_collector(Box::new(XdsCollector(xds)));
         Self {
             registry,
@@ -77,6 +93,8 @@ impl Metrics {
             unhealthy_objects,
             status_writes,
             status_write_errors,
+            provision_applies,
+            provision_errors,
         }
     }
 
@@ -105,6 +123,11 @@ impl Collector for XdsCollector {
         for (name, help, value) in [
             ("xds_pushes", "xDS responses sent", s.pushes()),
             ("xds_acks", "xDS responses Envoy accepted", s.acks()),
+            (
+                "xds_refused_streams",
+                "xDS streams refused: unknown node, missing or wrong credential",
+                s.refusals(),
+            ),
         ] {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;

@@ -4,55 +4,13 @@
 //! flags, the RBAC table exactly, a non-root read-only container with /healthz and /readyz
 //! probes, and the schema rejecting wrong types.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-use serde::Deserialize;
+use std::path::Path;
+
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs tests/helm/render.py with the project venv's Python; never skips.
-fn helm(args: &[&str]) -> Output {
-    let python = repo().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make test` (it creates .venv and installs helm-python-sdk)",
-        python.display()
-    );
-    let out = Command::new(&python)
-        .arg(repo().join("tests/helm/render.py"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run tests/helm/render.py");
-    assert_ne!(
-        out.status.code(),
-        Some(2),
-        "tests/helm/render.py could not run (helm-python-sdk missing? run `make test`): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// `render.py render FILES…` → every object (CRDs first), failing loudly on a render error.
-fn render(values: &[&str]) -> Vec<Value> {
-    let mut args = vec!["render"];
-    args.extend_from_slice(values);
-    let out = helm(&args);
-    assert!(
-        out.status.success(),
-        "helm render {values:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("UTF-8");
-    yaml_serde::Deserializer::from_str(&text)
-        .map(|de| Value::deserialize(de).expect("rendered YAML parses"))
-        .filter(|v| !v.is_null())
-        .collect()
-}
+use support::helm::{helm, render};
+use support::repo;
 
 fn kinds(objects: &[Value]) -> Vec<&str> {
     objects
@@ -143,8 +101,10 @@ fn default_values_render_the_controller_and_its_rbac() {
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "GatewayClass",
+            "GatewayParameters",
             "Role",
             "RoleBinding",
             "Service",
@@ -162,6 +122,7 @@ fn default_values_render_the_controller_and_its_rbac() {
         crds,
         [
             "gatewayextensions.gateway.kgateway.dev",
+            "gatewayparameters.gateway.kgateway.dev",
             "trafficpolicies.gateway.kgateway.dev"
         ]
     );
@@ -169,6 +130,17 @@ fn default_values_render_the_controller_and_its_rbac() {
     let class = one(&objects, "GatewayClass");
     assert_eq!(class["metadata"]["name"], "gatehouse");
     assert_eq!(class["spec"]["controllerName"], "gatehouse.dev/gatehouse");
+    let params = one(&objects, "GatewayParameters");
+    assert_eq!(
+        class["spec"]["parametersRef"],
+        json!({"group": "gateway.kgateway.dev", "kind": "GatewayParameters",
+               "name": params["metadata"]["name"], "namespace": "gatehouse-system"})
+    );
+    assert_eq!(
+        params["spec"]["kube"]["envoyContainer"]["image"]["tag"],
+        "v1.40.0"
+    );
+    assert_eq!(params["spec"]["kube"]["service"]["type"], "LoadBalancer");
 
     let deployment = one(&objects, "Deployment");
     assert_eq!(deployment["metadata"]["namespace"], "gatehouse-system");
@@ -181,6 +153,14 @@ fn default_values_render_the_controller_and_its_rbac() {
     assert_eq!(flag(&a, "--lease-namespace"), "gatehouse-system");
     assert_eq!(flag(&a, "--leader-elect"), "true");
     assert_eq!(flag(&a, "--controller-name"), "gatehouse.dev/gatehouse");
+    assert_eq!(flag(&a, "--xds-auth"), "mtls");
+    assert_eq!(flag(&a, "--provision"), "true");
+    assert_eq!(flag(&a, "--namespace"), "gatehouse-system");
+    assert_eq!(
+        flag(&a, "--xds-server-name"),
+        "gatehouse.gatehouse-system.svc"
+    );
+    assert_eq!(flag(&a, "--xds-service-port"), "18000");
     let env = container["env"].as_array().expect("env");
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -276,7 +256,7 @@ fn rules(role: &Value) -> Vec<(String, Vec<String>, Vec<String>)> {
 #[test]
 fn rbac_is_exactly_the_readme_table() {
     let table = readme_rbac();
-    assert_eq!(table.len(), 7, "README's RBAC table: {table:?}");
+    assert_eq!(table.len(), 12, "README's RBAC table: {table:?}");
     let (leases, cluster): (Vec<_>, Vec<_>) = table
         .into_iter()
         .partition(|(group, _, _)| group == "coordination.k8s.io");
@@ -389,6 +369,26 @@ fn every_option_renders() {
         "example.com/gatehouse-test"
     );
     assert_eq!(one(&objects, "Service")["spec"]["type"], "LoadBalancer");
+    let params = one(&objects, "GatewayParameters");
+    assert_eq!(params["spec"]["kube"]["deployment"]["replicas"], 2);
+    assert_eq!(params["spec"]["kube"]["service"]["type"], "ClusterIP");
+    assert_eq!(
+        params["spec"]["kube"]["envoyContainer"]["image"]["repository"],
+        "mirror.example.com/envoy"
+    );
+    assert_eq!(
+        params["spec"]["kube"]["envoyContainer"]["resources"]["limits"]["memory"],
+        "1Gi"
+    );
+    assert_eq!(
+        params["spec"]["kube"]["envoyContainer"]["bootstrap"]["logLevel"],
+        "debug"
+    );
+    assert_eq!(
+        flag(&a, "--proxy-image"),
+        "mirror.example.com/envoy:v1.40.0-test"
+    );
+    assert_eq!(flag(&a, "--proxy-service-type"), "ClusterIP");
 }
 
 #[test]
@@ -397,7 +397,7 @@ fn toggles_remove_what_they_disable() {
     let values = dir.path().join("values.yaml");
     std::fs::write(
         &values,
-        "replicas: 2\nleaderElection: {enabled: false}\ngatewayClass: {create: false}\npdb: {enabled: false}\n",
+        "replicas: 2\nleaderElection: {enabled: false}\ngatewayClass: {create: false}\npdb: {enabled: false}\nprovisioning: {enabled: false}\nxds: {auth: none}\n",
     )
     .expect("write values");
     let objects = render(&[values.to_str().expect("utf-8 path")]);
@@ -408,13 +408,17 @@ fn toggles_remove_what_they_disable() {
         "RoleBinding",
         "PodDisruptionBudget",
         "ServiceMonitor",
+        "GatewayParameters",
     ] {
         assert!(
             !got.contains(&kind),
             "{kind} rendered although disabled: {got:?}"
         );
     }
-    assert_eq!(flag(&args(controller(&objects)), "--leader-elect"), "false");
+    let a = args(controller(&objects));
+    assert_eq!(flag(&a, "--leader-elect"), "false");
+    assert_eq!(flag(&a, "--provision"), "false");
+    assert_eq!(flag(&a, "--xds-auth"), "none");
 
     // pdb.enabled unset: a PDB exactly when replicas > 1.
     std::fs::write(&values, "replicas: 2\n").expect("write values");
@@ -436,6 +440,8 @@ fn schema_rejects_wrong_types() {
         ("logFormat: xml\n", "/logFormat"),
         ("service: {ports: {xds: \"18000\"}}\n", "/service/ports/xds"),
         ("replica: 2\n", "replica"),
+        ("proxy: {replicas: \"1\"}\n", "/proxy/replicas"),
+        ("xds: {auth: token}\n", "/xds/auth"),
     ] {
         let file = dir.path().join("values.yaml");
         std::fs::write(&file, values).expect("write values");

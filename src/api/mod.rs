@@ -6,10 +6,12 @@
 
 mod common;
 mod gateway_extension;
+mod gateway_parameters;
 mod traffic_policy;
 
 pub use common::*;
 pub use gateway_extension::*;
+pub use gateway_parameters::*;
 pub use traffic_policy::*;
 
 /// API group of the Gatehouse (kgateway-compatible) custom resources.

@@ -10,7 +10,11 @@ use gatehouse::status::{LeaderConfig, LeaderElector, StatusWriter};
 use gatehouse::translate::TranslateOptions;
 use tokio::sync::{Notify, watch};
 
-use super::serve::Serving;
+use gatehouse::engine::XdsAuth;
+use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
+use gatehouse_xds::TlsOptions;
+
+use super::serve::{Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
 /// Quiet time that ends a burst of API events.
@@ -47,6 +51,41 @@ pub struct Args {
     /// This replica's identity in the Lease (default: $POD_NAME or hostname, plus the pid).
     #[arg(long)]
     pub identity: Option<String>,
+    /// Namespace the controller runs in: holds the xDS CA Secret and, by default, the Lease
+    /// (default: $POD_NAMESPACE, else `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How proxies prove which Gateway they serve: `mtls` (a client certificate the
+    /// controller issues per Gateway) or `none` (node metadata; only for trusted networks).
+    #[arg(long, value_enum, default_value_t = AuthMode::Mtls)]
+    pub xds_auth: AuthMode,
+    /// Secret (in --namespace) holding the xDS CA; created when absent.
+    #[arg(long, default_value = "gatehouse-xds-ca")]
+    pub ca_secret: String,
+    /// DNS names of the xDS server certificate; the first is the one provisioned proxies
+    /// dial and verify (default: gatehouse.NAMESPACE.svc).
+    #[arg(long = "xds-server-name")]
+    pub xds_server_names: Vec<String>,
+    /// Port provisioned proxies dial (the controller Service's xDS port).
+    #[arg(long, default_value_t = 18000)]
+    pub xds_service_port: u16,
+    /// Create and keep in sync an Envoy Deployment, Service, ConfigMap, ServiceAccount and
+    /// certificate Secret for every Gateway of our classes (needs --xds-auth mtls).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub provision: bool,
+    /// Envoy image of provisioned proxies unless a GatewayParameters says otherwise.
+    #[arg(long, default_value = gatehouse::provision::DEFAULT_ENVOY_IMAGE)]
+    pub proxy_image: String,
+    /// Service type of provisioned proxies unless a GatewayParameters says otherwise.
+    #[arg(long, default_value = "LoadBalancer")]
+    pub proxy_service_type: String,
+}
+
+/// `--xds-auth` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    Mtls,
+    None,
 }
 
 fn identity() -> String {
@@ -63,6 +102,42 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .await
         .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
     let shutdown = Shutdown::install();
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let server_names = if args.xds_server_names.is_empty() {
+        vec![format!("gatehouse.{namespace}.svc")]
+    } else {
+        args.xds_server_names.clone()
+    };
+    let (security, ca) = match args.xds_auth {
+        AuthMode::Mtls => {
+            let ca = provision::ca_secret::load_or_create(&client, &namespace, &args.ca_secret)
+                .await
+                .with_context(|| format!("xDS CA in Secret {namespace}/{}", args.ca_secret))?;
+            let server = ca
+                .issue_server(&server_names, time::OffsetDateTime::now_utc())
+                .context("issuing the xDS server certificate")?;
+            let tls = TlsOptions {
+                cert_pem: server.cert_pem,
+                key_pem: server.key_pem,
+                client_ca_pem: Some(ca.pem().cert_pem.clone()),
+            };
+            let security = XdsSecurity {
+                auth: XdsAuth::ClientCertificate,
+                tls: Some(tls),
+            };
+            (security, Some(Arc::new(ca)))
+        }
+        AuthMode::None => {
+            tracing::warn!(
+                "xDS authentication is off (--xds-auth none): any client that reaches the xDS port can read any Gateway's configuration"
+            );
+            (XdsSecurity::plain(), None)
+        }
+    };
     let serving = Serving::start(
         args.xds_address,
         args.admin_address,
@@ -73,6 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         TranslateOptions {
             bind_address: args.listener_address.clone(),
         },
+        security,
         &shutdown,
     )
     .await?;
@@ -91,8 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             namespace: args
                 .lease_namespace
                 .clone()
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .unwrap_or_else(|| "default".into()),
+                .unwrap_or_else(|| namespace.clone()),
             name: args.lease_name.clone(),
             identity: args.identity.clone().unwrap_or_else(identity),
             lease_duration: Duration::from_secs(15),
@@ -109,6 +184,40 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     };
 
     let built = Arc::new(Notify::new());
+    let provisioned = Arc::new(Notify::new());
+    let provision_task = match (args.provision, ca) {
+        (true, Some(ca)) => {
+            let config = ProvisionConfig {
+                controller_name: args.controller_name.clone(),
+                defaults: ProxySettings {
+                    image: args.proxy_image.clone(),
+                    service_type: args.proxy_service_type.clone(),
+                    ..Default::default()
+                },
+                xds: XdsEndpoint {
+                    host: server_names[0].clone(),
+                    port: args.xds_service_port,
+                    server_name: server_names[0].clone(),
+                },
+            };
+            let provisioner = Provisioner::new(client.clone(), config, ca);
+            Some(tokio::spawn(provision_loop(
+                provisioner,
+                state.clone(),
+                provisioned.clone(),
+                leading.clone(),
+                metrics.clone(),
+                shutdown.wait(),
+            )))
+        }
+        (true, None) => {
+            tracing::warn!(
+                "not provisioning proxies: provisioned proxies authenticate with mTLS, and --xds-auth is none"
+            );
+            None
+        }
+        (false, _) => None,
+    };
     let status_task = tokio::spawn(write_status(
         StatusWriter::new(
             client,
@@ -123,12 +232,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         shutdown.wait(),
     ));
 
-    rebuild_loop(&state, &engine, &built, shutdown.wait()).await;
+    rebuild_loop(&state, &engine, &[&built, &provisioned], shutdown.wait()).await;
     shutdown.trigger();
     for w in watchers {
         w.abort();
     }
     status_task.await.context("status task")?;
+    if let Some(t) = provision_task {
+        t.await.context("provisioning task")?;
+    }
     if let Some(t) = elector_task {
         t.await.context("leader election task")?;
     }
@@ -141,7 +253,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 async fn rebuild_loop(
     state: &KubeState,
     engine: &Engine,
-    built: &Notify,
+    built: &[&Notify],
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -169,7 +281,53 @@ async fn rebuild_loop(
             continue;
         }
         engine.rebuild(&state.store(), state.problems());
-        built.notify_one();
+        for b in built {
+            b.notify_one();
+        }
+    }
+}
+
+/// Re-applies everything this often, repairing provisioned objects someone edited or deleted.
+const PROVISION_RESYNC: Duration = Duration::from_secs(300);
+
+/// Provisions proxies after each build, while this replica leads (one writer issues
+/// certificates, so replicas never fight over them).
+async fn provision_loop(
+    mut provisioner: Provisioner,
+    state: Arc<KubeState>,
+    built: Arc<Notify>,
+    mut leading: watch::Receiver<bool>,
+    metrics: Arc<gatehouse::metrics::Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut resync = tokio::time::interval(PROVISION_RESYNC);
+    let mut retry = false;
+    loop {
+        let backoff = async {
+            if retry {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = built.notified() => {}
+            _ = backoff => {}
+            _ = resync.tick() => provisioner.forget(),
+            changed = leading.changed() => {
+                if changed.is_err() { return }
+                provisioner.forget();
+            }
+        }
+        if !*leading.borrow() || !state.synced() {
+            continue;
+        }
+        let report = provisioner.sync(&state.store()).await;
+        metrics.provision_applies.inc_by(report.applied as u64);
+        metrics.provision_errors.inc_by(report.failed as u64);
+        retry = report.failed > 0;
     }
 }
 

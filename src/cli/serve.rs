@@ -5,14 +5,30 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gatehouse::admin::{self, AdminState};
-use gatehouse::engine::{Engine, Shared};
+use gatehouse::engine::{Engine, Shared, XdsAuth};
 use gatehouse::metrics::Metrics;
 use gatehouse::model::ModelConfig;
 use gatehouse::translate::TranslateOptions;
-use gatehouse_xds::{AdsServer, SnapshotCache, XdsStats};
+use gatehouse_xds::{AdsServer, SnapshotCache, TlsOptions, XdsStats};
 use tokio::task::JoinHandle;
 
 use super::shutdown::Shutdown;
+
+/// How the xDS server authenticates proxies.
+pub struct XdsSecurity {
+    pub auth: XdsAuth,
+    pub tls: Option<TlsOptions>,
+}
+
+impl XdsSecurity {
+    /// Plain gRPC; proxies name their Gateway in node metadata (loopback only).
+    pub fn plain() -> XdsSecurity {
+        XdsSecurity {
+            auth: XdsAuth::NodeMetadata,
+            tls: None,
+        }
+    }
+}
 
 /// The running servers around one engine.
 pub struct Serving {
@@ -30,6 +46,7 @@ impl Serving {
         admin_address: SocketAddr,
         model_config: ModelConfig,
         translate_options: TranslateOptions,
+        security: XdsSecurity,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Serving> {
         let cache = SnapshotCache::new();
@@ -49,10 +66,11 @@ impl Serving {
         let admin_listener = tokio::net::TcpListener::bind(admin_address)
             .await
             .with_context(|| format!("cannot listen for admin on {admin_address}"))?;
-        let ads = AdsServer::new(cache, engine.grouper(), stats);
+        let ads = AdsServer::new(cache, engine.grouper(security.auth), stats);
         let xds = tokio::spawn(gatehouse_xds::serve_with_listener(
             xds_listener,
             ads,
+            security.tls,
             shutdown.wait(),
         ));
         let state = AdminState {

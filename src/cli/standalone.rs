@@ -6,7 +6,7 @@ use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
 use gatehouse::source::files;
 use gatehouse::translate::TranslateOptions;
 
-use super::serve::Serving;
+use super::serve::{Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
 /// Arguments of `standalone`.
@@ -49,6 +49,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         TranslateOptions {
             bind_address: args.listener_address,
         },
+        // Standalone serves loopback proxies the user starts themselves.
+        XdsSecurity::plain(),
         &shutdown,
     )
     .await?;

@@ -60,6 +60,9 @@ pub struct ListenerStatus {
 pub struct GatewayStatus {
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerStatus>,
+    /// `(type, value)` of the provisioned Service's addresses; empty when none is known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<(String, String)>,
 }
 
 /// A parent (Gateway) reference as written in a route, normalised.

@@ -228,7 +228,7 @@ fn listener_info(
 }
 
 /// Writes the Gateway's status once routes are counted.
-pub fn finish_status(info: &GatewayInfo, attached: &[i32], status: &mut Status) {
+pub fn finish_status(store: &Store, info: &GatewayInfo, attached: &[i32], status: &mut Status) {
     let listeners = info
         .listeners
         .iter()
@@ -245,6 +245,53 @@ pub fn finish_status(info: &GatewayInfo, attached: &[i32], status: &mut Status) 
         GatewayStatus {
             conditions: info.conditions.clone(),
             listeners,
+            addresses: addresses(store, &info.key),
         },
     );
+}
+
+/// Addresses of the Service Gatehouse provisioned for `gateway`: load-balancer ingress when
+/// the cloud assigned some, else the cluster IP.
+pub fn addresses(store: &Store, gateway: &ObjKey) -> Vec<(String, String)> {
+    let key = ObjKey::new(
+        gateway.namespace.clone(),
+        crate::provision::proxy_name(&gateway.name),
+    );
+    let Some(svc) = store.services.get(&key) else {
+        return Vec::new();
+    };
+    let labels = svc.metadata.labels.as_ref();
+    let ours = labels
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == crate::provision::MANAGED_BY);
+    if !ours {
+        return Vec::new();
+    }
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    let mut out: Vec<(String, String)> = ingress
+        .into_iter()
+        .flatten()
+        .filter_map(|i| match (&i.ip, &i.hostname) {
+            (Some(ip), _) => Some(("IPAddress".to_string(), ip.clone())),
+            (None, Some(host)) => Some(("Hostname".to_string(), host.clone())),
+            _ => None,
+        })
+        .collect();
+    if out.is_empty() {
+        let spec = svc.spec.as_ref();
+        let ips = spec
+            .and_then(|s| s.cluster_ips.clone())
+            .or_else(|| spec.and_then(|s| s.cluster_ip.clone()).map(|ip| vec![ip]))
+            .unwrap_or_default();
+        out = ips
+            .into_iter()
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .map(|ip| ("IPAddress".to_string(), ip))
+            .collect();
+    }
+    out
 }

@@ -5,6 +5,9 @@
 mod conditions;
 mod extensions;
 mod external_auth;
+mod filters;
+#[cfg(test)]
+mod filters_tests;
 mod gateways;
 mod hostname;
 mod matches;
@@ -23,6 +26,7 @@ pub use conditions::{
     AncestorRef, Condition, GatewayStatus, ListenerStatus, ParentRef, PolicyAncestorStatus,
     RouteParentStatus, Status, find,
 };
+pub use filters::{HeaderEdits, Mirror, PathRewrite, Redirect, Retry, Rewrite, RouteFilters};
 pub use types::*;
 
 use crate::store::{ObjKey, Store};
@@ -108,7 +112,7 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
         let inline_error = inline.iter().flatten().find_map(|(_, r)| r.as_ref().err());
         let refs_condition = match resolved
             .iter()
-            .find_map(|(_, _, e)| e.as_ref())
+            .find_map(|r| r.error.as_ref())
             .or(inline_error)
         {
             Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
@@ -128,9 +132,13 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
                 .entry(key.clone())
                 .or_default()
                 .insert(gw.key.clone());
-            for (rule_index, (rule, (action, rule_clusters, _))) in
-                rules.iter().zip(&resolved).enumerate()
-            {
+            for (rule_index, (rule, resolution)) in rules.iter().zip(&resolved).enumerate() {
+                let routes::RuleResolution {
+                    action,
+                    filters,
+                    clusters: rule_clusters,
+                    ..
+                } = resolution;
                 // An ExternalAuth filter is part of the rule: it decides ahead of any policy.
                 let auth = match &inline[rule_index] {
                     Some((provider, Ok(p))) => {
@@ -173,6 +181,7 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
                         match_index,
                         matches: m,
                         action: action.clone(),
+                        filters: filters.clone(),
                         auth: auth.clone(),
                     };
                     for host in &a.hostnames {
@@ -194,7 +203,7 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
 
     let mut models = Vec::with_capacity(infos.len());
     for (i, info) in infos.iter().enumerate() {
-        gateways::finish_status(info, &attached_counts[i], &mut status);
+        gateways::finish_status(store, info, &attached_counts[i], &mut status);
         let mut attached: BTreeMap<u16, BTreeSet<ObjKey>> = BTreeMap::new();
         for l in info.listeners.iter().filter(|l| l.valid) {
             attached

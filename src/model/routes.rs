@@ -6,6 +6,7 @@ use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use gateway_api::apis::standard::gateways::GatewayListenersAllowedRoutesNamespacesFrom as From;
 
 use super::conditions::{Condition, ParentRef, RouteParentStatus};
+use super::filters::{self, RouteFilters};
 use super::gateways::{GatewayInfo, ListenerInfo};
 use super::hostname;
 use super::refs::{self, ServiceRef};
@@ -151,23 +152,38 @@ fn namespace_allowed(store: &Store, l: &ListenerInfo, route_ns: &str, gateway_ns
     }
 }
 
-/// Resolves a rule's backends; unresolved ones make the rule answer 500, as the spec requires.
-/// Returns the action, the clusters it uses, and the first resolution failure for status.
-pub fn rule_action(
-    store: &Store,
-    route: &ObjKey,
-    rule: &HttpRouteRules,
-) -> (RouteAction, Vec<ClusterModel>, Option<refs::RefError>) {
+/// What a rule resolves to.
+#[derive(Debug)]
+pub struct RuleResolution {
+    pub action: RouteAction,
+    pub filters: RouteFilters,
+    /// Every cluster the rule uses (backends and mirrors).
+    pub clusters: Vec<ClusterModel>,
+    /// The first resolution failure, for status.
+    pub error: Option<refs::RefError>,
+}
+
+/// Resolves a rule's backends and filters. A backendRef that does not resolve keeps its
+/// weight and answers 500 for that share, as the spec requires; a RequestRedirect answers
+/// every request with the redirect.
+pub fn rule_action(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> RuleResolution {
     let from = refs::From {
         group: GATEWAY_GROUP,
         kind: "HTTPRoute",
         namespace: &route.namespace,
     };
+    let filters::RuleFilters {
+        filters,
+        redirect,
+        clusters: mut all_clusters,
+        error: filter_error,
+    } = filters::rule_filters(store, route, rule);
     let mut backends = Vec::new();
-    let mut clusters = Vec::new();
     let mut first_error = None;
     for b in rule.backend_refs.iter().flatten() {
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        let (request_headers, response_headers) =
+            filters::backend_header_edits(b.filters.as_deref().unwrap_or_default());
         let resolved = refs::resolve_service(
             store,
             &from,
@@ -179,34 +195,39 @@ pub fn rule_action(
                 port: b.port,
             },
         );
-        match resolved {
+        let cluster = match resolved {
             Ok(svc) => {
                 let key = ClusterKey::Backend {
                     service: svc.key.clone(),
                     port: svc.port,
                 };
-                if weight > 0 {
-                    backends.push(WeightedBackend {
-                        cluster: key.clone(),
-                        weight,
-                    });
-                }
-                clusters.push(ClusterModel {
-                    key,
+                all_clusters.push(ClusterModel {
+                    key: key.clone(),
                     service: svc.key,
                     port: svc.port,
                     protocol: svc.protocol,
                     endpoints: svc.endpoints,
                 });
+                key
             }
             Err(e) => {
                 first_error.get_or_insert(e);
+                ClusterKey::Invalid
             }
+        };
+        if weight > 0 {
+            backends.push(WeightedBackend {
+                cluster,
+                weight,
+                request_headers,
+                response_headers,
+            });
         }
     }
-    // Until weighted 500 shares land, resolved backends take the whole rule; with none the
-    // rule answers 500.
-    let action = if backends.is_empty() {
+    let action = if let Some(redirect) = redirect {
+        RouteAction::Redirect(redirect)
+    } else if backends.iter().all(|b| b.cluster == ClusterKey::Invalid) {
+        // No backend (or none that resolves, or all weights zero): 500 for everything.
         RouteAction::Respond {
             status: 500,
             body: String::new(),
@@ -214,5 +235,10 @@ pub fn rule_action(
     } else {
         RouteAction::Forward(backends)
     };
-    (action, clusters, first_error)
+    RuleResolution {
+        action,
+        filters,
+        clusters: all_clusters,
+        error: first_error.or(filter_error),
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::filters::{HeaderEdits, Redirect, RouteFilters};
 use crate::api::{ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService, ExtHttpService};
 use crate::store::ObjKey;
 
@@ -27,6 +28,9 @@ pub enum ClusterKey {
     Backend { service: ObjKey, port: u16 },
     /// The Service of an auth provider (GatewayExtension).
     Auth { extension: ObjKey },
+    /// A backendRef that does not resolve: never defined, so its share of traffic gets the
+    /// route's "cluster not found" answer, 500 (as the spec requires).
+    Invalid,
 }
 
 /// An upstream cluster and its endpoints.
@@ -88,6 +92,9 @@ pub struct MatchModel {
 pub struct WeightedBackend {
     pub cluster: ClusterKey,
     pub weight: u32,
+    /// The backendRef's own header filters.
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
 }
 
 /// What a route does with a matching request.
@@ -99,6 +106,8 @@ pub enum RouteAction {
         status: u32,
         body: String,
     },
+    /// A RequestRedirect filter.
+    Redirect(Redirect),
 }
 
 /// Ext auth as it applies to one route, and what decided it.
@@ -128,6 +137,7 @@ pub struct RouteModel {
     pub match_index: usize,
     pub matches: MatchModel,
     pub action: RouteAction,
+    pub filters: RouteFilters,
     pub auth: RouteAuth,
 }
 

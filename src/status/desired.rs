@@ -8,7 +8,8 @@ use gateway_api::apis::experimental::httproutes::{
     HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
 };
 use gateway_api::apis::standard::gateways::{
-    GatewayStatus, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
+    GatewayStatus, GatewayStatusAddresses, GatewayStatusListeners,
+    GatewayStatusListenersSupportedKinds,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value;
@@ -121,6 +122,17 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
             now,
         ));
         new.listeners = Some(listeners);
+        if !gs.addresses.is_empty() {
+            new.addresses = Some(
+                gs.addresses
+                    .iter()
+                    .map(|(t, v)| GatewayStatusAddresses {
+                        r#type: Some(t.clone()),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            );
+        }
         push(Kind::Gateway, key, to_value(&new), to_value(&old));
     }
 

@@ -43,6 +43,12 @@ pub fn listener(port: &PortModel, providers: &[&Provider], options: &TranslateOp
         })),
         http_filters,
         use_remote_address: Some(BoolValue { value: true }),
+        // Backends with appProtocol kubernetes.io/ws (and any other) may take WebSocket
+        // upgrades; Envoy refuses them unless allowed here.
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     Listener {

@@ -3,6 +3,7 @@
 mod cluster;
 mod common;
 mod ext_authz;
+mod filters;
 mod listener;
 pub mod names;
 mod route;

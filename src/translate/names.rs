@@ -14,6 +14,10 @@ pub fn route_config(port: u16) -> String {
     listener(port)
 }
 
+/// A cluster that is never defined: routes send the share of unresolved backendRefs to it
+/// and answer "cluster not found" with 500.
+pub const INVALID_BACKEND_CLUSTER: &str = "gatehouse/invalid-backend";
+
 /// Name of an upstream cluster.
 pub fn cluster(key: &ClusterKey) -> String {
     match key {
@@ -23,6 +27,7 @@ pub fn cluster(key: &ClusterKey) -> String {
         ClusterKey::Auth { extension } => {
             format!("extauth/{}/{}", extension.namespace, extension.name)
         }
+        ClusterKey::Invalid => INVALID_BACKEND_CLUSTER.into(),
     }
 }
 

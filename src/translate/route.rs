@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::common::string_match;
-use super::{ext_authz, names};
+use super::{ext_authz, filters, names};
 use crate::model::{self, MatchModel, PathMatch, PortModel, RouteModel, VirtualHostModel};
 use crate::store::ObjKey;
 
@@ -46,32 +46,54 @@ fn virtual_host(vh: &VirtualHostModel, providers: &[&ObjKey]) -> VirtualHost {
     }
 }
 
+fn forward(backends: &[model::WeightedBackend]) -> RouteAction {
+    let simple = backends.len() == 1
+        && backends[0].request_headers.is_empty()
+        && backends[0].response_headers.is_empty();
+    let cluster_specifier = if simple {
+        route_action::ClusterSpecifier::Cluster(names::cluster(&backends[0].cluster))
+    } else {
+        route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: backends
+                .iter()
+                .map(|b| weighted_cluster::ClusterWeight {
+                    name: names::cluster(&b.cluster),
+                    weight: Some(UInt32Value { value: b.weight }),
+                    request_headers_to_add: filters::header_options(&b.request_headers),
+                    request_headers_to_remove: b.request_headers.remove.clone(),
+                    response_headers_to_add: filters::header_options(&b.response_headers),
+                    response_headers_to_remove: b.response_headers.remove.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    };
+    let has_invalid = backends
+        .iter()
+        .any(|b| b.cluster == model::ClusterKey::Invalid);
+    RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        // The share of unresolved backendRefs goes to a cluster that does not exist.
+        cluster_not_found_response_code: if has_invalid {
+            route_action::ClusterNotFoundResponseCode::InternalServerError as i32
+        } else {
+            0
+        },
+        ..Default::default()
+    }
+}
+
 fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
     let action = match &r.action {
-        model::RouteAction::Forward(backends) if backends.len() == 1 => {
-            route::Action::Route(RouteAction {
-                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::cluster(
-                    &backends[0].cluster,
-                ))),
-                ..Default::default()
-            })
+        model::RouteAction::Forward(backends) => {
+            let mut action = forward(backends);
+            filters::apply_to_action(&mut action, &r.filters, &r.matches);
+            route::Action::Route(action)
         }
-        model::RouteAction::Forward(backends) => route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
-                WeightedCluster {
-                    clusters: backends
-                        .iter()
-                        .map(|b| weighted_cluster::ClusterWeight {
-                            name: names::cluster(&b.cluster),
-                            weight: Some(UInt32Value { value: b.weight }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                },
-            )),
-            ..Default::default()
-        }),
+        model::RouteAction::Redirect(redirect) => {
+            route::Action::Redirect(filters::redirect(redirect, &r.matches))
+        }
         model::RouteAction::Respond { status, body } => {
             route::Action::DirectResponse(DirectResponseAction {
                 status: *status,
@@ -83,13 +105,15 @@ fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
             })
         }
     };
-    Route {
+    let mut route = Route {
         name: r.name(),
         r#match: Some(route_match(&r.matches)),
         action: Some(action),
         typed_per_filter_config: ext_authz::per_route(&r.auth, providers),
         ..Default::default()
-    }
+    };
+    filters::apply_headers(&mut route, &r.filters);
+    route
 }
 
 fn route_match(m: &MatchModel) -> RouteMatch {

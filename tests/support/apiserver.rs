@@ -252,7 +252,7 @@ impl ApiServer {
     /// A kubeconfig authenticating as `user` (written at start, next to the admin's).
     pub fn kubeconfig_for(&self, user: &str) -> PathBuf {
         self.token_for(user);
-        self.dir.path().join(format!("kubeconfig-{user}"))
+        self.dir.path().join(kubeconfig_file(user))
     }
 
     /// A client authenticated as the admin.
@@ -561,7 +561,7 @@ impl ApiServer {
             let file = if i == 0 {
                 self.kubeconfig.clone()
             } else {
-                self.dir.path().join(format!("kubeconfig-{}", t.user))
+                self.dir.path().join(kubeconfig_file(&t.user))
             };
             let yaml = format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: gatehouse-test\n  cluster:\n    \
@@ -686,6 +686,12 @@ pub async fn apply(client: &Client, doc: &Value) -> kube::Result<DynamicObject> 
         &Patch::Apply(&obj),
     )
     .await
+}
+
+/// File name of `user`'s kubeconfig: KUBECONFIG is a colon-separated list, and service
+/// account users (`system:serviceaccount:NS:NAME`) are full of colons.
+fn kubeconfig_file(user: &str) -> String {
+    format!("kubeconfig-{}", user.replace(':', "_"))
 }
 
 /// Every YAML document in `paths` (files, or directories read recursively for `*.yaml` and

@@ -18,6 +18,8 @@ use super::testnet::TestNet;
 
 pub const HOST: &str = "www.example.com";
 pub const GATEWAY: &str = "kgateway-system/http";
+/// The name in the controller's xDS server certificate, which the test proxies verify.
+pub const XDS_SERVER_NAME: &str = "gatehouse.test.svc";
 const AUTHZ_PORT: u16 = 9000;
 const ECHO_PORT: u16 = 3000;
 
@@ -44,7 +46,11 @@ impl ClusterWorld {
     /// API server with every CRD, demo servers in a network namespace, and the walkthrough's
     /// base objects (pointing at them). No controller yet.
     pub async fn start() -> ClusterWorld {
-        let api = ApiServer::start();
+        ClusterWorld::start_on(ApiServer::start()).await
+    }
+
+    /// [`ClusterWorld::start`] on an API server the caller started (e.g. with extra tokens).
+    pub async fn start_on(api: ApiServer) -> ClusterWorld {
         api.install_gateway_api_and_gatehouse_crds().await;
         let net = TestNet::new("ctl");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -103,6 +109,18 @@ impl ClusterWorld {
     /// Starts a controller replica. A port taken between choosing and binding it (other tests
     /// run in parallel) makes the process exit at once; it is retried on new ports.
     pub fn start_replica(&mut self, identity: &str) -> usize {
+        let kubeconfig = self.api.kubeconfig_path().to_path_buf();
+        self.start_replica_as(identity, &kubeconfig, "default")
+    }
+
+    /// [`ClusterWorld::start_replica`] with another kubeconfig (another user's rights) and
+    /// another controller namespace (Lease and CA Secret).
+    pub fn start_replica_as(
+        &mut self,
+        identity: &str,
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+    ) -> usize {
         for _attempt in 0..3 {
             let (xds_port, admin_port) = (free_port(), free_port());
             let mut cmd = Command::new(gatehouse());
@@ -113,11 +131,15 @@ impl ClusterWorld {
                     "--listener-address",
                     "127.0.0.1",
                     "--lease-namespace",
-                    "default",
+                    namespace,
                     "--identity",
                     identity,
+                    "--namespace",
+                    namespace,
+                    "--xds-server-name",
+                    XDS_SERVER_NAME,
                 ])
-                .env("KUBECONFIG", self.api.kubeconfig_path())
+                .env("KUBECONFIG", kubeconfig)
                 .env("RUST_LOG", "info,gatehouse=debug");
             let mut proc = Proc::spawn(&format!("gatehouse-{identity}"), cmd, self.dir.path());
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -150,9 +172,40 @@ impl ClusterWorld {
         panic!("replica {identity}: no free ports after 3 attempts");
     }
 
-    /// Starts Envoy against replica `i` and waits for the first 200.
+    /// Writes the proxy certificate the controller provisioned for `namespace/gateway` into
+    /// a directory (as its Secret volume would) and returns the directory.
+    pub async fn proxy_credentials(&self, namespace: &str, gateway: &str) -> PathBuf {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), namespace);
+        let name = format!("gatehouse-{gateway}-xds-tls");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let secret = loop {
+            if let Ok(Some(s)) = secrets.get_opt(&name).await {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not provision Secret {namespace}/{name}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let dir = self
+            .dir
+            .path()
+            .join(format!("xds-tls-{namespace}-{gateway}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for (key, value) in secret.data.unwrap_or_default() {
+            std::fs::write(dir.join(key), value.0).expect("write credential");
+        }
+        dir
+    }
+
+    /// Starts Envoy against replica `i`, authenticated with the provisioned certificate, and
+    /// waits for the first 200.
     pub async fn start_envoy(&mut self, i: usize) {
         let xds_port = self.replicas[i].xds_port;
+        let tls_dir = self.proxy_credentials("kgateway-system", "http").await;
         let out = Command::new(gatehouse())
             .args([
                 "bootstrap",
@@ -160,7 +213,11 @@ impl ClusterWorld {
                 GATEWAY,
                 "--xds-address",
                 &format!("127.0.0.1:{xds_port}"),
+                "--xds-server-name",
+                XDS_SERVER_NAME,
             ])
+            .arg("--xds-tls-dir")
+            .arg(&tls_dir)
             .args(["--admin-port", &self.envoy_admin_port.to_string()])
             .output()
             .expect("bootstrap");

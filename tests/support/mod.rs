@@ -3,11 +3,14 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod conformance;
+pub mod helm;
 pub mod http;
 pub mod options;
 pub mod procs;
 pub mod standalone;
 pub mod testnet;
+pub mod walkthrough;
 
 use std::path::{Path, PathBuf};
 

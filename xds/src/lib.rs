@@ -38,7 +38,9 @@ mod testutil;
 pub use cache::SnapshotCache;
 pub use event::{Event, Output};
 pub use resource::{Resource, type_url};
-pub use server::{AdsServer, NodeGrouper, StreamCloser, serve, serve_with_listener};
+pub use server::{
+    AdsServer, NodeGrouper, Peer, StreamCloser, TlsOptions, serve, serve_with_listener,
+};
 pub use snapshot::Snapshot;
 pub use stats::XdsStats;
 

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, CertificateDer, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -28,21 +29,38 @@ use crate::snapshot::Snapshot;
 use crate::sotw::SotwConnection;
 use crate::stats::XdsStats;
 
+/// What the transport proved about a connecting proxy.
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// The client certificate chain (DER, leaf first) when the server requires mTLS; the
+    /// TLS layer already verified it against the configured client CA.
+    pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
 /// Maps a connecting proxy to the group whose snapshot it is served.
 ///
-/// Returning `None` refuses the proxy: its stream ends at once with `PERMISSION_DENIED`.
+/// An `Err` refuses the proxy: its stream ends at once with `PERMISSION_DENIED` and the reason.
 /// Envoy sends `node` only on the first request of a stream, so this runs once per stream.
 pub trait NodeGrouper: Send + Sync + 'static {
-    fn group(&self, node: &Node) -> Option<String>;
+    fn group(&self, node: &Node, peer: &Peer) -> Result<String, String>;
 }
 
 impl<F> NodeGrouper for F
 where
-    F: Fn(&Node) -> Option<String> + Send + Sync + 'static,
+    F: Fn(&Node, &Peer) -> Result<String, String> + Send + Sync + 'static,
 {
-    fn group(&self, node: &Node) -> Option<String> {
-        self(node)
+    fn group(&self, node: &Node, peer: &Peer) -> Result<String, String> {
+        self(node, peer)
     }
+}
+
+/// Server-side TLS of the ADS server: its own certificate and, for mTLS, the CA that client
+/// certificates must chain to (then a client without a valid certificate cannot connect).
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: Option<String>,
 }
 
 /// An ADS server over a [`SnapshotCache`]: every stream follows its group's snapshot.
@@ -102,18 +120,28 @@ pub async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| XdsError::Bind { addr, source })?;
-    serve_with_listener(listener, server, shutdown).await
+    serve_with_listener(listener, server, None, shutdown).await
 }
 
-/// [`serve`] on a listener the caller bound (e.g. to port 0 in tests).
+/// [`serve`] on a listener the caller bound (e.g. to port 0 in tests), plain or with TLS.
 pub async fn serve_with_listener(
     listener: TcpListener,
     server: AdsServer,
+    tls: Option<TlsOptions>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
     let closer = server.stream_closer();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
+    builder
         // Finds proxies that vanished without closing their connection.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -141,8 +169,10 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let peer = peer_of(&request);
         Ok(Response::new(spawn_stream::<SotwConnection>(
             Arc::clone(&self.shared),
+            peer,
             request.into_inner(),
         )))
     }
@@ -151,10 +181,18 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let peer = peer_of(&request);
         Ok(Response::new(spawn_stream::<DeltaConnection>(
             Arc::clone(&self.shared),
+            peer,
             request.into_inner(),
         )))
+    }
+}
+
+fn peer_of<T>(request: &Request<T>) -> Peer {
+    Peer {
+        certs: request.peer_certs(),
     }
 }
 
@@ -209,6 +247,7 @@ impl Machine for DeltaConnection {
 
 fn spawn_stream<M: Machine>(
     shared: Arc<Shared>,
+    peer: Peer,
     inbound: Streaming<M::Req>,
 ) -> ResponseStream<M::Resp>
 where
@@ -216,7 +255,7 @@ where
 {
     // Small: a proxy that stops reading should slow its own stream down, not grow memory.
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(run_stream::<M>(shared, inbound, tx));
+    tokio::spawn(run_stream::<M>(shared, peer, inbound, tx));
     ReceiverStream::new(rx)
 }
 
@@ -228,6 +267,7 @@ enum Input<R> {
 
 async fn run_stream<M: Machine>(
     shared: Arc<Shared>,
+    peer: Peer,
     mut inbound: Streaming<M::Req>,
     tx: mpsc::Sender<Result<M::Resp, Status>>,
 ) {
@@ -249,12 +289,15 @@ async fn run_stream<M: Machine>(
         let _ = tx.send(Err(status)).await;
         return;
     };
-    let Some(group) = shared.grouper.group(&node) else {
-        warn!(node = %node.id, kind = M::KIND, "xds stream refused: node maps to no proxy group");
-        let status =
-            Status::permission_denied(format!("node {:?} belongs to no proxy group", node.id));
-        let _ = tx.send(Err(status)).await;
-        return;
+    let group = match shared.grouper.group(&node, &peer) {
+        Ok(group) => group,
+        Err(reason) => {
+            warn!(node = %node.id, kind = M::KIND, %reason, "xds stream refused");
+            shared.stats.refused();
+            let status = Status::permission_denied(format!("node {:?}: {reason}", node.id));
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
     };
 
     let _gauge = shared.stats.stream_opened();

@@ -11,6 +11,7 @@ pub struct XdsStats {
     pushes: AtomicU64,
     acks: AtomicU64,
     nacks: AtomicU64,
+    refused: AtomicU64,
     /// Indexed like `PUSH_ORDER`, with the last slot for any other type.
     nacks_by_type: [AtomicU64; 5],
 }
@@ -42,6 +43,15 @@ impl XdsStats {
     /// counter.
     pub fn nacks_for(&self, type_url: &str) -> u64 {
         self.nacks_by_type[type_slot(type_url)].load(Relaxed)
+    }
+
+    /// Streams refused by the grouper (unknown node, missing or wrong credential).
+    pub fn refusals(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn stream_opened(&self) -> StreamGauge<'_> {

@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::util::pack_any;
 use futures::StreamExt;
 use gatehouse_xds::type_url::{CLUSTER, ENDPOINT};
-use gatehouse_xds::{AdsServer, Snapshot, SnapshotCache, XdsStats, serve_with_listener};
+use gatehouse_xds::{AdsServer, Peer, Snapshot, SnapshotCache, XdsStats, serve_with_listener};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -37,12 +37,16 @@ async fn start() -> Harness {
     let cache = SnapshotCache::new();
     let stats = Arc::new(XdsStats::default());
     // Proxies name their group in `node.cluster`; an empty one is refused.
-    let grouper = Arc::new(|node: &Node| (!node.cluster.is_empty()).then(|| node.cluster.clone()));
+    let grouper = Arc::new(|node: &Node, _: &Peer| {
+        (!node.cluster.is_empty())
+            .then(|| node.cluster.clone())
+            .ok_or_else(|| "no cluster".to_string())
+    });
     let server = AdsServer::new(cache.clone(), grouper, stats.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with_listener(listener, server, async {
+    let server = tokio::spawn(serve_with_listener(listener, server, None, async {
         let _ = stopped.await;
     }));
     Harness {

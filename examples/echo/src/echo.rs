@@ -72,8 +72,53 @@ async fn echo(State(state): State<Arc<AppState>>, request: Request) -> Response 
         body_bytes,
         "echo"
     );
+    if let Some(delay) = parts.uri.query().and_then(delay_of) {
+        tokio::time::sleep(delay).await;
+    }
 
-    ([(BACKEND_HEADER, state.name_header.clone())], Json(doc)).into_response()
+    let mut response = ([(BACKEND_HEADER, state.name_header.clone())], Json(doc)).into_response();
+    for (name, value) in parts
+        .headers
+        .get_all(SET_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(set_headers)
+    {
+        response.headers_mut().append(name, value);
+    }
+    response
+}
+
+/// Request header asking the echo to put headers on its response, as the Gateway API
+/// conformance echo does: `X-Echo-Set-Header: Name:Value,Name2:Value2`.
+pub const SET_HEADER: &str = "x-echo-set-header";
+
+/// The `Name:Value` pairs of one `X-Echo-Set-Header` value; malformed pairs are skipped.
+pub fn set_headers(value: &str) -> Vec<(HeaderName, HeaderValue)> {
+    value
+        .split(',')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once(':')?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+            let value = HeaderValue::from_str(value.trim()).ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// `delay=` in a query string (`500ms`, `1s`, `2m`): how long to wait before answering, as the
+/// conformance echo does for timeout tests. Capped at one minute.
+pub fn delay_of(query: &str) -> Option<std::time::Duration> {
+    let value = query.split('&').find_map(|kv| kv.strip_prefix("delay="))?;
+    let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok()?;
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        _ => return None,
+    };
+    Some(d.min(std::time::Duration::from_secs(60)))
 }
 
 /// Read and discard the request body, returning how many bytes arrived.
@@ -170,6 +215,28 @@ mod tests {
             out.keys().collect::<Vec<_>>(),
             ["Accept", "X-Bytes", "X-Multi"]
         );
+    }
+
+    #[test]
+    fn delays_and_response_headers_on_request() {
+        assert_eq!(
+            delay_of("delay=1s"),
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(
+            delay_of("a=b&delay=250ms"),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(delay_of("delay=1h"), None);
+        assert_eq!(delay_of("delay=x"), None);
+        assert_eq!(
+            delay_of("delay=99m"),
+            Some(std::time::Duration::from_secs(60))
+        );
+        let set = set_headers("X-A:1, X-B: two ,bad,:x");
+        assert_eq!(set.len(), 2);
+        assert_eq!(set[0].0.as_str(), "x-a");
+        assert_eq!(set[1].1, "two");
     }
 
     #[test]

@@ -24,7 +24,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 ///    "headers": {"X-Ext-Authz-Check-Result": ["allowed"], ...}}
 /// Header names are canonicalised (X-Foo-Bar), repeated headers keep every
 /// value in order, and the request body is read and discarded. Responses also
-/// carry `x-echo-backend: NAME`.
+/// carry `x-echo-backend: NAME`. As the Gateway API conformance echo does,
+/// `?delay=1s` (or 500ms, 2m; at most 1m) delays the answer and
+/// `X-Echo-Set-Header: Name:Value,Name2:Value2` sets response headers.
 ///
 /// Serves HTTP/1.1 and HTTP/2 cleartext with prior knowledge (h2c) on the same
 /// port. Prints `listening addr=ADDR` on stdout once bound (port 0 shows the

@@ -16,6 +16,12 @@ use envoy_types::pb::google::protobuf::{Duration, Struct, Value, value};
 
 use crate::store::ObjKey;
 
+mod tls;
+
+pub use tls::{
+    READINESS_LISTENER, READINESS_PATH, XdsTls, readiness_listener, xds_transport_socket,
+};
+
 /// Node metadata key that names the Gateway a proxy serves (`NAMESPACE/NAME`).
 pub const GATEWAY_METADATA_KEY: &str = "gatehouse.dev/gateway";
 /// Name of the bootstrap cluster that reaches the xDS server.
@@ -32,6 +38,10 @@ pub struct BootstrapOptions {
     pub admin_port: Option<u16>,
     /// State-of-the-world ADS instead of delta.
     pub sotw: bool,
+    /// mTLS to the xDS server (provisioned proxies); `None` is plain gRPC (loopback).
+    pub tls: Option<XdsTls>,
+    /// Port of a static listener answering `GET /ready` once Envoy has its config.
+    pub readiness_port: Option<u16>,
 }
 
 /// Why a bootstrap cannot be made.
@@ -97,7 +107,7 @@ fn ads_source() -> ConfigSource {
     }
 }
 
-fn xds_cluster(host: &str, port: u16) -> Cluster {
+fn xds_cluster(host: &str, port: u16, tls: Option<&XdsTls>) -> Cluster {
     let discovery = if host.parse::<IpAddr>().is_ok() {
         cluster::DiscoveryType::Static
     } else {
@@ -111,6 +121,7 @@ fn xds_cluster(host: &str, port: u16) -> Cluster {
         }),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
         typed_extension_protocol_options: crate::translate::http2_options(),
+        transport_socket: tls.map(xds_transport_socket),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: XDS_CLUSTER.into(),
             endpoints: vec![LocalityLbEndpoints {
@@ -170,7 +181,16 @@ pub fn bootstrap(options: &BootstrapOptions) -> Bootstrap {
             ..Default::default()
         }),
         static_resources: Some(bootstrap::StaticResources {
-            clusters: vec![xds_cluster(&options.xds_host, options.xds_port)],
+            clusters: vec![xds_cluster(
+                &options.xds_host,
+                options.xds_port,
+                options.tls.as_ref(),
+            )],
+            listeners: options
+                .readiness_port
+                .map(readiness_listener)
+                .into_iter()
+                .collect(),
             ..Default::default()
         }),
         admin: options.admin_port.map(|port| Admin {
@@ -219,6 +239,8 @@ mod tests {
             xds_port: 1,
             admin_port: None,
             sotw: false,
+            tls: None,
+            readiness_port: None,
         };
         let ads = |b: &Bootstrap| {
             b.dynamic_resources

@@ -1,0 +1,302 @@
+//! HTTPRoute rule filters, timeouts and retries, resolved into what the translator needs.
+//! Backend-level filters have their own generated types with the same shape; they are read
+//! through the rule-level types (a serde round trip) so one conversion serves both.
+
+use std::time::Duration;
+
+use gateway_api::apis::experimental::httproutes::{
+    HttpRouteRules, HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestHeaderModifier, HttpRouteRulesFiltersRequestRedirectPathType,
+    HttpRouteRulesFiltersRequestRedirectScheme, HttpRouteRulesFiltersType,
+    HttpRouteRulesFiltersUrlRewritePathType,
+};
+
+use super::refs::{self, RefError, ServiceRef};
+use super::types::{ClusterKey, ClusterModel};
+use crate::store::{ObjKey, Store};
+
+/// Header changes: `set` replaces, `add` appends, `remove` deletes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// How a path is replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRewrite {
+    Full(String),
+    /// Replaces the part the route's PathPrefix match matched.
+    Prefix(String),
+}
+
+/// A RequestRedirect filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathRewrite>,
+    pub status: u32,
+}
+
+/// A URLRewrite filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub hostname: Option<String>,
+    pub path: Option<PathRewrite>,
+}
+
+/// A RequestMirror filter: a copy of `numerator/denominator` of the requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    pub cluster: ClusterKey,
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// A rule's `retry`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    pub codes: Vec<u32>,
+    pub attempts: u32,
+    pub backoff: Option<Duration>,
+}
+
+/// Everything a rule asks of its routes besides matching and backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteFilters {
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+    pub rewrite: Option<Rewrite>,
+    pub mirrors: Vec<Mirror>,
+    pub request_timeout: Option<Duration>,
+    pub backend_timeout: Option<Duration>,
+    pub retry: Option<Retry>,
+}
+
+/// What [`rule_filters`] found.
+#[derive(Debug, Default)]
+pub struct RuleFilters {
+    pub filters: RouteFilters,
+    pub redirect: Option<Redirect>,
+    /// Clusters of mirror backends.
+    pub clusters: Vec<ClusterModel>,
+    pub error: Option<RefError>,
+}
+
+fn edits(m: &HttpRouteRulesFiltersRequestHeaderModifier, into: &mut HeaderEdits) {
+    for s in m.set.iter().flatten() {
+        into.set
+            .push((s.name.to_ascii_lowercase(), s.value.clone()));
+    }
+    for a in m.add.iter().flatten() {
+        into.add
+            .push((a.name.to_ascii_lowercase(), a.value.clone()));
+    }
+    into.remove
+        .extend(m.remove.iter().flatten().map(|r| r.to_ascii_lowercase()));
+}
+
+/// Reads a filter of another generated type through the rule-level type (same schema).
+fn as_rule_filter<T: serde::Serialize>(f: &T) -> Option<HttpRouteRulesFilters> {
+    serde_json::to_value(f)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn path_rewrite(
+    type_: &HttpRouteRulesFiltersUrlRewritePathType,
+    full: &Option<String>,
+    prefix: &Option<String>,
+) -> Option<PathRewrite> {
+    match type_ {
+        HttpRouteRulesFiltersUrlRewritePathType::ReplaceFullPath => {
+            full.clone().map(PathRewrite::Full)
+        }
+        HttpRouteRulesFiltersUrlRewritePathType::ReplacePrefixMatch => {
+            prefix.clone().map(PathRewrite::Prefix)
+        }
+    }
+}
+
+/// Header edits of one backend's filters (the only backend filters Gatehouse applies).
+pub fn backend_header_edits(
+    filters: &[HttpRouteRulesBackendRefsFilters],
+) -> (HeaderEdits, HeaderEdits) {
+    let mut request = HeaderEdits::default();
+    let mut response = HeaderEdits::default();
+    for f in filters.iter().filter_map(as_rule_filter) {
+        apply_header_filter(&f, &mut request, &mut response);
+    }
+    (request, response)
+}
+
+fn apply_header_filter(
+    f: &HttpRouteRulesFilters,
+    request: &mut HeaderEdits,
+    response: &mut HeaderEdits,
+) {
+    match f.r#type {
+        HttpRouteRulesFiltersType::RequestHeaderModifier => {
+            if let Some(m) = &f.request_header_modifier {
+                edits(m, request);
+            }
+        }
+        HttpRouteRulesFiltersType::ResponseHeaderModifier => {
+            if let Some(m) = f
+                .response_header_modifier
+                .as_ref()
+                .and_then(as_rule_filter_modifier)
+            {
+                edits(&m, response);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn as_rule_filter_modifier<T: serde::Serialize>(
+    m: &T,
+) -> Option<HttpRouteRulesFiltersRequestHeaderModifier> {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+/// A Gateway API duration (`1h2m3s4ms`); the CRD validates the format.
+fn duration(s: &Option<String>) -> Option<Duration> {
+    let d = s.as_deref()?.parse::<gateway_api::Duration>().ok()?;
+    Some(Duration::new(d.as_secs(), d.subsec_nanos()))
+}
+
+/// The filters, timeouts and retry of `rule` of route `route`.
+pub fn rule_filters(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> RuleFilters {
+    let mut out = RuleFilters::default();
+    let f = &mut out.filters;
+    for filter in rule.filters.iter().flatten() {
+        match filter.r#type {
+            HttpRouteRulesFiltersType::RequestHeaderModifier
+            | HttpRouteRulesFiltersType::ResponseHeaderModifier => {
+                apply_header_filter(filter, &mut f.request_headers, &mut f.response_headers);
+            }
+            HttpRouteRulesFiltersType::RequestRedirect => {
+                let Some(r) = &filter.request_redirect else {
+                    continue;
+                };
+                out.redirect = Some(Redirect {
+                    scheme: r.scheme.as_ref().map(|s| match s {
+                        HttpRouteRulesFiltersRequestRedirectScheme::Http => "http".to_string(),
+                        HttpRouteRulesFiltersRequestRedirectScheme::Https => "https".to_string(),
+                    }),
+                    hostname: r.hostname.clone(),
+                    port: r.port.and_then(|p| u16::try_from(p).ok()),
+                    path: r.path.as_ref().and_then(|p| match p.r#type {
+                        HttpRouteRulesFiltersRequestRedirectPathType::ReplaceFullPath => {
+                            p.replace_full_path.clone().map(PathRewrite::Full)
+                        }
+                        HttpRouteRulesFiltersRequestRedirectPathType::ReplacePrefixMatch => {
+                            p.replace_prefix_match.clone().map(PathRewrite::Prefix)
+                        }
+                    }),
+                    status: r
+                        .status_code
+                        .and_then(|c| u32::try_from(c).ok())
+                        .unwrap_or(302),
+                });
+            }
+            HttpRouteRulesFiltersType::UrlRewrite => {
+                let Some(r) = &filter.url_rewrite else {
+                    continue;
+                };
+                f.rewrite = Some(Rewrite {
+                    hostname: r.hostname.clone(),
+                    path: r.path.as_ref().and_then(|p| {
+                        path_rewrite(&p.r#type, &p.replace_full_path, &p.replace_prefix_match)
+                    }),
+                });
+            }
+            HttpRouteRulesFiltersType::RequestMirror => {
+                let Some(m) = &filter.request_mirror else {
+                    continue;
+                };
+                let from = refs::From {
+                    group: "gateway.networking.k8s.io",
+                    kind: "HTTPRoute",
+                    namespace: &route.namespace,
+                };
+                let b = &m.backend_ref;
+                let resolved = refs::resolve_service(
+                    store,
+                    &from,
+                    &ServiceRef {
+                        group: b.group.as_deref(),
+                        kind: b.kind.as_deref(),
+                        namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
+                        name: &b.name,
+                        port: b.port,
+                    },
+                );
+                match resolved {
+                    Ok(svc) => {
+                        let (numerator, denominator) = match (&m.fraction, m.percent) {
+                            (Some(fr), _) => (
+                                u32::try_from(fr.numerator).unwrap_or(0),
+                                fr.denominator
+                                    .and_then(|d| u32::try_from(d).ok())
+                                    .unwrap_or(100),
+                            ),
+                            (None, Some(p)) => (u32::try_from(p).unwrap_or(0), 100),
+                            (None, None) => (100, 100),
+                        };
+                        let cluster = ClusterKey::Backend {
+                            service: svc.key.clone(),
+                            port: svc.port,
+                        };
+                        f.mirrors.push(Mirror {
+                            cluster: cluster.clone(),
+                            numerator,
+                            denominator: denominator.max(1),
+                        });
+                        out.clusters.push(ClusterModel {
+                            key: cluster,
+                            service: svc.key,
+                            port: svc.port,
+                            protocol: svc.protocol,
+                            endpoints: svc.endpoints,
+                        });
+                    }
+                    Err(e) => {
+                        out.error.get_or_insert(e);
+                    }
+                }
+            }
+            // ExternalAuth is read by `external_auth`; ExtensionRef and CORS are not served.
+            _ => {}
+        }
+    }
+    if let Some(t) = &rule.timeouts {
+        f.request_timeout = duration(&t.request);
+        f.backend_timeout = duration(&t.backend_request);
+    }
+    if let Some(r) = &rule.retry {
+        f.retry = Some(Retry {
+            codes: r
+                .codes
+                .iter()
+                .flatten()
+                .filter_map(|c| u32::try_from(*c).ok())
+                .collect(),
+            attempts: r.attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+            backoff: duration(&r.backoff),
+        });
+    }
+    out
+}

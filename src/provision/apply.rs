@@ -1,0 +1,245 @@
+//! The edge that keeps provisioned objects in line with [`super::render`]: server-side apply
+//! with the Gateway as controlling owner, only when the rendered object changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gateway_api::apis::standard::gatewayclasses::GatewayClass;
+use gateway_api::apis::standard::gateways::Gateway;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use super::render::{ProxyObjects, XdsEndpoint, render};
+use super::settings::ProxySettings;
+use super::{ProvisionError, names};
+use crate::api::GatewayParameters;
+use crate::pki::{Ca, Issued};
+use crate::store::{ObjKey, Store};
+
+/// Field manager of every provisioned object.
+pub const FIELD_MANAGER: &str = "gatehouse";
+const PARAMS_GROUP: &str = "gateway.kgateway.dev";
+const PARAMS_KIND: &str = "GatewayParameters";
+
+/// Settings that do not change while the controller runs.
+#[derive(Clone, Debug)]
+pub struct ProvisionConfig {
+    pub controller_name: String,
+    pub defaults: ProxySettings,
+    pub xds: XdsEndpoint,
+}
+
+/// Provisions proxies for every Gateway of our classes.
+pub struct Provisioner {
+    client: Client,
+    config: ProvisionConfig,
+    ca: Arc<Ca>,
+    /// Hash of the last applied body, by (Gateway, object kind).
+    applied: HashMap<(ObjKey, &'static str), String>,
+    certs: HashMap<ObjKey, Issued>,
+}
+
+/// What one sync did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub applied: usize,
+    pub failed: usize,
+}
+
+impl Provisioner {
+    pub fn new(client: Client, config: ProvisionConfig, ca: Arc<Ca>) -> Provisioner {
+        Provisioner {
+            client,
+            config,
+            ca,
+            applied: HashMap::new(),
+            certs: HashMap::new(),
+        }
+    }
+
+    /// Forgets what was applied, so the next sync re-applies everything (repairs objects
+    /// someone edited or deleted).
+    pub fn forget(&mut self) {
+        self.applied.clear();
+    }
+
+    /// The Gateways of our classes.
+    fn ours(&self, store: &Store) -> Vec<(Gateway, GatewayClass)> {
+        store
+            .gateways
+            .values()
+            .filter_map(|gw| {
+                let class = store
+                    .gateway_classes
+                    .get(&ObjKey::cluster(gw.spec.gateway_class_name.clone()))?;
+                (class.spec.controller_name == self.config.controller_name)
+                    .then(|| (gw.clone(), class.clone()))
+            })
+            .collect()
+    }
+
+    /// Applies what changed for every Gateway of ours; a failing Gateway is logged and left
+    /// as it was, and never stops the others.
+    pub async fn sync(&mut self, store: &Store) -> SyncReport {
+        let mut report = SyncReport::default();
+        let gateways = self.ours(store);
+        let live: std::collections::HashSet<ObjKey> =
+            gateways.iter().map(|(g, _)| key_of(g)).collect();
+        self.certs.retain(|k, _| live.contains(k));
+        self.applied.retain(|(k, _), _| live.contains(k));
+        for (gateway, class) in gateways {
+            let key = key_of(&gateway);
+            match self.sync_one(&gateway, &class).await {
+                Ok(n) => report.applied += n,
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::error!(gateway = %key, %error, "cannot provision the Gateway's proxies; its existing objects are left as they are");
+                }
+            }
+        }
+        report
+    }
+
+    async fn settings(
+        &self,
+        gateway: &Gateway,
+        class: &GatewayClass,
+    ) -> Result<ProxySettings, ProvisionError> {
+        let mut settings = self.config.defaults.clone();
+        if let Some(r) = class.spec.parameters_ref.as_ref()
+            && r.group == PARAMS_GROUP
+            && r.kind == PARAMS_KIND
+        {
+            let ns = r.namespace.clone().unwrap_or_default();
+            settings.apply(&self.parameters(&ns, &r.name).await?.spec);
+        }
+        if let Some(r) = gateway
+            .spec
+            .infrastructure
+            .as_ref()
+            .and_then(|i| i.parameters_ref.as_ref())
+        {
+            if r.group != PARAMS_GROUP || r.kind != PARAMS_KIND {
+                return Err(ProvisionError::Parameters(format!(
+                    "infrastructure.parametersRef must be {PARAMS_GROUP}/{PARAMS_KIND}, got {}/{}",
+                    r.group, r.kind
+                )));
+            }
+            let ns = gateway.metadata.namespace.clone().unwrap_or_default();
+            settings.apply(&self.parameters(&ns, &r.name).await?.spec);
+        }
+        Ok(settings)
+    }
+
+    async fn parameters(&self, ns: &str, name: &str) -> Result<GatewayParameters, ProvisionError> {
+        let api: Api<GatewayParameters> = Api::namespaced(self.client.clone(), ns);
+        api.get_opt(name).await?.ok_or_else(|| {
+            ProvisionError::Parameters(format!("GatewayParameters {ns}/{name} not found"))
+        })
+    }
+
+    /// The proxies' certificate: kept while current, else issued anew.
+    async fn certificate(&mut self, key: &ObjKey) -> Result<Issued, ProvisionError> {
+        let now = OffsetDateTime::now_utc();
+        if let Some(c) = self.certs.get(key)
+            && self.ca.proxy_cert_current(&c.cert_pem, key, now)
+        {
+            return Ok(c.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
+        let stored = api
+            .get_opt(&names::tls_secret_name(&key.name))
+            .await?
+            .and_then(|s| {
+                let data = s.data?;
+                let text = |k: &str| {
+                    data.get(k)
+                        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                };
+                Some(Issued {
+                    cert_pem: text("tls.crt")?,
+                    key_pem: text("tls.key")?,
+                })
+            });
+        let cert = match stored {
+            Some(c) if self.ca.proxy_cert_current(&c.cert_pem, key, now) => c,
+            _ => {
+                tracing::info!(gateway = %key, "issuing the proxies' xDS client certificate");
+                self.ca.issue_proxy(key, now)?
+            }
+        };
+        self.certs.insert(key.clone(), cert.clone());
+        Ok(cert)
+    }
+
+    async fn sync_one(
+        &mut self,
+        gateway: &Gateway,
+        class: &GatewayClass,
+    ) -> Result<usize, ProvisionError> {
+        let key = key_of(gateway);
+        let settings = self.settings(gateway, class).await?;
+        let cert = self.certificate(&key).await?;
+        let objects = render(
+            gateway,
+            &settings,
+            &self.config.xds,
+            &cert,
+            &self.ca.pem().cert_pem,
+        )?;
+        let ProxyObjects {
+            service_account,
+            tls_secret,
+            config_map,
+            service,
+            deployment,
+        } = objects;
+        // Order: what the Deployment mounts and runs as exists before it.
+        let mut n = 0;
+        n += self.apply(&key, service_account).await?;
+        n += self.apply(&key, tls_secret).await?;
+        n += self.apply(&key, config_map).await?;
+        n += self.apply(&key, service).await?;
+        n += self.apply(&key, deployment).await?;
+        Ok(n)
+    }
+
+    async fn apply<K>(&mut self, key: &ObjKey, object: K) -> Result<usize, ProvisionError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + k8s_openapi::Resource
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let body =
+            serde_json::to_string(&object).map_err(|e| ProvisionError::Encode(e.to_string()))?;
+        let slot = (key.clone(), <K as k8s_openapi::Resource>::KIND);
+        if self.applied.get(&slot) == Some(&body) {
+            return Ok(0);
+        }
+        let name = object.meta().name.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
+        tracing::info!(gateway = %key, kind = <K as k8s_openapi::Resource>::KIND, %name, "applied provisioned object");
+        self.applied.insert(slot, body);
+        Ok(1)
+    }
+}
+
+fn key_of(gateway: &Gateway) -> ObjKey {
+    ObjKey::new(
+        gateway.metadata.namespace.clone().unwrap_or_default(),
+        gateway.metadata.name.clone().unwrap_or_default(),
+    )
+}

@@ -1,0 +1,34 @@
+//! Per-Gateway proxy provisioning (controller mode): for each Gateway of our classes a
+//! ServiceAccount, the proxies' xDS client certificate (Secret), the bootstrap (ConfigMap), a
+//! Service with the listener ports and an Envoy Deployment, all owned by the Gateway.
+//!
+//! `names`, `settings` and `render` are pure; `apply` is the edge that talks to the API server.
+
+mod apply;
+pub mod ca_secret;
+mod names;
+mod render;
+mod settings;
+
+pub use apply::{FIELD_MANAGER, ProvisionConfig, Provisioner, SyncReport};
+pub use names::{GATEWAY_NAME_LABEL, MANAGED_BY, labels, proxy_name, tls_secret_name};
+pub use render::{
+    BOOTSTRAP_FILE, ProxyObjects, READINESS_PORT, RenderError, TLS_DIR, XdsEndpoint,
+    bootstrap_json, ports, render,
+};
+pub use settings::{DEFAULT_ENVOY_IMAGE, ProxySettings};
+
+/// Why a Gateway could not be provisioned.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{0}")]
+    Parameters(String),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("cannot encode object: {0}")]
+    Encode(String),
+    #[error("API server: {0}")]
+    Kube(#[from] kube::Error),
+}

@@ -1,0 +1,209 @@
+//! Gateway API rule filters, timeouts and retries on an Envoy route.
+
+use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, header_value_option,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    RedirectAction, RetryPolicy, Route, RouteAction, redirect_action, retry_policy, route_action,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, RegexMatcher};
+use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::common::duration;
+use super::names;
+use crate::model::{HeaderEdits, MatchModel, PathMatch, PathRewrite, Redirect, RouteFilters};
+
+/// Envoy header options for `edits`: `set` overwrites, `add` appends.
+pub fn header_options(edits: &HeaderEdits) -> Vec<HeaderValueOption> {
+    let option = |(name, value): &(String, String),
+                  action: header_value_option::HeaderAppendAction| {
+        HeaderValueOption {
+            header: Some(HeaderValue {
+                key: name.clone(),
+                value: value.clone(),
+                ..Default::default()
+            }),
+            append_action: action as i32,
+            ..Default::default()
+        }
+    };
+    edits
+        .set
+        .iter()
+        .map(|h| {
+            option(
+                h,
+                header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd,
+            )
+        })
+        .chain(edits.add.iter().map(|h| {
+            option(
+                h,
+                header_value_option::HeaderAppendAction::AppendIfExistsOrAdd,
+            )
+        }))
+        .collect()
+}
+
+/// The prefix a PathPrefix match matched, without its trailing slash ("" for `/`).
+fn matched_prefix(m: &MatchModel) -> Option<String> {
+    match &m.path {
+        PathMatch::Prefix(p) => Some(p.trim_end_matches('/').to_string()),
+        _ => None,
+    }
+}
+
+/// Replacing a matched prefix, segment-aware: `/prefix` → `/` turns `/prefix/a` into `/a` and
+/// `/prefix` into `/`, which plain prefix replacement would get wrong (`//a`, ``).
+fn prefix_regex(prefix: &str, replacement: &str) -> RegexMatchAndSubstitute {
+    let replacement = replacement.trim_end_matches('/');
+    let (pattern, substitution) = if replacement.is_empty() {
+        (format!("^{}/*", regex_escape(prefix)), "/".to_string())
+    } else {
+        (
+            format!("^{}", regex_escape(prefix)),
+            replacement.to_string(),
+        )
+    };
+    RegexMatchAndSubstitute {
+        pattern: Some(RegexMatcher {
+            regex: pattern,
+            ..Default::default()
+        }),
+        substitution,
+    }
+}
+
+fn full_path_regex(path: &str) -> RegexMatchAndSubstitute {
+    RegexMatchAndSubstitute {
+        pattern: Some(RegexMatcher {
+            regex: "^/.*$".into(),
+            ..Default::default()
+        }),
+        substitution: path.into(),
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Rewrites, mirrors, timeouts and retries of a forwarding route.
+pub fn apply_to_action(action: &mut RouteAction, f: &RouteFilters, m: &MatchModel) {
+    if let Some(rw) = &f.rewrite {
+        if let Some(host) = &rw.hostname {
+            action.host_rewrite_specifier = Some(
+                route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone()),
+            );
+        }
+        match &rw.path {
+            Some(PathRewrite::Full(path)) => action.regex_rewrite = Some(full_path_regex(path)),
+            Some(PathRewrite::Prefix(replacement)) => {
+                // Only meaningful on a PathPrefix match; the API rejects it elsewhere.
+                if let Some(prefix) = matched_prefix(m) {
+                    action.regex_rewrite = Some(prefix_regex(&prefix, replacement));
+                }
+            }
+            None => {}
+        }
+    }
+    action.request_mirror_policies = f
+        .mirrors
+        .iter()
+        .map(|mirror| route_action::RequestMirrorPolicy {
+            cluster: names::cluster(&mirror.cluster),
+            runtime_fraction: (mirror.numerator < mirror.denominator).then(|| {
+                RuntimeFractionalPercent {
+                    default_value: Some(FractionalPercent {
+                        numerator: (u64::from(mirror.numerator) * 1_000_000
+                            / u64::from(mirror.denominator))
+                            as u32,
+                        denominator: fractional_percent::DenominatorType::Million as i32,
+                    }),
+                    ..Default::default()
+                }
+            }),
+            ..Default::default()
+        })
+        .collect();
+    // `request` bounds the whole exchange; `backendRequest` each try (and the whole exchange
+    // when `request` is unset).
+    if let Some(t) = f.request_timeout.or(f.backend_timeout) {
+        action.timeout = Some(duration(t));
+    }
+    if let Some(retry) = &f.retry {
+        let codes = if retry.codes.is_empty() {
+            vec![500, 502, 503, 504]
+        } else {
+            retry.codes.clone()
+        };
+        action.retry_policy = Some(RetryPolicy {
+            retry_on: "connect-failure,refused-stream,retriable-status-codes".into(),
+            retriable_status_codes: codes,
+            num_retries: Some(UInt32Value {
+                value: retry.attempts,
+            }),
+            per_try_timeout: f.backend_timeout.map(duration),
+            retry_back_off: retry.backoff.map(|b| retry_policy::RetryBackOff {
+                base_interval: Some(duration(b)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+}
+
+/// Header modifiers on any route (forwarding, redirect or direct response).
+pub fn apply_headers(route: &mut Route, f: &RouteFilters) {
+    route.request_headers_to_add = header_options(&f.request_headers);
+    route.request_headers_to_remove = f.request_headers.remove.clone();
+    route.response_headers_to_add = header_options(&f.response_headers);
+    route.response_headers_to_remove = f.response_headers.remove.clone();
+}
+
+/// The redirect action of a RequestRedirect filter.
+pub fn redirect(r: &Redirect, m: &MatchModel) -> RedirectAction {
+    use redirect_action::RedirectResponseCode as Code;
+    let code = match r.status {
+        301 => Code::MovedPermanently,
+        303 => Code::SeeOther,
+        307 => Code::TemporaryRedirect,
+        308 => Code::PermanentRedirect,
+        _ => Code::Found,
+    };
+    let path = match &r.path {
+        Some(PathRewrite::Full(p)) => Some(redirect_action::PathRewriteSpecifier::PathRedirect(
+            p.clone(),
+        )),
+        Some(PathRewrite::Prefix(replacement)) => matched_prefix(m).map(|prefix| {
+            redirect_action::PathRewriteSpecifier::RegexRewrite(prefix_regex(&prefix, replacement))
+        }),
+        None => None,
+    };
+    // The spec: with a scheme and no port, the scheme's well-known port (left out of the URL).
+    let port = r.port.or(match r.scheme.as_deref() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    RedirectAction {
+        scheme_rewrite_specifier: r
+            .scheme
+            .clone()
+            .map(redirect_action::SchemeRewriteSpecifier::SchemeRedirect),
+        host_redirect: r.hostname.clone().unwrap_or_default(),
+        port_redirect: port.map(u32::from).unwrap_or(0),
+        path_rewrite_specifier: path,
+        response_code: code as i32,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,364 @@
+//! Controller mode provisions each Gateway's proxy objects (server-side apply, owned by the
+//! Gateway) and serves a Gateway's xDS only to a proxy holding that Gateway's certificate.
+//! Against a real kube-apiserver; the xDS clients are real gRPC/TLS clients.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use kube::api::Api;
+use serde_json::Value;
+use support::cluster::{ClusterWorld, XDS_SERVER_NAME};
+use support::walkthrough::GW;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+const NS: &str = "kgateway-system";
+const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+async fn wait_get<K>(w: &ClusterWorld, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(w.client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(o)) = api.get_opt(name).await {
+            if check(&o) {
+                return o;
+            }
+            last = Some(format!("{o:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "timed out waiting for {what} ({name}); last: {last:?}\n{}",
+        w.logs()
+    );
+}
+
+fn gateway_uid(gw: &Value) -> String {
+    gw["metadata"]["uid"].as_str().expect("uid").to_string()
+}
+
+fn controlled_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    uid: &str,
+) -> bool {
+    meta.owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| {
+            o.kind == "Gateway" && o.name == "http" && o.uid == uid && o.controller == Some(true)
+        })
+}
+
+fn service_ports(s: &Service) -> Vec<i32> {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(|p| p.iter().map(|p| p.port).collect())
+        .unwrap_or_default()
+}
+
+async fn gateway_object(w: &ClusterWorld) -> Value {
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        w.client.clone(),
+        NS,
+        &kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            "Gateway",
+        )),
+    );
+    serde_json::to_value(api.get("http").await.expect("get gateway")).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_get_owned_proxy_objects_that_follow_their_listeners() {
+    let mut w = ClusterWorld::start().await;
+    w.start_replica("solo");
+    let uid = gateway_uid(&gateway_object(&w).await);
+    let port = i32::from(w.listener_port);
+
+    let sa: ServiceAccount = wait_get(&w, "gatehouse-http", "ServiceAccount", |_| true).await;
+    let secret: Secret =
+        wait_get(&w, "gatehouse-http-xds-tls", "certificate Secret", |_| true).await;
+    let cm: ConfigMap = wait_get(&w, "gatehouse-http", "bootstrap ConfigMap", |_| true).await;
+    let svc: Service = wait_get(&w, "gatehouse-http", "Service", |_| true).await;
+    let deploy: Deployment = wait_get(&w, "gatehouse-http", "Deployment", |_| true).await;
+    for (kind, meta) in [
+        ("ServiceAccount", &sa.metadata),
+        ("Secret", &secret.metadata),
+        ("ConfigMap", &cm.metadata),
+        ("Service", &svc.metadata),
+        ("Deployment", &deploy.metadata),
+    ] {
+        assert!(
+            controlled_by(meta, &uid),
+            "{kind} is not controlled by the Gateway: {:?}",
+            meta.owner_references
+        );
+        let managers: Vec<_> = meta
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.as_deref())
+            .collect();
+        assert!(
+            managers.contains(&"gatehouse"),
+            "{kind} not server-side applied by gatehouse: {managers:?}"
+        );
+    }
+    assert_eq!(service_ports(&svc), vec![port]);
+    assert_eq!(
+        svc.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("LoadBalancer")
+    );
+    let bootstrap: Value = serde_json::from_str(&cm.data.as_ref().expect("data")["bootstrap.json"])
+        .expect("bootstrap json");
+    assert_eq!(
+        bootstrap["node"]["metadata"]["gatehouse.dev/gateway"],
+        "kgateway-system/http"
+    );
+    assert_eq!(
+        bootstrap["staticResources"]["clusters"][0]["transportSocket"]["typedConfig"]["sni"],
+        XDS_SERVER_NAME
+    );
+    let tls = secret.data.as_ref().expect("secret data");
+    assert!(
+        tls.contains_key("tls.crt") && tls.contains_key("tls.key") && tls.contains_key("ca.crt")
+    );
+
+    // Gateway status reports the Service's address.
+    let cluster_ip = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+        .expect("cluster IP");
+    let status = w
+        .wait_status("Gateway addresses", GW, "Gateway", NS, "http", |s| {
+            s["addresses"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(
+        status["addresses"][0]["value"],
+        cluster_ip.as_str(),
+        "{status:#}"
+    );
+
+    // A second listener: the Service gets its port, the Deployment its container port.
+    let extra = i32::from(support::procs::free_port());
+    w.apply_yaml(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: {NS}}}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: extra, protocol: HTTP, port: {extra}}}
+"
+    ))
+    .await;
+    let mut want = vec![port, extra];
+    want.sort_unstable();
+    let svc: Service = wait_get(
+        &w,
+        "gatehouse-http",
+        "Service with both ports",
+        |s: &Service| service_ports(s) == want,
+    )
+    .await;
+    assert!(controlled_by(&svc.metadata, &uid));
+
+    // GatewayParameters referenced by the Gateway: replicas and Service type follow.
+    w.apply_yaml(&format!(
+        "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: small, namespace: {NS}}}
+spec:
+  kube:
+    deployment: {{replicas: 2}}
+    envoyContainer: {{image: {{tag: v9.9.9}}}}
+    service: {{type: ClusterIP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: {NS}}}
+spec:
+  gatewayClassName: gatehouse
+  infrastructure:
+    labels: {{team: edge}}
+    parametersRef: {{group: gateway.kgateway.dev, kind: GatewayParameters, name: small}}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+"
+    ))
+    .await;
+    let deploy: Deployment = wait_get(
+        &w,
+        "gatehouse-http",
+        "Deployment with 2 replicas",
+        |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas) == Some(2),
+    )
+    .await;
+    let image = deploy
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers[0].image.clone());
+    assert_eq!(image.as_deref(), Some("docker.io/envoyproxy/envoy:v9.9.9"));
+    assert_eq!(
+        deploy.metadata.labels.as_ref().expect("labels")["team"],
+        "edge"
+    );
+    let svc: Service = wait_get(
+        &w,
+        "gatehouse-http",
+        "ClusterIP Service with one port",
+        |s: &Service| {
+            s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ClusterIP")
+                && service_ports(s) == vec![port]
+        },
+    )
+    .await;
+    assert!(controlled_by(&svc.metadata, &uid));
+
+    // The certificate is kept across syncs (no churn of the proxies' credential).
+    let again: Secret =
+        wait_get(&w, "gatehouse-http-xds-tls", "certificate Secret", |_| true).await;
+    assert_eq!(
+        again.data.as_ref().map(|d| d["tls.crt"].clone()),
+        secret.data.as_ref().map(|d| d["tls.crt"].clone())
+    );
+}
+
+/// A node claiming `gateway` in its metadata, as `gatehouse bootstrap` writes it; or none.
+fn node(gateway: Option<(&str, &str)>) -> Node {
+    match gateway {
+        Some((ns, name)) => gatehouse::bootstrap::node(&gatehouse::store::ObjKey::new(ns, name)),
+        None => Node {
+            id: "anonymous".into(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Listener names a client gets for `node`, or the error that stopped it.
+async fn fetch_listeners(
+    port: u16,
+    tls: Option<ClientTlsConfig>,
+    node: Node,
+) -> Result<Vec<String>, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint =
+        Channel::from_shared(format!("{scheme}://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+    }
+    let channel = tokio::time::timeout(Duration::from_secs(5), endpoint.connect())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e:?}"))?;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let request = DiscoveryRequest {
+        node: Some(node),
+        type_url: LISTENER.into(),
+        ..Default::default()
+    };
+    let call = async {
+        let mut stream = client
+            .stream_aggregated_resources(
+                futures::stream::iter([request]).chain(futures::stream::pending()),
+            )
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        match stream.message().await {
+            Ok(Some(resp)) => Ok(resp
+                .resources
+                .iter()
+                .filter_map(|a| {
+                    <envoy_types::pb::envoy::config::listener::v3::Listener as prost::Message>::decode(a.value.as_slice()).ok()
+                })
+                .map(|l| l.name)
+                .collect()),
+            Ok(None) => Err("stream ended".to_string()),
+            Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .map_err(|_| "no answer".to_string())?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xds_config_goes_only_to_the_gateways_own_certificate() {
+    let mut w = ClusterWorld::start().await;
+    let other_port = support::procs::free_port();
+    w.apply_yaml(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: other, namespace: {NS}}}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{{name: http, protocol: HTTP, port: {other_port}}}]
+"
+    ))
+    .await;
+    let r = w.start_replica("solo");
+    let xds_port = w.replicas[r].xds_port;
+    let mine = w.proxy_credentials(NS, "http").await;
+    let theirs = w.proxy_credentials(NS, "other").await;
+    let read =
+        |dir: &std::path::Path, f: &str| std::fs::read_to_string(dir.join(f)).expect("credential");
+    let ca = Certificate::from_pem(read(&mine, "ca.crt"));
+    let with = |dir: &std::path::Path| {
+        ClientTlsConfig::new()
+            .ca_certificate(ca.clone())
+            .domain_name(XDS_SERVER_NAME)
+            .identity(Identity::from_pem(
+                read(dir, "tls.crt"),
+                read(dir, "tls.key"),
+            ))
+    };
+    let http_listener = format!("http-{}", w.listener_port);
+    let other_listener = format!("http-{other_port}");
+
+    // The right certificate: the Gateway's own listeners.
+    let got = fetch_listeners(xds_port, Some(with(&mine)), node(Some((NS, "http")))).await;
+    assert_eq!(got, Ok(vec![http_listener.clone()]), "{}", w.logs());
+
+    // No credential at all: plain gRPC to a TLS port, and TLS without a client certificate.
+    let plain = fetch_listeners(xds_port, None, node(Some((NS, "http")))).await;
+    assert!(plain.is_err(), "plain gRPC got config: {plain:?}");
+    let anonymous = ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .domain_name(XDS_SERVER_NAME);
+    let anon = fetch_listeners(xds_port, Some(anonymous), node(Some((NS, "http")))).await;
+    assert!(
+        anon.is_err(),
+        "TLS without a client certificate got config: {anon:?}"
+    );
+
+    // Another Gateway's certificate claiming this Gateway: refused.
+    let stolen = fetch_listeners(xds_port, Some(with(&theirs)), node(Some((NS, "http")))).await;
+    let err = stolen.expect_err("another Gateway's certificate got this Gateway's config");
+    assert!(err.contains("PermissionDenied"), "{err}");
+
+    // The same certificate without a claim gets its own Gateway, never this one.
+    let own = fetch_listeners(xds_port, Some(with(&theirs)), node(None)).await;
+    assert_eq!(own, Ok(vec![other_listener]));
+    assert!(w.metric(r, "gatehouse_xds_refused_streams_total") >= 1.0);
+}
