@@ -14,7 +14,7 @@ export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
 # clone on the machine; GATEHOUSE_CACHE moves it). The API server tests read it.
 export GATEHOUSE_KUBE_BIN_DIR := $(shell scripts/kube-apiserver.sh path)
 
-.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough clean
+.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench clean
 
 all: build
 
@@ -67,6 +67,14 @@ crds:
 ## golden: rewrite the translate goldens after a reviewed change.
 golden:
 	UPDATE_GOLDEN=1 $(CARGO) test --test translate_golden
+
+## bench: criterion benchmarks of the pure pipeline (100 / 1,000 / 10,000 routes), then
+## gatehouse-bench with the release binaries, real Envoy and real backends; prints the table
+## BENCHMARKS.md records.
+bench: $(ENVOY)
+	$(CARGO) bench --bench pipeline
+	$(CARGO) build --release --workspace --bins
+	target/release/gatehouse-bench
 
 ## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy (Ctrl-C stops).
 run: $(ENVOY)

@@ -15,6 +15,7 @@ pub mod pki;
 pub mod protojson;
 pub mod provision;
 pub mod render;
+pub mod scale;
 pub mod snapshot;
 pub mod source;
 pub mod status;

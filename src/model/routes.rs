@@ -73,7 +73,6 @@ pub fn attach(
             .listeners
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.valid)
             .filter(|(_, l)| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
             .filter(|(_, l)| parent.port.is_none_or(|p| i32::from(l.port) == p))
             .collect();
@@ -86,8 +85,10 @@ pub fn attach(
         } else {
             let allowed: Vec<_> = candidates
                 .into_iter()
+                // An invalid listener (unsupported protocol, conflict) takes no routes.
                 .filter(|(_, l)| {
-                    l.allows_http_route
+                    l.valid
+                        && l.allows_http_route
                         && namespace_allowed(store, l, &key.namespace, &gw_key.namespace)
                 })
                 .collect();

@@ -171,7 +171,7 @@ pub fn apply_headers(route: &mut Route, f: &RouteFilters) {
 }
 
 /// The redirect action of a RequestRedirect filter.
-pub fn redirect(r: &Redirect, m: &MatchModel) -> RedirectAction {
+pub fn redirect(r: &Redirect, m: &MatchModel, listener_port: u16) -> RedirectAction {
     use redirect_action::RedirectResponseCode as Code;
     let code = match r.status {
         301 => Code::MovedPermanently,
@@ -189,11 +189,12 @@ pub fn redirect(r: &Redirect, m: &MatchModel) -> RedirectAction {
         }),
         None => None,
     };
-    // The spec: with a scheme and no port, the scheme's well-known port (left out of the URL).
+    // The spec: with a scheme and no port, the scheme's well-known port (left out of the URL);
+    // with neither, the listener's port (80 is http's default, so nothing to add).
     let port = r.port.or(match r.scheme.as_deref() {
         Some("https") => Some(443),
         Some("http") => Some(80),
-        _ => None,
+        _ => (listener_port != 80).then_some(listener_port),
     });
     RedirectAction {
         scheme_rewrite_specifier: r

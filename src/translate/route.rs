@@ -22,7 +22,7 @@ pub fn route_config(port: &PortModel) -> RouteConfiguration {
         virtual_hosts: port
             .virtual_hosts
             .iter()
-            .map(|vh| virtual_host(vh, &providers))
+            .map(|vh| virtual_host(vh, &providers, port.port))
             .collect(),
         ..Default::default()
     }
@@ -37,11 +37,15 @@ fn domains(hostname: &str) -> Vec<String> {
     }
 }
 
-fn virtual_host(vh: &VirtualHostModel, providers: &[&ObjKey]) -> VirtualHost {
+fn virtual_host(vh: &VirtualHostModel, providers: &[&ObjKey], listener_port: u16) -> VirtualHost {
     VirtualHost {
         name: vh.hostname.clone(),
         domains: domains(&vh.hostname),
-        routes: vh.routes.iter().map(|r| route(r, providers)).collect(),
+        routes: vh
+            .routes
+            .iter()
+            .map(|r| route(r, providers, listener_port))
+            .collect(),
         ..Default::default()
     }
 }
@@ -84,7 +88,7 @@ fn forward(backends: &[model::WeightedBackend]) -> RouteAction {
     }
 }
 
-fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
+fn route(r: &RouteModel, providers: &[&ObjKey], listener_port: u16) -> Route {
     let action = match &r.action {
         model::RouteAction::Forward(backends) => {
             let mut action = forward(backends);
@@ -92,7 +96,7 @@ fn route(r: &RouteModel, providers: &[&ObjKey]) -> Route {
             route::Action::Route(action)
         }
         model::RouteAction::Redirect(redirect) => {
-            route::Action::Redirect(filters::redirect(redirect, &r.matches))
+            route::Action::Redirect(filters::redirect(redirect, &r.matches, listener_port))
         }
         model::RouteAction::Respond { status, body } => {
             route::Action::DirectResponse(DirectResponseAction {

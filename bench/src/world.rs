@@ -1,0 +1,203 @@
+//! Gatehouse standalone over a generated manifest directory, with real backends and Envoy.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use gatehouse::scale::{Scale, Targets, manifests};
+
+use crate::procs::{Proc, bin, envoy, free_port, wait_port};
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub manifests: PathBuf,
+    pub targets: Targets,
+    pub xds_port: u16,
+    pub admin_port: u16,
+    pub gatehouse: Proc,
+    pub others: Vec<Proc>,
+}
+
+impl World {
+    /// Backends and Gatehouse over `scale`'s manifests; no Envoy yet.
+    pub fn start(scale: &Scale) -> anyhow::Result<World> {
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-bench-")
+            .tempdir()?;
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests)?;
+        let targets = Targets {
+            listener_port: free_port()?,
+            backend_ip: "127.0.0.1".into(),
+            backend_port: free_port()?,
+            authz_ip: "127.0.0.1".into(),
+            authz_port: free_port()?,
+        };
+        let mut others = Vec::new();
+        let mut echo = Command::new(bin("gatehouse-echo")?);
+        echo.args([
+            "--addr",
+            &format!("127.0.0.1:{}", targets.backend_port),
+            "--name",
+            "echo",
+        ])
+        .env("RUST_LOG", "warn");
+        others.push(Proc::spawn("echo", echo, dir.path())?);
+        let mut authz = Command::new(bin("gatehouse-ext-authz")?);
+        authz
+            .args([
+                "--grpc-addr",
+                &format!("127.0.0.1:{}", targets.authz_port),
+                "--http-addr",
+                "off",
+            ])
+            .env("RUST_LOG", "warn");
+        others.push(Proc::spawn("ext-authz", authz, dir.path())?);
+        wait_port(targets.backend_port, "echo")?;
+        wait_port(targets.authz_port, "ext-authz")?;
+        std::fs::write(manifests.join("all.yaml"), manifests_text(scale, &targets))?;
+        let (xds_port, admin_port) = (free_port()?, free_port()?);
+        let mut gh = Command::new(bin("gatehouse")?);
+        gh.args([
+            "standalone",
+            "--listener-address",
+            "127.0.0.1",
+            "--manifests",
+        ])
+        .arg(&manifests)
+        .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
+        .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
+        .env("RUST_LOG", "warn");
+        let gatehouse = Proc::spawn("gatehouse", gh, dir.path())?;
+        wait_port(admin_port, "gatehouse admin")?;
+        let w = World {
+            dir,
+            manifests,
+            targets,
+            xds_port,
+            admin_port,
+            gatehouse,
+            others,
+        };
+        w.wait_ready()?;
+        Ok(w)
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.builds() == 0 {
+            if Instant::now() > deadline {
+                bail!("gatehouse never built\n{}", self.gatehouse.tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Snapshot builds so far.
+    pub fn builds(&self) -> u64 {
+        let body = blocking_get(self.admin_port, "/debug/status").unwrap_or_default();
+        let marker = "\"builds\":";
+        body.find(marker)
+            .and_then(|i| {
+                body[i + marker.len()..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .find(|s| !s.is_empty())
+                    .and_then(|s| s.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Something that writes into the watched directory from another thread.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            tmp: self.dir.path().to_path_buf(),
+            manifests: self.manifests.clone(),
+        }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        self.writer().write(name, text)
+    }
+
+    pub fn remove(&self, name: &str) -> anyhow::Result<()> {
+        self.writer().remove(name)
+    }
+
+    /// Writes and waits until a build after it finished.
+    pub fn write_and_wait(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        let before = self.builds();
+        self.write(name, text)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.builds() <= before {
+            if Instant::now() > deadline {
+                bail!("no build after writing {name}\n{}", self.gatehouse.tail());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Starts an Envoy for `gateway` and returns it with its listener port.
+    pub fn envoy(&mut self, gateway: &str) -> anyhow::Result<Proc> {
+        let out = Command::new(bin("gatehouse")?)
+            .args(["bootstrap", "--gateway", gateway])
+            .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
+            .output()?;
+        if !out.status.success() {
+            bail!("bootstrap: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let file = self.dir.path().join("bootstrap.yaml");
+        std::fs::write(&file, &out.stdout)?;
+        let mut cmd = Command::new(envoy()?);
+        cmd.arg("-c").arg(&file).args([
+            "--disable-hot-restart",
+            "-l",
+            "error",
+            "--concurrency",
+            "1",
+        ]);
+        Proc::spawn("envoy", cmd, self.dir.path()).context("envoy")
+    }
+}
+
+pub fn manifests_text(scale: &Scale, targets: &Targets) -> String {
+    manifests(scale, targets)
+}
+
+/// One blocking GET on loopback (admin endpoint), the body.
+pub fn blocking_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Writes manifests the way editors and tools do: a temporary file renamed into place.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tmp: PathBuf,
+    manifests: PathBuf,
+}
+
+impl Writer {
+    pub fn write(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        let tmp = self.tmp.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.manifests.join(name))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> anyhow::Result<()> {
+        std::fs::remove_file(self.manifests.join(name))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! The engine's pure pipeline at 100 / 1,000 / 10,000 routes (10 Gateways, a policy per ten
+//! routes): loading manifests, the model, the translation, snapshot encoding, and the whole
+//! rebuild after a one-route change. `cargo bench --bench pipeline`; method and results in
+//! BENCHMARKS.md.
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gatehouse::model::{ModelConfig, build};
+use gatehouse::scale::{Scale, Targets, manifests, route};
+use gatehouse::source::files::load_str;
+use gatehouse::store::Store;
+use gatehouse::translate::{TranslateOptions, translate_gateway};
+
+fn store_of(text: &str) -> Store {
+    let mut store = Store::new();
+    for o in load_str(Path::new("bench.yaml"), text).objects {
+        store.apply(o);
+    }
+    store
+}
+
+fn pipeline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline");
+    group.sample_size(10);
+    let config = ModelConfig::default();
+    let options = TranslateOptions::default();
+    for routes in [100usize, 1_000, 10_000] {
+        let scale = Scale::routes(routes);
+        let text = manifests(&scale, &Targets::default());
+        let store = store_of(&text);
+        group.bench_with_input(BenchmarkId::new("load", routes), &text, |b, text| {
+            b.iter(|| store_of(text))
+        });
+        group.bench_with_input(BenchmarkId::new("model", routes), &store, |b, store| {
+            b.iter(|| build(store, &config))
+        });
+        let model = build(&store, &config);
+        group.bench_with_input(BenchmarkId::new("translate", routes), &model, |b, model| {
+            b.iter(|| {
+                model
+                    .gateways
+                    .iter()
+                    .map(|g| translate_gateway(g, &options))
+                    .collect::<Vec<_>>()
+            })
+        });
+        let resources: Vec<_> = model
+            .gateways
+            .iter()
+            .map(|g| translate_gateway(g, &options))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("snapshot", routes),
+            &resources,
+            |b, res| {
+                b.iter(|| {
+                    res.iter()
+                        .map(gatehouse::snapshot::snapshot)
+                        .collect::<Vec<_>>()
+                })
+            },
+        );
+        // One route rewritten, then everything the engine does for it.
+        let mut version = 0;
+        group.bench_function(BenchmarkId::new("one_route_change", routes), |b| {
+            let mut store = store.clone();
+            b.iter(|| {
+                version += 1;
+                for o in load_str(Path::new("change.yaml"), &route(7, &scale, version)).objects {
+                    store.apply(o);
+                }
+                let model = build(&store, &config);
+                model
+                    .gateways
+                    .iter()
+                    .map(|g| gatehouse::snapshot::snapshot(&translate_gateway(g, &options)))
+                    .collect::<Vec<_>>()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
