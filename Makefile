@@ -8,13 +8,14 @@ VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 HELM_SDK      := $(VENV)/.helm-installed
 CARGO         ?= cargo
+SHELL         := bash
 
 export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
 # Where `make kube-apiserver` caches kube-apiserver + etcd (outside the clone, shared by every
 # clone on the machine; GATEHOUSE_CACHE moves it). The API server tests read it.
 export GATEHOUSE_KUBE_BIN_DIR := $(shell scripts/kube-apiserver.sh path)
 
-.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench clean
+.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench fuzz clean
 
 all: build
 
@@ -75,6 +76,30 @@ bench: $(ENVOY)
 	$(CARGO) bench --bench pipeline
 	$(CARGO) build --release --workspace --bins
 	target/release/gatehouse-bench
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (nightly toolchain; cargo-fuzz is
+## installed into $(FUZZ_TOOLS) once). Seeds come from fuzz/seeds/ (read only); new inputs go
+## to $(FUZZ_WORK). A crash fails the target and leaves its input in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := load_manifests model_translate xds_delta
+FUZZ_CACHE   ?= $(HOME)/.cache/gatehouse
+FUZZ_TOOLS   := $(FUZZ_CACHE)/tools
+FUZZ_WORK    := $(FUZZ_CACHE)/fuzz-corpus
+CARGO_FUZZ   := $(FUZZ_TOOLS)/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install --quiet --locked --root $(FUZZ_TOOLS) cargo-fuzz@0.13.2
+
+fuzz: $(CARGO_FUZZ)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+		( cd fuzz && CARGO_TARGET_DIR=$(FUZZ_CACHE)/fuzz-target PATH=$(FUZZ_TOOLS)/bin:$$PATH \
+		  $(CARGO) +nightly fuzz run $$t $(FUZZ_WORK)/$$t seeds/$$t -- \
+		  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 ) \
+		  | grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done|==|.*ERROR|.*panicked)" ; \
+		test $${PIPESTATUS[0]} -eq 0; \
+	done
 
 ## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy (Ctrl-C stops).
 run: $(ENVOY)

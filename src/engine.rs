@@ -34,6 +34,9 @@ pub struct Shared {
     view: RwLock<View>,
     /// Gateways proxies asked for, so that unknown ones get an (empty) answer.
     requested: Mutex<BTreeSet<ObjKey>>,
+    /// Why the last build failed (a panic in the model or translator), while the previous
+    /// configuration keeps being served; `None` when the last build succeeded.
+    degraded: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -45,6 +48,17 @@ impl Shared {
     /// True once the first build is done.
     pub fn ready(&self) -> bool {
         self.view.read().map(|v| v.ready).unwrap_or(false)
+    }
+
+    /// Why the control plane is degraded, if it is.
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded.lock().ok().and_then(|d| d.clone())
+    }
+
+    fn set_degraded(&self, why: Option<String>) {
+        if let Ok(mut d) = self.degraded.lock() {
+            *d = why;
+        }
     }
 
     /// True when the last build serves `key`.
@@ -69,13 +83,41 @@ impl Engine {
     /// Rebuilds everything from `store`; `problems` are the sources' current input errors.
     pub fn rebuild(&self, store: &Store, problems: Vec<String>) {
         let started = Instant::now();
-        let model = model::build(store, &self.model_config);
+        // A bug in the model or translator must not take the control plane down: the proxies
+        // keep the previous snapshots, /readyz reports the failure, the next change retries.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let model = model::build(store, &self.model_config);
+            let snapshots: Vec<_> = model
+                .gateways
+                .iter()
+                .map(|gw| {
+                    let res = translate::translate_gateway(gw, &self.translate_options);
+                    let snap = crate::snapshot::snapshot(&res);
+                    (gw.key.clone(), res, snap)
+                })
+                .collect();
+            (model, snapshots)
+        }));
+        let (model, snapshots) = match built {
+            Ok(built) => built,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(panic = %why, objects = store.len(), "building the configuration panicked; proxies keep the previous configuration");
+                self.metrics.build_panics.inc();
+                self.shared
+                    .set_degraded(Some(format!("the last build panicked: {why}")));
+                return;
+            }
+        };
+        self.shared.set_degraded(None);
         let mut resources = BTreeMap::new();
-        for gw in &model.gateways {
-            let res = translate::translate_gateway(gw, &self.translate_options);
-            self.cache
-                .set(&group(&gw.key), crate::snapshot::snapshot(&res));
-            resources.insert(gw.key.clone(), res);
+        for (key, res, snap) in snapshots {
+            self.cache.set(&group(&key), snap);
+            resources.insert(key, res);
         }
         let unhealthy = count_unhealthy(&model.status);
         let explain = crate::explain::explain(&model);
@@ -134,6 +176,9 @@ impl Engine {
             ms = elapsed.as_secs_f64() * 1e3,
             "snapshots built"
         );
+        drop(current);
+        drop(previous);
+        release_freed_memory();
     }
 
     /// The grouper the ADS server uses for this engine's proxies.
@@ -284,4 +329,14 @@ fn log_status_changes(old: &Status, new: &Status) {
         &new.gateway_extensions,
         |c| ok(c),
     );
+}
+
+/// Hands memory freed by a build back to the kernel. glibc keeps freed heap pages in its arenas,
+/// so after a large configuration shrinks the process would otherwise stay at its peak size.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

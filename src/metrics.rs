@@ -26,6 +26,8 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Status patches that failed.
     pub status_write_errors: Counter,
+    /// Builds that panicked (a bug); the previous configuration stays served.
+    pub build_panics: Counter,
     /// Provisioned objects applied (controller mode, leader only).
     pub provision_applies: Counter,
     /// Gateways whose provisioning failed in a sync.
@@ -72,6 +74,12 @@ impl Metrics {
             "Status patches that failed",
             status_write_errors.clone(),
         );
+        let build_panics = Counter::default();
+        registry.register(
+            "build_panics",
+            "Snapshot builds that panicked; the previous configuration stays served",
+            build_panics.clone(),
+        );
         let provision_applies = Counter::default();
         let provision_errors = Counter::default();
         registry.register(
@@ -93,6 +101,7 @@ impl Metrics {
             unhealthy_objects,
             status_writes,
             status_write_errors,
+            build_panics,
             provision_applies,
             provision_errors,
         }

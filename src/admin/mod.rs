@@ -45,7 +45,13 @@ pub async fn serve(
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.shared.ready() {
+    if let Some(why) = s.shared.degraded() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: {why}; serving the previous configuration\n"),
+        )
+            .into_response()
+    } else if s.shared.ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (

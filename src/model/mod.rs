@@ -167,7 +167,10 @@ pub fn build(store: &Store, config: &ModelConfig) -> Model {
                 };
                 if matches!(action, RouteAction::Forward(_)) {
                     for c in rule_clusters {
-                        clusters[a.gateway].insert(c.key.clone(), c.clone());
+                        // Many routes share a backend: clone its endpoints once.
+                        clusters[a.gateway]
+                            .entry(c.key.clone())
+                            .or_insert_with(|| c.clone());
                     }
                 }
                 for (match_index, m) in matches::rule_matches(rule.matches.as_ref())

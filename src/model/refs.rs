@@ -154,15 +154,7 @@ fn protocol_of(port: &ServicePort) -> UpstreamProtocol {
 fn endpoints(store: &Store, service: &ObjKey, port: &ServicePort) -> Vec<Endpoint> {
     let want_name = port.name.as_deref().unwrap_or("");
     let mut out = Vec::new();
-    let slices = store.endpoint_slices.iter().filter(|(k, s)| {
-        k.namespace == service.namespace
-            && s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                .is_some_and(|n| *n == service.name)
-    });
-    for (_, slice) in slices {
+    for slice in store.slices_of(service) {
         let Some(slice_port) = slice.ports.as_ref().and_then(|ports| {
             ports
                 .iter()

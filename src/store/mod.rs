@@ -68,8 +68,23 @@ pub struct Store {
     pub gateway_extensions: BTreeMap<ObjKey, GatewayExtension>,
     pub traffic_policies: BTreeMap<ObjKey, TrafficPolicy>,
     pub services: BTreeMap<ObjKey, Service>,
+    /// Change through [`Store::apply`] and [`Store::delete`] only: `slices_by_service`
+    /// follows it.
     pub endpoint_slices: BTreeMap<ObjKey, EndpointSlice>,
     pub namespaces: BTreeMap<ObjKey, Namespace>,
+    /// EndpointSlices by the Service they label (`kubernetes.io/service-name`): resolving a
+    /// backend is a lookup, not a scan of every slice (which made 10,000 routes quadratic).
+    slices_by_service: BTreeMap<ObjKey, std::collections::BTreeSet<ObjKey>>,
+}
+
+/// The Service an EndpointSlice belongs to, from its `kubernetes.io/service-name` label.
+fn slice_service(key: &ObjKey, slice: &EndpointSlice) -> Option<ObjKey> {
+    let name = slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get("kubernetes.io/service-name")?;
+    Some(ObjKey::new(key.namespace.clone(), name.clone()))
 }
 
 impl Store {
@@ -89,9 +104,46 @@ impl Store {
             Object::GatewayExtension(o) => put(&mut self.gateway_extensions, key, *o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, *o),
             Object::Service(o) => put(&mut self.services, key, *o),
-            Object::EndpointSlice(o) => put(&mut self.endpoint_slices, key, *o),
+            Object::EndpointSlice(o) => {
+                self.unindex_slice(&key);
+                if let Some(service) = slice_service(&key, &o) {
+                    self.slices_by_service
+                        .entry(service)
+                        .or_default()
+                        .insert(key.clone());
+                }
+                put(&mut self.endpoint_slices, key, *o)
+            }
             Object::Namespace(o) => put(&mut self.namespaces, key, *o),
         }
+    }
+
+    fn unindex_slice(&mut self, key: &ObjKey) {
+        let Some(service) = self
+            .endpoint_slices
+            .get(key)
+            .and_then(|old| slice_service(key, old))
+        else {
+            return;
+        };
+        if let Some(set) = self.slices_by_service.get_mut(&service) {
+            set.remove(key);
+            if set.is_empty() {
+                self.slices_by_service.remove(&service);
+            }
+        }
+    }
+
+    /// The EndpointSlices of `service`, in key order.
+    pub fn slices_of<'a>(
+        &'a self,
+        service: &ObjKey,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.slices_by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.endpoint_slices.get(k))
     }
 
     /// Removes an object; returns true when it was present.
@@ -105,7 +157,10 @@ impl Store {
             Kind::GatewayExtension => self.gateway_extensions.remove(key).is_some(),
             Kind::TrafficPolicy => self.traffic_policies.remove(key).is_some(),
             Kind::Service => self.services.remove(key).is_some(),
-            Kind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
+            Kind::EndpointSlice => {
+                self.unindex_slice(key);
+                self.endpoint_slices.remove(key).is_some()
+            }
             Kind::Namespace => self.namespaces.remove(key).is_some(),
         }
     }

@@ -79,18 +79,7 @@ impl World {
             w.write(file, &text.replace(from, &to));
         }
 
-        let mut gh = Command::new(gatehouse());
-        gh.args(["standalone", "--listener-address", "127.0.0.1"])
-            .arg("--manifests")
-            .arg(&w.manifests)
-            .args(["--xds-address", &format!("127.0.0.1:{}", w.xds_port)])
-            .args(["--admin-address", &format!("127.0.0.1:{}", w.admin_port)])
-            .env("RUST_LOG", "info,gatehouse_xds=debug");
-        w.spawn("gatehouse", gh);
-        wait_for_port(w.admin_port, Duration::from_secs(10), "gatehouse admin");
-        w.wait_until("gatehouse ready", Duration::from_secs(10), |w| {
-            w.admin("/readyz").is_some_and(|r| r.status == 200)
-        });
+        w.start_gatehouse();
 
         let mut boot = Command::new(gatehouse());
         boot.args(["bootstrap", "--gateway", GATEWAY])
@@ -118,6 +107,39 @@ impl World {
         w.spawn("envoy", envoy);
         w.wait_for("the first 200 through Envoy", |r| r.status == 200, &[]);
         w
+    }
+
+    /// Starts `gatehouse standalone` on the world's ports and waits until it is ready.
+    fn start_gatehouse(&mut self) {
+        let mut gh = Command::new(gatehouse());
+        gh.args(["standalone", "--listener-address", "127.0.0.1"])
+            .arg("--manifests")
+            .arg(&self.manifests)
+            .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
+            .args(["--admin-address", &format!("127.0.0.1:{}", self.admin_port)])
+            .env("RUST_LOG", "info,gatehouse_xds=debug");
+        self.spawn("gatehouse", gh);
+        wait_for_port(self.admin_port, Duration::from_secs(10), "gatehouse admin");
+        self.wait_until("gatehouse ready", Duration::from_secs(10), |w| {
+            w.admin("/readyz").is_some_and(|r| r.status == 200)
+        });
+    }
+
+    /// Kills Gatehouse (SIGKILL: no goodbye to Envoy) and starts it again on the same ports.
+    pub fn restart_gatehouse(&mut self) {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == "gatehouse")
+            .expect("gatehouse runs");
+        let mut old = self.procs.remove(i);
+        let _ = old.child.kill();
+        let _ = old.child.wait();
+        let _ = std::fs::rename(
+            &old.log,
+            self.dir.path().join("gatehouse-before-restart.log"),
+        );
+        self.start_gatehouse();
     }
 
     /// Starts another echo backend.

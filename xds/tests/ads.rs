@@ -357,3 +357,62 @@ async fn node_without_group_is_refused() {
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(h.stats.connected(), 0);
 }
+
+/// A proxy that NACKs keeps its own stream waiting for a newer snapshot; another group's
+/// proxy is pushed every change regardless.
+#[tokio::test]
+async fn a_nack_in_one_group_does_not_hold_back_another() {
+    let h = start().await;
+    h.cache.set("ns/a", snapshot(&[("c1", "a1")], &[]));
+    h.cache.set("ns/b", snapshot(&[("c1", "b1")], &[]));
+    let (tx_a, mut rx_a) = sotw(
+        h.addr,
+        DiscoveryRequest {
+            node: Some(node("ns/a")),
+            ..sotw_req(CLUSTER, &[], None)
+        },
+    )
+    .await;
+    let (tx_b, mut rx_b) = sotw(
+        h.addr,
+        DiscoveryRequest {
+            node: Some(node("ns/b")),
+            ..sotw_req(CLUSTER, &[], None)
+        },
+    )
+    .await;
+    let first_a = next(&mut rx_a).await;
+    let first_b = next(&mut rx_b).await;
+    // A rejects its config.
+    let mut nack = sotw_req(CLUSTER, &[], Some(&first_a));
+    nack.version_info = String::new();
+    nack.error_detail = Some(envoy_types::pb::google::rpc::Status {
+        code: 3,
+        message: "rejected".into(),
+        ..Default::default()
+    });
+    tx_a.send(nack).await.unwrap();
+    tx_b.send(sotw_req(CLUSTER, &[], Some(&first_b)))
+        .await
+        .unwrap();
+    eventually("the NACK is counted", || h.stats.nacks() == 1).await;
+
+    // B keeps getting updates.
+    for v in ["b2", "b3"] {
+        h.cache.set("ns/b", snapshot(&[("c1", v)], &[]));
+        let update = next(&mut rx_b).await;
+        assert_eq!(cluster_names(&update), [("c1".to_string(), v.to_string())]);
+        tx_b.send(sotw_req(CLUSTER, &[], Some(&update)))
+            .await
+            .unwrap();
+    }
+    // A gets the next change to its own group.
+    h.cache.set("ns/a", snapshot(&[("c1", "a2")], &[]));
+    let update = next(&mut rx_a).await;
+    assert_eq!(
+        cluster_names(&update),
+        [("c1".to_string(), "a2".to_string())]
+    );
+    drop((tx_a, tx_b));
+    let _ = h.stop.send(());
+}

@@ -140,8 +140,8 @@ fn validate(object: &Object) -> Result<(), String> {
         return Err("metadata.name is required".into());
     }
     let cel = match object {
-        Object::GatewayExtension(o) => o.validate_cel(),
-        Object::TrafficPolicy(o) => o.validate_cel(),
+        Object::GatewayExtension(o) => super::cel::gateway_extension(o),
+        Object::TrafficPolicy(o) => super::cel::traffic_policy(o),
         _ => Ok(()),
     };
     cel.map_err(|e| format!("rejected by CRD validation: {e}"))

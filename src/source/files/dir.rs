@@ -12,6 +12,28 @@ struct FileState {
     objects: Vec<Object>,
     /// Errors of the most recent load; non-empty means `objects` are kept from before.
     errors: Vec<LoadError>,
+    /// What the file looked like when last read; an event for an unchanged file (a
+    /// directory-level event makes every file a candidate) is not parsed again.
+    fingerprint: Option<Fingerprint>,
+}
+
+/// Inode, size and modification time: a rename over the file, a rewrite or a touch changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        Fingerprint {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 /// The files of a directory tree and the objects they hold.
@@ -60,7 +82,11 @@ impl DirSource {
             .cloned()
             .collect();
         for p in gone {
-            changed |= self.reload(&p);
+            // Not `reload`: a path that became a directory would rescan again, forever.
+            changed |= self
+                .files
+                .remove(&p)
+                .is_some_and(|old| !old.objects.is_empty());
         }
         for p in paths {
             changed |= self.reload(&p);
@@ -85,8 +111,16 @@ impl DirSource {
                 .remove(path)
                 .is_some_and(|old| !old.objects.is_empty());
         }
+        let fingerprint = meta.as_ref().ok().map(Fingerprint::of);
+        if let Some(state) = self.files.get(path)
+            && fingerprint.is_some()
+            && state.fingerprint == fingerprint
+        {
+            return false;
+        }
         let load = load_file(path);
         let state = self.files.entry(path.to_path_buf()).or_default();
+        state.fingerprint = fingerprint;
         let had_objects = !state.objects.is_empty();
         let empty = load.objects.is_empty() && load.errors.is_empty();
         if (!load.errors.is_empty() || empty) && had_objects {

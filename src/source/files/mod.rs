@@ -1,5 +1,6 @@
 //! Manifests on disk: multi-document YAML (or JSON) files, a file or a directory tree.
 
+mod cel;
 mod decode;
 mod dir;
 mod split;

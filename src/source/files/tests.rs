@@ -153,3 +153,22 @@ fn list_items_are_loaded() {
     );
     assert_eq!(out.objects.len(), 2);
 }
+
+/// A watched file replaced by a directory drops the file's objects (no endless rescan), and
+/// an unchanged file is not parsed again.
+#[test]
+fn a_file_turned_directory_is_dropped_and_unchanged_files_are_not_reread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("r.yaml");
+    std::fs::write(&file, ROUTE).expect("write");
+    let mut src = super::DirSource::new(dir.path());
+    assert!(src.rescan());
+    assert_eq!(src.store().http_routes.len(), 1);
+    assert!(!src.reload(&file), "unchanged file is not news");
+    assert!(!src.rescan(), "nothing changed");
+    std::fs::remove_file(&file).expect("rm");
+    std::fs::create_dir(&file).expect("mkdir");
+    assert!(src.reload(&file), "the file's objects are gone");
+    assert!(src.store().http_routes.is_empty());
+    assert!(!src.rescan());
+}

@@ -69,12 +69,15 @@ pub async fn watch(
                 Err(_) => break,
             }
         }
+        let problems = source.problems();
         let changed = if full {
             source.rescan()
         } else {
             paths.iter().fold(false, |acc, p| source.reload(p) | acc)
         };
-        if changed {
+        // A file that broke (or was fixed) while its last good objects stay is still news:
+        // the rebuild publishes the problem (metrics, /debug/status) and sends Envoy nothing.
+        if changed || source.problems() != problems {
             on_change(&source);
         } else {
             tracing::debug!(paths = paths.len(), "file events changed no object");
