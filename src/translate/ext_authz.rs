@@ -162,6 +162,38 @@ fn retry_policy(r: &ExtSvcRetryPolicy, retry_on: &str) -> RetryPolicy {
     }
 }
 
+/// `ExtAuthzPerRoute { check_settings }` with `context_extensions` encoded in key order.
+/// prost encodes map fields in `HashMap` iteration order, which differs between maps: the same
+/// route would get different bytes (and xDS versions) on every build. Found by the
+/// `model_translate` fuzz target.
+fn check_settings_any(
+    settings: &CheckSettings,
+    context_extensions: &std::collections::BTreeMap<String, String>,
+) -> Any {
+    use prost::encoding::{WireType, btree_map, encode_key, encode_varint, string};
+    use prost::{Message, Name};
+    let mut inner = settings.encode_to_vec();
+    // CheckSettings.context_extensions is field 1.
+    btree_map::encode(
+        string::encode,
+        string::encoded_len,
+        string::encode,
+        string::encoded_len,
+        1,
+        context_extensions,
+        &mut inner,
+    );
+    // ExtAuthzPerRoute.check_settings is field 2.
+    let mut value = Vec::with_capacity(inner.len() + 8);
+    encode_key(2, WireType::LengthDelimited, &mut value);
+    encode_varint(inner.len() as u64, &mut value);
+    value.extend_from_slice(&inner);
+    Any {
+        type_url: ExtAuthzPerRoute::type_url(),
+        value,
+    }
+}
+
 /// Per-route filter configs for a route's auth, keyed by filter name. `providers` are the
 /// providers installed on the route's listener.
 pub fn per_route(auth: &RouteAuth, providers: &[&ObjKey]) -> HashMap<String, Any> {
@@ -174,17 +206,13 @@ pub fn per_route(auth: &RouteAuth, providers: &[&ObjKey]) -> HashMap<String, Any
             ..
         } => {
             let settings = CheckSettings {
-                context_extensions: context_extensions
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
                 with_request_body: with_request_body.as_ref().map(buffer),
                 ..Default::default()
             };
-            let cfg = ExtAuthzPerRoute {
-                r#override: Some(ext_authz_per_route::Override::CheckSettings(settings)),
-            };
-            out.insert(names::ext_authz_filter(provider), pack_any(cfg));
+            out.insert(
+                names::ext_authz_filter(provider),
+                check_settings_any(&settings, context_extensions),
+            );
         }
         RouteAuth::Disabled { .. } => {
             for p in providers {
