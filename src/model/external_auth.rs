@@ -10,7 +10,7 @@ use gateway_api::apis::experimental::httproutes::{
 };
 
 use super::extensions::ProviderResult;
-use super::refs::{self, RefError, ServiceRef};
+use super::refs::{self, RefError};
 use super::types::{ProviderService, UpstreamProtocol};
 use crate::api::{
     AuthorizationResponse, BackendRef, ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService,
@@ -51,21 +51,14 @@ fn provider(
     ea: &HttpRouteRulesFiltersExternalAuth,
 ) -> ProviderResult {
     let b = &ea.backend_ref;
-    let from = refs::From {
-        group: "gateway.networking.k8s.io",
-        kind: "HTTPRoute",
-        namespace: &route.namespace,
-    };
-    let service = refs::resolve_service(
+    let service = refs::resolve_route_backend(
         store,
-        &from,
-        &ServiceRef {
-            group: b.group.as_deref(),
-            kind: b.kind.as_deref(),
-            namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
-            name: &b.name,
-            port: b.port,
-        },
+        route,
+        b.group.as_deref(),
+        b.kind.as_deref(),
+        b.namespace.as_deref(),
+        &b.name,
+        b.port,
     )?;
     let backend_ref = BackendRef {
         group: b.group.clone(),

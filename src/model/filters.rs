@@ -11,7 +11,7 @@ use gateway_api::apis::experimental::httproutes::{
     HttpRouteRulesFiltersUrlRewritePathType,
 };
 
-use super::refs::{self, RefError, ServiceRef};
+use super::refs::{self, RefError};
 use super::types::{ClusterKey, ClusterModel};
 use crate::store::{ObjKey, Store};
 
@@ -227,22 +227,15 @@ pub fn rule_filters(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> Rul
                 let Some(m) = &filter.request_mirror else {
                     continue;
                 };
-                let from = refs::From {
-                    group: "gateway.networking.k8s.io",
-                    kind: "HTTPRoute",
-                    namespace: &route.namespace,
-                };
                 let b = &m.backend_ref;
-                let resolved = refs::resolve_service(
+                let resolved = refs::resolve_route_backend(
                     store,
-                    &from,
-                    &ServiceRef {
-                        group: b.group.as_deref(),
-                        kind: b.kind.as_deref(),
-                        namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
-                        name: &b.name,
-                        port: b.port,
-                    },
+                    route,
+                    b.group.as_deref(),
+                    b.kind.as_deref(),
+                    b.namespace.as_deref(),
+                    &b.name,
+                    b.port,
                 );
                 match resolved {
                     Ok(svc) => {

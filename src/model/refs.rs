@@ -84,6 +84,35 @@ pub struct ServiceRef<'a> {
     pub port: Option<i32>,
 }
 
+/// Resolves a backendRef written in HTTPRoute `route` (which supplies the grant's `from` and
+/// the default namespace).
+pub fn resolve_route_backend(
+    store: &Store,
+    route: &ObjKey,
+    group: Option<&str>,
+    kind: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+    port: Option<i32>,
+) -> Result<ResolvedService, RefError> {
+    let from = From {
+        group: "gateway.networking.k8s.io",
+        kind: "HTTPRoute",
+        namespace: &route.namespace,
+    };
+    resolve_service(
+        store,
+        &from,
+        &ServiceRef {
+            group,
+            kind,
+            namespace: namespace.unwrap_or(&route.namespace),
+            name,
+            port,
+        },
+    )
+}
+
 /// Resolves a Service reference: kind, grant, existence, port, endpoints.
 pub fn resolve_service(
     store: &Store,

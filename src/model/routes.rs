@@ -9,7 +9,7 @@ use super::conditions::{Condition, ParentRef, RouteParentStatus};
 use super::filters::{self, RouteFilters};
 use super::gateways::{GatewayInfo, ListenerInfo};
 use super::hostname;
-use super::refs::{self, ServiceRef};
+use super::refs;
 use super::types::{ClusterKey, ClusterModel, RouteAction, WeightedBackend};
 use crate::store::{ObjKey, Store};
 
@@ -168,11 +168,6 @@ pub struct RuleResolution {
 /// weight and answers 500 for that share, as the spec requires; a RequestRedirect answers
 /// every request with the redirect.
 pub fn rule_action(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> RuleResolution {
-    let from = refs::From {
-        group: GATEWAY_GROUP,
-        kind: "HTTPRoute",
-        namespace: &route.namespace,
-    };
     let filters::RuleFilters {
         filters,
         redirect,
@@ -185,16 +180,14 @@ pub fn rule_action(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> Rule
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
         let (request_headers, response_headers) =
             filters::backend_header_edits(b.filters.as_deref().unwrap_or_default());
-        let resolved = refs::resolve_service(
+        let resolved = refs::resolve_route_backend(
             store,
-            &from,
-            &ServiceRef {
-                group: b.group.as_deref(),
-                kind: b.kind.as_deref(),
-                namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
-                name: &b.name,
-                port: b.port,
-            },
+            route,
+            b.group.as_deref(),
+            b.kind.as_deref(),
+            b.namespace.as_deref(),
+            &b.name,
+            b.port,
         );
         let cluster = match resolved {
             Ok(svc) => {
