@@ -86,6 +86,8 @@ impl Engine {
         // A bug in the model or translator must not take the control plane down: the proxies
         // keep the previous snapshots, /readyz reports the failure, the next change retries.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(test)]
+            tests::maybe_panic();
             let model = model::build(store, &self.model_config);
             let snapshots: Vec<_> = model
                 .gateways
@@ -338,5 +340,64 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use gatehouse_xds::XdsStats;
+
+    use super::*;
+
+    thread_local! {
+        static PANIC_NEXT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The seam the test uses to make a build panic as a bug in the model would.
+    pub(super) fn maybe_panic() {
+        if PANIC_NEXT.with(|p| p.replace(false)) {
+            panic!("injected by the test");
+        }
+    }
+
+    #[test]
+    fn a_panicking_build_keeps_the_previous_snapshots_and_reports_degraded() {
+        let cache = SnapshotCache::new();
+        let shared = Arc::new(Shared::default());
+        let metrics = Arc::new(Metrics::new(Arc::new(XdsStats::new())));
+        let engine = Engine {
+            cache: cache.clone(),
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            model_config: ModelConfig::default(),
+            translate_options: TranslateOptions::default(),
+        };
+        let store = crate::testing::store(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec:\n  gatewayClassName: gatehouse\n  listeners: [{name: http, protocol: HTTP, port: 8080}]\n",
+        );
+        engine.rebuild(&store, Vec::new());
+        let key = group(&ObjKey::new("ns", "gw"));
+        let before = cache.get(&key).expect("snapshot built");
+        assert!(shared.ready() && shared.degraded().is_none());
+
+        PANIC_NEXT.with(|p| p.set(true));
+        engine.rebuild(&Store::new(), Vec::new());
+        let degraded = shared.degraded().expect("degraded after a panic");
+        assert!(degraded.contains("injected by the test"), "{degraded}");
+        assert_eq!(metrics.build_panics.get(), 1);
+        let kept = cache.get(&key).expect("snapshot kept");
+        assert!(
+            kept.same_versions(&before),
+            "the previous snapshot is still served"
+        );
+        assert!(
+            shared.serves(&ObjKey::new("ns", "gw")),
+            "the previous view is still shown"
+        );
+
+        engine.rebuild(&store, Vec::new());
+        assert!(shared.degraded().is_none(), "a good build clears it");
     }
 }

@@ -545,3 +545,56 @@ spec:
     assert_eq!(order, [4, 2, 3, 1, 0]);
     assert_eq!(vh.routes[2].matches.headers[0].name, "x-a");
 }
+
+/// Limits: 2,000 policies on one route (all but the oldest overridden) and a route with 500
+/// rules and long matches build completely, each policy with its own clear status.
+#[test]
+fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
+    let mut extra = String::new();
+    for i in 0..2_000 {
+        let p = policy(
+            "app",
+            &format!("p{i:04}"),
+            "HTTPRoute",
+            "b",
+            None,
+            USE_LOCAL,
+        )
+        .replace(
+            "namespace: app}",
+            &format!(
+                "namespace: app, creationTimestamp: '2026-01-01T{:02}:{:02}:{:02}Z'}}",
+                i / 3600,
+                (i / 60) % 60,
+                i % 60
+            ),
+        );
+        extra.push_str(&p);
+    }
+    let long_value = "v".repeat(4_096);
+    extra.push_str("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: big, namespace: app}\nspec:\n  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [big.example.com]\n  rules:\n");
+    for r in 0..500 {
+        extra.push_str(&format!(
+            "  - matches: [{{path: {{type: PathPrefix, value: /r{r}}}, headers: [{{name: x-long, value: {long_value}}}]}}]\n    backendRefs: [{{name: web, port: 80}}]\n"
+        ));
+    }
+    let m = model(&extra);
+    assert!(auth_on(&m, 8080).contains(&("b/".into(), "on:app/local".into())));
+    let winner = &m.status.traffic_policies[&ObjKey::new("app", "p0000")][0];
+    assert!(cond(&winner.conditions, "Attached").is_true());
+    let overridden = (1..2_000)
+        .filter(|i| {
+            let s = &m.status.traffic_policies[&ObjKey::new("app", format!("p{i:04}"))][0];
+            cond(&s.conditions, "Attached").reason == "Overridden"
+        })
+        .count();
+    assert_eq!(overridden, 1_999);
+    let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
+    let big = gw
+        .ports
+        .iter()
+        .flat_map(|p| &p.virtual_hosts)
+        .find(|v| v.hostname == "big.example.com")
+        .expect("vhost");
+    assert_eq!(big.routes.len(), 500);
+}
