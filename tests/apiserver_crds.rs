@@ -300,14 +300,7 @@ fn testnet_host_is_reachable_from_the_root_namespace_and_through_envoy() {
     let (listener, admin) = (free_port(), free_port());
     let bootstrap = dir.path().join("envoy.yaml");
     std::fs::write(&bootstrap, envoy_bootstrap(listener, admin, host, port)).expect("write");
-    let mut envoy = Command::new(support::envoy());
-    envoy.arg("-c").arg(&bootstrap).args([
-        "--disable-hot-restart",
-        "-l",
-        "warning",
-        "--concurrency",
-        "1",
-    ]);
+    let envoy = support::envoy_command(&bootstrap);
     let envoy = Proc::spawn("envoy", envoy, dir.path());
     wait_for_port(listener, Duration::from_secs(20), "envoy");
     let deadline = Instant::now() + Duration::from_secs(10);

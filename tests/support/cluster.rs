@@ -224,14 +224,7 @@ impl ClusterWorld {
         assert!(out.status.success());
         let file = self.dir.path().join("bootstrap.yaml");
         std::fs::write(&file, &out.stdout).expect("write bootstrap");
-        let mut envoy = Command::new(super::envoy());
-        envoy.arg("-c").arg(&file).args([
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-            "--concurrency",
-            "1",
-        ]);
+        let envoy = super::envoy_command(&file);
         self.procs
             .push(Proc::spawn("envoy", envoy, self.dir.path()));
         self.wait_for(

@@ -403,14 +403,7 @@ impl Conformance {
             .path()
             .join(format!("bootstrap-{}.yaml", gateway.replace('/', "_")));
         std::fs::write(&file, &out.stdout).expect("write bootstrap");
-        let mut envoy = Command::new(super::envoy());
-        envoy.arg("-c").arg(&file).args([
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-            "--concurrency",
-            "1",
-        ]);
+        let envoy = super::envoy_command(&file);
         let name = format!("envoy-{}", gateway.replace('/', "_"));
         self.envoys
             .insert(gateway.into(), Proc::spawn(&name, envoy, self.dir.path()));

@@ -77,6 +77,19 @@ pub fn envoy() -> PathBuf {
     path
 }
 
+/// Envoy on `bootstrap` as every test runs it: no hot restart, warnings only, one worker.
+pub fn envoy_command(bootstrap: &Path) -> std::process::Command {
+    let mut envoy = std::process::Command::new(envoy());
+    envoy.arg("-c").arg(bootstrap).args([
+        "--disable-hot-restart",
+        "-l",
+        "warning",
+        "--concurrency",
+        "1",
+    ]);
+    envoy
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)

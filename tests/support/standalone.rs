@@ -96,14 +96,7 @@ impl World {
         );
         let bootstrap = w.dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap, &out.stdout).expect("write bootstrap");
-        let mut envoy = Command::new(super::envoy());
-        envoy.arg("-c").arg(&bootstrap).args([
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-            "--concurrency",
-            "1",
-        ]);
+        let envoy = super::envoy_command(&bootstrap);
         w.spawn("envoy", envoy);
         w.wait_for("the first 200 through Envoy", |r| r.status == 200, &[]);
         w
