@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod crds;
 pub mod engine;
 pub mod explain;
+pub mod loopback;
 pub mod metrics;
 pub mod model;
 pub mod pki;

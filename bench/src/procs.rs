@@ -66,9 +66,7 @@ impl Drop for Proc {
 }
 
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(gatehouse::loopback::unused_port())
 }
 
 pub fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {

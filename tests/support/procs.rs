@@ -1,7 +1,7 @@
 //! Child processes that die with the test, and the binaries they run.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,12 +69,9 @@ impl Drop for Proc {
     }
 }
 
-/// A port free on 127.0.0.1 right now.
+/// A port free on 127.0.0.1 now, outside the ephemeral range (see `gatehouse::loopback`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    gatehouse::loopback::unused_port()
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.
