@@ -333,13 +333,12 @@ fn log_status_changes(old: &Status, new: &Status) {
     );
 }
 
-/// Hands memory freed by a build back to the kernel. glibc keeps freed heap pages in its arenas,
-/// so after a large configuration shrinks the process would otherwise stay at its peak size.
+/// Hands memory freed by a build back to the kernel now rather than after mimalloc's purge
+/// delay, so after a large configuration shrinks the process drops to its new size.
 fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
+    // SAFETY: mi_collect has no preconditions; `force` also collects abandoned thread heaps.
     unsafe {
-        libc::malloc_trim(0);
+        libmimalloc_sys::mi_collect(true);
     }
 }
 

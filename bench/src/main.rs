@@ -333,7 +333,15 @@ async fn routing(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         met: bad == 0 && total > 0,
     });
 
-    // Fan-out: N delta clients of another Gateway; one change to it.
+    Ok(())
+}
+
+/// Fan-out to N delta ADS clients of one Gateway, and the memory an idle stream costs. A fresh
+/// Gatehouse process: in the one that just churned, streams reuse pages the allocator kept
+/// from earlier builds and the growth per stream reads near zero.
+async fn fan_out(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let w = World::start(&Scale::routes(10))?;
+    settle();
     let fan = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: fan, namespace: bench}\nspec:\n  gatewayClassName: gatehouse\n  listeners: [{name: a, protocol: HTTP, port: 18080}]\n";
     w.write_and_wait("fan.yaml", fan)?;
     settle();
@@ -409,6 +417,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(routing(&args, &mut rows))?;
+    rt.block_on(fan_out(&args, &mut rows))?;
     println!("machine: {machine}, {cores} cores");
     println!("| figure | target | measured | met |");
     println!("| --- | --- | --- | --- |");

@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let engine = serving.engine.clone();
     files::watch(
         args.manifests,
-        move |source| engine.rebuild(&source.store(), source.problems()),
+        move |source| engine.rebuild(source.store(), source.problems()),
         shutdown.wait(),
     )
     .await?;

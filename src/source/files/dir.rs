@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::merged::Merged;
 use super::{LoadError, is_manifest, load_file, manifest_files};
-use crate::store::{Object, Store};
+use crate::store::{Object, ObjectRef, Store};
 
 #[derive(Debug, Default)]
 struct FileState {
@@ -43,6 +44,7 @@ pub struct DirSource {
     files: BTreeMap<PathBuf, FileState>,
     /// Errors of the last full scan (an unreadable directory).
     scan_errors: Vec<LoadError>,
+    merged: Merged,
 }
 
 impl DirSource {
@@ -52,6 +54,7 @@ impl DirSource {
             root: root.into(),
             files: BTreeMap::new(),
             scan_errors: Vec::new(),
+            merged: Merged::default(),
         }
     }
 
@@ -83,10 +86,7 @@ impl DirSource {
             .collect();
         for p in gone {
             // Not `reload`: a path that became a directory would rescan again, forever.
-            changed |= self
-                .files
-                .remove(&p)
-                .is_some_and(|old| !old.objects.is_empty());
+            changed |= self.forget(&p);
         }
         for p in paths {
             changed |= self.reload(&p);
@@ -106,10 +106,7 @@ impl DirSource {
             if meta.as_ref().is_ok_and(|m| m.is_dir()) {
                 return self.rescan();
             }
-            return self
-                .files
-                .remove(path)
-                .is_some_and(|old| !old.objects.is_empty());
+            return self.forget(path);
         }
         let fingerprint = meta.as_ref().ok().map(Fingerprint::of);
         if let Some(state) = self.files.get(path)
@@ -149,19 +146,28 @@ impl DirSource {
         if state.objects == load.objects {
             return false;
         }
-        state.objects = load.objects;
+        let old = std::mem::replace(&mut state.objects, load.objects);
+        let files = &self.files;
+        let new = files.get(path).map(|s| s.objects.as_slice()).unwrap_or(&[]);
+        self.merged
+            .replace(path, &old, new, |p, r| defined_in(files, p, r));
         true
     }
 
+    /// Drops a file that is gone; true when it held objects.
+    fn forget(&mut self, path: &Path) -> bool {
+        let Some(old) = self.files.remove(path) else {
+            return false;
+        };
+        let files = &self.files;
+        self.merged
+            .replace(path, &old.objects, &[], |p, r| defined_in(files, p, r));
+        !old.objects.is_empty()
+    }
+
     /// The store the files make; a later file wins when two define the same object.
-    pub fn store(&self) -> Store {
-        let mut store = Store::new();
-        for state in self.files.values() {
-            for o in &state.objects {
-                store.apply(o.clone());
-            }
-        }
-        store
+    pub fn store(&self) -> &Store {
+        self.merged.store()
     }
 
     /// Current input problems, one readable line each.
@@ -172,6 +178,21 @@ impl DirSource {
             .map(ToString::to_string)
             .collect()
     }
+}
+
+/// The last definition of `object` in file `path`.
+fn defined_in(
+    files: &BTreeMap<PathBuf, FileState>,
+    path: &Path,
+    object: &ObjectRef,
+) -> Option<Object> {
+    files
+        .get(path)?
+        .objects
+        .iter()
+        .rev()
+        .find(|o| &o.object_ref() == object)
+        .cloned()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod cel;
 mod decode;
 mod dir;
+mod merged;
 mod split;
 mod watch;
 

@@ -11,8 +11,11 @@ use tokio::time::Instant;
 
 use super::dir::DirSource;
 
-/// Quiet time that ends a burst of file events.
+/// Quiet time that ends a burst while some file may still be being written.
 pub const QUIET: Duration = Duration::from_millis(20);
+/// Quiet time that ends a burst once every file it touched is complete (closed after writing,
+/// renamed into place or removed): only long enough to take in files written together.
+pub const SETTLED: Duration = Duration::from_millis(2);
 /// Longest a burst may delay a rebuild.
 pub const MAX_DELAY: Duration = Duration::from_millis(60);
 
@@ -57,56 +60,95 @@ pub async fn watch(
             _ = &mut shutdown => return Ok(()),
             ev = rx.recv() => match ev { Some(ev) => ev, None => return Ok(()) },
         };
-        let mut paths = BTreeSet::new();
-        let mut full = false;
-        collect(first, &mut paths, &mut full);
+        let mut burst = Burst::default();
+        burst.add(first);
         let deadline = Instant::now() + MAX_DELAY;
         loop {
-            let quiet = (Instant::now() + QUIET).min(deadline);
-            match tokio::time::timeout_at(quiet, rx.recv()).await {
-                Ok(Some(ev)) => collect(ev, &mut paths, &mut full),
+            let wait = if burst.writing.is_empty() {
+                SETTLED
+            } else {
+                QUIET
+            };
+            match tokio::time::timeout_at((Instant::now() + wait).min(deadline), rx.recv()).await {
+                Ok(Some(ev)) => burst.add(ev),
                 Ok(None) => return Ok(()),
                 Err(_) => break,
             }
         }
         let problems = source.problems();
-        let changed = if full {
+        let changed = if burst.full {
             source.rescan()
         } else {
-            paths.iter().fold(false, |acc, p| source.reload(p) | acc)
+            burst
+                .paths
+                .iter()
+                .fold(false, |acc, p| source.reload(p) | acc)
         };
         // A file that broke (or was fixed) while its last good objects stay is still news:
         // the rebuild publishes the problem (metrics, /debug/status) and sends Envoy nothing.
         if changed || source.problems() != problems {
             on_change(&source);
         } else {
-            tracing::debug!(paths = paths.len(), "file events changed no object");
+            tracing::debug!(paths = burst.paths.len(), "file events changed no object");
         }
     }
 }
 
-fn collect(ev: notify::Result<notify::Event>, paths: &mut BTreeSet<PathBuf>, full: &mut bool) {
-    match ev {
-        Ok(ev) => {
-            if ev.need_rescan() {
-                *full = true;
+/// The file events of one burst.
+#[derive(Debug, Default)]
+struct Burst {
+    /// Paths to reload.
+    paths: BTreeSet<PathBuf>,
+    /// Files created or written and not closed yet: reading them now could see half a file.
+    writing: BTreeSet<PathBuf>,
+    /// Events were lost or the watch failed: rescan everything.
+    full: bool,
+}
+
+impl Burst {
+    fn add(&mut self, ev: notify::Result<notify::Event>) {
+        use notify::EventKind::{Access, Create, Modify, Remove};
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind};
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "file watch error; rescanning the directory");
+                self.full = true;
+                return;
             }
-            paths.extend(ev.paths);
+        };
+        if ev.need_rescan() {
+            self.full = true;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "file watch error; rescanning the directory");
-            *full = true;
+        for path in &ev.paths {
+            match ev.kind {
+                Create(CreateKind::File)
+                | Modify(ModifyKind::Data(DataChange::Any | DataChange::Content))
+                | Modify(ModifyKind::Any) => {
+                    self.writing.insert(path.clone());
+                }
+                Access(AccessKind::Close(AccessMode::Write))
+                | Modify(ModifyKind::Name(_))
+                | Remove(_) => {
+                    self.writing.remove(path);
+                }
+                _ => {}
+            }
         }
+        self.paths.extend(ev.paths);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::time::Duration;
 
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
     use tokio::sync::mpsc;
 
-    use super::watch;
+    use super::{Burst, watch};
     use crate::store::ObjKey;
 
     const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: NAME, namespace: ns}\nspec: {ports: [{port: 80}]}\n";
@@ -117,6 +159,56 @@ mod tests {
             .await
             .expect("a change is reported")
             .expect("watcher alive")
+    }
+
+    fn event(kind: EventKind, path: &str) -> notify::Result<Event> {
+        Ok(Event::new(kind).add_path(PathBuf::from(path)))
+    }
+
+    #[test]
+    fn a_burst_is_settled_only_when_every_written_file_is_complete() {
+        let mut b = Burst::default();
+        b.add(event(EventKind::Create(CreateKind::File), "a.yaml"));
+        b.add(event(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            "a.yaml",
+        ));
+        b.add(event(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            "b.yaml",
+        ));
+        assert_eq!(b.writing.len(), 2, "two files open for writing");
+        b.add(event(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            "a.yaml",
+        ));
+        assert_eq!(b.writing.len(), 1, "a.yaml closed, b.yaml still open");
+        b.add(event(
+            EventKind::Remove(notify::event::RemoveKind::File),
+            "b.yaml",
+        ));
+        assert!(b.writing.is_empty());
+        // Renamed into place: complete from the first event.
+        b.add(event(
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            "c.yaml",
+        ));
+        assert!(b.writing.is_empty());
+        // Closing after reading says nothing about a writer.
+        b.add(event(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            "d.yaml",
+        ));
+        b.add(event(
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            "d.yaml",
+        ));
+        assert!(!b.writing.is_empty());
+        let paths: Vec<_> = b.paths.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(paths, ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]);
+        assert!(!b.full);
+        b.add(Err(notify::Error::generic("queue overflow")));
+        assert!(b.full, "a watch error rescans everything");
     }
 
     #[tokio::test]
@@ -155,9 +247,10 @@ mod tests {
         std::fs::remove_file(watched.join("a.yaml")).expect("remove");
         assert_eq!(next(&mut rx).await, ["b", "c"]);
 
-        // A broken rewrite keeps what the file held and reports no change.
-        std::fs::write(watched.join("b.yaml"), "kind: [").expect("break");
         std::fs::write(watched.join("d.yaml"), SVC.replace("NAME", "d")).expect("write");
+        assert_eq!(next(&mut rx).await, ["b", "c", "d"]);
+        // A broken rewrite keeps what the file held; the rebuild only reports the problem.
+        std::fs::write(watched.join("b.yaml"), "kind: [").expect("break");
         assert_eq!(next(&mut rx).await, ["b", "c", "d"]);
 
         let _ = stop_tx.send(());

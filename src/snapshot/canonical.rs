@@ -1,0 +1,148 @@
+//! One encoding per RouteConfiguration, so its content hash (the xDS version) is stable.
+//!
+//! prost writes a `map` field in `HashMap` iteration order, and every `HashMap` gets its own
+//! random seed: a route that disables two ext auth providers encoded differently on each
+//! rebuild, got a new version, and was pushed to every proxy although nothing changed. Maps are
+//! written here sorted by key. Protobuf allows fields in any order, so a message is encoded
+//! without its maps and repeated children, and those are appended after it, in order.
+
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+use prost::encoding::{btree_map, bytes, message, string};
+use std::collections::{BTreeMap, HashMap};
+
+/// Field numbers from envoy/config/route/v3/{route,route_components}.proto.
+const ROUTE_CONFIGURATION_VIRTUAL_HOSTS: u32 = 2;
+const VIRTUAL_HOST_ROUTES: u32 = 3;
+const VIRTUAL_HOST_TYPED_PER_FILTER_CONFIG: u32 = 15;
+const ROUTE_TYPED_PER_FILTER_CONFIG: u32 = 13;
+
+/// The bytes of `config`, with every per-filter-config map in key order.
+pub fn route_configuration(config: &RouteConfiguration) -> Vec<u8> {
+    let unordered = config.virtual_hosts.iter().any(|v| {
+        v.typed_per_filter_config.len() > 1
+            || v.routes.iter().any(|r| r.typed_per_filter_config.len() > 1)
+    });
+    if !unordered && config.typed_per_filter_config.len() <= 1 {
+        // At most one entry per map: prost's own encoding is already the canonical one.
+        return config.encode_to_vec();
+    }
+    let mut shell = config.clone();
+    let hosts = std::mem::take(&mut shell.virtual_hosts);
+    let mut out = shell.encode_to_vec();
+    for host in hosts {
+        bytes::encode(
+            ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
+            &virtual_host(host),
+            &mut out,
+        );
+    }
+    // RouteConfiguration's own map (tag 16) is never set by the translator; sorting it would
+    // need the same treatment as below.
+    out
+}
+
+fn virtual_host(mut host: VirtualHost) -> Vec<u8> {
+    let routes = std::mem::take(&mut host.routes);
+    let configs = std::mem::take(&mut host.typed_per_filter_config);
+    let mut out = host.encode_to_vec();
+    sorted_map(VIRTUAL_HOST_TYPED_PER_FILTER_CONFIG, configs, &mut out);
+    for route in routes {
+        bytes::encode(VIRTUAL_HOST_ROUTES, &self::route(route), &mut out);
+    }
+    out
+}
+
+fn route(mut route: Route) -> Vec<u8> {
+    let configs = std::mem::take(&mut route.typed_per_filter_config);
+    let mut out = route.encode_to_vec();
+    sorted_map(ROUTE_TYPED_PER_FILTER_CONFIG, configs, &mut out);
+    out
+}
+
+fn sorted_map(tag: u32, map: HashMap<String, Any>, out: &mut Vec<u8>) {
+    let sorted: BTreeMap<String, Any> = map.into_iter().collect();
+    btree_map::encode(
+        string::encode,
+        string::encoded_len,
+        message::encode,
+        message::encoded_len,
+        tag,
+        &sorted,
+        out,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::route::v3::RouteMatch;
+
+    fn any(n: u8) -> Any {
+        Any {
+            type_url: format!("type.googleapis.com/test.{n}"),
+            value: vec![n],
+        }
+    }
+
+    /// A configuration whose maps were filled in the order `keys` gives.
+    fn config(keys: &[&str]) -> RouteConfiguration {
+        let map = |keys: &[&str]| -> HashMap<String, Any> {
+            let mut m = HashMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                m.insert(k.to_string(), any(i as u8 % 2));
+            }
+            m
+        };
+        let route = |name: &str| Route {
+            name: name.into(),
+            r#match: Some(RouteMatch::default()),
+            typed_per_filter_config: map(keys),
+            ..Default::default()
+        };
+        RouteConfiguration {
+            name: "http-80".into(),
+            virtual_hosts: vec![
+                VirtualHost {
+                    name: "a".into(),
+                    domains: vec!["a.example.com".into()],
+                    routes: vec![route("a-1"), route("a-2")],
+                    typed_per_filter_config: map(keys),
+                    ..Default::default()
+                },
+                VirtualHost {
+                    name: "b".into(),
+                    routes: vec![route("b-1")],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    const KEYS: [&str; 6] = ["ext-authz/a", "ext-authz/b", "ext-authz/c", "x", "y", "z"];
+
+    #[test]
+    fn maps_filled_in_any_order_encode_to_the_same_bytes() {
+        let first = route_configuration(&config(&KEYS));
+        // Fresh HashMaps get fresh random seeds: without sorting, some of these differ.
+        for _ in 0..20 {
+            assert_eq!(route_configuration(&config(&KEYS)), first);
+        }
+        let mut reversed = KEYS;
+        reversed.reverse();
+        // Same keys, values assigned in another order: a different configuration.
+        assert_ne!(route_configuration(&config(&reversed)), first);
+    }
+
+    #[test]
+    fn canonical_bytes_decode_to_the_same_configuration() {
+        let original = config(&KEYS);
+        let decoded =
+            RouteConfiguration::decode(route_configuration(&original).as_slice()).expect("decode");
+        assert_eq!(decoded, original);
+        let single = config(&["only"]);
+        assert_eq!(route_configuration(&single), single.encode_to_vec());
+    }
+}
