@@ -25,6 +25,7 @@
 mod cache;
 pub mod delta;
 mod event;
+mod grpc;
 pub mod order;
 mod resource;
 mod server;
@@ -37,6 +38,7 @@ mod testutil;
 
 pub use cache::SnapshotCache;
 pub use event::{Event, Output};
+pub use grpc::AdsGrpc;
 pub use resource::{Resource, type_url};
 pub use server::{
     AdsServer, NodeGrouper, Peer, StreamCloser, TlsOptions, serve, serve_with_listener,

@@ -6,16 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use futures::StreamExt;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, CertificateDer, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
@@ -25,6 +22,7 @@ use crate::XdsError;
 use crate::cache::SnapshotCache;
 use crate::delta::DeltaConnection;
 use crate::event::{Event, Output};
+use crate::grpc::AdsGrpc;
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwConnection;
 use crate::stats::XdsStats;
@@ -94,8 +92,8 @@ impl AdsServer {
         StreamCloser(Arc::clone(&self.shared))
     }
 
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<impl AggregatedDiscoveryService> {
-        AggregatedDiscoveryServiceServer::new(AdsService {
+    pub fn into_service(self) -> AdsGrpc<impl AggregatedDiscoveryService> {
+        AdsGrpc::new(AdsService {
             shared: self.shared,
         })
     }
@@ -158,7 +156,8 @@ struct AdsService {
     shared: Arc<Shared>,
 }
 
-type ResponseStream<R> = ReceiverStream<Result<R, Status>>;
+type ResponseStream<R> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<R, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsService {
@@ -170,7 +169,7 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = peer_of(&request);
-        Ok(Response::new(spawn_stream::<SotwConnection>(
+        Ok(Response::new(response_stream::<SotwConnection>(
             Arc::clone(&self.shared),
             peer,
             request.into_inner(),
@@ -182,7 +181,7 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let peer = peer_of(&request);
-        Ok(Response::new(spawn_stream::<DeltaConnection>(
+        Ok(Response::new(response_stream::<DeltaConnection>(
             Arc::clone(&self.shared),
             peer,
             request.into_inner(),
@@ -245,112 +244,102 @@ impl Machine for DeltaConnection {
     }
 }
 
-fn spawn_stream<M: Machine>(
+/// One ADS stream: the state machine driven by the proxy's requests and the group's snapshots.
+///
+/// The stream is polled by the connection that carries it, so a proxy that stops reading
+/// stops its own stream (backpressure) and an idle stream costs no task and no queue.
+fn response_stream<M: Machine>(
     shared: Arc<Shared>,
     peer: Peer,
-    inbound: Streaming<M::Req>,
-) -> ResponseStream<M::Resp>
-where
-    Streaming<M::Req>: Send,
-{
-    // Small: a proxy that stops reading should slow its own stream down, not grow memory.
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(run_stream::<M>(shared, peer, inbound, tx));
-    ReceiverStream::new(rx)
+    mut inbound: Streaming<M::Req>,
+) -> ResponseStream<M::Resp> {
+    Box::pin(async_stream::stream! {
+        let mut stop = shared.stop.subscribe();
+        let first = tokio::select! {
+            first = inbound.next() => first,
+            _ = stopped(&mut stop) => return,
+        };
+        let first = match first {
+            Some(Ok(req)) => req,
+            Some(Err(status)) => {
+                debug!(kind = M::KIND, %status, "xds stream failed before its first request");
+                return;
+            }
+            None => return,
+        };
+        let Some(node) = M::node(&first).cloned() else {
+            yield Err(Status::invalid_argument("the first request of a stream must carry node"));
+            return;
+        };
+        let group = match shared.grouper.group(&node, &peer) {
+            Ok(group) => group,
+            Err(reason) => {
+                warn!(node = %node.id, kind = M::KIND, %reason, "xds stream refused");
+                shared.stats.refused();
+                yield Err(Status::permission_denied(format!("node {:?}: {reason}", node.id)));
+                return;
+            }
+        };
+
+        let _gauge = shared.stats.stream_opened();
+        info!(node = %node.id, %group, kind = M::KIND, "xds stream connected");
+        let mut link = Link::<M> {
+            machine: M::default(),
+            stats: &shared.stats,
+            node: node.id.clone(),
+            group: group.clone(),
+            // Until the loop below ends for a reason of its own, the stream ends because the
+            // transport dropped it: the client went away.
+            end: "client gone",
+        };
+        let mut snapshots = shared.cache.subscribe(&group);
+        let current = snapshots.borrow_and_update().clone();
+        match current {
+            Some(snap) => {
+                for resp in link.step(|m| m.on_snapshot(snap)) {
+                    yield Ok(resp);
+                }
+            }
+            None => debug!(node = %node.id, %group, "no snapshot for the group yet; waiting"),
+        }
+        for resp in link.step(|m| m.on_request(first)) {
+            yield Ok(resp);
+        }
+
+        link.end = loop {
+            let input = tokio::select! {
+                _ = stopped(&mut stop) => Input::End("server shutting down"),
+                msg = inbound.next() => match msg {
+                    Some(Ok(req)) => Input::Request(req),
+                    Some(Err(_)) => Input::End("stream error"),
+                    None => Input::End("client closed the stream"),
+                },
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => Input::Snapshot(snapshots.borrow_and_update().clone()),
+                    Err(_) => Input::End("snapshot cache dropped"),
+                },
+            };
+            let responses = match input {
+                Input::Request(req) => {
+                    tracing::trace!(kind = M::KIND, request = ?req, "xds request");
+                    link.step(|m| m.on_request(req))
+                }
+                Input::Snapshot(Some(snap)) => link.step(|m| m.on_snapshot(snap)),
+                // A removed group keeps serving what it had (see `SnapshotCache::remove`).
+                Input::Snapshot(None) => Vec::new(),
+                Input::End(reason) => break reason,
+            };
+            for resp in responses {
+                yield Ok(resp);
+            }
+        };
+    })
 }
 
 enum Input<R> {
     Request(R),
     Snapshot(Option<Arc<Snapshot>>),
     End(&'static str),
-}
-
-async fn run_stream<M: Machine>(
-    shared: Arc<Shared>,
-    peer: Peer,
-    mut inbound: Streaming<M::Req>,
-    tx: mpsc::Sender<Result<M::Resp, Status>>,
-) {
-    let mut stop = shared.stop.subscribe();
-    let first = tokio::select! {
-        first = inbound.next() => first,
-        _ = stopped(&mut stop) => return,
-    };
-    let first = match first {
-        Some(Ok(req)) => req,
-        Some(Err(status)) => {
-            debug!(kind = M::KIND, %status, "xds stream failed before its first request");
-            return;
-        }
-        None => return,
-    };
-    let Some(node) = M::node(&first).cloned() else {
-        let status = Status::invalid_argument("the first request of a stream must carry node");
-        let _ = tx.send(Err(status)).await;
-        return;
-    };
-    let group = match shared.grouper.group(&node, &peer) {
-        Ok(group) => group,
-        Err(reason) => {
-            warn!(node = %node.id, kind = M::KIND, %reason, "xds stream refused");
-            shared.stats.refused();
-            let status = Status::permission_denied(format!("node {:?}: {reason}", node.id));
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
-    };
-
-    let _gauge = shared.stats.stream_opened();
-    info!(node = %node.id, %group, kind = M::KIND, "xds stream connected");
-    let mut link = Link::<M> {
-        machine: M::default(),
-        tx: &tx,
-        stats: &shared.stats,
-        node: &node.id,
-        group: &group,
-    };
-    let mut snapshots = shared.cache.subscribe(&group);
-    let current = snapshots.borrow_and_update().clone();
-    let mut open = match current {
-        Some(snap) => link.deliver(|m| m.on_snapshot(snap)).await,
-        None => {
-            debug!(node = %node.id, %group, "no snapshot for the group yet; waiting");
-            true
-        }
-    };
-    if open {
-        open = link.deliver(|m| m.on_request(first)).await;
-    }
-
-    let reason = loop {
-        if !open {
-            break "client stopped reading";
-        }
-        let input = tokio::select! {
-            _ = stopped(&mut stop) => Input::End("server shutting down"),
-            _ = tx.closed() => Input::End("client gone"),
-            msg = inbound.next() => match msg {
-                Some(Ok(req)) => Input::Request(req),
-                Some(Err(_)) => Input::End("stream error"),
-                None => Input::End("client closed the stream"),
-            },
-            changed = snapshots.changed() => match changed {
-                Ok(()) => Input::Snapshot(snapshots.borrow_and_update().clone()),
-                Err(_) => Input::End("snapshot cache dropped"),
-            },
-        };
-        open = match input {
-            Input::Request(req) => {
-                tracing::trace!(kind = M::KIND, request = ?req, "xds request");
-                link.deliver(|m| m.on_request(req)).await
-            }
-            Input::Snapshot(Some(snap)) => link.deliver(|m| m.on_snapshot(snap)).await,
-            // A removed group keeps serving what it had (see `SnapshotCache::remove`).
-            Input::Snapshot(None) => true,
-            Input::End(reason) => break reason,
-        };
-    };
-    info!(node = %node.id, %group, kind = M::KIND, reason, "xds stream disconnected");
 }
 
 /// Resolves once the server asks streams to end; never if the server was dropped without
@@ -361,39 +350,36 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// One stream's machine and the things its outputs go to.
+/// One stream's machine and what its outputs are reported to; logs the disconnect when dropped.
 struct Link<'a, M: Machine> {
     machine: M,
-    tx: &'a mpsc::Sender<Result<M::Resp, Status>>,
     stats: &'a XdsStats,
-    node: &'a str,
-    group: &'a str,
+    node: String,
+    group: String,
+    end: &'static str,
 }
 
 impl<M: Machine> Link<'_, M> {
-    /// Runs one input through the machine; false once the client is gone.
-    async fn deliver(&mut self, step: impl FnOnce(&mut M) -> Output<M::Resp>) -> bool {
+    /// Runs one input through the machine; returns the responses to send.
+    fn step(&mut self, step: impl FnOnce(&mut M) -> Output<M::Resp>) -> Vec<M::Resp> {
         let out = step(&mut self.machine);
         for event in out.events {
             self.record(event);
         }
-        for resp in out.responses {
-            let (type_url, version, nonce, count) = M::describe(&resp);
+        for resp in &out.responses {
+            let (type_url, version, nonce, count) = M::describe(resp);
             debug!(
-                node = self.node,
-                group = self.group,
+                node = %self.node,
+                group = %self.group,
                 type_url,
                 version,
                 nonce,
                 count,
                 "xds push"
             );
-            if self.tx.send(Ok(resp)).await.is_err() {
-                return false;
-            }
             self.stats.pushed();
         }
-        true
+        out.responses
     }
 
     fn record(&self, event: Event) {
@@ -404,7 +390,7 @@ impl<M: Machine> Link<'_, M> {
                 nonce,
             } => {
                 self.stats.acked();
-                debug!(node = self.node, group = self.group, %type_url, %version, %nonce, "xds ack");
+                debug!(node = %self.node, group = %self.group, %type_url, %version, %nonce, "xds ack");
             }
             Event::Nack {
                 type_url,
@@ -414,8 +400,8 @@ impl<M: Machine> Link<'_, M> {
             } => {
                 self.stats.nacked(&type_url);
                 warn!(
-                    node = self.node,
-                    group = self.group,
+                    node = %self.node,
+                    group = %self.group,
                     %type_url,
                     %version,
                     %nonce,
@@ -424,8 +410,14 @@ impl<M: Machine> Link<'_, M> {
                 );
             }
             Event::Stale { type_url, nonce } => {
-                debug!(node = self.node, group = self.group, %type_url, %nonce, "stale nonce ignored");
+                debug!(node = %self.node, group = %self.group, %type_url, %nonce, "stale nonce ignored");
             }
         }
+    }
+}
+
+impl<M: Machine> Drop for Link<'_, M> {
+    fn drop(&mut self) {
+        info!(node = %self.node, group = %self.group, kind = M::KIND, reason = self.end, "xds stream disconnected");
     }
 }

@@ -151,7 +151,16 @@ impl DirSource {
         let new = files.get(path).map(|s| s.objects.as_slice()).unwrap_or(&[]);
         self.merged
             .replace(path, &old, new, |p, r| defined_in(files, p, r));
+        self.compact();
         true
+    }
+
+    fn compact(&mut self) {
+        if self.merged.worn() {
+            let files = &self.files;
+            self.merged
+                .rebuild(files.values().map(|s| s.objects.as_slice()));
+        }
     }
 
     /// Drops a file that is gone; true when it held objects.
@@ -162,6 +171,7 @@ impl DirSource {
         let files = &self.files;
         self.merged
             .replace(path, &old.objects, &[], |p, r| defined_in(files, p, r));
+        self.compact();
         !old.objects.is_empty()
     }
 

@@ -14,11 +14,30 @@ use crate::store::{Object, ObjectRef, Store};
 pub(super) struct Merged {
     store: Store,
     owners: BTreeMap<ObjectRef, BTreeSet<PathBuf>>,
+    /// Objects removed or replaced since the store was last built from scratch.
+    churn: usize,
 }
 
 impl Merged {
     pub(super) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// True once more objects were removed or replaced than the store holds: its maps are
+    /// then mostly holes in memory pages the allocator cannot hand back (10,000 routes scaled
+    /// down to 1,000 kept 30% more memory than a fresh start, `gatehouse-bench`).
+    pub(super) fn worn(&self) -> bool {
+        self.churn > self.store.len().max(1_000)
+    }
+
+    /// Builds the store again from every file's objects, in path order.
+    pub(super) fn rebuild<'a>(&mut self, files: impl Iterator<Item = &'a [Object]>) {
+        let mut store = Store::new();
+        for o in files.flatten() {
+            store.apply(o.clone());
+        }
+        self.store = store;
+        self.churn = 0;
     }
 
     /// `path` now holds `new` where it held `old`. `held_by(file, object)` finds `object` in
@@ -55,6 +74,7 @@ impl Merged {
             match winner {
                 None => {
                     self.store.delete(r);
+                    self.churn += 1;
                 }
                 Some(p) if p == path => {
                     let (before, after) = (old.get(r), new.get(r));
@@ -62,11 +82,13 @@ impl Merged {
                         && let Some(o) = after
                     {
                         self.store.apply((*o).clone());
+                        self.churn += usize::from(before.is_some());
                     }
                 }
                 Some(p) => {
                     if let Some(o) = held_by(p, r) {
                         self.store.apply(o);
+                        self.churn += 1;
                     }
                 }
             }
@@ -155,6 +177,14 @@ mod tests {
         w.set("c.yaml", Some(svc("z", 1) + &svc("z", 2)));
         assert_eq!(w.port("z"), Some(2));
         w.set("c.yaml", Some(svc("z", 2)));
+        let before = format!("{:?}", w.merged.store());
+        let files = &w.files;
+        w.merged.rebuild(files.values().map(Vec::as_slice));
+        assert_eq!(
+            format!("{:?}", w.merged.store()),
+            before,
+            "rebuilt from scratch"
+        );
         w.set("a.yaml", None);
         w.set("c.yaml", None);
         assert!(w.merged.store().is_empty());
