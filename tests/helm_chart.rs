@@ -256,7 +256,7 @@ fn rules(role: &Value) -> Vec<(String, Vec<String>, Vec<String>)> {
 #[test]
 fn rbac_is_exactly_the_readme_table() {
     let table = readme_rbac();
-    assert_eq!(table.len(), 12, "README's RBAC table: {table:?}");
+    assert_eq!(table.len(), 11, "README's RBAC table: {table:?}");
     let (leases, cluster): (Vec<_>, Vec<_>) = table
         .into_iter()
         .partition(|(group, _, _)| group == "coordination.k8s.io");

@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use futures::StreamExt;
+use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use kube::api::Api;
@@ -242,6 +243,80 @@ spec:
         again.data.as_ref().map(|d| d["tls.crt"].clone()),
         secret.data.as_ref().map(|d| d["tls.crt"].clone())
     );
+
+    // A change to the GatewayParameters alone reaches the Deployment: they are watched.
+    w.apply_yaml(&format!(
+        "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: small, namespace: {NS}}}
+spec:
+  kube:
+    deployment: {{replicas: 3}}
+    envoyContainer: {{image: {{tag: v9.9.9}}}}
+    service: {{type: ClusterIP}}
+"
+    ))
+    .await;
+    wait_get(
+        &w,
+        "gatehouse-http",
+        "Deployment with 3 replicas",
+        |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas) == Some(3),
+    )
+    .await;
+
+    // A Gateway naming GatewayParameters that do not exist is not accepted, and gets no proxies.
+    w.apply_yaml(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: typo, namespace: {NS}}}
+spec:
+  gatewayClassName: gatehouse
+  infrastructure:
+    parametersRef: {{group: gateway.kgateway.dev, kind: GatewayParameters, name: smal}}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {}}}
+",
+        support::procs::free_port()
+    ))
+    .await;
+    let typo: Gateway = wait_get(
+        &w,
+        "typo",
+        "Gateway with InvalidParameters",
+        |g: &Gateway| {
+            accepted(g).is_some_and(|(status, reason, _)| {
+                status == "False" && reason == "InvalidParameters"
+            })
+        },
+    )
+    .await;
+    let (_, _, message) = accepted(&typo).expect("Accepted condition");
+    assert!(
+        message.contains("GatewayParameters kgateway-system/smal not found"),
+        "{message}"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(w.client.clone(), NS);
+    assert!(
+        deployments
+            .get_opt("gatehouse-typo")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing provisioned for a Gateway with invalid parameters"
+    );
+}
+
+/// (status, reason, message) of a Gateway's Accepted condition.
+fn accepted(g: &Gateway) -> Option<(String, String, String)> {
+    let c = g
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Accepted")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// A node claiming `gateway` in its metadata, as `gatehouse bootstrap` writes it; or none.

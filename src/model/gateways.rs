@@ -65,14 +65,14 @@ pub fn owned_classes(store: &Store, config: &ModelConfig, status: &mut Status) -
     for (key, class) in &store.gateway_classes {
         if class.spec.controller_name == config.controller_name {
             owned.insert(key.name.clone());
-            status.gateway_classes.insert(
-                key.clone(),
-                vec![Condition::ok(
-                    "Accepted",
-                    "Accepted",
-                    "handled by Gatehouse",
-                )],
-            );
+            // A bad parametersRef rejects the class, but its Gateways keep being served: the
+            // provisioner leaves their proxies as they are, and cutting those proxies' config
+            // would turn a typo into an outage.
+            let accepted = match super::parameters::of_class(store, class) {
+                Ok(_) => Condition::ok("Accepted", "Accepted", "handled by Gatehouse"),
+                Err(why) => Condition::fail("Accepted", "InvalidParameters", why),
+            };
+            status.gateway_classes.insert(key.clone(), vec![accepted]);
         }
     }
     owned
@@ -91,11 +91,11 @@ pub fn gateways(store: &Store, config: &ModelConfig, owned: &BTreeSet<String>) -
                         .gateway_classes
                         .contains_key(&ObjKey::cluster(class.clone())))
         })
-        .map(|(key, gw)| gateway_info(key, gw))
+        .map(|(key, gw)| gateway_info(store, key, gw))
         .collect()
 }
 
-fn gateway_info(key: &ObjKey, gw: &Gateway) -> GatewayInfo {
+fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
     let mut seen = BTreeSet::new();
     let mut listeners = Vec::new();
     let mut listener_conditions = Vec::new();
@@ -118,7 +118,11 @@ fn gateway_info(key: &ObjKey, gw: &Gateway) -> GatewayInfo {
         key: key.clone(),
         listeners,
         conditions: vec![
-            Condition::ok("Accepted", "Accepted", "handled by Gatehouse"),
+            // Served either way, as for a class with bad parameters (see `owned_classes`).
+            match super::parameters::of_gateway(store, key, gw) {
+                Ok(_) => Condition::ok("Accepted", "Accepted", "handled by Gatehouse"),
+                Err(why) => Condition::fail("Accepted", "InvalidParameters", why),
+            },
             programmed,
         ],
         listener_conditions,

@@ -11,6 +11,7 @@ mod filters_tests;
 mod gateways;
 mod hostname;
 mod matches;
+pub mod parameters;
 mod policy;
 mod refs;
 mod route_cache;

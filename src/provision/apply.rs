@@ -16,14 +16,12 @@ use time::OffsetDateTime;
 use super::render::{ProxyObjects, XdsEndpoint, render};
 use super::settings::ProxySettings;
 use super::{ProvisionError, names};
-use crate::api::GatewayParameters;
+use crate::model::parameters;
 use crate::pki::{Ca, Issued};
 use crate::store::{ObjKey, Store};
 
 /// Field manager of every provisioned object.
 pub const FIELD_MANAGER: &str = "gatehouse";
-const PARAMS_GROUP: &str = "gateway.kgateway.dev";
-const PARAMS_KIND: &str = "GatewayParameters";
 
 /// Settings that do not change while the controller runs.
 #[derive(Clone, Debug)]
@@ -93,7 +91,8 @@ impl Provisioner {
         self.applied.retain(|(k, _), _| live.contains(k));
         for (gateway, class) in gateways {
             let key = key_of(&gateway);
-            match self.sync_one(&gateway, &class).await {
+            let settings = self.settings(store, &gateway, &class);
+            match self.sync_one(&gateway, settings).await {
                 Ok(n) => report.applied += n,
                 Err(error) => {
                     report.failed += 1;
@@ -104,42 +103,22 @@ impl Provisioner {
         report
     }
 
-    async fn settings(
+    /// Defaults, then the class's GatewayParameters, then the Gateway's.
+    fn settings(
         &self,
+        store: &Store,
         gateway: &Gateway,
         class: &GatewayClass,
     ) -> Result<ProxySettings, ProvisionError> {
         let mut settings = self.config.defaults.clone();
-        if let Some(r) = class.spec.parameters_ref.as_ref()
-            && r.group == PARAMS_GROUP
-            && r.kind == PARAMS_KIND
-        {
-            let ns = r.namespace.clone().unwrap_or_default();
-            settings.apply(&self.parameters(&ns, &r.name).await?.spec);
-        }
-        if let Some(r) = gateway
-            .spec
-            .infrastructure
-            .as_ref()
-            .and_then(|i| i.parameters_ref.as_ref())
-        {
-            if r.group != PARAMS_GROUP || r.kind != PARAMS_KIND {
-                return Err(ProvisionError::Parameters(format!(
-                    "infrastructure.parametersRef must be {PARAMS_GROUP}/{PARAMS_KIND}, got {}/{}",
-                    r.group, r.kind
-                )));
-            }
-            let ns = gateway.metadata.namespace.clone().unwrap_or_default();
-            settings.apply(&self.parameters(&ns, &r.name).await?.spec);
+        let class_params =
+            parameters::of_class(store, class).map_err(ProvisionError::Parameters)?;
+        let gateway_params = parameters::of_gateway(store, &key_of(gateway), gateway)
+            .map_err(ProvisionError::Parameters)?;
+        for p in class_params.into_iter().chain(gateway_params) {
+            settings.apply(&p.spec);
         }
         Ok(settings)
-    }
-
-    async fn parameters(&self, ns: &str, name: &str) -> Result<GatewayParameters, ProvisionError> {
-        let api: Api<GatewayParameters> = Api::namespaced(self.client.clone(), ns);
-        api.get_opt(name).await?.ok_or_else(|| {
-            ProvisionError::Parameters(format!("GatewayParameters {ns}/{name} not found"))
-        })
     }
 
     /// The proxies' certificate: kept while current, else issued anew.
@@ -179,10 +158,10 @@ impl Provisioner {
     async fn sync_one(
         &mut self,
         gateway: &Gateway,
-        class: &GatewayClass,
+        settings: Result<ProxySettings, ProvisionError>,
     ) -> Result<usize, ProvisionError> {
         let key = key_of(gateway);
-        let settings = self.settings(gateway, class).await?;
+        let settings = settings?;
         let cert = self.certificate(&key).await?;
         let objects = render(
             gateway,

@@ -17,7 +17,7 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 
-use crate::api::{GatewayExtension, TrafficPolicy};
+use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
 
 pub use object::{Kind, Object, ObjectRef};
 
@@ -67,6 +67,7 @@ pub struct Store {
     pub reference_grants: BTreeMap<ObjKey, ReferenceGrant>,
     pub gateway_extensions: BTreeMap<ObjKey, GatewayExtension>,
     pub traffic_policies: BTreeMap<ObjKey, TrafficPolicy>,
+    pub gateway_parameters: BTreeMap<ObjKey, GatewayParameters>,
     pub services: BTreeMap<ObjKey, Service>,
     /// Change through [`Store::apply`] and [`Store::delete`] only: `slices_by_service`
     /// follows it.
@@ -103,6 +104,7 @@ impl Store {
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, *o),
             Object::GatewayExtension(o) => put(&mut self.gateway_extensions, key, *o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, *o),
+            Object::GatewayParameters(o) => put(&mut self.gateway_parameters, key, *o),
             Object::Service(o) => put(&mut self.services, key, *o),
             Object::EndpointSlice(o) => {
                 self.unindex_slice(&key);
@@ -156,6 +158,7 @@ impl Store {
             Kind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
             Kind::GatewayExtension => self.gateway_extensions.remove(key).is_some(),
             Kind::TrafficPolicy => self.traffic_policies.remove(key).is_some(),
+            Kind::GatewayParameters => self.gateway_parameters.remove(key).is_some(),
             Kind::Service => self.services.remove(key).is_some(),
             Kind::EndpointSlice => {
                 self.unindex_slice(key);
@@ -177,6 +180,7 @@ impl Store {
             Kind::ReferenceGrant => k(&self.reference_grants),
             Kind::GatewayExtension => k(&self.gateway_extensions),
             Kind::TrafficPolicy => k(&self.traffic_policies),
+            Kind::GatewayParameters => k(&self.gateway_parameters),
             Kind::Service => k(&self.services),
             Kind::EndpointSlice => k(&self.endpoint_slices),
             Kind::Namespace => k(&self.namespaces),
@@ -208,6 +212,7 @@ impl Store {
             + self.reference_grants.len()
             + self.gateway_extensions.len()
             + self.traffic_policies.len()
+            + self.gateway_parameters.len()
             + self.services.len()
             + self.endpoint_slices.len()
             + self.namespaces.len()

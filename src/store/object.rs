@@ -9,7 +9,7 @@ use k8s_openapi::api::{
 use kube::Resource;
 
 use super::ObjKey;
-use crate::api::{GatewayExtension, TrafficPolicy};
+use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
 
 /// The kinds Gatehouse reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,6 +20,7 @@ pub enum Kind {
     ReferenceGrant,
     GatewayExtension,
     TrafficPolicy,
+    GatewayParameters,
     Service,
     EndpointSlice,
     Namespace,
@@ -27,7 +28,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order sources should sync them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Namespace,
         Kind::GatewayClass,
         Kind::Gateway,
@@ -35,6 +36,7 @@ impl Kind {
         Kind::ReferenceGrant,
         Kind::GatewayExtension,
         Kind::TrafficPolicy,
+        Kind::GatewayParameters,
         Kind::Service,
         Kind::EndpointSlice,
     ];
@@ -49,6 +51,7 @@ impl Kind {
             ("gateway.networking.k8s.io", "ReferenceGrant") => Kind::ReferenceGrant,
             ("gateway.kgateway.dev", "GatewayExtension") => Kind::GatewayExtension,
             ("gateway.kgateway.dev", "TrafficPolicy") => Kind::TrafficPolicy,
+            ("gateway.kgateway.dev", "GatewayParameters") => Kind::GatewayParameters,
             ("", "Service") => Kind::Service,
             ("discovery.k8s.io", "EndpointSlice") => Kind::EndpointSlice,
             ("", "Namespace") => Kind::Namespace,
@@ -71,6 +74,7 @@ impl Kind {
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::GatewayExtension => "GatewayExtension",
             Kind::TrafficPolicy => "TrafficPolicy",
+            Kind::GatewayParameters => "GatewayParameters",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Namespace => "Namespace",
@@ -106,6 +110,7 @@ pub enum Object {
     ReferenceGrant(Box<ReferenceGrant>),
     GatewayExtension(Box<GatewayExtension>),
     TrafficPolicy(Box<TrafficPolicy>),
+    GatewayParameters(Box<GatewayParameters>),
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Namespace(Box<Namespace>),
@@ -121,6 +126,7 @@ impl Object {
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
             Object::GatewayExtension(_) => Kind::GatewayExtension,
             Object::TrafficPolicy(_) => Kind::TrafficPolicy,
+            Object::GatewayParameters(_) => Kind::GatewayParameters,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Namespace(_) => Kind::Namespace,
@@ -135,6 +141,7 @@ impl Object {
             Object::ReferenceGrant(o) => o.meta(),
             Object::GatewayExtension(o) => o.meta(),
             Object::TrafficPolicy(o) => o.meta(),
+            Object::GatewayParameters(o) => o.meta(),
             Object::Service(o) => o.meta(),
             Object::EndpointSlice(o) => o.meta(),
             Object::Namespace(o) => o.meta(),

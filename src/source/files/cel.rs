@@ -6,12 +6,13 @@ use kube::CustomResourceExt;
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde::Serialize;
 
-use crate::api::{GatewayExtension, TrafficPolicy};
+use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
 
 struct Compiled {
     validator: Validator,
     gateway_extension: CompiledSchema,
     traffic_policy: CompiledSchema,
+    gateway_parameters: CompiledSchema,
 }
 
 fn schema<T: CustomResourceExt>() -> serde_json::Value {
@@ -30,6 +31,7 @@ thread_local! {
         validator: Validator::new(),
         gateway_extension: compile_schema(&schema::<GatewayExtension>()),
         traffic_policy: compile_schema(&schema::<TrafficPolicy>()),
+        gateway_parameters: compile_schema(&schema::<GatewayParameters>()),
     };
 }
 
@@ -50,6 +52,11 @@ pub fn gateway_extension(o: &GatewayExtension) -> Result<(), String> {
 /// The CEL rules of a TrafficPolicy.
 pub fn traffic_policy(o: &TrafficPolicy) -> Result<(), String> {
     check(o, |c| &c.traffic_policy)
+}
+
+/// The CEL rules of a GatewayParameters.
+pub fn gateway_parameters(o: &GatewayParameters) -> Result<(), String> {
+    check(o, |c| &c.gateway_parameters)
 }
 
 #[cfg(test)]
@@ -79,5 +86,13 @@ mod tests {
         let e: GatewayExtension = yaml_serde::from_str(bad).expect("parses");
         assert!(gateway_extension(&e).is_err());
         assert_eq!(gateway_extension(&e).is_ok(), e.validate_cel().is_ok());
+        for replicas in [1, 5000] {
+            let text = format!(
+                "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {{name: p, namespace: n}}\nspec: {{kube: {{deployment: {{replicas: {replicas}}}}}}}\n"
+            );
+            let p: GatewayParameters = yaml_serde::from_str(&text).expect("parses");
+            assert_eq!(gateway_parameters(&p).is_ok(), replicas == 1, "{text}");
+            assert_eq!(gateway_parameters(&p).is_ok(), p.validate_cel().is_ok());
+        }
     }
 }

@@ -107,6 +107,7 @@ fn typed(kind: Kind, value: Value) -> Result<Object, String> {
         Kind::ReferenceGrant => Object::ReferenceGrant(parse(value)?),
         Kind::GatewayExtension => Object::GatewayExtension(parse(value)?),
         Kind::TrafficPolicy => Object::TrafficPolicy(parse(value)?),
+        Kind::GatewayParameters => Object::GatewayParameters(parse(value)?),
         Kind::Service => Object::Service(parse(value)?),
         Kind::EndpointSlice => Object::EndpointSlice(parse(value)?),
         Kind::Namespace => Object::Namespace(parse(value)?),
@@ -129,6 +130,7 @@ fn default_namespace(object: &mut Object) {
         Object::ReferenceGrant(o) => set(&mut o.metadata),
         Object::GatewayExtension(o) => set(&mut o.metadata),
         Object::TrafficPolicy(o) => set(&mut o.metadata),
+        Object::GatewayParameters(o) => set(&mut o.metadata),
         Object::Service(o) => set(&mut o.metadata),
         Object::EndpointSlice(o) => set(&mut o.metadata),
     }
@@ -142,6 +144,7 @@ fn validate(object: &Object) -> Result<(), String> {
     let cel = match object {
         Object::GatewayExtension(o) => super::cel::gateway_extension(o),
         Object::TrafficPolicy(o) => super::cel::traffic_policy(o),
+        Object::GatewayParameters(o) => super::cel::gateway_parameters(o),
         _ => Ok(()),
     };
     cel.map_err(|e| format!("rejected by CRD validation: {e}"))

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 pub use state::KubeState;
 
-use crate::api::{GatewayExtension, TrafficPolicy};
+use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
 use crate::store::{Kind, Object, ObjectRef};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -48,6 +48,9 @@ pub fn spawn(client: Client, state: Arc<KubeState>) -> Vec<tokio::task::JoinHand
         }),
         spawn_kind::<GatewayExtension>(&client, Kind::GatewayExtension, &state, |o| {
             Object::GatewayExtension(Box::new(o))
+        }),
+        spawn_kind::<GatewayParameters>(&client, Kind::GatewayParameters, &state, |o| {
+            Object::GatewayParameters(Box::new(o))
         }),
         spawn_kind::<TrafficPolicy>(&client, Kind::TrafficPolicy, &state, |o| {
             Object::TrafficPolicy(Box::new(o))
