@@ -305,6 +305,52 @@ spec:
             .is_none(),
         "nothing provisioned for a Gateway with invalid parameters"
     );
+
+    // A Gateway that moves to another controller's class loses its proxies.
+    w.apply_yaml(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: theirs}}
+spec: {{controllerName: example.com/other}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: {NS}}}
+spec:
+  gatewayClassName: theirs
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+"
+    ))
+    .await;
+    wait_gone::<Deployment>(&w, "gatehouse-http").await;
+    wait_gone::<Service>(&w, "gatehouse-http").await;
+    wait_gone::<ConfigMap>(&w, "gatehouse-http").await;
+    wait_gone::<ServiceAccount>(&w, "gatehouse-http").await;
+    wait_gone::<Secret>(&w, "gatehouse-http-xds-tls").await;
+}
+
+/// Waits until `name` no longer exists in NS.
+async fn wait_gone<K>(w: &ClusterWorld, name: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(w.client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if matches!(api.get_opt(name).await, Ok(None)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} {name} still exists 30 s after its Gateway left our class\n{}",
+        K::kind(&()),
+        w.logs()
+    );
 }
 
 /// (status, reason, message) of a Gateway's Accepted condition.

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,6 +47,8 @@ pub struct Provisioner {
 pub struct SyncReport {
     pub applied: usize,
     pub failed: usize,
+    /// Objects deleted because their Gateway left our classes.
+    pub removed: usize,
 }
 
 impl Provisioner {
@@ -89,6 +92,15 @@ impl Provisioner {
             gateways.iter().map(|(g, _)| key_of(g)).collect();
         self.certs.retain(|k, _| live.contains(k));
         self.applied.retain(|(k, _), _| live.contains(k));
+        for gateway in super::cleanup::abandoned(store, &self.config.controller_name) {
+            match self.remove(&gateway).await {
+                Ok(n) => report.removed += n,
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::error!(%gateway, %error, "cannot remove the proxies of a Gateway that left our classes");
+                }
+            }
+        }
         for (gateway, class) in gateways {
             let key = key_of(&gateway);
             let settings = self.settings(store, &gateway, &class);
@@ -185,6 +197,37 @@ impl Provisioner {
         n += self.apply(&key, service).await?;
         n += self.apply(&key, deployment).await?;
         Ok(n)
+    }
+
+    /// Deletes the objects provisioned for `gateway`; returns how many existed.
+    async fn remove(&mut self, gateway: &ObjKey) -> Result<usize, ProvisionError> {
+        let name = names::proxy_name(&gateway.name);
+        // The Deployment first: its pods use everything else.
+        let mut n = self.delete::<Deployment>(gateway, &name).await?;
+        n += self.delete::<Service>(gateway, &name).await?;
+        n += self.delete::<ConfigMap>(gateway, &name).await?;
+        n += self
+            .delete::<Secret>(gateway, &names::tls_secret_name(&gateway.name))
+            .await?;
+        n += self.delete::<ServiceAccount>(gateway, &name).await?;
+        self.certs.remove(gateway);
+        tracing::info!(%gateway, objects = n, "removed the proxies of a Gateway that left our classes");
+        Ok(n)
+    }
+
+    async fn delete<K>(&self, gateway: &ObjKey, name: &str) -> Result<usize, ProvisionError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &gateway.namespace);
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(1),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn apply<K>(&mut self, key: &ObjKey, object: K) -> Result<usize, ProvisionError>

@@ -6,6 +6,7 @@
 
 mod apply;
 pub mod ca_secret;
+mod cleanup;
 mod names;
 mod render;
 mod settings;

@@ -1,0 +1,109 @@
+//! Gateways that left our classes: their provisioned proxies must go. Pure: reads the store.
+//!
+//! A deleted Gateway needs nothing from us — its objects name it as controlling owner and the
+//! garbage collector removes them. A Gateway that moved to another class still exists, so its
+//! objects stay unless deleted here. They are found through the provisioned Service (the store
+//! watches Services): labelled as ours and controlled by a Gateway whose class now belongs to
+//! another controller. A Gateway whose class is missing keeps its proxies: a class deleted by
+//! mistake or not yet recreated must not take traffic down.
+
+use super::names::{GATEWAY_NAME_LABEL, MANAGED_BY, label_value, proxy_name};
+use crate::store::{ObjKey, Store};
+
+/// Gateways whose provisioned objects should be deleted: they exist, carry the uid our objects
+/// name, and their GatewayClass exists with a controller other than `controller`.
+pub fn abandoned(store: &Store, controller: &str) -> Vec<ObjKey> {
+    let mut out = Vec::new();
+    for (key, svc) in &store.services {
+        let labels = svc.metadata.labels.as_ref();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        if label("app.kubernetes.io/managed-by") != Some(MANAGED_BY) {
+            continue;
+        }
+        let Some(owner) = svc
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Gateway" && o.controller == Some(true))
+        else {
+            continue;
+        };
+        let gateway = ObjKey::new(key.namespace.clone(), owner.name.clone());
+        let Some(gw) = store.gateways.get(&gateway) else {
+            continue;
+        };
+        let same = gw.metadata.uid.as_deref() == Some(owner.uid.as_str())
+            && key.name == proxy_name(&gateway.name)
+            && label(GATEWAY_NAME_LABEL) == Some(label_value(&gateway.name).as_str());
+        let class = store
+            .gateway_classes
+            .get(&ObjKey::cluster(gw.spec.gateway_class_name.clone()));
+        let elsewhere = class.is_some_and(|c| c.spec.controller_name != controller);
+        if same && elsewhere {
+            out.push(gateway);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::store;
+
+    const OURS: &str = "gatehouse.dev/gatehouse";
+
+    fn world(svc_owner: &str, svc_uid: &str, managed: &str) -> Store {
+        store(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: other}}
+spec: {{controllerName: example.com/other}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: ns, uid: u-1}}
+spec: {{gatewayClassName: other, listeners: [{{name: http, protocol: HTTP, port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gatehouse-gw
+  namespace: ns
+  labels: {{app.kubernetes.io/managed-by: {managed}, gateway.networking.k8s.io/gateway-name: gw}}
+  ownerReferences: [{{apiVersion: gateway.networking.k8s.io/v1, kind: Gateway, name: {svc_owner}, uid: {svc_uid}, controller: true}}]
+spec: {{ports: [{{port: 80}}]}}
+"
+        ))
+    }
+
+    #[test]
+    fn only_our_objects_of_an_existing_gateway_outside_our_classes_are_abandoned() {
+        let gw = ObjKey::new("ns", "gw");
+        let moved = world("gw", "u-1", "gatehouse");
+        assert_eq!(abandoned(&moved, OURS), std::slice::from_ref(&gw));
+        assert!(
+            abandoned(&moved, "example.com/other").is_empty(),
+            "still ours"
+        );
+        let mut class_gone = moved.clone();
+        class_gone.gateway_classes.clear();
+        assert!(
+            abandoned(&class_gone, OURS).is_empty(),
+            "a missing class keeps the proxies"
+        );
+        assert!(
+            abandoned(&world("gw", "u-0", "gatehouse"), OURS).is_empty(),
+            "owned by an earlier Gateway of that name: the garbage collector's job"
+        );
+        assert!(
+            abandoned(&world("gone", "u-1", "gatehouse"), OURS).is_empty(),
+            "owner deleted: the garbage collector's job"
+        );
+        assert!(
+            abandoned(&world("gw", "u-1", "someone-else"), OURS).is_empty(),
+            "not ours"
+        );
+    }
+}
