@@ -499,6 +499,49 @@ fn unreachable_auth_server_answers_403_by_default_and_status_on_error_when_set()
     assert_eq!(r.header("x-echo-backend"), None, "{r:?}");
 }
 
+/// A TCP server answering every connection with bytes that are neither HTTP/2 nor gRPC.
+fn garbage_server() -> u16 {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", free_port())).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            use std::io::Write;
+            let _ =
+                conn.write_all(b"\x00\xff\x13not a gRPC answer\r\nHTTP/1.1 200 OK\r\n\r\nallow");
+        }
+    });
+    port
+}
+
+#[test]
+fn auth_server_answering_garbage_fails_closed_unless_fail_open() {
+    let w = World::start(false);
+    let port = garbage_server();
+    w.write_and_wait(
+        "garbage-svc.yaml",
+        &service("garbage-authz", 4444, port, Some("kubernetes.io/h2c")),
+    );
+    let garbage = |extra: Value| {
+        let mut v = json!({"grpcService": grpc_service("garbage-authz", 4444, json!({}))});
+        support::options::merge(&mut v, extra);
+        v
+    };
+
+    // Asking to be allowed changes nothing: no answer was understood, so the request is denied.
+    configure(&w, "garbage", garbage(json!({})), json!({}));
+    let r = w.wait_for(
+        "403 from an auth server answering garbage",
+        |r| r.status == 403,
+        ALLOW,
+    );
+    assert_eq!(r.header(RESULT), None, "not a denial by a server: {r:?}");
+    assert_eq!(r.header("x-echo-backend"), None, "{r:?}");
+
+    configure(&w, "garbage", garbage(json!({"failOpen": true})), json!({}));
+    let r = w.wait_for("200 through failOpen", |r| r.status == 200, &[]);
+    assert_eq!(r.header("x-echo-backend"), Some("echo"), "{r:?}");
+}
+
 #[test]
 fn fail_open_lets_requests_through_when_the_auth_server_is_down() {
     let w = World::start(false);
