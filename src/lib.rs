@@ -7,6 +7,8 @@
 // than glibc malloc on the 10,000-route pipeline (BENCHMARKS.md) and hands freed pages back to
 // the kernel (with `engine`'s collect after each build), where glibc kept the peak. Declared in
 // the library so the binary, the benches and the tests all run the allocator production runs.
+// Fuzz builds keep the system allocator, which AddressSanitizer instruments.
+#[cfg(not(fuzzing))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
