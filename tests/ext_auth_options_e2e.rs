@@ -45,6 +45,13 @@ fn grpc(extra: Value) -> Value {
     v
 }
 
+/// A gRPC provider on Service `service:4444`, plus `extra` provider fields.
+fn grpc_at(service: &str, extra: Value) -> Value {
+    let mut v = json!({"grpcService": grpc_service(service, 4444, json!({}))});
+    support::options::merge(&mut v, extra);
+    v
+}
+
 fn post(w: &World, headers: &[(&str, &str)], body: &str) -> std::io::Result<Response> {
     http::request(w.listener_port, "POST", HOST, "/headers", headers, body)
 }
@@ -479,11 +486,7 @@ fn dead_service(w: &World, name: &str) {
 fn unreachable_auth_server_answers_403_by_default_and_status_on_error_when_set() {
     let w = World::start(false);
     dead_service(&w, "dead-authz");
-    let dead = |extra: Value| {
-        let mut v = json!({"grpcService": grpc_service("dead-authz", 4444, json!({}))});
-        support::options::merge(&mut v, extra);
-        v
-    };
+    let dead = |extra: Value| grpc_at("dead-authz", extra);
 
     configure(&w, "down", dead(json!({})), json!({}));
     let r = w.wait_for(
@@ -521,11 +524,7 @@ fn auth_server_answering_garbage_fails_closed_unless_fail_open() {
         "garbage-svc.yaml",
         &service("garbage-authz", 4444, port, Some("kubernetes.io/h2c")),
     );
-    let garbage = |extra: Value| {
-        let mut v = json!({"grpcService": grpc_service("garbage-authz", 4444, json!({}))});
-        support::options::merge(&mut v, extra);
-        v
-    };
+    let garbage = |extra: Value| grpc_at("garbage-authz", extra);
 
     // Asking to be allowed changes nothing: no answer was understood, so the request is denied.
     configure(&w, "garbage", garbage(json!({})), json!({}));
@@ -549,11 +548,10 @@ fn fail_open_lets_requests_through_when_the_auth_server_is_down() {
     configure(
         &w,
         "open",
-        json!({
-            "grpcService": grpc_service("dead-authz", 4444, json!({})),
-            "failOpen": true,
-            "statusOnError": 503
-        }),
+        grpc_at(
+            "dead-authz",
+            json!({"failOpen": true, "statusOnError": 503}),
+        ),
         json!({}),
     );
     // The request lacks `x-ext-authz: allow`: only fail-open lets it through.

@@ -185,15 +185,7 @@ spec:
 
     // GatewayParameters referenced by the Gateway: replicas and Service type follow.
     w.apply_yaml(&format!(
-        "apiVersion: gateway.kgateway.dev/v1alpha1
-kind: GatewayParameters
-metadata: {{name: small, namespace: {NS}}}
-spec:
-  kube:
-    deployment: {{replicas: 2}}
-    envoyContainer: {{image: {{tag: v9.9.9}}}}
-    service: {{type: ClusterIP}}
----
+        "{}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: http, namespace: {NS}}}
@@ -204,7 +196,8 @@ spec:
     parametersRef: {{group: gateway.kgateway.dev, kind: GatewayParameters, name: small}}
   listeners:
   - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-"
+",
+        small_parameters(2)
     ))
     .await;
     let deploy: Deployment = wait_get(
@@ -245,18 +238,7 @@ spec:
     );
 
     // A change to the GatewayParameters alone reaches the Deployment: they are watched.
-    w.apply_yaml(&format!(
-        "apiVersion: gateway.kgateway.dev/v1alpha1
-kind: GatewayParameters
-metadata: {{name: small, namespace: {NS}}}
-spec:
-  kube:
-    deployment: {{replicas: 3}}
-    envoyContainer: {{image: {{tag: v9.9.9}}}}
-    service: {{type: ClusterIP}}
-"
-    ))
-    .await;
+    w.apply_yaml(&small_parameters(3)).await;
     wait_get(
         &w,
         "gatehouse-http",
@@ -328,6 +310,21 @@ spec:
     wait_gone::<ConfigMap>(&w, "gatehouse-http").await;
     wait_gone::<ServiceAccount>(&w, "gatehouse-http").await;
     wait_gone::<Secret>(&w, "gatehouse-http-xds-tls").await;
+}
+
+/// GatewayParameters `small`: `replicas` proxies of Envoy v9.9.9 behind a ClusterIP Service.
+fn small_parameters(replicas: u32) -> String {
+    format!(
+        "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: small, namespace: {NS}}}
+spec:
+  kube:
+    deployment: {{replicas: {replicas}}}
+    envoyContainer: {{image: {{tag: v9.9.9}}}}
+    service: {{type: ClusterIP}}
+"
+    )
 }
 
 /// Waits until `name` no longer exists in NS.
