@@ -22,7 +22,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 const NS: &str = "kgateway-system";
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
-async fn wait_get<K>(w: &ClusterWorld, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
+/// Polls `name` in NS for 30 s until `done` holds for what the API server returns (None when
+/// it does not exist); panics with the last answer otherwise.
+async fn wait_on<K>(
+    w: &ClusterWorld,
+    name: &str,
+    what: &str,
+    done: impl Fn(Option<&K>) -> bool,
+) -> Option<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -33,11 +40,11 @@ where
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = None;
     while Instant::now() < deadline {
-        if let Ok(Some(o)) = api.get_opt(name).await {
-            if check(&o) {
-                return o;
+        if let Ok(got) = api.get_opt(name).await {
+            if done(got.as_ref()) {
+                return got;
             }
-            last = Some(format!("{o:?}"));
+            last = Some(format!("{got:?}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -45,6 +52,18 @@ where
         "timed out waiting for {what} ({name}); last: {last:?}\n{}",
         w.logs()
     );
+}
+
+async fn wait_get<K>(w: &ClusterWorld, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    wait_on(w, name, what, |o: Option<&K>| o.is_some_and(&check))
+        .await
+        .expect("present")
 }
 
 fn gateway_uid(gw: &Value) -> String {
@@ -335,19 +354,8 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let api: Api<K> = Api::namespaced(w.client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if matches!(api.get_opt(name).await, Ok(None)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{} {name} still exists 30 s after its Gateway left our class\n{}",
-        K::kind(&()),
-        w.logs()
-    );
+    let what = format!("{} to be deleted", K::kind(&()));
+    wait_on::<K>(w, name, &what, |o| o.is_none()).await;
 }
 
 /// (status, reason, message) of a Gateway's Accepted condition.
