@@ -176,3 +176,124 @@ fn broken_manifests_keep_the_last_good_config() {
         w.metric("gatehouse_load_errors") == 0.0
     });
 }
+
+/// True when this process runs as root (uid 0), from /proc/self/status.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A manifest Gatehouse may not read is a load error, and never removes configuration: a file
+/// replaced by an unreadable one keeps its last good objects. Root reads everything, so as root
+/// Gatehouse runs as `nobody` (setpriv).
+#[test]
+fn unreadable_manifests_are_load_errors_and_keep_the_last_good_objects() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("mkdir");
+    for d in [dir.path(), manifests.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    for file in ["gateway.yaml", "httpbin.yaml"] {
+        let from = support::repo().join("examples/ext-auth/base").join(file);
+        std::fs::copy(from, manifests.join(file)).expect("copy example");
+    }
+    let (xds, admin) = (support::procs::free_port(), support::procs::free_port());
+    let mut cmd = if running_as_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(support::procs::gatehouse());
+        c
+    } else {
+        std::process::Command::new(support::procs::gatehouse())
+    };
+    cmd.args(["standalone", "--manifests"])
+        .arg(&manifests)
+        .args(["--xds-address", &format!("127.0.0.1:{xds}")])
+        .args(["--admin-address", &format!("127.0.0.1:{admin}")]);
+    let gh = support::procs::Proc::spawn("gatehouse", cmd, dir.path());
+    support::procs::wait_for_port(admin, Duration::from_secs(10), "gatehouse admin");
+    let get = |path: &str| {
+        http::get(admin, "localhost", path, &[])
+            .map(|r| r.body)
+            .unwrap_or_default()
+    };
+    let load_errors = || -> f64 {
+        get("/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("gatehouse_load_errors "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let wait = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !check() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                gh.tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let serves_route = || get("/debug/xds").contains("www.example.com");
+    wait("the route served", &serves_route);
+    assert_eq!(load_errors(), 0.0);
+
+    // A new file nobody but root can read: a load error, nothing else changes.
+    let unreadable = |path: &std::path::Path, text: &str| {
+        std::fs::write(path, text).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    };
+    let tmp = dir.path().join("extra.yaml");
+    unreadable(
+        &tmp,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: extra}\n",
+    );
+    std::fs::rename(&tmp, manifests.join("extra.yaml")).expect("rename into place");
+    wait("a load error for the unreadable file", &|| {
+        load_errors() == 1.0
+    });
+    assert!(
+        gh.tail(200).contains("Permission denied") || gh.tail(200).contains("permission denied"),
+        "the log names the cause\n{}",
+        gh.tail(40)
+    );
+    assert!(serves_route(), "an unrelated route stayed");
+
+    // The route's own file replaced by an unreadable one: its objects stay.
+    let good = std::fs::read_to_string(manifests.join("httpbin.yaml")).expect("read");
+    let tmp = dir.path().join("httpbin.yaml");
+    unreadable(
+        &tmp,
+        &good.replace("www.example.com", "changed.example.com"),
+    );
+    std::fs::rename(&tmp, manifests.join("httpbin.yaml")).expect("rename into place");
+    wait("two load errors", &|| load_errors() == 2.0);
+    assert!(serves_route(), "the route's last good objects stay");
+
+    // Readable again: the new content is served and the errors clear.
+    std::fs::set_permissions(
+        manifests.join("httpbin.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    std::fs::remove_file(manifests.join("extra.yaml")).expect("remove");
+    // chmod alone changes neither content nor mtime; touch the file so it is read again.
+    std::fs::write(
+        manifests.join("httpbin.yaml"),
+        good.replace("www.example.com", "changed.example.com"),
+    )
+    .expect("rewrite");
+    wait("errors cleared", &|| load_errors() == 0.0);
+    wait("the rewritten route served", &|| {
+        get("/debug/xds").contains("changed.example.com")
+    });
+}
