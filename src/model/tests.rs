@@ -546,15 +546,16 @@ spec:
     assert_eq!(vh.routes[2].matches.headers[0].name, "x-a");
 }
 
-/// Limits: 2,000 policies on one route (all but the oldest overridden) and a route with 500
-/// rules and long matches build completely, each policy with its own clear status.
+/// Limits: 10,000 policies on one route (all but the oldest overridden) and a route with 500
+/// rules, 4 KiB header matches and a 253-character hostname build completely, each policy
+/// with its own clear status.
 #[test]
 fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
     let mut extra = String::new();
-    for i in 0..2_000 {
+    for i in 0..10_000 {
         let p = policy(
             "app",
-            &format!("p{i:04}"),
+            &format!("p{i:05}"),
             "HTTPRoute",
             "b",
             None,
@@ -572,7 +573,10 @@ fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
         extra.push_str(&p);
     }
     let long_value = "v".repeat(4_096);
-    extra.push_str("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: big, namespace: app}\nspec:\n  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [big.example.com]\n  rules:\n");
+    // 121 labels, 253 characters: the longest name DNS allows.
+    let deep = format!("{}example.com", "a.".repeat(121));
+    assert_eq!(deep.len(), 253);
+    extra.push_str(&format!("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: big, namespace: app}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  hostnames: [big.example.com, {deep}]\n  rules:\n"));
     for r in 0..500 {
         extra.push_str(&format!(
             "  - matches: [{{path: {{type: PathPrefix, value: /r{r}}}, headers: [{{name: x-long, value: {long_value}}}]}}]\n    backendRefs: [{{name: web, port: 80}}]\n"
@@ -580,15 +584,15 @@ fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
     }
     let m = model(&extra);
     assert!(auth_on(&m, 8080).contains(&("b/".into(), "on:app/local".into())));
-    let winner = &m.status.traffic_policies[&ObjKey::new("app", "p0000")][0];
+    let winner = &m.status.traffic_policies[&ObjKey::new("app", "p00000")][0];
     assert!(cond(&winner.conditions, "Attached").is_true());
-    let overridden = (1..2_000)
+    let overridden = (1..10_000)
         .filter(|i| {
-            let s = &m.status.traffic_policies[&ObjKey::new("app", format!("p{i:04}"))][0];
+            let s = &m.status.traffic_policies[&ObjKey::new("app", format!("p{i:05}"))][0];
             cond(&s.conditions, "Attached").reason == "Overridden"
         })
         .count();
-    assert_eq!(overridden, 1_999);
+    assert_eq!(overridden, 9_999);
     let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
     let big = gw
         .ports
@@ -597,4 +601,19 @@ fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
         .find(|v| v.hostname == "big.example.com")
         .expect("vhost");
     assert_eq!(big.routes.len(), 500);
+    let deep_host = gw
+        .ports
+        .iter()
+        .flat_map(|p| &p.virtual_hosts)
+        .find(|v| v.hostname == deep)
+        .expect("vhost of the deep hostname");
+    assert_eq!(deep_host.routes.len(), 500);
+    let res = crate::translate::translate_gateway(gw, &Default::default());
+    let domains: Vec<&String> = res
+        .routes
+        .iter()
+        .flat_map(|r| &r.virtual_hosts)
+        .flat_map(|v| &v.domains)
+        .collect();
+    assert!(domains.contains(&&deep), "translated: {}", domains.len());
 }
