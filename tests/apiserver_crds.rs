@@ -269,11 +269,16 @@ fn testnet_host_is_reachable_from_the_root_namespace_and_through_envoy() {
     let mut echo = net.command(workspace_bin("gatehouse-echo"));
     echo.args(["--addr", &format!("{host}:{port}"), "--name", "in-netns"]);
     let echo = Proc::spawn("echo", echo, dir.path());
-    assert!(
-        net.pids().contains(&echo.child.id()),
-        "the echo server does not run inside {}",
-        net.name()
-    );
+    // `ip netns exec` enters the namespace after the fork: poll until the child is inside.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !net.pids().contains(&echo.child.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "the echo server does not run inside {}",
+            net.name()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Directly from the test process, which lives in the root namespace.
     let deadline = Instant::now() + Duration::from_secs(10);
