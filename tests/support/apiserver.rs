@@ -468,8 +468,8 @@ impl ApiServer {
         names
     }
 
-    /// The Gateway API v1.5.1 standard channel (`../shared/gateway-api/v1.5.1/standard/`
-    /// beside the clone) and Gatehouse's `crds/`. Panics if the Gateway API directory is missing.
+    /// The Gateway API v1.5.1 standard channel (vendored in
+    /// `tests/testdata/gateway-api/v1.5.1/standard/`) and Gatehouse's `crds/`. Panics if the Gateway API directory is missing.
     pub async fn install_gateway_api_and_gatehouse_crds(&self) -> Vec<String> {
         let gateway_api = gateway_api_standard_dir();
         self.install_crds(&[gateway_api, super::repo().join("crds")])
@@ -638,12 +638,12 @@ fn spawn_etcd(bin_dir: &Path, dir: &Path) -> (Proc, u16) {
     unreachable!("the last attempt returns or panics")
 }
 
-/// `../shared/gateway-api/v1.5.1/standard/` next to the clone; panics if absent.
+/// `tests/testdata/gateway-api/v1.5.1/standard/` (vendored); panics if absent.
 pub fn gateway_api_standard_dir() -> PathBuf {
-    let dir = super::repo().join("../shared/gateway-api/v1.5.1/standard");
+    let dir = super::repo().join("tests/testdata/gateway-api/v1.5.1/standard");
     assert!(
         dir.is_dir(),
-        "the Gateway API v1.5.1 standard CRDs are missing: expected {} (the `shared/` directory beside the clone)",
+        "the Gateway API v1.5.1 standard CRDs are missing: expected {} (vendored in tests/testdata/gateway-api)",
         dir.display()
     );
     dir.canonicalize().expect("canonical path")

@@ -1,5 +1,5 @@
 //! Gateway API v1.5.1 HTTPRoute conformance, outside a cluster: the upstream manifests
-//! (`../shared/gateway-api/v1.5.1/conformance`) served by `gatehouse standalone` to real
+//! (`tests/testdata/gateway-api/v1.5.1/conformance`) served by `gatehouse standalone` to real
 //! Envoys, with one echo process per Service that reports `namespace/name` as its backend.
 //! Expectations are the upstream Go tests' transcribed into
 //! `tests/testdata/conformance/expectations.yaml`.
@@ -18,10 +18,10 @@ use super::procs::{Proc, free_port, gatehouse, wait_for_port, workspace_bin};
 
 /// Where the upstream manifests are; missing means the test fails loudly.
 pub fn conformance_dir() -> PathBuf {
-    let dir = super::repo().join("../shared/gateway-api/v1.5.1/conformance");
+    let dir = super::repo().join("tests/testdata/gateway-api/v1.5.1/conformance");
     assert!(
         dir.join("base-manifests.yaml").is_file(),
-        "Gateway API conformance manifests missing at {} (the shared/ checkout beside the repo)",
+        "Gateway API conformance manifests missing at {} (vendored in tests/testdata/gateway-api)",
         dir.display()
     );
     dir
