@@ -11,7 +11,7 @@ use gatehouse_xds::{NodeGrouper, Peer, Snapshot, SnapshotCache};
 
 use crate::bootstrap::gateway_of;
 use crate::metrics::Metrics;
-use crate::model::{self, ModelConfig, Status};
+use crate::model::{self, GatewayModel, Model, ModelConfig, Status};
 use crate::store::{ObjKey, Store};
 use crate::translate::{self, GatewayResources, TranslateOptions};
 
@@ -21,12 +21,23 @@ pub struct View {
     /// True once the first snapshot set is built.
     pub ready: bool,
     pub builds: u64,
-    pub resources: BTreeMap<ObjKey, GatewayResources>,
-    pub status: Status,
+    /// Shared with the build that made them: a view copy copies no protos.
+    pub resources: BTreeMap<ObjKey, Arc<GatewayResources>>,
+    pub model: Arc<Model>,
     /// Input problems (load errors) the sources reported, as readable lines.
     pub problems: Vec<String>,
-    /// The effective ext auth of every route.
-    pub explain: Vec<crate::explain::Row>,
+}
+
+impl View {
+    /// Status of every object Gatehouse owns.
+    pub fn status(&self) -> &Status {
+        &self.model.status
+    }
+
+    /// The effective ext auth of every route (computed on request: builds do not pay for it).
+    pub fn explain(&self) -> Vec<crate::explain::Row> {
+        crate::explain::explain(&self.model)
+    }
 }
 
 /// Shared between the engine, the admin server and the xDS grouper.
@@ -78,32 +89,70 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     pub model_config: ModelConfig,
     pub translate_options: TranslateOptions,
+    memo: Mutex<Memo>,
+}
+
+/// What the previous build made, for the next one to reuse.
+#[derive(Default)]
+struct Memo {
+    builder: model::Builder,
+    /// Each served Gateway's model and its translation.
+    translated: BTreeMap<ObjKey, (Arc<GatewayModel>, Arc<GatewayResources>)>,
 }
 
 impl Engine {
-    /// Rebuilds everything from `store`; `problems` are the sources' current input errors.
+    pub fn new(
+        cache: SnapshotCache,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+        model_config: ModelConfig,
+        translate_options: TranslateOptions,
+    ) -> Self {
+        Self {
+            cache,
+            shared,
+            metrics,
+            model_config,
+            translate_options,
+            memo: Mutex::default(),
+        }
+    }
+
+    /// Rebuilds from `store`; `problems` are the sources' current input errors. Only Gateways
+    /// whose model changed are translated and published again.
     pub fn rebuild(&self, store: &Store, problems: Vec<String>) {
         let started = Instant::now();
+        let Ok(mut memo) = self.memo.lock() else {
+            tracing::error!("the build state is poisoned; not rebuilding");
+            return;
+        };
         // A bug in the model or translator must not take the control plane down: the proxies
         // keep the previous snapshots, /readyz reports the failure, the next change retries.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             #[cfg(test)]
             tests::maybe_panic();
-            let model = model::build(store, &self.model_config);
-            let snapshots: Vec<_> = model
-                .gateways
-                .iter()
-                .map(|gw| {
-                    let res = translate::translate_gateway(gw, &self.translate_options);
-                    let snap = crate::snapshot::snapshot(&res);
-                    (gw.key.clone(), res, snap)
-                })
-                .collect();
-            (model, snapshots)
+            let model = memo.builder.build(store, &self.model_config);
+            let mut changed = Vec::new();
+            let mut translated = BTreeMap::new();
+            for gw in &model.gateways {
+                let res = match memo.translated.get(&gw.key) {
+                    Some((m, res)) if Arc::ptr_eq(m, gw) => res.clone(),
+                    _ => {
+                        let res =
+                            Arc::new(translate::translate_gateway(gw, &self.translate_options));
+                        changed.push((gw.key.clone(), crate::snapshot::snapshot(&res)));
+                        res
+                    }
+                };
+                translated.insert(gw.key.clone(), (gw.clone(), res));
+            }
+            (model, translated, changed)
         }));
-        let (model, snapshots) = match built {
+        let (model, translated, changed) = match built {
             Ok(built) => built,
             Err(panic) => {
+                // What the builder kept may be half-updated: start over next time.
+                *memo = Memo::default();
                 let why = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -117,20 +166,23 @@ impl Engine {
             }
         };
         self.shared.set_degraded(None);
-        let mut resources = BTreeMap::new();
-        for (key, res, snap) in snapshots {
+        let republished = changed.len();
+        for (key, snap) in changed {
             self.cache.set(&group(&key), snap);
-            resources.insert(key, res);
         }
+        let resources = translated
+            .iter()
+            .map(|(k, (_, res))| (k.clone(), res.clone()))
+            .collect();
+        memo.translated = translated;
+        drop(memo);
         let unhealthy = count_unhealthy(&model.status);
-        let explain = crate::explain::explain(&model);
         let next = View {
             ready: true,
             builds: 0,
             resources,
-            status: model.status,
+            model: Arc::new(model),
             problems,
-            explain,
         };
         // Swap rather than copy: the previous view is only read below, never cloned.
         let previous = match self.shared.view.write() {
@@ -166,7 +218,7 @@ impl Engine {
             }
             self.cache.set(&group(&key), Snapshot::new());
         }
-        log_status_changes(&previous.status, &current.status);
+        log_status_changes(previous.status(), current.status());
         let elapsed = started.elapsed();
         self.metrics.snapshot_builds.inc();
         self.metrics.build_seconds.observe(elapsed.as_secs_f64());
@@ -174,6 +226,7 @@ impl Engine {
         self.metrics.unhealthy_objects.set(unhealthy as i64);
         tracing::info!(
             gateways = current.resources.len(),
+            republished,
             objects = store.len(),
             problems = current.problems.len(),
             ms = elapsed.as_secs_f64() * 1e3,
@@ -296,14 +349,22 @@ fn count_unhealthy(status: &Status) -> usize {
 
 /// Logs each object whose conditions changed, at warn level when one does not hold.
 fn log_status_changes(old: &Status, new: &Status) {
-    fn diff<V: PartialEq + std::fmt::Debug>(
+    /// Walks both maps together: looking each of 10,000 routes up cost more than the rest of
+    /// a one-route rebuild.
+    fn diff<K: Ord + std::fmt::Display, V: std::fmt::Debug>(
         kind: &str,
-        old: &BTreeMap<ObjKey, V>,
-        new: &BTreeMap<ObjKey, V>,
+        old: &BTreeMap<K, V>,
+        new: &BTreeMap<K, V>,
+        same: impl Fn(&V, &V) -> bool,
         healthy: impl Fn(&V) -> bool,
     ) {
+        let mut old = old.iter().peekable();
         for (key, v) in new {
-            if old.get(key) == Some(v) {
+            while old.next_if(|(k, _)| *k < key).is_some() {}
+            if old
+                .next_if(|(k, _)| *k == key)
+                .is_some_and(|(_, o)| same(o, v))
+            {
                 continue;
             }
             if healthy(v) {
@@ -314,32 +375,45 @@ fn log_status_changes(old: &Status, new: &Status) {
         }
     }
     let ok = |c: &[model::Condition]| c.iter().all(holds);
-    diff("Gateway", &old.gateways, &new.gateways, |g| {
-        ok(&g.conditions) && g.listeners.iter().all(|l| ok(&l.conditions))
-    });
-    diff("HTTPRoute", &old.http_routes, &new.http_routes, |p| {
-        p.iter().all(|p| ok(&p.conditions))
-    });
+    diff(
+        "Gateway",
+        &old.gateways,
+        &new.gateways,
+        PartialEq::eq,
+        |g| ok(&g.conditions) && g.listeners.iter().all(|l| ok(&l.conditions)),
+    );
+    // An unchanged route keeps its status allocation from one build to the next.
+    diff(
+        "HTTPRoute",
+        &old.http_routes,
+        &new.http_routes,
+        |a, b| Arc::ptr_eq(a, b) || a == b,
+        |p| p.iter().all(|p| ok(&p.conditions)),
+    );
     diff(
         "TrafficPolicy",
         &old.traffic_policies,
         &new.traffic_policies,
+        PartialEq::eq,
         |a| a.iter().all(|a| ok(&a.conditions)),
     );
     diff(
         "GatewayExtension",
         &old.gateway_extensions,
         &new.gateway_extensions,
+        PartialEq::eq,
         |c| ok(c),
     );
 }
+
+/// The most objects a build saw since memory was last handed back.
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
 /// Hands memory freed by a build back to the kernel at once, when the configuration shrank a
 /// quarter below the largest it was since the last time: the process then drops to its new
 /// size. Forcing it after every build made each next build fault the same pages back in (8% of
 /// the standalone process's CPU under churn, `perf`); mimalloc's own purge delay covers the rest.
 fn release_freed_memory(objects: usize) {
-    static LARGEST: AtomicUsize = AtomicUsize::new(0);
     let largest = LARGEST.fetch_max(objects, Ordering::Relaxed).max(objects);
     if shrank(largest, objects) {
         LARGEST.store(objects, Ordering::Relaxed);
@@ -384,17 +458,58 @@ mod tests {
     }
 
     #[test]
+    fn a_route_change_retranslates_only_its_gateway() {
+        use crate::scale::{self, Scale, Targets};
+        let scale = Scale {
+            gateways: 3,
+            routes: 12,
+            policies: 2,
+            services: 2,
+        };
+        let cache = SnapshotCache::new();
+        let engine = Engine::new(
+            cache.clone(),
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+            ModelConfig::default(),
+            TranslateOptions::default(),
+        );
+        let mut store = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
+        engine.rebuild(&store, Vec::new());
+        let before = engine.shared.view().resources;
+        let snapshots: Vec<_> = before
+            .keys()
+            .map(|k| cache.get(&group(k)).expect("published"))
+            .collect();
+        // Route 4 is on gw-1.
+        let changed = crate::testing::store(&scale::route(4, &scale, 1));
+        for (_, r) in changed.http_routes {
+            store.apply(crate::store::Object::HttpRoute(Box::new(r)));
+        }
+        engine.rebuild(&store, Vec::new());
+        let after = engine.shared.view().resources;
+        for ((key, old), snap) in before.iter().zip(&snapshots) {
+            let kept = Arc::ptr_eq(old, &after[key]);
+            let same = cache
+                .get(&group(key))
+                .is_some_and(|s| s.same_versions(snap));
+            assert_eq!(kept, key.name != "gw-1", "{key} translation reused");
+            assert_eq!(same, key.name != "gw-1", "{key} snapshot unchanged");
+        }
+    }
+
+    #[test]
     fn a_panicking_build_keeps_the_previous_snapshots_and_reports_degraded() {
         let cache = SnapshotCache::new();
         let shared = Arc::new(Shared::default());
         let metrics = Arc::new(Metrics::new(Arc::new(XdsStats::new())));
-        let engine = Engine {
-            cache: cache.clone(),
-            shared: shared.clone(),
-            metrics: metrics.clone(),
-            model_config: ModelConfig::default(),
-            translate_options: TranslateOptions::default(),
-        };
+        let engine = Engine::new(
+            cache.clone(),
+            shared.clone(),
+            metrics.clone(),
+            ModelConfig::default(),
+            TranslateOptions::default(),
+        );
         let store = crate::testing::store(
             "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec:\n  gatewayClassName: gatehouse\n  listeners: [{name: http, protocol: HTTP, port: 8080}]\n",
         );

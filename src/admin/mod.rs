@@ -113,7 +113,7 @@ async fn debug_xds(State(s): State<AdminState>, Query(q): Query<XdsQuery>) -> Re
     };
     let docs: Result<Vec<_>, _> = selected
         .into_iter()
-        .map(crate::render::resources_json)
+        .map(|r| crate::render::resources_json(r))
         .collect();
     match docs {
         Ok(docs) if q.gateway.is_some() => json(&docs[0]),
@@ -128,7 +128,7 @@ async fn debug_status(State(s): State<AdminState>) -> Response {
         "ready": view.ready,
         "builds": view.builds,
         "problems": view.problems,
-        "status": view.status,
+        "status": view.status(),
     }))
 }
 
@@ -143,7 +143,7 @@ async fn debug_explain(State(s): State<AdminState>, Query(q): Query<ExplainQuery
     let rows: Vec<_> = s
         .shared
         .view()
-        .explain
+        .explain()
         .into_iter()
         .filter(|r| q.gateway.as_ref().is_none_or(|g| *g == r.gateway))
         .collect();

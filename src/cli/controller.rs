@@ -353,7 +353,7 @@ async fn write_status(
             continue;
         }
         let view = shared.view();
-        let written = writer.sync(&state.store(), &view.status).await;
+        let written = writer.sync(&state.store(), view.status()).await;
         if written > 0 {
             tracing::info!(written, "status written");
         }

@@ -53,13 +53,13 @@ impl Serving {
         let stats = Arc::new(XdsStats::new());
         let metrics = Arc::new(Metrics::new(stats.clone()));
         let shared = Arc::new(Shared::default());
-        let engine = Arc::new(Engine {
-            cache: cache.clone(),
-            shared: shared.clone(),
-            metrics: metrics.clone(),
+        let engine = Arc::new(Engine::new(
+            cache.clone(),
+            shared.clone(),
+            metrics.clone(),
             model_config,
             translate_options,
-        });
+        ));
         let xds_listener = tokio::net::TcpListener::bind(xds_address)
             .await
             .with_context(|| format!("cannot listen for xDS on {xds_address}"))?;

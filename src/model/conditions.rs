@@ -114,15 +114,16 @@ pub struct Status {
     #[serde(serialize_with = "by_key")]
     pub gateways: BTreeMap<ObjKey, GatewayStatus>,
     #[serde(serialize_with = "by_key")]
-    pub http_routes: BTreeMap<ObjKey, Vec<RouteParentStatus>>,
+    /// Keys shared with the build's own index: 10,000 routes' keys are not copied per build.
+    pub http_routes: BTreeMap<std::sync::Arc<ObjKey>, std::sync::Arc<Vec<RouteParentStatus>>>,
     #[serde(serialize_with = "by_key")]
-    pub traffic_policies: BTreeMap<ObjKey, Vec<PolicyAncestorStatus>>,
+    pub traffic_policies: BTreeMap<ObjKey, std::sync::Arc<Vec<PolicyAncestorStatus>>>,
     #[serde(serialize_with = "by_key")]
     pub gateway_extensions: BTreeMap<ObjKey, Vec<Condition>>,
 }
 
-fn by_key<S: serde::Serializer, V: Serialize>(
-    map: &BTreeMap<ObjKey, V>,
+fn by_key<S: serde::Serializer, K: std::fmt::Display, V: Serialize>(
+    map: &BTreeMap<K, V>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))

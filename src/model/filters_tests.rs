@@ -31,7 +31,7 @@ fn routes(route: &str) -> Vec<RouteModel> {
     gw.ports[0]
         .virtual_hosts
         .iter()
-        .flat_map(|v| v.routes.clone())
+        .flat_map(|v| v.routes.iter().map(|r| (**r).clone()))
         .collect()
 }
 

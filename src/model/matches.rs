@@ -78,9 +78,10 @@ fn path_rank(p: &PathMatch) -> (u8, std::cmp::Reverse<usize>) {
 
 /// Gateway API precedence: path, method, most headers, most query params, then the oldest
 /// route, its namespace/name, and the rule and match order within it.
-pub fn precedence(a: &(RouteModel, String), b: &(RouteModel, String)) -> Ordering {
-    let (ra, created_a) = a;
-    let (rb, created_b) = b;
+pub fn precedence(
+    (ra, created_a): (&RouteModel, &str),
+    (rb, created_b): (&RouteModel, &str),
+) -> Ordering {
     path_rank(&ra.matches.path)
         .cmp(&path_rank(&rb.matches.path))
         .then_with(|| {

@@ -44,6 +44,42 @@ pub enum Target {
     },
 }
 
+/// (policy, gateway) pairs seen while deciding routes: where a policy decided, and where it
+/// lost at its own level.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decisions {
+    decided: Vec<(ObjKey, ObjKey)>,
+    overridden: Vec<(ObjKey, ObjKey)>,
+}
+
+impl Decisions {
+    /// True when the route met no policy.
+    pub fn is_empty(&self) -> bool {
+        self.decided.is_empty() && self.overridden.is_empty()
+    }
+
+    fn add_decided(&mut self, policy: &ObjKey, gateway: &ObjKey) {
+        add(&mut self.decided, policy, gateway);
+    }
+
+    fn add_overridden(&mut self, policy: &ObjKey, gateway: &ObjKey) {
+        add(&mut self.overridden, policy, gateway);
+    }
+}
+
+fn add(pairs: &mut Vec<(ObjKey, ObjKey)>, policy: &ObjKey, gateway: &ObjKey) {
+    if !pairs.iter().any(|(p, g)| p == policy && g == gateway) {
+        pairs.push((policy.clone(), gateway.clone()));
+    }
+}
+
+/// What [`PolicyIndex::take_decisions`] hands back.
+#[derive(Debug, Default)]
+pub struct DecisionSets {
+    decided: BTreeSet<(ObjKey, ObjKey)>,
+    overridden: BTreeSet<(ObjKey, ObjKey)>,
+}
+
 /// Policies by target, plus bookkeeping for their status.
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
@@ -113,13 +149,15 @@ impl PolicyIndex {
         index
     }
 
-    /// The ext auth of one route rule served through `listener` of `gateway`.
+    /// The ext auth of one route rule served through `listener` of `gateway`; which policies
+    /// won and lost goes to `trace`, for their status (see [`PolicyIndex::record`]).
     pub fn decide(
-        &mut self,
+        &self,
         gateway: &ObjKey,
         listener: &str,
         route: &ObjKey,
         rule: Option<&str>,
+        trace: &mut Decisions,
     ) -> RouteAuth {
         let mut levels = Vec::with_capacity(4);
         if let Some(rule) = rule {
@@ -148,9 +186,9 @@ impl PolicyIndex {
                 continue;
             };
             for loser in &entries[1..] {
-                self.overridden.insert((loser.key.clone(), gateway.clone()));
+                trace.add_overridden(&loser.key, gateway);
             }
-            self.decided.insert((winner.key.clone(), gateway.clone()));
+            trace.add_decided(&winner.key, gateway);
             let policy = winner.key.clone();
             return match &winner.resolution {
                 Resolution::Disable => RouteAuth::Disabled { policy },
@@ -167,6 +205,42 @@ impl PolicyIndex {
             };
         }
         RouteAuth::None
+    }
+
+    /// Forgets what the last build's routes found, returning it, so that an index built once
+    /// serves build after build.
+    pub fn take_decisions(&mut self) -> DecisionSets {
+        DecisionSets {
+            decided: std::mem::take(&mut self.decided),
+            overridden: std::mem::take(&mut self.overridden),
+        }
+    }
+
+    /// True when the routes recorded since [`PolicyIndex::take_decisions`] found `before`.
+    pub fn decisions_are(&self, before: &DecisionSets) -> bool {
+        self.decided == before.decided && self.overridden == before.overridden
+    }
+
+    /// True when some policy targets the HTTPRoute `key` (its status reads the route's parents).
+    pub fn targets_route(&self, key: &ObjKey) -> bool {
+        self.targets
+            .values()
+            .flatten()
+            .any(|t| matches!(t, Target::Route { key: k, .. } if k == key))
+    }
+
+    /// Takes in what deciding some routes found, for the policies' status.
+    pub fn record(&mut self, trace: &Decisions) {
+        for pair in &trace.decided {
+            if !self.decided.contains(pair) {
+                self.decided.insert(pair.clone());
+            }
+        }
+        for pair in &trace.overridden {
+            if !self.overridden.contains(pair) {
+                self.overridden.insert(pair.clone());
+            }
+        }
     }
 
     /// Valid providers of the policies attached to a Gateway as a whole or to one of its
@@ -193,12 +267,12 @@ impl PolicyIndex {
             .collect()
     }
 
-    /// Writes every policy's ancestor status. `route_parents` maps each attached HTTPRoute to
-    /// the Gateways it is attached to; `served` is the set of Gateways Gatehouse serves.
-    pub fn finish_status(
+    /// Writes every policy's ancestor status. `route_parents` gives the Gateways an HTTPRoute
+    /// is attached to; `served` is the set of Gateways Gatehouse serves.
+    pub fn finish_status<'a>(
         &self,
         store: &Store,
-        route_parents: &BTreeMap<ObjKey, BTreeSet<ObjKey>>,
+        route_parents: impl Fn(&ObjKey) -> Option<&'a BTreeSet<ObjKey>>,
         served: &BTreeSet<ObjKey>,
         status: &mut Status,
     ) {
@@ -207,12 +281,9 @@ impl PolicyIndex {
             for target in targets {
                 let gateways: Vec<ObjKey> = match target {
                     Target::Gateway { key, .. } if served.contains(key) => vec![key.clone()],
-                    Target::Route { key, .. } => route_parents
-                        .get(key)
-                        .into_iter()
-                        .flatten()
-                        .cloned()
-                        .collect(),
+                    Target::Route { key, .. } => {
+                        route_parents(key).into_iter().flatten().cloned().collect()
+                    }
                     _ => vec![],
                 };
                 if gateways.is_empty() {
@@ -263,7 +334,9 @@ impl PolicyIndex {
                     conditions,
                 })
                 .collect();
-            status.traffic_policies.insert(policy.clone(), list);
+            status
+                .traffic_policies
+                .insert(policy.clone(), std::sync::Arc::new(list));
         }
     }
 

@@ -15,7 +15,7 @@ pub const CONDITION: &str = "RouteCacheSafe";
 
 /// Adds the warning to every policy that enables a route-cache-clearing provider on a port
 /// where other routes are checked differently (another provider, auth off, or none).
-pub fn warn(gateways: &[GatewayModel], status: &mut Status) {
+pub fn warn(gateways: &[std::sync::Arc<GatewayModel>], status: &mut Status) {
     for gw in gateways {
         let mut risky: BTreeMap<ObjKey, BTreeSet<String>> = BTreeMap::new();
         for port in &gw.ports {
@@ -50,7 +50,7 @@ pub fn warn(gateways: &[GatewayModel], status: &mut Status) {
             let Some(ancestors) = status.traffic_policies.get_mut(&policy) else {
                 continue;
             };
-            for a in ancestors.iter_mut().filter(|a| {
+            for a in std::sync::Arc::make_mut(ancestors).iter_mut().filter(|a| {
                 a.ancestor_ref.kind == "Gateway"
                     && a.ancestor_ref.namespace == gw.key.namespace
                     && a.ancestor_ref.name == gw.key.name

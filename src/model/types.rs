@@ -158,8 +158,8 @@ pub struct VirtualHostModel {
     pub hostname: String,
     /// The Gateway listener that owns the hostname.
     pub listener: String,
-    /// In Gateway API precedence order.
-    pub routes: Vec<RouteModel>,
+    /// In Gateway API precedence order; shared with the routes' own contributions.
+    pub routes: Vec<std::sync::Arc<RouteModel>>,
 }
 
 /// One Envoy listener: all Gateway listeners on a port.

@@ -147,7 +147,7 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
             .filter(|p| p.controller_name != controller)
             .cloned()
             .collect();
-        for p in parents {
+        for p in parents.iter() {
             let parent_ref = HttpRouteStatusParentsParentRef {
                 group: Some(GATEWAY_GROUP.into()),
                 kind: Some("Gateway".into()),
@@ -190,7 +190,7 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
             .filter(|a| a.controller_name != controller)
             .cloned()
             .collect();
-        for a in ancestors {
+        for a in ancestors.iter() {
             let ancestor_ref = HttpRouteStatusParentsParentRef {
                 group: Some(GATEWAY_GROUP.into()),
                 kind: Some(a.ancestor_ref.kind.clone()),

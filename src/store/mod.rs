@@ -76,6 +76,40 @@ pub struct Store {
     /// EndpointSlices by the Service they label (`kubernetes.io/service-name`): resolving a
     /// backend is a lookup, not a scan of every slice (which made 10,000 routes quadratic).
     slices_by_service: BTreeMap<ObjKey, std::collections::BTreeSet<ObjKey>>,
+    revisions: Revisions,
+}
+
+/// When parts of a store last changed, so that a rebuild can reuse what an unchanged part
+/// produced. Revisions come from one process-wide counter: two stores never share one unless
+/// one is a clone of the other taken when they were equal.
+#[derive(Clone)]
+struct Revisions {
+    /// Last change to any kind but HTTPRoute: every route's resolution reads those.
+    context: u64,
+    /// Last change to each HTTPRoute; the same keys as `Store::http_routes`, so that a build
+    /// walks both together instead of looking every route up.
+    routes: BTreeMap<ObjKey, u64>,
+}
+
+impl Default for Revisions {
+    fn default() -> Self {
+        Self {
+            context: next_revision(),
+            routes: Default::default(),
+        }
+    }
+}
+
+/// Revisions say when, not what: two stores holding the same objects print the same.
+impl std::fmt::Debug for Revisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Revisions")
+    }
+}
+
+fn next_revision() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The Service an EndpointSlice belongs to, from its `kubernetes.io/service-name` label.
@@ -94,9 +128,54 @@ impl Store {
         Self::default()
     }
 
+    /// Revision of everything but HTTPRoutes: equal revisions mean equal objects.
+    pub fn context_revision(&self) -> u64 {
+        self.revisions.context
+    }
+
+    /// Revision of one HTTPRoute (0 when there is none): equal revisions mean equal routes.
+    pub fn route_revision(&self, key: &ObjKey) -> u64 {
+        self.revisions.routes.get(key).copied().unwrap_or(0)
+    }
+
+    /// Every HTTPRoute with its revision, in key order.
+    pub fn http_routes_with_revisions(&self) -> impl Iterator<Item = (&ObjKey, &HttpRoute, u64)> {
+        let mut revisions = self.revisions.routes.iter().peekable();
+        self.http_routes.iter().map(move |(key, route)| {
+            // Both maps hold the same keys; should they ever not, 0 matches no memo.
+            let revision = match revisions.next_if(|(k, _)| *k == key) {
+                Some((_, r)) => *r,
+                None => {
+                    while revisions.next_if(|(k, _)| *k < key).is_some() {}
+                    revisions.next_if(|(k, _)| *k == key).map_or(0, |(_, r)| *r)
+                }
+            };
+            (key, route, revision)
+        })
+    }
+
+    fn changed(&mut self, kind: Kind, key: &ObjKey, present: bool) {
+        if kind != Kind::HttpRoute {
+            self.revisions.context = next_revision();
+        } else if present {
+            self.revisions.routes.insert(key.clone(), next_revision());
+        } else {
+            self.revisions.routes.remove(key);
+        }
+    }
+
     /// Inserts or replaces an object; returns true when the stored value changed.
     pub fn apply(&mut self, object: Object) -> bool {
+        let kind = object.kind();
         let key = object.key();
+        let changed = self.put(object, key.clone());
+        if changed {
+            self.changed(kind, &key, true);
+        }
+        changed
+    }
+
+    fn put(&mut self, object: Object, key: ObjKey) -> bool {
         match object {
             Object::GatewayClass(o) => put(&mut self.gateway_classes, key, *o),
             Object::Gateway(o) => put(&mut self.gateways, key, *o),
@@ -150,6 +229,14 @@ impl Store {
 
     /// Removes an object; returns true when it was present.
     pub fn delete(&mut self, object: &ObjectRef) -> bool {
+        let removed = self.remove(object);
+        if removed {
+            self.changed(object.kind, &object.key, false);
+        }
+        removed
+    }
+
+    fn remove(&mut self, object: &ObjectRef) -> bool {
         let key = &object.key;
         match object.kind {
             Kind::GatewayClass => self.gateway_classes.remove(key).is_some(),
@@ -238,6 +325,47 @@ fn put<T: PartialEq>(map: &mut BTreeMap<ObjKey, T>, key: ObjKey, value: T) -> bo
 mod tests {
     use super::*;
     use crate::testing;
+
+    #[test]
+    fn revisions_move_only_when_content_changes() {
+        let route = |path: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: a}}\nspec:\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}]\n"
+            )
+        };
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n";
+        let mut store = testing::store(&(route("/") + "---\n" + svc));
+        let key = ObjKey::new("a", "r");
+        let (context, r1) = (store.context_revision(), store.route_revision(&key));
+        assert_ne!(r1, 0);
+        let same = testing::store(&route("/")).http_routes[&key].clone();
+        assert!(!store.apply(Object::HttpRoute(Box::new(same))));
+        assert_eq!(store.route_revision(&key), r1, "an identical apply");
+        let moved = testing::store(&route("/v2")).http_routes[&key].clone();
+        assert!(store.apply(Object::HttpRoute(Box::new(moved))));
+        let r2 = store.route_revision(&key);
+        assert!(
+            r2 != r1 && store.context_revision() == context,
+            "a route change"
+        );
+        let copy = store.clone();
+        assert!(store.delete(&ObjectRef {
+            kind: Kind::Service,
+            key: ObjKey::new("a", "s"),
+        }));
+        assert!(store.context_revision() != context && store.route_revision(&key) == r2);
+        assert_eq!(copy.context_revision(), context, "a clone keeps its own");
+        assert!(store.delete(&ObjectRef {
+            kind: Kind::HttpRoute,
+            key: key.clone(),
+        }));
+        assert_eq!(store.route_revision(&key), 0);
+        assert_ne!(
+            Store::new().context_revision(),
+            Store::new().context_revision(),
+            "two empty stores never look like the same build input"
+        );
+    }
 
     #[test]
     fn replace_kind_deletes_what_a_relist_no_longer_has() {

@@ -120,6 +120,11 @@ impl Burst {
         if ev.need_rescan() {
             self.full = true;
         }
+        // Opening or reading changes nothing, and the rescan that reloading the directory
+        // triggers opens it: counting those events looped, rescanning ~300 times a second.
+        if matches!(ev.kind, Access(kind) if kind != AccessKind::Close(AccessMode::Write)) {
+            return;
+        }
         for path in &ev.paths {
             match ev.kind {
                 Create(CreateKind::File)
@@ -209,6 +214,25 @@ mod tests {
         assert!(!b.full);
         b.add(Err(notify::Error::generic("queue overflow")));
         assert!(b.full, "a watch error rescans everything");
+    }
+
+    #[test]
+    fn opening_and_reading_are_not_changes() {
+        let mut b = Burst::default();
+        for kind in [
+            AccessKind::Open(notify::event::AccessMode::Any),
+            AccessKind::Read,
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Any,
+        ] {
+            b.add(event(EventKind::Access(kind), "manifests"));
+        }
+        assert!(b.paths.is_empty() && b.writing.is_empty() && !b.full);
+        b.add(event(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            "a.yaml",
+        ));
+        assert_eq!(b.paths.len(), 1, "a writer closing is a change");
     }
 
     #[tokio::test]

@@ -1,0 +1,211 @@
+//! The incremental [`Builder`] against fresh builds, over a sequence of store changes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Builder, Model, ModelConfig, build};
+use crate::scale::{self, NAMESPACE, Scale, Targets};
+use crate::source::files::load_str;
+use crate::store::{Kind, ObjKey, ObjectRef, Store};
+
+fn apply(store: &mut Store, yaml: &str) {
+    let out = load_str(Path::new("change.yaml"), yaml);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    for o in out.objects {
+        store.apply(o);
+    }
+}
+
+fn delete(store: &mut Store, kind: Kind, name: &str) {
+    let key = match kind {
+        Kind::Namespace | Kind::GatewayClass => ObjKey::cluster(name),
+        _ => ObjKey::new(NAMESPACE, name),
+    };
+    assert!(store.delete(&ObjectRef { kind, key }), "{name} existed");
+}
+
+/// Builds incrementally, and checks the result against a build from scratch.
+fn check(builder: &mut Builder, store: &Store, step: &str) -> Model {
+    let config = ModelConfig::default();
+    let incremental = builder.build(store, &config);
+    let fresh = build(store, &config);
+    assert_eq!(incremental.status, fresh.status, "status after {step}");
+    assert_eq!(
+        incremental.gateways, fresh.gateways,
+        "gateways after {step}"
+    );
+    incremental
+}
+
+/// Which of `before`'s Gateway models `after` kept (the same allocation), by name.
+fn kept(before: &Model, after: &Model) -> Vec<String> {
+    after
+        .gateways
+        .iter()
+        .filter(|g| before.gateways.iter().any(|b| Arc::ptr_eq(b, g)))
+        .map(|g| g.key.name.clone())
+        .collect()
+}
+
+/// One step of a test's store history.
+type Change = dyn Fn(&mut Store);
+
+const SCALE: Scale = Scale {
+    gateways: 3,
+    routes: 30,
+    policies: 5,
+    services: 4,
+};
+
+#[test]
+fn route_changes_rebuild_only_the_gateways_they_touch() {
+    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
+    let mut builder = Builder::default();
+    let m0 = check(&mut builder, &store, "the first build");
+    assert_eq!(m0.gateways.len(), 3);
+
+    // r4 is on gw-1.
+    apply(&mut store, &scale::route(4, &SCALE, 1));
+    let m1 = check(&mut builder, &store, "a route change");
+    assert_eq!(kept(&m0, &m1), ["gw-0", "gw-2"]);
+
+    apply(&mut store, &scale::route(4, &SCALE, 1));
+    let m2 = check(&mut builder, &store, "re-applying the same route");
+    assert_eq!(kept(&m1, &m2), ["gw-0", "gw-1", "gw-2"]);
+
+    // r5 moves from gw-2 to gw-0: both change, gw-1 does not.
+    apply(
+        &mut store,
+        &scale::route(5, &SCALE, 0).replace("name: gw-2", "name: gw-0"),
+    );
+    let m3 = check(&mut builder, &store, "a route moving between Gateways");
+    assert_eq!(kept(&m2, &m3), ["gw-1"]);
+
+    delete(&mut store, Kind::HttpRoute, "r7");
+    let m4 = check(&mut builder, &store, "a route deletion");
+    assert_eq!(kept(&m3, &m4), ["gw-0", "gw-2"]);
+
+    // A route nobody serves (unknown parent) changes no Gateway but has status.
+    apply(
+        &mut store,
+        &scale::route(100, &SCALE, 0).replace("name: gw-1", "name: missing"),
+    );
+    let m5 = check(&mut builder, &store, "a route to a missing Gateway");
+    assert_eq!(kept(&m4, &m5), ["gw-0", "gw-1", "gw-2"]);
+    assert!(
+        m5.status
+            .http_routes
+            .contains_key(&ObjKey::new(NAMESPACE, "r100"))
+    );
+
+    // r6 is policy p1's target: its status follows the route off its Gateway and back.
+    let p1 = ObjKey::new(NAMESPACE, "p1");
+    apply(
+        &mut store,
+        &scale::route(6, &SCALE, 0).replace("name: gw-0", "name: missing"),
+    );
+    let m6 = check(
+        &mut builder,
+        &store,
+        "a protected route leaving its Gateway",
+    );
+    assert_ne!(
+        m6.status.traffic_policies[&p1],
+        m5.status.traffic_policies[&p1]
+    );
+    // Deciding nothing before and after: only the target's own change says the status moved.
+    delete(&mut store, Kind::HttpRoute, "r6");
+    let m7 = check(
+        &mut builder,
+        &store,
+        "a detached protected route's deletion",
+    );
+    assert_ne!(
+        m7.status.traffic_policies[&p1],
+        m6.status.traffic_policies[&p1]
+    );
+    apply(&mut store, &scale::route(6, &SCALE, 0));
+    let m8 = check(&mut builder, &store, "a protected route coming back");
+    assert_eq!(
+        m8.status.traffic_policies[&p1],
+        m5.status.traffic_policies[&p1]
+    );
+}
+
+#[test]
+fn incremental_builds_follow_every_kind_of_change() {
+    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
+    let mut builder = Builder::default();
+    check(&mut builder, &store, "the first build");
+    let inline_auth = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: inline, namespace: {NAMESPACE}}}\nspec:\n  parentRefs: [{{name: gw-1}}]\n  hostnames: [inline.example.com]\n  rules:\n  - filters:\n    - type: ExternalAuth\n      externalAuth: {{protocol: GRPC, backendRef: {{name: authz, port: 9000}}}}\n    backendRefs: [{{name: svc-1, port: 80}}]\n  - matches: [{{path: {{type: PathPrefix, value: /broken}}}}]\n    backendRefs: [{{name: nowhere, port: 80}}]\n"
+    );
+    apply(&mut store, &inline_auth);
+    check(&mut builder, &store, "a route with an inline provider");
+    // Same hostname as r1 (gw-1), older: precedence between two routes.
+    apply(
+        &mut store,
+        &scale::route(1, &SCALE, 0).replace("name: r1,", "name: r1-twin,"),
+    );
+    check(&mut builder, &store, "a second route on a hostname");
+
+    let steps: [(&str, Box<Change>); 6] = [
+        (
+            "a policy disabling auth on a protected route",
+            Box::new(|s| {
+                apply(
+                    s,
+                    &format!(
+                        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: off, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r0}}]\n  extAuth: {{disable: {{}}}}\n"
+                    ),
+                )
+            }),
+        ),
+        (
+            "a Gateway-wide policy",
+            Box::new(|s| {
+                apply(
+                    s,
+                    &format!(
+                        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: gw-wide, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw-0}}]\n  extAuth: {{extensionRef: {{name: authz}}}}\n"
+                    ),
+                )
+            }),
+        ),
+        (
+            "a backend Service deletion",
+            Box::new(|s| delete(s, Kind::Service, "svc-1")),
+        ),
+        (
+            "an auth provider deletion",
+            Box::new(|s| delete(s, Kind::GatewayExtension, "authz")),
+        ),
+        (
+            "a Gateway deletion",
+            Box::new(|s| delete(s, Kind::Gateway, "gw-2")),
+        ),
+        (
+            "a route change after context changes",
+            Box::new(|s| apply(s, &scale::route(3, &SCALE, 2))),
+        ),
+    ];
+    for (step, change) in steps {
+        change(&mut store);
+        check(&mut builder, &store, step);
+    }
+}
+
+#[test]
+fn a_different_config_is_not_served_from_the_memo() {
+    let store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
+    let mut builder = Builder::default();
+    let ours = builder.build(&store, &ModelConfig::default());
+    let other = ModelConfig {
+        controller_name: "example.com/other".into(),
+        accept_unknown_classes: false,
+    };
+    let theirs = builder.build(&store, &other);
+    assert_eq!(ours.gateways.len(), 3);
+    assert!(theirs.gateways.is_empty(), "no Gateway is of that class");
+    assert_eq!(theirs, build(&store, &other));
+}

@@ -1,0 +1,184 @@
+//! What one HTTPRoute adds to the model, computed on its own so that an unchanged route's share
+//! is reused by the next build (see [`super::build::Builder`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use gateway_api::apis::experimental::httproutes::HttpRoute;
+
+use super::conditions::{Condition, RouteParentStatus};
+use super::gateways::GatewayInfo;
+use super::policy::{Decisions, PolicyIndex};
+use super::types::{ClusterModel, Provider, RouteAction, RouteAuth, RouteModel};
+use super::{FAIL_CLOSED_STATUS, external_auth, matches, routes};
+use crate::store::{ObjKey, Store};
+
+/// One Envoy route of the HTTPRoute, placed on a hostname of a port of a served Gateway.
+#[derive(Debug)]
+pub struct HostRoute {
+    /// Index into the build's served Gateways.
+    pub gateway: usize,
+    pub port: u16,
+    pub hostname: String,
+    /// The Gateway listener the route attached through.
+    pub listener: String,
+    pub route: Arc<RouteModel>,
+    /// The HTTPRoute's creation timestamp, for precedence.
+    pub created: Arc<str>,
+}
+
+/// Everything one HTTPRoute adds to a build. Only valid with the store context (every kind but
+/// HTTPRoute) it was computed from: the Gateway indices point into that build's Gateways.
+#[derive(Debug)]
+pub struct Contribution {
+    pub key: Arc<ObjKey>,
+    /// The route's store revision this was computed from.
+    pub revision: u64,
+    /// The route's parent status; `None` when no parent is Gatehouse's.
+    pub status: Option<Arc<Vec<RouteParentStatus>>>,
+    /// (Gateway index, listener index) of every attachment.
+    pub listeners: Vec<(usize, usize)>,
+    /// Indices of the Gateways the route is attached to, ascending and without repeats.
+    pub gateways: Vec<usize>,
+    /// Gateways the route is attached to.
+    pub parents: BTreeSet<ObjKey>,
+    pub entries: Vec<HostRoute>,
+    /// Clusters the route's forwarding rules use, by Gateway index.
+    pub clusters: Vec<(usize, ClusterModel)>,
+    /// Valid providers of the route's own `ExternalAuth` filters.
+    pub inline_providers: Vec<(ObjKey, (Provider, ClusterModel))>,
+    /// Which policies decided (or lost on) the route, for their status.
+    pub decisions: Decisions,
+}
+
+/// The read-only inputs every route's contribution is computed against.
+pub struct Context<'a> {
+    pub store: &'a Store,
+    pub gateways: &'a [GatewayInfo],
+    pub policies: &'a PolicyIndex,
+    pub report_unknown: bool,
+}
+
+/// Computes what `route` adds to the build.
+pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute, revision: u64) -> Contribution {
+    let store = cx.store;
+    let (attachments, mut parent_status) =
+        routes::attach(store, key, route, cx.gateways, cx.report_unknown);
+    let created = route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    let created: Arc<str> = created.into();
+    let rules = route.spec.rules.as_deref().unwrap_or_default();
+    let resolved: Vec<_> = rules
+        .iter()
+        .map(|r| routes::rule_action(store, key, r))
+        .collect();
+    let inline: Vec<_> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| external_auth::resolve(store, key, r, i))
+        .collect();
+    let inline_error = inline.iter().flatten().find_map(|(_, r)| r.as_ref().err());
+    let refs_condition = match resolved
+        .iter()
+        .find_map(|r| r.error.as_ref())
+        .or(inline_error)
+    {
+        Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
+        None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all backendRefs resolved"),
+    };
+    for p in &mut parent_status {
+        p.conditions.push(refs_condition.clone());
+    }
+    let mut out = Contribution {
+        key: Arc::new(key.clone()),
+        revision,
+        status: (!parent_status.is_empty()).then(|| Arc::new(parent_status)),
+        listeners: attachments
+            .iter()
+            .map(|a| (a.gateway, a.listener))
+            .collect(),
+        gateways: {
+            let mut g: Vec<usize> = attachments.iter().map(|a| a.gateway).collect();
+            g.sort_unstable();
+            g.dedup();
+            g
+        },
+        parents: BTreeSet::new(),
+        entries: Vec::new(),
+        clusters: Vec::new(),
+        inline_providers: inline
+            .iter()
+            .flatten()
+            .filter_map(|(k, r)| r.as_ref().ok().map(|p| (k.clone(), p.clone())))
+            .collect(),
+        decisions: Decisions::default(),
+    };
+    for a in &attachments {
+        let gw = &cx.gateways[a.gateway];
+        let listener = &gw.listeners[a.listener];
+        out.parents.insert(gw.key.clone());
+        for (rule_index, (rule, resolution)) in rules.iter().zip(&resolved).enumerate() {
+            // An ExternalAuth filter is part of the rule: it decides ahead of any policy.
+            let auth = match &inline[rule_index] {
+                Some((provider, Ok(_))) => RouteAuth::Enabled {
+                    provider: provider.clone(),
+                    policy: key.clone(),
+                    context_extensions: Default::default(),
+                    with_request_body: None,
+                },
+                Some((_, Err(e))) => RouteAuth::FailClosed {
+                    policy: key.clone(),
+                    reason: format!("ExternalAuth filter: {}: {}", e.reason, e.message),
+                },
+                None => cx.policies.decide(
+                    &gw.key,
+                    &listener.name,
+                    key,
+                    rule.name.as_deref(),
+                    &mut out.decisions,
+                ),
+            };
+            let action = match &auth {
+                RouteAuth::FailClosed { .. } => RouteAction::Respond {
+                    status: FAIL_CLOSED_STATUS,
+                    body: "external authorization is misconfigured for this route\n".into(),
+                },
+                _ => resolution.action.clone(),
+            };
+            if matches!(action, RouteAction::Forward(_)) {
+                out.clusters
+                    .extend(resolution.clusters.iter().map(|c| (a.gateway, c.clone())));
+            }
+            for (match_index, m) in matches::rule_matches(rule.matches.as_ref())
+                .into_iter()
+                .enumerate()
+            {
+                let model = Arc::new(RouteModel {
+                    route: key.clone(),
+                    rule_index,
+                    rule_name: rule.name.clone(),
+                    match_index,
+                    matches: m,
+                    action: action.clone(),
+                    filters: resolution.filters.clone(),
+                    auth: auth.clone(),
+                });
+                for host in &a.hostnames {
+                    out.entries.push(HostRoute {
+                        gateway: a.gateway,
+                        port: listener.port,
+                        hostname: host.clone(),
+                        listener: listener.name.clone(),
+                        route: model.clone(),
+                        created: created.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
