@@ -40,6 +40,8 @@ struct Base {
     served: BTreeSet<ObjKey>,
     providers: BTreeMap<ObjKey, extensions::ProviderResult>,
     policies: policy::PolicyIndex,
+    /// HTTPRoutes some policy targets.
+    targeted: BTreeSet<ObjKey>,
     /// Valid providers attached to each Gateway's ports as a whole, by Gateway index.
     attached: Vec<BTreeMap<u16, BTreeSet<ObjKey>>>,
 }
@@ -69,6 +71,7 @@ impl Base {
             served: infos.iter().map(|g| g.key.clone()).collect(),
             infos,
             providers,
+            targeted: policies.targeted_routes(),
             policies,
             attached,
         }
@@ -121,11 +124,13 @@ impl Builder {
         status.http_routes = route_status.into_iter().collect();
 
         // A policy's status reads the decisions and the parents of the routes it targets.
-        let policies_unchanged = base.policies.decisions_are(&decided_before)
-            && !changed.iter().any(|k| base.policies.targets_route(k));
-        match self.policy_status.take() {
-            Some(kept) if policies_unchanged => status.traffic_policies = kept,
-            _ => {
+        let kept = self.policy_status.take().filter(|_| {
+            base.policies.decisions_are(&decided_before)
+                && !changed.iter().any(|k| base.targeted.contains(&**k))
+        });
+        match kept {
+            Some(kept) => status.traffic_policies = kept,
+            None => {
                 let parents = |key: &ObjKey| {
                     routes
                         .binary_search_by(|c| (*c.key).cmp(key))

@@ -221,12 +221,16 @@ impl PolicyIndex {
         self.decided == before.decided && self.overridden == before.overridden
     }
 
-    /// True when some policy targets the HTTPRoute `key` (its status reads the route's parents).
-    pub fn targets_route(&self, key: &ObjKey) -> bool {
+    /// The HTTPRoutes some policy targets (their status reads those routes' parents).
+    pub fn targeted_routes(&self) -> BTreeSet<ObjKey> {
         self.targets
             .values()
             .flatten()
-            .any(|t| matches!(t, Target::Route { key: k, .. } if k == key))
+            .filter_map(|t| match t {
+                Target::Route { key, .. } => Some(key.clone()),
+                Target::Gateway { .. } => None,
+            })
+            .collect()
     }
 
     /// Takes in what deciding some routes found, for the policies' status.
