@@ -134,6 +134,8 @@ impl Store {
     }
 
     /// Revision of one HTTPRoute (0 when there is none): equal revisions mean equal routes.
+    /// Builds read revisions through [`Store::http_routes_with_revisions`].
+    #[cfg(test)]
     pub fn route_revision(&self, key: &ObjKey) -> u64 {
         self.revisions.routes.get(key).copied().unwrap_or(0)
     }
