@@ -137,9 +137,12 @@ impl Engine {
             for gw in &model.gateways {
                 let res = match memo.translated.get(&gw.key) {
                     Some((m, res)) if Arc::ptr_eq(m, gw) => res.clone(),
-                    _ => {
-                        let res =
-                            Arc::new(translate::translate_gateway(gw, &self.translate_options));
+                    previous => {
+                        let res = Arc::new(translate::translate_gateway_reusing(
+                            gw,
+                            &self.translate_options,
+                            previous.map(|(_, res)| &**res),
+                        ));
                         changed.push((gw.key.clone(), crate::snapshot::snapshot(&res)));
                         res
                     }

@@ -13,7 +13,7 @@ pub fn resources_json(res: &GatewayResources) -> Result<Value, JsonError> {
         "clusters": res.clusters.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
         "endpoints": res.endpoints.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
         "listeners": res.listeners.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
-        "routes": res.routes.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
+        "routes": res.routes.iter().map(|r| message_to_json(&r.to_proto())).collect::<Result<Vec<_>, _>>()?,
     }))
 }
 

@@ -252,7 +252,7 @@ fn check(c: &Config) -> Result<usize, String> {
             .parse()
             .map_err(|e| format!("{e}"))?;
         let res = translate_gateway(gw, &TranslateOptions::default());
-        for rc in &res.routes {
+        for rc in res.routes.iter().map(|r| r.to_proto()) {
             let port: u16 = rc
                 .name
                 .trim_start_matches("http-")

@@ -613,7 +613,7 @@ fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
         .routes
         .iter()
         .flat_map(|r| &r.virtual_hosts)
-        .flat_map(|v| &v.domains)
+        .flat_map(|v| &v.proto.domains)
         .collect();
     assert!(domains.contains(&&deep), "translated: {}", domains.len());
 }

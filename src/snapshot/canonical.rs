@@ -4,12 +4,13 @@
 //! random seed: a route that disables two ext auth providers encoded differently on each
 //! rebuild, got a new version, and was pushed to every proxy although nothing changed. Maps are
 //! written here sorted by key. Protobuf allows fields in any order, so a message is encoded
-//! without its maps and repeated children, and those are appended after it, in order.
+//! without its maps and repeated children, and those are appended after it, in order. Each
+//! virtual host is encoded on its own, so a host that did not change keeps its bytes.
 
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
-use prost::encoding::{btree_map, bytes, message, string};
+use prost::encoding::{WireType, btree_map, bytes, encode_key, encode_varint, message, string};
 use std::collections::{BTreeMap, HashMap};
 
 /// Field numbers from envoy/config/route/v3/{route,route_components}.proto.
@@ -18,32 +19,32 @@ const VIRTUAL_HOST_ROUTES: u32 = 3;
 const VIRTUAL_HOST_TYPED_PER_FILTER_CONFIG: u32 = 15;
 const ROUTE_TYPED_PER_FILTER_CONFIG: u32 = 13;
 
-/// The bytes of `config`, with every per-filter-config map in key order.
-pub fn route_configuration(config: &RouteConfiguration) -> Vec<u8> {
-    let unordered = config.virtual_hosts.iter().any(|v| {
-        v.typed_per_filter_config.len() > 1
-            || v.routes.iter().any(|r| r.typed_per_filter_config.len() > 1)
-    });
-    if !unordered && config.typed_per_filter_config.len() <= 1 {
-        // At most one entry per map: prost's own encoding is already the canonical one.
-        return config.encode_to_vec();
+/// The bytes of a RouteConfiguration named `name` with these encoded virtual hosts: it sets no
+/// other field, so this is prost's own layout (name, then hosts).
+pub fn route_configuration(name: &str, hosts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Vec<u8> {
+    let mut out = RouteConfiguration {
+        name: name.to_string(),
+        ..Default::default()
     }
-    let mut shell = config.clone();
-    let hosts = std::mem::take(&mut shell.virtual_hosts);
-    let mut out = shell.encode_to_vec();
+    .encode_to_vec();
     for host in hosts {
-        bytes::encode(
-            ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
-            &virtual_host(host),
-            &mut out,
-        );
+        let host = host.as_ref();
+        encode_key(ROUTE_CONFIGURATION_VIRTUAL_HOSTS, WireType::LengthDelimited, &mut out);
+        encode_varint(host.len() as u64, &mut out);
+        out.extend_from_slice(host);
     }
-    // RouteConfiguration's own map (tag 16) is never set by the translator; sorting it would
-    // need the same treatment as below.
     out
 }
 
-fn virtual_host(mut host: VirtualHost) -> Vec<u8> {
+/// The bytes of `host`, with every per-filter-config map in key order.
+pub fn virtual_host(host: &VirtualHost) -> Vec<u8> {
+    let unordered = host.typed_per_filter_config.len() > 1
+        || host.routes.iter().any(|r| r.typed_per_filter_config.len() > 1);
+    if !unordered {
+        // At most one entry per map: prost's own encoding is already the canonical one.
+        return host.encode_to_vec();
+    }
+    let mut host = host.clone();
     let routes = std::mem::take(&mut host.routes);
     let configs = std::mem::take(&mut host.typed_per_filter_config);
     let mut out = host.encode_to_vec();
@@ -122,6 +123,10 @@ mod tests {
     }
 
     const KEYS: [&str; 6] = ["ext-authz/a", "ext-authz/b", "ext-authz/c", "x", "y", "z"];
+
+    fn route_configuration(config: &RouteConfiguration) -> Vec<u8> {
+        super::route_configuration(&config.name, config.virtual_hosts.iter().map(virtual_host))
+    }
 
     #[test]
     fn maps_filled_in_any_order_encode_to_the_same_bytes() {

@@ -21,9 +21,13 @@ pub fn snapshot(res: &GatewayResources) -> Snapshot {
         s.insert(type_url::LISTENER, l.name.clone(), any(l));
     }
     for r in &res.routes {
+        let hosts = r
+            .virtual_hosts
+            .iter()
+            .map(|h| h.encoded.get_or_init(|| canonical::virtual_host(&h.proto)));
         let body = Any {
             type_url: type_url::ROUTE.into(),
-            value: canonical::route_configuration(r),
+            value: canonical::route_configuration(&r.name, hosts),
         };
         s.insert(type_url::ROUTE, r.name.clone(), body);
     }

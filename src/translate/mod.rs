@@ -7,14 +7,16 @@ mod filters;
 mod listener;
 pub mod names;
 mod route;
+#[cfg(test)]
+mod reuse_tests;
 mod static_bootstrap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 pub use cluster::http2_options;
+pub use route::{HostTranslation, RouteTable};
 pub use ext_authz::{DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT};
 pub use static_bootstrap::static_bootstrap;
 
@@ -41,13 +43,23 @@ impl Default for TranslateOptions {
 pub struct GatewayResources {
     pub gateway: ObjKey,
     pub listeners: Vec<Listener>,
-    pub routes: Vec<RouteConfiguration>,
+    pub routes: Vec<RouteTable>,
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
 }
 
 /// Translates one Gateway.
 pub fn translate_gateway(gw: &GatewayModel, options: &TranslateOptions) -> GatewayResources {
+    translate_gateway_reusing(gw, options, None)
+}
+
+/// Translates one Gateway, reusing the virtual hosts of `previous` (its last translation)
+/// whose routes did not change. Equal to [`translate_gateway`].
+pub fn translate_gateway_reusing(
+    gw: &GatewayModel,
+    options: &TranslateOptions,
+    previous: Option<&GatewayResources>,
+) -> GatewayResources {
     let mut listeners = Vec::with_capacity(gw.ports.len());
     let mut routes = Vec::with_capacity(gw.ports.len());
     for port in &gw.ports {
@@ -57,7 +69,9 @@ pub fn translate_gateway(gw: &GatewayModel, options: &TranslateOptions) -> Gatew
             .filter_map(|k| gw.providers.get(k))
             .collect();
         listeners.push(listener::listener(port, &providers, options));
-        routes.push(route::route_config(port));
+        let name = names::route_config(port.port);
+        let old = previous.and_then(|p| p.routes.iter().find(|r| r.name == name));
+        routes.push(route::route_table(port, old));
     }
     let mut clusters: Vec<Cluster> = gw.clusters.values().map(cluster::cluster).collect();
     let mut endpoints: Vec<ClusterLoadAssignment> =

@@ -70,7 +70,7 @@ fn inline_routes(
             .routes
             .iter()
             .find(|r| r.name == rds.route_config_name)
-            .cloned()
+            .map(|r| r.to_proto())
             .unwrap_or_default();
         hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(route));
         *any = pack_any(hcm);
