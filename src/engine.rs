@@ -26,6 +26,9 @@ pub struct View {
     pub model: Arc<Model>,
     /// Input problems (load errors) the sources reported, as readable lines.
     pub problems: Vec<String>,
+    /// HTTPRoutes with a condition that does not hold: kept up to date from the status
+    /// changes, as counting 10,000 routes per build cost more than a one-route change.
+    unhealthy_routes: usize,
 }
 
 impl View {
@@ -179,13 +182,23 @@ impl Engine {
             .collect();
         memo.translated = translated;
         drop(memo);
-        let unhealthy = count_unhealthy(&model.status);
+        let (before, bad_routes_before) = self
+            .shared
+            .view
+            .read()
+            .map(|v| (v.model.clone(), v.unhealthy_routes))
+            .unwrap_or_default();
+        let bad_routes = bad_routes_before
+            .saturating_add_signed(log_status_changes(&before.status, &model.status));
+        drop(before);
+        let unhealthy = count_unhealthy(&model.status) + bad_routes;
         let next = View {
             ready: true,
             builds: 0,
             resources,
             model: Arc::new(model),
             problems,
+            unhealthy_routes: bad_routes,
         };
         // Swap rather than copy: the previous view is only read below, never cloned.
         let previous = match self.shared.view.write() {
@@ -221,7 +234,6 @@ impl Engine {
             }
             self.cache.set(&group(&key), Snapshot::new());
         }
-        log_status_changes(previous.status(), current.status());
         let elapsed = started.elapsed();
         self.metrics.snapshot_builds.inc();
         self.metrics.build_seconds.observe(elapsed.as_secs_f64());
@@ -326,6 +338,7 @@ fn holds(c: &model::Condition) -> bool {
     }
 }
 
+/// Objects other than HTTPRoutes with a condition that does not hold.
 fn count_unhealthy(status: &Status) -> usize {
     let bad = |c: &[model::Condition]| !c.iter().all(holds);
     status
@@ -333,11 +346,6 @@ fn count_unhealthy(status: &Status) -> usize {
         .values()
         .filter(|g| bad(&g.conditions) || g.listeners.iter().any(|l| bad(&l.conditions)))
         .count()
-        + status
-            .http_routes
-            .values()
-            .filter(|p| p.iter().any(|p| bad(&p.conditions)))
-            .count()
         + status
             .traffic_policies
             .values()
@@ -350,8 +358,9 @@ fn count_unhealthy(status: &Status) -> usize {
             .count()
 }
 
-/// Logs each object whose conditions changed, at warn level when one does not hold.
-fn log_status_changes(old: &Status, new: &Status) {
+/// Logs each object whose conditions changed, at warn level when one does not hold; returns
+/// the change in the number of HTTPRoutes with a condition that does not hold.
+fn log_status_changes(old: &Status, new: &Status) -> isize {
     /// Walks both maps together: looking each of 10,000 routes up cost more than the rest of
     /// a one-route rebuild.
     fn diff<K: Ord + std::fmt::Display, V: std::fmt::Debug>(
@@ -385,14 +394,27 @@ fn log_status_changes(old: &Status, new: &Status) {
         PartialEq::eq,
         |g| ok(&g.conditions) && g.listeners.iter().all(|l| ok(&l.conditions)),
     );
-    // An unchanged route keeps its status allocation from one build to the next.
-    diff(
-        "HTTPRoute",
-        &old.http_routes,
-        &new.http_routes,
-        |a, b| Arc::ptr_eq(a, b) || a == b,
-        |p| p.iter().all(|p| ok(&p.conditions)),
-    );
+    // The route map is persistent: the diff skips the subtrees both builds share.
+    let route_ok = |p: &[model::RouteParentStatus]| p.iter().all(|p| ok(&p.conditions));
+    let mut bad_routes = 0isize;
+    for item in old.http_routes.diff(&new.http_routes) {
+        let (was, now) = match item {
+            imbl::ordmap::DiffItem::Add(key, v) => (None, (key, v)),
+            imbl::ordmap::DiffItem::Update { old, new } => (Some(old.1), new),
+            imbl::ordmap::DiffItem::Remove(_, v) => {
+                bad_routes -= isize::from(!route_ok(v));
+                continue;
+            }
+        };
+        bad_routes -= isize::from(was.is_some_and(|v| !route_ok(v)));
+        let (key, v) = now;
+        if route_ok(v) {
+            tracing::info!(kind = "HTTPRoute", object = %key, "status: all conditions hold");
+        } else {
+            bad_routes += 1;
+            tracing::warn!(kind = "HTTPRoute", object = %key, status = ?v, "status: a condition does not hold");
+        }
+    }
     diff(
         "TrafficPolicy",
         &old.traffic_policies,
@@ -407,6 +429,7 @@ fn log_status_changes(old: &Status, new: &Status) {
         PartialEq::eq,
         |c| ok(c),
     );
+    bad_routes
 }
 
 /// The most objects a build saw since memory was last handed back.
@@ -499,6 +522,70 @@ mod tests {
             assert_eq!(kept, key.name != "gw-1", "{key} translation reused");
             assert_eq!(same, key.name != "gw-1", "{key} snapshot unchanged");
         }
+    }
+
+    #[test]
+    fn the_unhealthy_count_follows_routes_going_bad_and_good() {
+        use crate::scale::{self, Scale, Targets};
+        let scale = Scale {
+            gateways: 2,
+            routes: 6,
+            policies: 1,
+            services: 2,
+        };
+        let metrics = Arc::new(Metrics::new(Arc::new(XdsStats::new())));
+        let engine = Engine::new(
+            SnapshotCache::new(),
+            Arc::new(Shared::default()),
+            metrics.clone(),
+            ModelConfig::default(),
+            TranslateOptions::default(),
+        );
+        let mut store = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
+        let unhealthy = |engine: &Engine, store: &Store| {
+            engine.rebuild(store, Vec::new());
+            let counted = metrics.unhealthy_objects.get();
+            // What counting every object from scratch finds.
+            let status = crate::model::build(store, &ModelConfig::default()).status;
+            let bad = |c: &[model::Condition]| !c.iter().all(holds);
+            let routes = status
+                .http_routes
+                .values()
+                .filter(|p| p.iter().any(|p| bad(&p.conditions)))
+                .count();
+            assert_eq!(counted, (count_unhealthy(&status) + routes) as i64);
+            counted
+        };
+        let apply = |store: &mut Store, yaml: &str| {
+            for (_, r) in crate::testing::store(yaml).http_routes {
+                store.apply(crate::store::Object::HttpRoute(Box::new(r)));
+            }
+        };
+        let good = unhealthy(&engine, &store);
+        let broken = scale::route(2, &scale, 0).replace("name: svc-0", "name: missing");
+        apply(&mut store, &broken);
+        assert_eq!(
+            unhealthy(&engine, &store),
+            good + 1,
+            "a route loses its backend"
+        );
+        apply(&mut store, &broken.replace("name: r2,", "name: r9,"));
+        assert_eq!(
+            unhealthy(&engine, &store),
+            good + 2,
+            "a broken route is added"
+        );
+        apply(&mut store, &scale::route(2, &scale, 0));
+        assert_eq!(unhealthy(&engine, &store), good + 1, "a route is fixed");
+        store.delete(&crate::store::ObjectRef {
+            kind: crate::store::Kind::HttpRoute,
+            key: ObjKey::new(scale::NAMESPACE, "r9"),
+        });
+        assert_eq!(
+            unhealthy(&engine, &store),
+            good,
+            "a broken route is deleted"
+        );
     }
 
     #[test]

@@ -1,17 +1,18 @@
-//! The model build, incremental in HTTPRoutes: a route whose revision did not change keeps its
-//! contribution, and a Gateway none of whose routes changed keeps its model (the same `Arc`, so
-//! the engine skips translating it). Any change to another kind rebuilds everything: every
+//! The model build, incremental in HTTPRoutes: the store's route history names the routes
+//! changed since the last build, only those get a new contribution, and a Gateway none of whose
+//! routes changed keeps its model (the same `Arc`, so the engine skips translating it). Any change to another kind rebuilds everything: every
 //! route's resolution may read it, and such changes are rare next to route churn.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::conditions::{PolicyAncestorStatus, RouteParentStatus};
 use super::contribution::{self, Contribution};
 use super::types::{
     ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteModel, VirtualHostModel,
 };
 use super::{Model, ModelConfig, Status, extensions, gateways, matches, policy, route_cache};
-use crate::store::{ObjKey, Store};
+use crate::store::{ObjKey, RouteCursor, Store};
 
 /// Routes of one virtual host while they are collected: listener name and (route, created).
 type HostRoutes<'a> = (String, Vec<(&'a Arc<RouteModel>, &'a Arc<str>)>);
@@ -19,16 +20,29 @@ type HostRoutes<'a> = (String, Vec<(&'a Arc<RouteModel>, &'a Arc<str>)>);
 /// Builds models, reusing what the previous build computed from unchanged inputs.
 #[derive(Debug, Default)]
 pub struct Builder {
-    /// Store context revision and config the memos below were computed with.
+    /// Store context revision and config the state below was computed with.
     context: Option<(u64, ModelConfig)>,
-    /// What the context alone decides, computed once per context.
-    base: Option<Base>,
-    /// Contributions of the previous build's routes, sorted by key.
+    state: Option<State>,
+}
+
+/// What a build keeps for the next one; valid for one store context.
+#[derive(Debug)]
+struct State {
+    base: Base,
+    /// Where in the store's route history `routes` is.
+    cursor: RouteCursor,
+    /// Every route's contribution, sorted by key.
     routes: Vec<Arc<Contribution>>,
-    /// Each Gateway's model, with the revisions of the routes it was assembled from.
-    gateways: BTreeMap<ObjKey, (Vec<u64>, Arc<GatewayModel>)>,
-    /// The previous build's policy status, before route-cache warnings.
-    policy_status: Option<BTreeMap<ObjKey, Arc<Vec<super::PolicyAncestorStatus>>>>,
+    /// Routes attached through each listener, by Gateway and listener index.
+    attached_counts: Vec<Vec<i32>>,
+    /// The contributions of the routes attached to each Gateway, by key.
+    per_gateway: Vec<BTreeMap<Arc<ObjKey>, Arc<Contribution>>>,
+    /// Each Gateway's model; `None` once a route of it changed.
+    models: Vec<Option<Arc<GatewayModel>>>,
+    route_status: imbl::OrdMap<Arc<ObjKey>, Arc<Vec<RouteParentStatus>>>,
+    /// Policy status before route-cache warnings; `None` once a decision or a targeted route
+    /// changed.
+    policy_status: Option<BTreeMap<ObjKey, Arc<Vec<PolicyAncestorStatus>>>>,
 }
 
 /// Everything a build derives from the store context (every kind but HTTPRoute).
@@ -78,126 +92,160 @@ impl Base {
     }
 }
 
+impl State {
+    /// No routes yet: the first build takes every route as a change.
+    fn new(store: &Store, config: &ModelConfig) -> Self {
+        let base = Base::new(store, config);
+        let gateways = base.infos.len();
+        State {
+            attached_counts: base
+                .infos
+                .iter()
+                .map(|g| vec![0; g.listeners.len()])
+                .collect(),
+            per_gateway: vec![BTreeMap::new(); gateways],
+            models: vec![None; gateways],
+            base,
+            cursor: RouteCursor::default(),
+            routes: Vec::new(),
+            route_status: imbl::OrdMap::new(),
+            policy_status: None,
+        }
+    }
+
+    /// Takes `key`'s new contribution (`None`: the route is gone) in place of its old one.
+    fn replace(&mut self, key: &ObjKey, fresh: Option<Arc<Contribution>>) {
+        let old = match (self.routes.binary_search_by(|c| (*c.key).cmp(key)), &fresh) {
+            (Ok(i), Some(f)) => Some(std::mem::replace(&mut self.routes[i], f.clone())),
+            (Ok(i), None) => Some(self.routes.remove(i)),
+            (Err(i), Some(f)) => {
+                self.routes.insert(i, f.clone());
+                None
+            }
+            (Err(_), None) => None,
+        };
+        if let Some(old) = old {
+            for &(g, l) in &old.listeners {
+                self.attached_counts[g][l] -= 1;
+            }
+            for &g in &old.gateways {
+                self.per_gateway[g].remove(&old.key);
+                self.models[g] = None;
+            }
+            self.route_status.remove(&old.key);
+            if self.base.policies.forget(&old.decisions) {
+                self.policy_status = None;
+            }
+        }
+        if let Some(c) = fresh {
+            for &(g, l) in &c.listeners {
+                self.attached_counts[g][l] += 1;
+            }
+            for &g in &c.gateways {
+                self.per_gateway[g].insert(c.key.clone(), c.clone());
+                self.models[g] = None;
+            }
+            if let Some(s) = &c.status {
+                self.route_status.insert(c.key.clone(), s.clone());
+            }
+            if self.base.policies.record(&c.decisions) {
+                self.policy_status = None;
+            }
+        }
+        // A policy's status reads the parents of the routes it targets.
+        if self.base.targeted.contains(key) {
+            self.policy_status = None;
+        }
+    }
+}
+
 impl Builder {
-    /// Builds the model of `store`; equal to a fresh [`super::build`] of it.
+    /// Builds the model of `store`; equal to a fresh [`super::build`] of it. Visits only the
+    /// routes changed since the last build, and assembles only the Gateways they touch.
     pub fn build(&mut self, store: &Store, config: &ModelConfig) -> Model {
         let context = (store.context_revision(), config.clone());
         if self.context.as_ref() != Some(&context) {
-            *self = Builder {
-                context: Some(context),
-                ..Builder::default()
-            };
+            self.context = Some(context);
+            self.state = None;
         }
-        let mut base = self.base.take().unwrap_or_else(|| Base::new(store, config));
-        let mut status = base.status.clone();
-        let decided_before = base.policies.take_decisions();
-
-        let (routes, changed) = self.contributions(
-            store,
-            &contribution::Context {
-                store,
-                gateways: &base.infos,
-                policies: &base.policies,
-                report_unknown: config.accept_unknown_classes,
-            },
-        );
-        let infos = &base.infos;
-        let mut attached_counts: Vec<Vec<i32>> =
-            infos.iter().map(|g| vec![0; g.listeners.len()]).collect();
-        let mut per_gateway: Vec<Vec<&Contribution>> = vec![Vec::new(); infos.len()];
-        let mut route_status = Vec::with_capacity(routes.len());
-        for c in &routes {
-            if !c.decisions.is_empty() {
-                base.policies.record(&c.decisions);
-            }
-            for &(g, l) in &c.listeners {
-                attached_counts[g][l] += 1;
-            }
-            for &g in &c.gateways {
-                per_gateway[g].push(c);
-            }
-            if let Some(s) = &c.status {
-                route_status.push((c.key.clone(), s.clone()));
-            }
-        }
-        // Sorted already: collecting builds the map in one pass, inserting searched per route.
-        status.http_routes = route_status.into_iter().collect();
-
-        // A policy's status reads the decisions and the parents of the routes it targets.
-        let kept = self.policy_status.take().filter(|_| {
-            base.policies.decisions_are(&decided_before)
-                && !changed.iter().any(|k| base.targeted.contains(&**k))
-        });
-        match kept {
-            Some(kept) => status.traffic_policies = kept,
+        let mut state = self
+            .state
+            .take()
+            .unwrap_or_else(|| State::new(store, config));
+        let changes = match store.http_route_changes(state.cursor) {
+            Some(changes) => changes,
             None => {
+                // Another store, or too far behind its history: start from no routes.
+                if !state.routes.is_empty() {
+                    state = State::new(store, config);
+                }
+                store
+                    .http_routes
+                    .iter()
+                    .map(|(key, route)| (key, Some(route)))
+                    .collect()
+            }
+        };
+        let cx = contribution::Context {
+            store,
+            gateways: &state.base.infos,
+            policies: &state.base.policies,
+            report_unknown: config.accept_unknown_classes,
+        };
+        let fresh: Vec<_> = changes
+            .into_iter()
+            .map(|(key, now)| {
+                let c = now.map(|route| Arc::new(contribution::compute(&cx, key, route)));
+                (key, c)
+            })
+            .collect();
+        for (key, c) in fresh {
+            state.replace(key, c);
+        }
+        state.cursor = store.route_cursor();
+
+        let mut status = state.base.status.clone();
+        status.http_routes = state.route_status.clone();
+        match &state.policy_status {
+            Some(kept) => status.traffic_policies = kept.clone(),
+            None => {
+                let routes = &state.routes;
                 let parents = |key: &ObjKey| {
                     routes
                         .binary_search_by(|c| (*c.key).cmp(key))
                         .ok()
                         .map(|i| &routes[i].parents)
                 };
+                let base = &state.base;
                 base.policies
                     .finish_status(store, parents, &base.served, &mut status);
+                state.policy_status = Some(status.traffic_policies.clone());
             }
         }
-        self.policy_status = Some(status.traffic_policies.clone());
 
-        let mut previous = std::mem::take(&mut self.gateways);
-        let mut models = Vec::with_capacity(infos.len());
-        for (i, info) in infos.iter().enumerate() {
-            gateways::finish_status(store, info, &attached_counts[i], &mut status);
-            let signature: Vec<u64> = per_gateway[i].iter().map(|c| c.revision).collect();
-            let model = match previous.remove(&info.key) {
-                Some((old, model)) if old == signature => model,
-                _ => Arc::new(assemble(
+        let base = &state.base;
+        let mut models = Vec::with_capacity(base.infos.len());
+        for (i, info) in base.infos.iter().enumerate() {
+            gateways::finish_status(store, info, &state.attached_counts[i], &mut status);
+            let model = state.models[i].get_or_insert_with(|| {
+                let routes: Vec<&Contribution> =
+                    state.per_gateway[i].values().map(|c| &**c).collect();
+                Arc::new(assemble(
                     i,
                     info,
-                    &per_gateway[i],
+                    &routes,
                     &base.providers,
                     &base.attached[i],
-                )),
-            };
-            self.gateways
-                .insert(info.key.clone(), (signature, model.clone()));
-            models.push(model);
+                ))
+            });
+            models.push(model.clone());
         }
         route_cache::warn(&models, &mut status);
-        drop(per_gateway);
-        self.routes = routes;
-        self.base = Some(base);
+        self.state = Some(state);
         Model {
             gateways: models,
             status,
         }
-    }
-
-    /// Every route's contribution, reusing the previous build's where the route is unchanged;
-    /// also the keys of routes added, changed or removed since.
-    fn contributions(
-        &mut self,
-        store: &Store,
-        cx: &contribution::Context<'_>,
-    ) -> (Vec<Arc<Contribution>>, Vec<Arc<ObjKey>>) {
-        let mut old = std::mem::take(&mut self.routes).into_iter().peekable();
-        let mut out = Vec::with_capacity(store.http_routes.len());
-        let mut changed = Vec::new();
-        for (key, route, revision) in store.http_routes_with_revisions() {
-            // A revision names one version of one route, so an equal one is a match, and the
-            // common case costs no key comparison.
-            if let Some(c) = old.next_if(|c| revision != 0 && c.revision == revision) {
-                out.push(c);
-                continue;
-            }
-            while let Some(gone) = old.next_if(|c| *c.key <= *key) {
-                changed.push(gone.key.clone());
-            }
-            let fresh = Arc::new(contribution::compute(cx, key, route, revision));
-            changed.push(fresh.key.clone());
-            out.push(fresh);
-        }
-        changed.extend(old.map(|gone| gone.key.clone()));
-        (out, changed)
     }
 }
 

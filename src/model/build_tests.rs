@@ -209,3 +209,69 @@ fn a_different_config_is_not_served_from_the_memo() {
     assert!(theirs.gateways.is_empty(), "no Gateway is of that class");
     assert_eq!(theirs, build(&store, &other));
 }
+
+#[test]
+fn policy_status_follows_the_routes_a_gateway_policy_decides() {
+    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
+    apply(
+        &mut store,
+        &format!(
+            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: gw-wide, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw-0}}]\n  extAuth: {{extensionRef: {{name: authz}}}}\n"
+        ),
+    );
+    let policy = ObjKey::new(NAMESPACE, "gw-wide");
+    let mut builder = Builder::default();
+    let first = check(&mut builder, &store, "the first build");
+    // Routes 0, 3, 6, … are gw-0's: take them away one at a time, then bring them back.
+    let on_gw0: Vec<usize> = (0..SCALE.routes).step_by(SCALE.gateways).collect();
+    for &i in &on_gw0 {
+        delete(&mut store, Kind::HttpRoute, &format!("r{i}"));
+        check(&mut builder, &store, &format!("deleting r{i}"));
+    }
+    let empty = check(&mut builder, &store, "gw-0 without routes");
+    assert_ne!(
+        empty.status.traffic_policies[&policy], first.status.traffic_policies[&policy],
+        "a policy that decides no route any more"
+    );
+    for &i in &on_gw0 {
+        apply(&mut store, &scale::route(i, &SCALE, 0));
+        check(&mut builder, &store, &format!("r{i} coming back"));
+    }
+    let back = check(&mut builder, &store, "gw-0 with its routes");
+    assert_eq!(
+        back.status.traffic_policies[&policy],
+        first.status.traffic_policies[&policy]
+    );
+}
+
+#[test]
+fn a_builder_on_another_store_or_far_behind_walks_every_route() {
+    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
+    let mut builder = Builder::default();
+    check(&mut builder, &store, "the first build");
+    // A clone shares the context revision but not the route history.
+    let mut other = store.clone();
+    delete(&mut other, Kind::HttpRoute, "r2");
+    check(&mut builder, &other, "a clone that lost a route");
+    check(&mut builder, &store, "the original again");
+
+    delete(&mut store, Kind::HttpRoute, "r5");
+    for i in 0..=crate::store::REMEMBERED_DELETIONS {
+        let name = format!("tmp{i}");
+        apply(
+            &mut store,
+            &scale::route(1, &SCALE, 0).replace("name: r1,", &format!("name: {name},")),
+        );
+        delete(&mut store, Kind::HttpRoute, &name);
+    }
+    let m = check(
+        &mut builder,
+        &store,
+        "more deletions than the store remembers",
+    );
+    assert!(
+        !m.status
+            .http_routes
+            .contains_key(&ObjKey::new(NAMESPACE, "r5"))
+    );
+}

@@ -113,20 +113,24 @@ pub struct Status {
     pub gateway_classes: BTreeMap<ObjKey, Vec<Condition>>,
     #[serde(serialize_with = "by_key")]
     pub gateways: BTreeMap<ObjKey, GatewayStatus>,
+    /// A persistent map the builder keeps and changes in place: a build hands out a copy in
+    /// O(1) and a one-route change costs O(log n), not a 10,000-entry map per build.
     #[serde(serialize_with = "by_key")]
-    /// Keys shared with the build's own index: 10,000 routes' keys are not copied per build.
-    pub http_routes: BTreeMap<std::sync::Arc<ObjKey>, std::sync::Arc<Vec<RouteParentStatus>>>,
+    pub http_routes: imbl::OrdMap<std::sync::Arc<ObjKey>, std::sync::Arc<Vec<RouteParentStatus>>>,
     #[serde(serialize_with = "by_key")]
     pub traffic_policies: BTreeMap<ObjKey, std::sync::Arc<Vec<PolicyAncestorStatus>>>,
     #[serde(serialize_with = "by_key")]
     pub gateway_extensions: BTreeMap<ObjKey, Vec<Condition>>,
 }
 
-fn by_key<S: serde::Serializer, K: std::fmt::Display, V: Serialize>(
-    map: &BTreeMap<K, V>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+fn by_key<'a, S, M, K, V>(map: &'a M, s: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    K: std::fmt::Display + 'a,
+    V: Serialize + 'a,
+{
+    s.collect_map(map.into_iter().map(|(k, v)| (k.to_string(), v)))
 }
 
 /// Finds a condition by type.

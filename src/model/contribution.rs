@@ -32,8 +32,6 @@ pub struct HostRoute {
 #[derive(Debug)]
 pub struct Contribution {
     pub key: Arc<ObjKey>,
-    /// The route's store revision this was computed from.
-    pub revision: u64,
     /// The route's parent status; `None` when no parent is Gatehouse's.
     pub status: Option<Arc<Vec<RouteParentStatus>>>,
     /// (Gateway index, listener index) of every attachment.
@@ -60,7 +58,7 @@ pub struct Context<'a> {
 }
 
 /// Computes what `route` adds to the build.
-pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute, revision: u64) -> Contribution {
+pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contribution {
     let store = cx.store;
     let (attachments, mut parent_status) =
         routes::attach(store, key, route, cx.gateways, cx.report_unknown);
@@ -95,7 +93,6 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute, revision: u64)
     }
     let mut out = Contribution {
         key: Arc::new(key.clone()),
-        revision,
         status: (!parent_status.is_empty()).then(|| Arc::new(parent_status)),
         listeners: attachments
             .iter()

@@ -53,11 +53,6 @@ pub struct Decisions {
 }
 
 impl Decisions {
-    /// True when the route met no policy.
-    pub fn is_empty(&self) -> bool {
-        self.decided.is_empty() && self.overridden.is_empty()
-    }
-
     fn add_decided(&mut self, policy: &ObjKey, gateway: &ObjKey) {
         add(&mut self.decided, policy, gateway);
     }
@@ -73,11 +68,32 @@ fn add(pairs: &mut Vec<(ObjKey, ObjKey)>, policy: &ObjKey, gateway: &ObjKey) {
     }
 }
 
-/// What [`PolicyIndex::take_decisions`] hands back.
-#[derive(Debug, Default)]
-pub struct DecisionSets {
-    decided: BTreeSet<(ObjKey, ObjKey)>,
-    overridden: BTreeSet<(ObjKey, ObjKey)>,
+fn count_in(counts: &mut BTreeMap<(ObjKey, ObjKey), u32>, pairs: &[(ObjKey, ObjKey)]) -> bool {
+    let mut appeared = false;
+    for pair in pairs {
+        match counts.get_mut(pair) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(pair.clone(), 1);
+                appeared = true;
+            }
+        }
+    }
+    appeared
+}
+
+fn count_out(counts: &mut BTreeMap<(ObjKey, ObjKey), u32>, pairs: &[(ObjKey, ObjKey)]) -> bool {
+    let mut gone = false;
+    for pair in pairs {
+        if let Some(n) = counts.get_mut(pair) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(pair);
+                gone = true;
+            }
+        }
+    }
+    gone
 }
 
 /// Policies by target, plus bookkeeping for their status.
@@ -88,10 +104,11 @@ pub struct PolicyIndex {
     targets: BTreeMap<ObjKey, Vec<Target>>,
     /// Broken resolution per policy.
     broken: BTreeMap<ObjKey, (&'static str, String)>,
-    /// (policy, gateway) pairs where the policy decided at least one route.
-    decided: BTreeSet<(ObjKey, ObjKey)>,
+    /// (policy, gateway) pairs where the policy decided routes, with how many routes: the
+    /// builder adds and removes one route's decisions at a time.
+    decided: BTreeMap<(ObjKey, ObjKey), u32>,
     /// (policy, gateway) pairs where the policy was a candidate but lost at its own level.
-    overridden: BTreeSet<(ObjKey, ObjKey)>,
+    overridden: BTreeMap<(ObjKey, ObjKey), u32>,
 }
 
 impl PolicyIndex {
@@ -207,20 +224,6 @@ impl PolicyIndex {
         RouteAuth::None
     }
 
-    /// Forgets what the last build's routes found, returning it, so that an index built once
-    /// serves build after build.
-    pub fn take_decisions(&mut self) -> DecisionSets {
-        DecisionSets {
-            decided: std::mem::take(&mut self.decided),
-            overridden: std::mem::take(&mut self.overridden),
-        }
-    }
-
-    /// True when the routes recorded since [`PolicyIndex::take_decisions`] found `before`.
-    pub fn decisions_are(&self, before: &DecisionSets) -> bool {
-        self.decided == before.decided && self.overridden == before.overridden
-    }
-
     /// The HTTPRoutes some policy targets (their status reads those routes' parents).
     pub fn targeted_routes(&self) -> BTreeSet<ObjKey> {
         self.targets
@@ -233,18 +236,18 @@ impl PolicyIndex {
             .collect()
     }
 
-    /// Takes in what deciding some routes found, for the policies' status.
-    pub fn record(&mut self, trace: &Decisions) {
-        for pair in &trace.decided {
-            if !self.decided.contains(pair) {
-                self.decided.insert(pair.clone());
-            }
-        }
-        for pair in &trace.overridden {
-            if !self.overridden.contains(pair) {
-                self.overridden.insert(pair.clone());
-            }
-        }
+    /// Takes in what deciding one route found, for the policies' status; true when a
+    /// (policy, Gateway) pair appeared.
+    pub fn record(&mut self, trace: &Decisions) -> bool {
+        count_in(&mut self.decided, &trace.decided)
+            | count_in(&mut self.overridden, &trace.overridden)
+    }
+
+    /// Takes back what [`PolicyIndex::record`] took in for a route that changed or went away;
+    /// true when a (policy, Gateway) pair disappeared.
+    pub fn forget(&mut self, trace: &Decisions) -> bool {
+        count_out(&mut self.decided, &trace.decided)
+            | count_out(&mut self.overridden, &trace.overridden)
     }
 
     /// Valid providers of the policies attached to a Gateway as a whole or to one of its
@@ -354,13 +357,13 @@ impl PolicyIndex {
             None => Condition::ok("Accepted", "Accepted", "policy is valid"),
         };
         let pair = (policy.clone(), gateway.clone());
-        let attached = if self.decided.contains(&pair) {
+        let attached = if self.decided.contains_key(&pair) {
             Condition::ok(
                 "Attached",
                 "Attached",
                 "decides ext auth for at least one route",
             )
-        } else if self.overridden.contains(&pair) {
+        } else if self.overridden.contains_key(&pair) {
             Condition::fail(
                 "Attached",
                 "Overridden",

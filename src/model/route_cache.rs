@@ -17,6 +17,15 @@ pub const CONDITION: &str = "RouteCacheSafe";
 /// where other routes are checked differently (another provider, auth off, or none).
 pub fn warn(gateways: &[std::sync::Arc<GatewayModel>], status: &mut Status) {
     for gw in gateways {
+        // Most Gateways have no such provider: skip walking their routes (every route of
+        // every Gateway, each build).
+        if !gw
+            .providers
+            .values()
+            .any(|p| p.spec.clear_route_cache.unwrap_or(false))
+        {
+            continue;
+        }
         let mut risky: BTreeMap<ObjKey, BTreeSet<String>> = BTreeMap::new();
         for port in &gw.ports {
             let routes: Vec<_> = port.virtual_hosts.iter().flat_map(|v| &v.routes).collect();

@@ -21,7 +21,10 @@ const ROUTE_TYPED_PER_FILTER_CONFIG: u32 = 13;
 
 /// The bytes of a RouteConfiguration named `name` with these encoded virtual hosts: it sets no
 /// other field, so this is prost's own layout (name, then hosts).
-pub fn route_configuration(name: &str, hosts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Vec<u8> {
+pub fn route_configuration(
+    name: &str,
+    hosts: impl IntoIterator<Item = impl AsRef<[u8]>>,
+) -> Vec<u8> {
     let mut out = RouteConfiguration {
         name: name.to_string(),
         ..Default::default()
@@ -29,7 +32,11 @@ pub fn route_configuration(name: &str, hosts: impl IntoIterator<Item = impl AsRe
     .encode_to_vec();
     for host in hosts {
         let host = host.as_ref();
-        encode_key(ROUTE_CONFIGURATION_VIRTUAL_HOSTS, WireType::LengthDelimited, &mut out);
+        encode_key(
+            ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
+            WireType::LengthDelimited,
+            &mut out,
+        );
         encode_varint(host.len() as u64, &mut out);
         out.extend_from_slice(host);
     }
@@ -39,7 +46,10 @@ pub fn route_configuration(name: &str, hosts: impl IntoIterator<Item = impl AsRe
 /// The bytes of `host`, with every per-filter-config map in key order.
 pub fn virtual_host(host: &VirtualHost) -> Vec<u8> {
     let unordered = host.typed_per_filter_config.len() > 1
-        || host.routes.iter().any(|r| r.typed_per_filter_config.len() > 1);
+        || host
+            .routes
+            .iter()
+            .any(|r| r.typed_per_filter_config.len() > 1);
     if !unordered {
         // At most one entry per map: prost's own encoding is already the canonical one.
         return host.encode_to_vec();

@@ -82,23 +82,97 @@ pub struct Store {
 /// When parts of a store last changed, so that a rebuild can reuse what an unchanged part
 /// produced. Revisions come from one process-wide counter: two stores never share one unless
 /// one is a clone of the other taken when they were equal.
-#[derive(Clone)]
 struct Revisions {
     /// Last change to any kind but HTTPRoute: every route's resolution reads those.
     context: u64,
-    /// Last change to each HTTPRoute; the same keys as `Store::http_routes`, so that a build
-    /// walks both together instead of looking every route up.
+    /// Last change to each HTTPRoute; the same keys as `Store::http_routes`.
     routes: BTreeMap<ObjKey, u64>,
+    /// Deletions of HTTPRoutes, while they are remembered.
+    deleted: BTreeMap<ObjKey, u64>,
+    /// The route of every revision in `routes` and `deleted`: what changed since a build is a
+    /// range of this, so the next build visits the changed routes only.
+    log: BTreeMap<u64, ObjKey>,
+    /// Revisions in `deleted`, oldest first (some since superseded by a new route).
+    deletions: std::collections::VecDeque<u64>,
+    /// The latest deletion forgotten: a cursor below it may have missed one.
+    forgotten: u64,
+    /// Names this history; a clone goes its own way and gets its own.
+    lineage: u64,
 }
+
+/// Deletions remembered for [`Store::http_route_changes`]; a build that fell further behind
+/// walks every route instead.
+pub(crate) const REMEMBERED_DELETIONS: usize = 4096;
 
 impl Default for Revisions {
     fn default() -> Self {
         Self {
             context: next_revision(),
             routes: Default::default(),
+            deleted: Default::default(),
+            log: Default::default(),
+            deletions: Default::default(),
+            forgotten: 0,
+            lineage: next_revision(),
         }
     }
 }
+
+impl Clone for Revisions {
+    fn clone(&self) -> Self {
+        Self {
+            context: self.context,
+            routes: self.routes.clone(),
+            deleted: self.deleted.clone(),
+            log: self.log.clone(),
+            deletions: self.deletions.clone(),
+            forgotten: self.forgotten,
+            lineage: next_revision(),
+        }
+    }
+}
+
+impl Revisions {
+    fn route_changed(&mut self, key: &ObjKey, present: bool) {
+        let revision = next_revision();
+        let old = if present {
+            self.routes.insert(key.clone(), revision)
+        } else {
+            self.routes.remove(key)
+        };
+        for r in old.into_iter().chain(self.deleted.remove(key)) {
+            self.log.remove(&r);
+        }
+        self.log.insert(revision, key.clone());
+        if !present {
+            self.deleted.insert(key.clone(), revision);
+            self.deletions.push_back(revision);
+        }
+        while self.deletions.len() > REMEMBERED_DELETIONS {
+            let Some(oldest) = self.deletions.pop_front() else {
+                break;
+            };
+            // Superseded when the route came back: its log entry went with it.
+            if let Some(gone) = self.log.get(&oldest)
+                && self.deleted.get(gone) == Some(&oldest)
+            {
+                self.deleted.remove(gone);
+                self.log.remove(&oldest);
+                self.forgotten = oldest;
+            }
+        }
+    }
+}
+
+/// Where a build is in a store's HTTPRoute history (see [`Store::http_route_changes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteCursor {
+    lineage: u64,
+    revision: u64,
+}
+
+/// One changed HTTPRoute and its current version, `None` when it was deleted.
+pub type RouteChange<'a> = (&'a ObjKey, Option<&'a HttpRoute>);
 
 /// Revisions say when, not what: two stores holding the same objects print the same.
 impl std::fmt::Debug for Revisions {
@@ -134,35 +208,40 @@ impl Store {
     }
 
     /// Revision of one HTTPRoute (0 when there is none): equal revisions mean equal routes.
-    /// Builds read revisions through [`Store::http_routes_with_revisions`].
     #[cfg(test)]
     pub fn route_revision(&self, key: &ObjKey) -> u64 {
         self.revisions.routes.get(key).copied().unwrap_or(0)
     }
 
-    /// Every HTTPRoute with its revision, in key order.
-    pub fn http_routes_with_revisions(&self) -> impl Iterator<Item = (&ObjKey, &HttpRoute, u64)> {
-        let mut revisions = self.revisions.routes.iter().peekable();
-        self.http_routes.iter().map(move |(key, route)| {
-            // Both maps hold the same keys; should they ever not, 0 matches no memo.
-            let revision = match revisions.next_if(|(k, _)| *k == key) {
-                Some((_, r)) => *r,
-                None => {
-                    while revisions.next_if(|(k, _)| *k < key).is_some() {}
-                    revisions.next_if(|(k, _)| *k == key).map_or(0, |(_, r)| *r)
-                }
-            };
-            (key, route, revision)
-        })
+    /// Where the HTTPRoute history of this store is now.
+    pub fn route_cursor(&self) -> RouteCursor {
+        RouteCursor {
+            lineage: self.revisions.lineage,
+            revision: self.revisions.log.keys().next_back().copied().unwrap_or(0),
+        }
+    }
+
+    /// Every HTTPRoute added, changed or deleted after `since`, once each, in the order of
+    /// their last change; `None` when `since` is from another store (or a clone) or so far
+    /// behind that a deletion was forgotten: the caller must walk every route.
+    pub fn http_route_changes(&self, since: RouteCursor) -> Option<Vec<RouteChange<'_>>> {
+        let r = &self.revisions;
+        if since.lineage != r.lineage || since.revision < r.forgotten {
+            return None;
+        }
+        Some(
+            r.log
+                .range(since.revision + 1..)
+                .map(|(_, key)| (key, self.http_routes.get(key)))
+                .collect(),
+        )
     }
 
     fn changed(&mut self, kind: Kind, key: &ObjKey, present: bool) {
         if kind != Kind::HttpRoute {
             self.revisions.context = next_revision();
-        } else if present {
-            self.revisions.routes.insert(key.clone(), next_revision());
         } else {
-            self.revisions.routes.remove(key);
+            self.revisions.route_changed(key, present);
         }
     }
 
@@ -392,5 +471,104 @@ mod tests {
             !store.replace_kind(Kind::Namespace, objects),
             "same list, no change"
         );
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use crate::testing;
+
+    fn route(name: &str, path: &str) -> Object {
+        let yaml = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: a}}\nspec:\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}]\n"
+        );
+        let key = ObjKey::new("a", name);
+        Object::HttpRoute(Box::new(testing::store(&yaml).http_routes[&key].clone()))
+    }
+
+    fn gone(name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: Kind::HttpRoute,
+            key: ObjKey::new("a", name),
+        }
+    }
+
+    /// (name, present) of each change since `since`.
+    fn changes(store: &Store, since: RouteCursor) -> Option<Vec<(String, bool)>> {
+        store.http_route_changes(since).map(|c| {
+            c.into_iter()
+                .map(|(k, now)| (k.name.clone(), now.is_some()))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn changes_since_a_cursor_name_each_route_once() {
+        let mut store = Store::new();
+        let start = store.route_cursor();
+        store.apply(route("a", "/"));
+        store.apply(route("b", "/"));
+        assert_eq!(
+            changes(&store, start),
+            Some(vec![("a".into(), true), ("b".into(), true)])
+        );
+        let seen = store.route_cursor();
+        assert_eq!(changes(&store, seen), Some(vec![]));
+        assert!(!store.apply(route("a", "/")), "an identical apply");
+        assert_eq!(changes(&store, seen), Some(vec![]));
+        store.apply(route("a", "/v2"));
+        store.delete(&gone("b"));
+        store.apply(route("a", "/v3"));
+        store.apply(route("c", "/"));
+        // In the order of each route's last change; `a` once.
+        assert_eq!(
+            changes(&store, seen),
+            Some(vec![
+                ("b".into(), false),
+                ("a".into(), true),
+                ("c".into(), true)
+            ])
+        );
+        // A route deleted and back is one change, present.
+        let seen = store.route_cursor();
+        store.delete(&gone("c"));
+        store.apply(route("c", "/"));
+        assert_eq!(changes(&store, seen), Some(vec![("c".into(), true)]));
+        // Other kinds are not in the route history.
+        let seen = store.route_cursor();
+        store.apply(
+            testing::store("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n")
+                .services
+                .into_values()
+                .map(|s| Object::Service(Box::new(s)))
+                .next()
+                .expect("a service"),
+        );
+        assert_eq!(changes(&store, seen), Some(vec![]));
+    }
+
+    #[test]
+    fn a_clone_or_a_forgotten_deletion_asks_for_a_full_walk() {
+        let mut store = Store::new();
+        store.apply(route("a", "/"));
+        let seen = store.route_cursor();
+        let mut copy = store.clone();
+        copy.apply(route("b", "/"));
+        assert_eq!(changes(&copy, seen), None, "a cursor of another history");
+        assert_eq!(changes(&store, seen), Some(vec![]));
+
+        for i in 0..=REMEMBERED_DELETIONS {
+            let name = format!("d{i}");
+            store.apply(route(&name, "/"));
+            store.delete(&gone(&name));
+        }
+        assert_eq!(changes(&store, seen), None, "a deletion was forgotten");
+        let recent = store.route_cursor();
+        store.delete(&gone("a"));
+        assert_eq!(changes(&store, recent), Some(vec![("a".into(), false)]));
+        // Superseded deletions are not what gets forgotten: the history stays bounded.
+        assert!(store.revisions.deleted.len() <= REMEMBERED_DELETIONS);
+        assert_eq!(store.revisions.log.len(), store.revisions.deleted.len());
     }
 }

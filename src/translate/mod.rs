@@ -6,9 +6,9 @@ mod ext_authz;
 mod filters;
 mod listener;
 pub mod names;
-mod route;
 #[cfg(test)]
 mod reuse_tests;
+mod route;
 mod static_bootstrap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -16,8 +16,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
 pub use cluster::http2_options;
-pub use route::{HostTranslation, RouteTable};
 pub use ext_authz::{DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT};
+pub use route::{HostTranslation, RouteTable};
 pub use static_bootstrap::static_bootstrap;
 
 use crate::model::GatewayModel;

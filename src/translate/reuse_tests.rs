@@ -62,7 +62,11 @@ fn changed_added_and_removed_routes_retranslate_only_their_hosts() {
     let _ = bytes(&first);
 
     let steps: [(&str, String, usize); 3] = [
-        ("route 4 changes its path", scale::route(4, &SCALE, 1), hosts - 1),
+        (
+            "route 4 changes its path",
+            scale::route(4, &SCALE, 1),
+            hosts - 1,
+        ),
         ("route 99 is added", scale::route(99, &SCALE, 0), hosts),
         ("route 7 changes again", scale::route(7, &SCALE, 2), hosts),
     ];
@@ -97,5 +101,11 @@ fn hosts_translated_for_other_providers_are_not_reused() {
     let next = translate_gateway_reusing(&other, &options, Some(&first));
     assert_eq!(reused(&first, &next), 0);
     assert_eq!(next, translate_gateway(&other, &options));
-    assert_eq!(reused(&first, &translate_gateway_reusing(gw, &options, Some(&first))), SCALE.routes);
+    assert_eq!(
+        reused(
+            &first,
+            &translate_gateway_reusing(gw, &options, Some(&first))
+        ),
+        SCALE.routes
+    );
 }

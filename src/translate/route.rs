@@ -56,11 +56,7 @@ impl RouteTable {
     pub fn to_proto(&self) -> RouteConfiguration {
         RouteConfiguration {
             name: self.name.clone(),
-            virtual_hosts: self
-                .virtual_hosts
-                .iter()
-                .map(|h| h.proto.clone())
-                .collect(),
+            virtual_hosts: self.virtual_hosts.iter().map(|h| h.proto.clone()).collect(),
             ..Default::default()
         }
     }
