@@ -609,11 +609,11 @@ fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
         .expect("vhost of the deep hostname");
     assert_eq!(deep_host.routes.len(), 500);
     let res = crate::translate::translate_gateway(gw, &Default::default());
-    let domains: Vec<&String> = res
+    let domains: Vec<String> = res
         .routes
         .iter()
         .flat_map(|r| &r.virtual_hosts)
-        .flat_map(|v| &v.proto.domains)
+        .flat_map(|v| v.proto().domains)
         .collect();
-    assert!(domains.contains(&&deep), "translated: {}", domains.len());
+    assert!(domains.contains(&deep), "translated: {}", domains.len());
 }

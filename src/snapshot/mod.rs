@@ -6,8 +6,6 @@ use prost::{Message, Name};
 
 use crate::translate::GatewayResources;
 
-mod canonical;
-
 /// The snapshot Envoy proxies of one Gateway receive.
 pub fn snapshot(res: &GatewayResources) -> Snapshot {
     let mut s = Snapshot::new();
@@ -21,13 +19,9 @@ pub fn snapshot(res: &GatewayResources) -> Snapshot {
         s.insert(type_url::LISTENER, l.name.clone(), any(l));
     }
     for r in &res.routes {
-        let hosts = r
-            .virtual_hosts
-            .iter()
-            .map(|h| h.encoded.get_or_init(|| canonical::virtual_host(&h.proto)));
         let body = Any {
             type_url: type_url::ROUTE.into(),
-            value: canonical::route_configuration(&r.name, hosts),
+            value: r.encode(),
         };
         s.insert(type_url::ROUTE, r.name.clone(), body);
     }

@@ -1,5 +1,6 @@
 //! Model → Envoy resources. Pure and deterministic: stable names, stable order.
 
+pub mod canonical;
 mod cluster;
 mod common;
 mod ext_authz;

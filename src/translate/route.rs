@@ -1,7 +1,9 @@
 //! RouteConfigurations: virtual hosts by hostname, routes in Gateway API precedence order.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use prost::Message;
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -13,18 +15,32 @@ use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::common::string_match;
-use super::{ext_authz, filters, names};
+use super::{canonical, ext_authz, filters, names};
 use crate::model::{self, MatchModel, PathMatch, PortModel, RouteModel, VirtualHostModel};
 use crate::store::ObjKey;
 
-/// One virtual host, translated, with the route models it came from: the next translation
-/// reuses it (proto and encoding) while the host's routes are the same `Arc`s.
+/// One virtual host, translated and encoded, with the route models it came from: the next
+/// translation reuses it while the host's routes are the same `Arc`s. Only the bytes are kept:
+/// the proto of 10,000 routes is several times their encoding, and only rendering needs it.
 #[derive(Debug)]
 pub struct HostTranslation {
     from: Vec<Arc<RouteModel>>,
-    pub proto: VirtualHost,
-    /// Canonical protobuf bytes, filled by the snapshot on first use.
-    pub encoded: OnceLock<Vec<u8>>,
+    hostname: String,
+    /// Canonical protobuf bytes of the VirtualHost.
+    pub encoded: Vec<u8>,
+}
+
+impl HostTranslation {
+    /// The hostname (also the VirtualHost's name).
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The VirtualHost proto, decoded from its bytes.
+    pub fn proto(&self) -> VirtualHost {
+        // The bytes are our own encoding of a VirtualHost: decoding them cannot fail.
+        VirtualHost::decode(self.encoded.as_slice()).unwrap_or_default()
+    }
 }
 
 /// The RouteConfiguration of one port, kept as shared virtual hosts: a one-route change at
@@ -39,6 +55,7 @@ pub struct RouteTable {
     pub virtual_hosts: Vec<Arc<HostTranslation>>,
 }
 
+/// Canonical bytes are equal exactly when the protos are.
 impl PartialEq for RouteTable {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
@@ -47,18 +64,23 @@ impl PartialEq for RouteTable {
                 .virtual_hosts
                 .iter()
                 .zip(&other.virtual_hosts)
-                .all(|(a, b)| a.proto == b.proto)
+                .all(|(a, b)| a.encoded == b.encoded)
     }
 }
 
 impl RouteTable {
-    /// The RouteConfiguration proto (a copy: for rendering, not for the build path).
+    /// The RouteConfiguration proto (decoded: for rendering, not for the build path).
     pub fn to_proto(&self) -> RouteConfiguration {
         RouteConfiguration {
             name: self.name.clone(),
-            virtual_hosts: self.virtual_hosts.iter().map(|h| h.proto.clone()).collect(),
+            virtual_hosts: self.virtual_hosts.iter().map(|h| h.proto()).collect(),
             ..Default::default()
         }
+    }
+
+    /// The RouteConfiguration's canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        canonical::route_configuration(&self.name, self.virtual_hosts.iter().map(|h| &h.encoded))
     }
 }
 
@@ -70,17 +92,21 @@ pub fn route_table(port: &PortModel, previous: Option<&RouteTable>) -> RouteTabl
         .map(|p| p.virtual_hosts.iter().peekable());
     let mut virtual_hosts = Vec::with_capacity(port.virtual_hosts.len());
     for vh in &port.virtual_hosts {
-        // Hosts come sorted by hostname: a merge walk finds the previous one.
+        // Hosts come sorted by hostname: a merge walk finds the previous one. Equal routes
+        // mean an equal hostname (each route is placed under the hosts it names).
         let reused = old.as_mut().and_then(|old| {
-            while old.next_if(|h| h.proto.name < vh.hostname).is_some() {}
-            old.next_if(|h| h.proto.name == vh.hostname && same_routes(&h.from, &vh.routes))
+            while old
+                .next_if(|h| h.hostname() < vh.hostname.as_str())
+                .is_some()
+            {}
+            old.next_if(|h| h.hostname() == vh.hostname && same_routes(&h.from, &vh.routes))
         });
         virtual_hosts.push(match reused {
             Some(h) => h.clone(),
             None => Arc::new(HostTranslation {
                 from: vh.routes.clone(),
-                proto: virtual_host(vh, &providers, port.port),
-                encoded: OnceLock::new(),
+                hostname: vh.hostname.clone(),
+                encoded: canonical::virtual_host(&virtual_host(vh, &providers, port.port)),
             }),
         });
     }

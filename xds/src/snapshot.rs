@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
-use crate::resource::{Fnv, Resource};
+use crate::resource::{ContentHash, Resource};
 
 /// Resources by type URL, then by name. `BTreeMap`s keep iteration, and therefore
 /// responses and aggregate versions, deterministic.
@@ -71,7 +71,7 @@ impl Snapshot {
 
 /// Hash of (name, version) pairs, in the order given.
 pub(crate) fn content_version<'a>(resources: impl Iterator<Item = &'a Arc<Resource>>) -> String {
-    let mut h = Fnv::new();
+    let mut h = ContentHash::new();
     for r in resources {
         h.write_str(&r.name);
         h.write_str(&r.version);

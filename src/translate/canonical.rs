@@ -21,16 +21,21 @@ const ROUTE_TYPED_PER_FILTER_CONFIG: u32 = 13;
 
 /// The bytes of a RouteConfiguration named `name` with these encoded virtual hosts: it sets no
 /// other field, so this is prost's own layout (name, then hosts).
-pub fn route_configuration(
+pub fn route_configuration<H: AsRef<[u8]>>(
     name: &str,
-    hosts: impl IntoIterator<Item = impl AsRef<[u8]>>,
+    hosts: impl IntoIterator<Item = H>,
 ) -> Vec<u8> {
-    let mut out = RouteConfiguration {
+    let hosts: Vec<H> = hosts.into_iter().collect();
+    // Sized once: growing a megabyte by doubling copied it again and again.
+    let size = name.len() + 8 + hosts.iter().map(|h| h.as_ref().len() + 8).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    RouteConfiguration {
         name: name.to_string(),
         ..Default::default()
     }
-    .encode_to_vec();
-    for host in hosts {
+    .encode(&mut out)
+    .unwrap_or_default();
+    for host in &hosts {
         let host = host.as_ref();
         encode_key(
             ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
