@@ -87,6 +87,36 @@ fn pipeline(c: &mut Criterion) {
             })
         });
     }
+    // The propagation world of gatehouse-bench: 5,000 routes on one Gateway, so the changed
+    // Gateway's RouteConfiguration holds every host.
+    let scale = Scale {
+        gateways: 1,
+        routes: 5_000,
+        policies: 500,
+        services: 500,
+    };
+    let mut store = store_of(&manifests(&scale, &Targets::default()));
+    let engine = Engine::new(
+        SnapshotCache::new(),
+        Arc::new(Shared::default()),
+        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+        config.clone(),
+        options.clone(),
+    );
+    engine.rebuild(&store, Vec::new());
+    let mut version = 0;
+    group.bench_function(
+        BenchmarkId::new("one_route_change_one_gateway", 5_000),
+        |b| {
+            b.iter(|| {
+                version += 1;
+                for o in load_str(Path::new("change.yaml"), &route(7, &scale, version)).objects {
+                    store.apply(o);
+                }
+                engine.rebuild(&store, Vec::new());
+            })
+        },
+    );
     group.finish();
 }
 

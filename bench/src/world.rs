@@ -98,9 +98,18 @@ impl World {
     /// Snapshot builds so far, from /metrics (cheap; /debug/status serializes every status
     /// and would dominate the CPU being measured at 10,000 routes).
     pub fn builds(&self) -> u64 {
+        self.counter("gatehouse_snapshot_builds_total")
+    }
+
+    /// xDS responses Envoy proxies accepted so far, from /metrics.
+    pub fn acks(&self) -> u64 {
+        self.counter("gatehouse_xds_acks_total")
+    }
+
+    fn counter(&self, name: &str) -> u64 {
         let body = blocking_get(self.admin_port, "/metrics").unwrap_or_default();
         body.lines()
-            .find_map(|l| l.strip_prefix("gatehouse_snapshot_builds_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }

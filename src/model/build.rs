@@ -6,16 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::assembly::Assembly;
 use super::conditions::{PolicyAncestorStatus, RouteParentStatus};
 use super::contribution::{self, Contribution};
-use super::types::{
-    ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteModel, VirtualHostModel,
-};
-use super::{Model, ModelConfig, Status, extensions, gateways, matches, policy, route_cache};
+use super::types::GatewayModel;
+use super::{Model, ModelConfig, Status, extensions, gateways, policy, route_cache};
 use crate::store::{ObjKey, RouteCursor, Store};
-
-/// Routes of one virtual host while they are collected: listener name and (route, created).
-type HostRoutes<'a> = (String, Vec<(&'a Arc<RouteModel>, &'a Arc<str>)>);
 
 /// Builds models, reusing what the previous build computed from unchanged inputs.
 #[derive(Debug, Default)]
@@ -35,8 +31,8 @@ struct State {
     routes: Vec<Arc<Contribution>>,
     /// Routes attached through each listener, by Gateway and listener index.
     attached_counts: Vec<Vec<i32>>,
-    /// The contributions of the routes attached to each Gateway, by key.
-    per_gateway: Vec<BTreeMap<Arc<ObjKey>, Arc<Contribution>>>,
+    /// The routes attached to each Gateway, arranged for its model.
+    assemblies: Vec<Assembly>,
     /// Each Gateway's model; `None` once a route of it changed.
     models: Vec<Option<Arc<GatewayModel>>>,
     route_status: imbl::OrdMap<Arc<ObjKey>, Arc<Vec<RouteParentStatus>>>,
@@ -103,7 +99,7 @@ impl State {
                 .iter()
                 .map(|g| vec![0; g.listeners.len()])
                 .collect(),
-            per_gateway: vec![BTreeMap::new(); gateways],
+            assemblies: (0..gateways).map(|_| Assembly::default()).collect(),
             models: vec![None; gateways],
             base,
             cursor: RouteCursor::default(),
@@ -129,7 +125,7 @@ impl State {
                 self.attached_counts[g][l] -= 1;
             }
             for &g in &old.gateways {
-                self.per_gateway[g].remove(&old.key);
+                self.assemblies[g].remove(&old, g);
                 self.models[g] = None;
             }
             self.route_status.remove(&old.key);
@@ -142,7 +138,7 @@ impl State {
                 self.attached_counts[g][l] += 1;
             }
             for &g in &c.gateways {
-                self.per_gateway[g].insert(c.key.clone(), c.clone());
+                self.assemblies[g].add(&c, g);
                 self.models[g] = None;
             }
             if let Some(s) = &c.status {
@@ -227,16 +223,9 @@ impl Builder {
         let mut models = Vec::with_capacity(base.infos.len());
         for (i, info) in base.infos.iter().enumerate() {
             gateways::finish_status(store, info, &state.attached_counts[i], &mut status);
+            let assembly = &mut state.assemblies[i];
             let model = state.models[i].get_or_insert_with(|| {
-                let routes: Vec<&Contribution> =
-                    state.per_gateway[i].values().map(|c| &**c).collect();
-                Arc::new(assemble(
-                    i,
-                    info,
-                    &routes,
-                    &base.providers,
-                    &base.attached[i],
-                ))
+                Arc::new(assembly.model(info, &base.providers, &base.attached[i]))
             });
             models.push(model.clone());
         }
@@ -246,94 +235,5 @@ impl Builder {
             gateways: models,
             status,
         }
-    }
-}
-
-/// Puts one Gateway's model together from the contributions of the routes attached to it.
-fn assemble(
-    index: usize,
-    info: &gateways::GatewayInfo,
-    routes: &[&Contribution],
-    providers: &BTreeMap<ObjKey, extensions::ProviderResult>,
-    attached: &BTreeMap<u16, BTreeSet<ObjKey>>,
-) -> GatewayModel {
-    // port → hostname → routes
-    let mut hosts: BTreeMap<u16, BTreeMap<String, HostRoutes>> = BTreeMap::new();
-    let mut clusters: BTreeMap<ClusterKey, ClusterModel> = BTreeMap::new();
-    let mut inline: BTreeMap<&ObjKey, &(Provider, ClusterModel)> = BTreeMap::new();
-    for c in routes {
-        for e in c.entries.iter().filter(|e| e.gateway == index) {
-            hosts
-                .entry(e.port)
-                .or_default()
-                .entry(e.hostname.clone())
-                .or_insert_with(|| (e.listener.clone(), Vec::new()))
-                .1
-                .push((&e.route, &e.created));
-        }
-        for (_, cluster) in c.clusters.iter().filter(|(g, _)| *g == index) {
-            // Many routes share a backend: clone its endpoints once.
-            clusters
-                .entry(cluster.key.clone())
-                .or_insert_with(|| cluster.clone());
-        }
-        for (key, p) in &c.inline_providers {
-            inline.entry(key).or_insert(p);
-        }
-    }
-    // A GatewayExtension wins over a route's inline provider of the same name.
-    let lookup = |key: &ObjKey| match providers.get(key) {
-        Some(found) => found.as_ref().ok(),
-        None => inline.get(key).copied(),
-    };
-
-    let mut used = BTreeMap::new();
-    let mut ports = Vec::new();
-    // Valid listeners with no routes still get an Envoy listener, so the port answers 404.
-    let mut all_ports: BTreeSet<u16> = info
-        .listeners
-        .iter()
-        .filter(|l| l.valid)
-        .map(|l| l.port)
-        .collect();
-    all_ports.extend(hosts.keys().copied());
-    for port in all_ports {
-        let mut port_providers = BTreeSet::new();
-        let mut use_provider = |key: &ObjKey| {
-            if let Some((p, c)) = lookup(key) {
-                port_providers.insert(key.clone());
-                used.insert(key.clone(), p.clone());
-                clusters.insert(c.key.clone(), c.clone());
-            }
-        };
-        for provider in attached.get(&port).into_iter().flatten() {
-            use_provider(provider);
-        }
-        let mut virtual_hosts = Vec::new();
-        for (hostname, (listener, mut routes)) in hosts.remove(&port).unwrap_or_default() {
-            routes.sort_by(|(a, ca), (b, cb)| matches::precedence((a, ca), (b, cb)));
-            let routes: Vec<Arc<RouteModel>> = routes.into_iter().map(|(r, _)| r.clone()).collect();
-            for r in &routes {
-                if let super::RouteAuth::Enabled { provider, .. } = &r.auth {
-                    use_provider(provider);
-                }
-            }
-            virtual_hosts.push(VirtualHostModel {
-                hostname,
-                listener,
-                routes,
-            });
-        }
-        ports.push(PortModel {
-            port,
-            virtual_hosts,
-            providers: port_providers,
-        });
-    }
-    GatewayModel {
-        key: info.key.clone(),
-        ports,
-        clusters,
-        providers: used,
     }
 }

@@ -47,6 +47,26 @@ fn kept(before: &Model, after: &Model) -> Vec<String> {
         .collect()
 }
 
+/// Hostnames of `gateway`'s virtual hosts in `after` that are `before`'s (the same allocation),
+/// and the number of hosts it has.
+fn kept_hosts(before: &Model, after: &Model, gateway: &str) -> (Vec<String>, usize) {
+    let hosts = |m: &Model| -> Vec<Arc<super::VirtualHostModel>> {
+        m.gateways
+            .iter()
+            .filter(|g| g.key.name == gateway)
+            .flat_map(|g| g.ports.iter().flat_map(|p| p.virtual_hosts.iter().cloned()))
+            .collect()
+    };
+    let old = hosts(before);
+    let new = hosts(after);
+    let kept = new
+        .iter()
+        .filter(|h| old.iter().any(|o| Arc::ptr_eq(o, h)))
+        .map(|h| h.hostname.clone())
+        .collect();
+    (kept, new.len())
+}
+
 /// One step of a test's store history.
 type Change = dyn Fn(&mut Store);
 
@@ -68,6 +88,10 @@ fn route_changes_rebuild_only_the_gateways_they_touch() {
     apply(&mut store, &scale::route(4, &SCALE, 1));
     let m1 = check(&mut builder, &store, "a route change");
     assert_eq!(kept(&m0, &m1), ["gw-0", "gw-2"]);
+    // Within gw-1, only r4's host is assembled again.
+    let (hosts, total) = kept_hosts(&m0, &m1, "gw-1");
+    assert_eq!(hosts.len(), total - 1);
+    assert!(!hosts.contains(&scale::host(4)));
 
     apply(&mut store, &scale::route(4, &SCALE, 1));
     let m2 = check(&mut builder, &store, "re-applying the same route");

@@ -2,6 +2,7 @@
 //!
 //! Pure: no I/O, no async. [`build`] turns a [`Store`] into the [`Model`] the translator reads.
 
+mod assembly;
 mod build;
 #[cfg(test)]
 mod build_tests;

@@ -166,8 +166,8 @@ pub struct VirtualHostModel {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PortModel {
     pub port: u16,
-    /// Sorted by hostname.
-    pub virtual_hosts: Vec<VirtualHostModel>,
+    /// Sorted by hostname; a host no route change touched is shared with the previous build.
+    pub virtual_hosts: Vec<std::sync::Arc<VirtualHostModel>>,
     /// Providers some route on this port uses (one ext_authz filter each).
     pub providers: BTreeSet<ObjKey>,
 }

@@ -1,0 +1,213 @@
+//! One Gateway's model kept in parts between builds: a route change re-assembles only the
+//! virtual hosts it touches, where assembling the whole Gateway walked every route of it (a
+//! quarter of a one-route change at 5,000 routes on one Gateway, `perf`, BENCHMARKS.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::contribution::Contribution;
+use super::extensions::ProviderResult;
+use super::gateways::GatewayInfo;
+use super::matches;
+use super::types::{
+    ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteAuth, VirtualHostModel,
+};
+use crate::store::ObjKey;
+
+/// The routes of one Gateway, arranged as its model needs them.
+#[derive(Debug, Default)]
+pub struct Assembly {
+    /// port → hostname → host.
+    hosts: BTreeMap<u16, BTreeMap<String, Host>>,
+    /// Clusters the routes forward to, with how many routes use each.
+    clusters: BTreeMap<ClusterKey, (ClusterModel, u32)>,
+    /// Providers of the routes' own `ExternalAuth` filters, with how many routes define each.
+    inline: BTreeMap<ObjKey, ((Provider, ClusterModel), u32)>,
+    /// Providers the routes on each port enable, with how many route entries do.
+    enabled: BTreeMap<u16, BTreeMap<ObjKey, u32>>,
+}
+
+/// One virtual host: the route entries placed on it, and its model while none changed.
+#[derive(Debug, Default)]
+struct Host {
+    /// By (route, index into its entries): key order, as precedence ties fall back to it.
+    entries: BTreeMap<(Arc<ObjKey>, usize), Arc<Contribution>>,
+    model: Option<Arc<VirtualHostModel>>,
+}
+
+fn count_in<K: Ord + Clone, V: Clone>(map: &mut BTreeMap<K, (V, u32)>, key: &K, value: &V) {
+    match map.get_mut(key) {
+        Some((_, n)) => *n += 1,
+        None => {
+            map.insert(key.clone(), (value.clone(), 1));
+        }
+    }
+}
+
+fn count_out<K: Ord, V>(map: &mut BTreeMap<K, (V, u32)>, key: &K) {
+    if let Some((_, n)) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl Assembly {
+    /// Takes in what route `c` places on Gateway `gateway` (its index in the build).
+    pub fn add(&mut self, c: &Arc<Contribution>, gateway: usize) {
+        for (i, e) in c.entries.iter().enumerate() {
+            if e.gateway != gateway {
+                continue;
+            }
+            let port = self.hosts.entry(e.port).or_default();
+            let host = match port.get_mut(&e.hostname) {
+                Some(host) => host,
+                None => port.entry(e.hostname.clone()).or_default(),
+            };
+            host.entries.insert((c.key.clone(), i), c.clone());
+            host.model = None;
+            if let RouteAuth::Enabled { provider, .. } = &e.route.auth {
+                let enabled = self.enabled.entry(e.port).or_default();
+                match enabled.get_mut(provider) {
+                    Some(n) => *n += 1,
+                    None => {
+                        enabled.insert(provider.clone(), 1);
+                    }
+                }
+            }
+        }
+        for (_, cluster) in c.clusters.iter().filter(|(g, _)| *g == gateway) {
+            count_in(&mut self.clusters, &cluster.key, cluster);
+        }
+        for (key, p) in &c.inline_providers {
+            count_in(&mut self.inline, key, p);
+        }
+    }
+
+    /// Takes back what [`Assembly::add`] took in for `c`.
+    pub fn remove(&mut self, c: &Arc<Contribution>, gateway: usize) {
+        for (i, e) in c.entries.iter().enumerate() {
+            if e.gateway != gateway {
+                continue;
+            }
+            if let Some(port) = self.hosts.get_mut(&e.port) {
+                if let Some(host) = port.get_mut(&e.hostname) {
+                    host.entries.remove(&(c.key.clone(), i));
+                    host.model = None;
+                    if host.entries.is_empty() {
+                        port.remove(&e.hostname);
+                    }
+                }
+                if port.is_empty() {
+                    self.hosts.remove(&e.port);
+                }
+            }
+            if let RouteAuth::Enabled { provider, .. } = &e.route.auth
+                && let Some(enabled) = self.enabled.get_mut(&e.port)
+            {
+                if let Some(n) = enabled.get_mut(provider) {
+                    *n -= 1;
+                    if *n == 0 {
+                        enabled.remove(provider);
+                    }
+                }
+                if enabled.is_empty() {
+                    self.enabled.remove(&e.port);
+                }
+            }
+        }
+        for (_, cluster) in c.clusters.iter().filter(|(g, _)| *g == gateway) {
+            count_out(&mut self.clusters, &cluster.key);
+        }
+        for (key, _) in &c.inline_providers {
+            count_out(&mut self.inline, key);
+        }
+    }
+
+    /// The Gateway's model; hosts no route change touched keep their models.
+    pub fn model(
+        &mut self,
+        info: &GatewayInfo,
+        providers: &BTreeMap<ObjKey, ProviderResult>,
+        attached: &BTreeMap<u16, BTreeSet<ObjKey>>,
+    ) -> GatewayModel {
+        let inline = &self.inline;
+        // A GatewayExtension wins over a route's inline provider of the same name.
+        let lookup = |key: &ObjKey| match providers.get(key) {
+            Some(found) => found.as_ref().ok(),
+            None => inline.get(key).map(|(p, _)| p),
+        };
+        let mut clusters: BTreeMap<ClusterKey, ClusterModel> = self
+            .clusters
+            .iter()
+            .map(|(k, (c, _))| (k.clone(), c.clone()))
+            .collect();
+        let mut used = BTreeMap::new();
+        // Valid listeners with no routes still get an Envoy listener, so the port answers 404.
+        let mut all_ports: BTreeSet<u16> = info
+            .listeners
+            .iter()
+            .filter(|l| l.valid)
+            .map(|l| l.port)
+            .collect();
+        all_ports.extend(self.hosts.keys().copied());
+        let mut ports = Vec::with_capacity(all_ports.len());
+        for port in all_ports {
+            let mut port_providers = BTreeSet::new();
+            let wanted = attached
+                .get(&port)
+                .into_iter()
+                .flatten()
+                .chain(self.enabled.get(&port).into_iter().flat_map(|e| e.keys()));
+            for key in wanted {
+                if let Some((p, c)) = lookup(key) {
+                    port_providers.insert(key.clone());
+                    used.insert(key.clone(), p.clone());
+                    clusters.insert(c.key.clone(), c.clone());
+                }
+            }
+            let virtual_hosts = self
+                .hosts
+                .get_mut(&port)
+                .into_iter()
+                .flatten()
+                .map(|(hostname, host)| {
+                    host.model
+                        .get_or_insert_with(|| Arc::new(host_model(hostname, &host.entries)))
+                        .clone()
+                })
+                .collect();
+            ports.push(PortModel {
+                port,
+                virtual_hosts,
+                providers: port_providers,
+            });
+        }
+        GatewayModel {
+            key: info.key.clone(),
+            ports,
+            clusters,
+            providers: used,
+        }
+    }
+}
+
+fn host_model(
+    hostname: &str,
+    entries: &BTreeMap<(Arc<ObjKey>, usize), Arc<Contribution>>,
+) -> VirtualHostModel {
+    let mut routes: Vec<_> = entries.iter().map(|((_, i), c)| &c.entries[*i]).collect();
+    // The listener of the first route in key order owns the hostname.
+    let listener = routes
+        .first()
+        .map(|e| e.listener.clone())
+        .unwrap_or_default();
+    // Stable: routes equal in precedence stay in key order.
+    routes.sort_by(|a, b| matches::precedence((&a.route, &a.created), (&b.route, &b.created)));
+    VirtualHostModel {
+        hostname: hostname.to_string(),
+        listener,
+        routes: routes.into_iter().map(|e| e.route.clone()).collect(),
+    }
+}
