@@ -309,7 +309,8 @@ async fn routing(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     .env("RUST_LOG", "warn");
     w.others
         .push(procs::Proc::spawn("echo-2", echo, w.dir.path())?);
-    let _envoy = w.envoy("bench/gw-0")?;
+    let envoy_admin = procs::free_port()?;
+    let _envoy = w.envoy("bench/gw-0", envoy_admin)?;
     let port = w.targets.listener_port;
     let mut conn = Conn::new(port);
     let start = Instant::now();

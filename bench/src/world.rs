@@ -144,10 +144,11 @@ impl World {
         Ok(())
     }
 
-    /// Starts an Envoy for `gateway` and returns it with its listener port.
-    pub fn envoy(&mut self, gateway: &str) -> anyhow::Result<Proc> {
+    /// Starts an Envoy for `gateway`, its admin endpoint on `envoy_admin`.
+    pub fn envoy(&mut self, gateway: &str, envoy_admin: u16) -> anyhow::Result<Proc> {
         let out = Command::new(bin("gatehouse")?)
             .args(["bootstrap", "--gateway", gateway])
+            .args(["--admin-port", &envoy_admin.to_string()])
             .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
             .output()?;
         if !out.status.success() {

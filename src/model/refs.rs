@@ -1,5 +1,7 @@
 //! Cross-object references: ReferenceGrants, Services and their ports, EndpointSlices.
 
+use std::sync::Arc;
+
 use gateway_api::apis::standard::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 
@@ -72,7 +74,7 @@ pub struct ResolvedService {
     pub key: ObjKey,
     pub port: u16,
     pub protocol: UpstreamProtocol,
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Arc<Vec<Endpoint>>,
 }
 
 /// A reference to a Service, as routes and extensions write it.
@@ -178,36 +180,8 @@ fn protocol_of(port: &ServicePort) -> UpstreamProtocol {
     }
 }
 
-/// Ready endpoints of a Service port, from the EndpointSlices labelled with the Service's name.
-/// The slice port is matched by the Service port's name, as kube-proxy does.
-fn endpoints(store: &Store, service: &ObjKey, port: &ServicePort) -> Vec<Endpoint> {
-    let want_name = port.name.as_deref().unwrap_or("");
-    let mut out = Vec::new();
-    for slice in store.slices_of(service) {
-        let Some(slice_port) = slice.ports.as_ref().and_then(|ports| {
-            ports
-                .iter()
-                .find(|p| p.name.as_deref().unwrap_or("") == want_name)
-        }) else {
-            continue;
-        };
-        let Some(number) = slice_port.port.and_then(|p| u16::try_from(p).ok()) else {
-            continue;
-        };
-        for ep in &slice.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
-            for address in &ep.addresses {
-                out.push(Endpoint {
-                    address: address.clone(),
-                    port: number,
-                });
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+/// Ready endpoints of a Service port, from the EndpointSlices labelled with the Service's name
+/// (the store keeps them by slice port name).
+fn endpoints(store: &Store, service: &ObjKey, port: &ServicePort) -> Arc<Vec<Endpoint>> {
+    store.endpoints_of(service, port.name.as_deref().unwrap_or(""))
 }

@@ -504,7 +504,7 @@ fn endpoints_follow_the_service_port_name_and_readiness() {
         port: 80,
     }];
     assert_eq!(
-        web.endpoints,
+        *web.endpoints,
         vec![Endpoint {
             address: "10.0.0.1".into(),
             port: 8080

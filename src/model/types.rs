@@ -14,12 +14,7 @@ pub enum UpstreamProtocol {
     H2c,
 }
 
-/// One ready endpoint address.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub address: String,
-    pub port: u16,
-}
+pub use crate::store::Endpoint;
 
 /// Who an upstream cluster serves.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,7 +35,8 @@ pub struct ClusterModel {
     pub service: ObjKey,
     pub port: u16,
     pub protocol: UpstreamProtocol,
-    pub endpoints: Vec<Endpoint>,
+    /// Shared by every route to the Service port.
+    pub endpoints: std::sync::Arc<Vec<Endpoint>>,
 }
 
 /// The protocol a provider speaks, with its settings.

@@ -4,9 +4,11 @@
 //! downstream knows where an object came from. Maps are ordered so that everything computed from
 //! the store is deterministic.
 
+mod endpoints;
 mod object;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::standard::{
@@ -76,8 +78,12 @@ pub struct Store {
     /// EndpointSlices by the Service they label (`kubernetes.io/service-name`): resolving a
     /// backend is a lookup, not a scan of every slice (which made 10,000 routes quadratic).
     slices_by_service: BTreeMap<ObjKey, std::collections::BTreeSet<ObjKey>>,
+    /// Ready endpoints of each Service with slices, recomputed when one of its slices changes.
+    endpoints: BTreeMap<ObjKey, endpoints::ByPort>,
     revisions: Revisions,
 }
+
+pub use endpoints::Endpoint;
 
 /// When parts of a store last changed, so that a rebuild can reuse what an unchanged part
 /// produced. Revisions come from one process-wide counter: two stores never share one unless
@@ -267,33 +273,60 @@ impl Store {
             Object::GatewayParameters(o) => put(&mut self.gateway_parameters, key, *o),
             Object::Service(o) => put(&mut self.services, key, *o),
             Object::EndpointSlice(o) => {
-                self.unindex_slice(&key);
-                if let Some(service) = slice_service(&key, &o) {
+                let before = self.unindex_slice(&key);
+                let after = slice_service(&key, &o);
+                if let Some(service) = &after {
                     self.slices_by_service
-                        .entry(service)
+                        .entry(service.clone())
                         .or_default()
                         .insert(key.clone());
                 }
-                put(&mut self.endpoint_slices, key, *o)
+                let changed = put(&mut self.endpoint_slices, key, *o);
+                if changed {
+                    for service in before
+                        .iter()
+                        .chain(after.iter().filter(|a| before.as_ref() != Some(*a)))
+                    {
+                        self.reindex_endpoints(service);
+                    }
+                }
+                changed
             }
             Object::Namespace(o) => put(&mut self.namespaces, key, *o),
         }
     }
 
-    fn unindex_slice(&mut self, key: &ObjKey) {
-        let Some(service) = self
+    /// Drops `key` from the slice index; returns the Service it belonged to.
+    fn unindex_slice(&mut self, key: &ObjKey) -> Option<ObjKey> {
+        let service = self
             .endpoint_slices
             .get(key)
-            .and_then(|old| slice_service(key, old))
-        else {
-            return;
-        };
+            .and_then(|old| slice_service(key, old))?;
         if let Some(set) = self.slices_by_service.get_mut(&service) {
             set.remove(key);
             if set.is_empty() {
                 self.slices_by_service.remove(&service);
             }
         }
+        Some(service)
+    }
+
+    fn reindex_endpoints(&mut self, service: &ObjKey) {
+        let by_port = endpoints::by_port(self.slices_of(service));
+        if by_port.is_empty() {
+            self.endpoints.remove(service);
+        } else {
+            self.endpoints.insert(service.clone(), by_port);
+        }
+    }
+
+    /// Ready endpoints of `service` for the slice port named `port_name` ("" when unnamed).
+    pub fn endpoints_of(&self, service: &ObjKey, port_name: &str) -> Arc<Vec<Endpoint>> {
+        self.endpoints
+            .get(service)
+            .and_then(|by_port| by_port.get(port_name))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The EndpointSlices of `service`, in key order.
@@ -329,8 +362,12 @@ impl Store {
             Kind::GatewayParameters => self.gateway_parameters.remove(key).is_some(),
             Kind::Service => self.services.remove(key).is_some(),
             Kind::EndpointSlice => {
-                self.unindex_slice(key);
-                self.endpoint_slices.remove(key).is_some()
+                let service = self.unindex_slice(key);
+                let removed = self.endpoint_slices.remove(key).is_some();
+                if let Some(service) = service {
+                    self.reindex_endpoints(&service);
+                }
+                removed
             }
             Kind::Namespace => self.namespaces.remove(key).is_some(),
         }
@@ -570,5 +607,59 @@ mod history_tests {
         // Superseded deletions are not what gets forgotten: the history stays bounded.
         assert!(store.revisions.deleted.len() <= REMEMBERED_DELETIONS);
         assert_eq!(store.revisions.log.len(), store.revisions.deleted.len());
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+    use crate::testing;
+
+    fn slice(name: &str, service: &str, addresses: &[&str]) -> Object {
+        let yaml = format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: a, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{port: 9090}}]\nendpoints:\n- addresses: [{}]\n- addresses: [10.9.9.9]\n  conditions: {{ready: false}}\n",
+            addresses.join(", ")
+        );
+        let key = ObjKey::new("a", name);
+        Object::EndpointSlice(Box::new(
+            testing::store(&yaml).endpoint_slices[&key].clone(),
+        ))
+    }
+
+    fn addresses(store: &Store, service: &str, port: &str) -> Vec<String> {
+        store
+            .endpoints_of(&ObjKey::new("a", service), port)
+            .iter()
+            .map(|e| format!("{}:{}", e.address, e.port))
+            .collect()
+    }
+
+    #[test]
+    fn endpoints_follow_slices_as_they_change_move_and_go() {
+        let mut store = Store::new();
+        store.apply(slice("s1", "web", &["10.0.0.2", "10.0.0.1"]));
+        store.apply(slice("s2", "web", &["10.0.0.1", "10.0.0.3"]));
+        // Sorted, without repeats, ready only, by port name.
+        assert_eq!(
+            addresses(&store, "web", "http"),
+            ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"]
+        );
+        assert_eq!(addresses(&store, "web", "").len(), 3, "the unnamed port");
+        assert!(addresses(&store, "web", "grpc").is_empty());
+
+        // s2 moves to another Service: both Services change.
+        store.apply(slice("s2", "api", &["10.0.0.3"]));
+        assert_eq!(
+            addresses(&store, "web", "http"),
+            ["10.0.0.1:8080", "10.0.0.2:8080"]
+        );
+        assert_eq!(addresses(&store, "api", "http"), ["10.0.0.3:8080"]);
+
+        store.delete(&ObjectRef {
+            kind: Kind::EndpointSlice,
+            key: ObjKey::new("a", "s1"),
+        });
+        assert!(addresses(&store, "web", "http").is_empty());
+        assert_eq!(addresses(&store, "api", "http"), ["10.0.0.3:8080"]);
     }
 }
