@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use gatehouse::engine::{Engine, Shared};
 use gatehouse::metrics::Metrics;
 use gatehouse::model::{ModelConfig, build};
@@ -22,6 +23,35 @@ fn store_of(text: &str) -> Store {
         store.apply(o);
     }
     store
+}
+
+/// One route rewritten, then everything the engine does for it: the incremental model,
+/// translating and publishing the one Gateway that changed.
+fn one_route_change(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    store: &Store,
+    scale: &Scale,
+) {
+    let engine = Engine::new(
+        SnapshotCache::new(),
+        Arc::new(Shared::default()),
+        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+        ModelConfig::default(),
+        TranslateOptions::default(),
+    );
+    let mut store = store.clone();
+    engine.rebuild(&store, Vec::new());
+    let mut version = 0;
+    group.bench_function(id, |b| {
+        b.iter(|| {
+            version += 1;
+            for o in load_str(Path::new("change.yaml"), &route(7, scale, version)).objects {
+                store.apply(o);
+            }
+            engine.rebuild(&store, Vec::new());
+        })
+    });
 }
 
 fn pipeline(c: &mut Criterion) {
@@ -65,27 +95,12 @@ fn pipeline(c: &mut Criterion) {
                 })
             },
         );
-        // One route rewritten, then everything the engine does for it: the incremental model,
-        // translating and publishing the one Gateway that changed.
-        let engine = Engine::new(
-            SnapshotCache::new(),
-            Arc::new(Shared::default()),
-            Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
-            config.clone(),
-            options.clone(),
+        one_route_change(
+            &mut group,
+            BenchmarkId::new("one_route_change", routes),
+            &store,
+            &scale,
         );
-        engine.rebuild(&store, Vec::new());
-        let mut version = 0;
-        group.bench_function(BenchmarkId::new("one_route_change", routes), |b| {
-            let mut store = store.clone();
-            b.iter(|| {
-                version += 1;
-                for o in load_str(Path::new("change.yaml"), &route(7, &scale, version)).objects {
-                    store.apply(o);
-                }
-                engine.rebuild(&store, Vec::new());
-            })
-        });
     }
     // The propagation world of gatehouse-bench: 5,000 routes on one Gateway, so the changed
     // Gateway's RouteConfiguration holds every host.
@@ -95,27 +110,11 @@ fn pipeline(c: &mut Criterion) {
         policies: 500,
         services: 500,
     };
-    let mut store = store_of(&manifests(&scale, &Targets::default()));
-    let engine = Engine::new(
-        SnapshotCache::new(),
-        Arc::new(Shared::default()),
-        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
-        config.clone(),
-        options.clone(),
-    );
-    engine.rebuild(&store, Vec::new());
-    let mut version = 0;
-    group.bench_function(
+    one_route_change(
+        &mut group,
         BenchmarkId::new("one_route_change_one_gateway", 5_000),
-        |b| {
-            b.iter(|| {
-                version += 1;
-                for o in load_str(Path::new("change.yaml"), &route(7, &scale, version)).objects {
-                    store.apply(o);
-                }
-                engine.rebuild(&store, Vec::new());
-            })
-        },
+        &store_of(&manifests(&scale, &Targets::default())),
+        &scale,
     );
     group.finish();
 }

@@ -45,6 +45,14 @@ struct Row {
     met: bool,
 }
 
+/// Where a generated route's Gateway and backend come from when it is written on its own.
+const SINGLE: Scale = Scale {
+    gateways: 1,
+    routes: 1,
+    policies: 1,
+    services: 1,
+};
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -182,19 +190,13 @@ async fn propagation(
     first: usize,
     n: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let single = Scale {
-        gateways: 1,
-        routes: 1,
-        policies: 1,
-        services: 1,
-    };
     let mut conn = Conn::new(port);
     let mut out = Vec::new();
     for k in 0..n {
         let i = first + k;
         let name = format!("new-{i}.yaml");
         let t0 = Instant::now();
-        w.write(&name, &scale::route(i, &single, 0))?;
+        w.write(&name, &scale::route(i, &SINGLE, 0))?;
         let host = scale::host(i);
         loop {
             if conn.get(&host, "/", &[]).await == 200 {
@@ -228,12 +230,6 @@ async fn propagation_phases(
     first: usize,
     n: usize,
 ) -> anyhow::Result<Phases> {
-    let single = Scale {
-        gateways: 1,
-        routes: 1,
-        policies: 1,
-        services: 1,
-    };
     let mut conn = Conn::new(port);
     let mut p = Phases {
         built: Vec::new(),
@@ -245,7 +241,7 @@ async fn propagation_phases(
         let name = format!("phase-{i}.yaml");
         let (builds, acks) = (w.builds(), w.acks());
         let t0 = Instant::now();
-        w.write(&name, &scale::route(i, &single, 0))?;
+        w.write(&name, &scale::route(i, &SINGLE, 0))?;
         while w.builds() <= builds {
             if t0.elapsed() > Duration::from_secs(10) {
                 bail!("route {i} was never built");
@@ -286,21 +282,15 @@ fn churn(
     every: Duration,
     second_echo: u16,
 ) -> anyhow::Result<u64> {
-    let single = Scale {
-        gateways: 1,
-        routes: 1,
-        policies: 1,
-        services: 1,
-    };
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // Route churn: one route rewritten, one added and removed.
         w.write(
             "churn-a.yaml",
-            &scale::route(40_000, &single, (n % 7) as usize),
+            &scale::route(40_000, &SINGLE, (n % 7) as usize),
         )?;
         if n.is_multiple_of(2) {
-            w.write("churn-b.yaml", &scale::route(40_001, &single, 0))?;
+            w.write("churn-b.yaml", &scale::route(40_001, &SINGLE, 0))?;
         } else {
             let _ = w.remove("churn-b.yaml");
         }
