@@ -8,10 +8,10 @@ use std::sync::Arc;
 use super::contribution::Contribution;
 use super::extensions::ProviderResult;
 use super::gateways::GatewayInfo;
-use super::matches;
 use super::types::{
     ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteAuth, VirtualHostModel,
 };
+use super::{counts, matches};
 use crate::store::ObjKey;
 
 /// The routes of one Gateway, arranged as its model needs them.
@@ -68,13 +68,7 @@ impl Assembly {
             host.entries.insert((c.key.clone(), i), c.clone());
             host.model = None;
             if let RouteAuth::Enabled { provider, .. } = &e.route.auth {
-                let enabled = self.enabled.entry(e.port).or_default();
-                match enabled.get_mut(provider) {
-                    Some(n) => *n += 1,
-                    None => {
-                        enabled.insert(provider.clone(), 1);
-                    }
-                }
+                counts::add(self.enabled.entry(e.port).or_default(), provider);
             }
         }
         for (_, cluster) in c.clusters.iter().filter(|(g, _)| *g == gateway) {
@@ -106,12 +100,7 @@ impl Assembly {
             if let RouteAuth::Enabled { provider, .. } = &e.route.auth
                 && let Some(enabled) = self.enabled.get_mut(&e.port)
             {
-                if let Some(n) = enabled.get_mut(provider) {
-                    *n -= 1;
-                    if *n == 0 {
-                        enabled.remove(provider);
-                    }
-                }
+                counts::remove(enabled, provider);
                 if enabled.is_empty() {
                     self.enabled.remove(&e.port);
                 }

@@ -67,6 +67,21 @@ fn kept_hosts(before: &Model, after: &Model, gateway: &str) -> (Vec<String>, usi
     (kept, new.len())
 }
 
+/// The scale world and a builder that has built it once.
+fn world() -> (Store, Builder, Model) {
+    let store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
+    let mut builder = Builder::default();
+    let first = check(&mut builder, &store, "the first build");
+    (store, builder, first)
+}
+
+/// A TrafficPolicy turning ext auth on for all of gw-0.
+fn gateway_wide_policy() -> String {
+    format!(
+        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: gw-wide, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw-0}}]\n  extAuth: {{extensionRef: {{name: authz}}}}\n"
+    )
+}
+
 /// One step of a test's store history.
 type Change = dyn Fn(&mut Store);
 
@@ -79,9 +94,7 @@ const SCALE: Scale = Scale {
 
 #[test]
 fn route_changes_rebuild_only_the_gateways_they_touch() {
-    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
-    let mut builder = Builder::default();
-    let m0 = check(&mut builder, &store, "the first build");
+    let (mut store, mut builder, m0) = world();
     assert_eq!(m0.gateways.len(), 3);
 
     // r4 is on gw-1.
@@ -158,9 +171,7 @@ fn route_changes_rebuild_only_the_gateways_they_touch() {
 
 #[test]
 fn incremental_builds_follow_every_kind_of_change() {
-    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
-    let mut builder = Builder::default();
-    check(&mut builder, &store, "the first build");
+    let (mut store, mut builder, _) = world();
     let inline_auth = format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: inline, namespace: {NAMESPACE}}}\nspec:\n  parentRefs: [{{name: gw-1}}]\n  hostnames: [inline.example.com]\n  rules:\n  - filters:\n    - type: ExternalAuth\n      externalAuth: {{protocol: GRPC, backendRef: {{name: authz, port: 9000}}}}\n    backendRefs: [{{name: svc-1, port: 80}}]\n  - matches: [{{path: {{type: PathPrefix, value: /broken}}}}]\n    backendRefs: [{{name: nowhere, port: 80}}]\n"
     );
@@ -187,14 +198,7 @@ fn incremental_builds_follow_every_kind_of_change() {
         ),
         (
             "a Gateway-wide policy",
-            Box::new(|s| {
-                apply(
-                    s,
-                    &format!(
-                        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: gw-wide, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw-0}}]\n  extAuth: {{extensionRef: {{name: authz}}}}\n"
-                    ),
-                )
-            }),
+            Box::new(|s| apply(s, &gateway_wide_policy())),
         ),
         (
             "a backend Service deletion",
@@ -237,12 +241,7 @@ fn a_different_config_is_not_served_from_the_memo() {
 #[test]
 fn policy_status_follows_the_routes_a_gateway_policy_decides() {
     let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
-    apply(
-        &mut store,
-        &format!(
-            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: gw-wide, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw-0}}]\n  extAuth: {{extensionRef: {{name: authz}}}}\n"
-        ),
-    );
+    apply(&mut store, &gateway_wide_policy());
     let policy = ObjKey::new(NAMESPACE, "gw-wide");
     let mut builder = Builder::default();
     let first = check(&mut builder, &store, "the first build");
@@ -270,9 +269,7 @@ fn policy_status_follows_the_routes_a_gateway_policy_decides() {
 
 #[test]
 fn a_builder_on_another_store_or_far_behind_walks_every_route() {
-    let mut store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
-    let mut builder = Builder::default();
-    check(&mut builder, &store, "the first build");
+    let (mut store, mut builder, _) = world();
     // A clone shares the context revision but not the route history.
     let mut other = store.clone();
     delete(&mut other, Kind::HttpRoute, "r2");

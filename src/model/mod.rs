@@ -8,6 +8,7 @@ mod build;
 mod build_tests;
 mod conditions;
 mod contribution;
+mod counts;
 mod extensions;
 mod external_auth;
 mod filters;

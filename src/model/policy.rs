@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::conditions::{AncestorRef, Condition, PolicyAncestorStatus, Status};
+use super::counts;
 use super::extensions::ProviderResult;
 use super::refs;
 use super::types::RouteAuth;
@@ -66,34 +67,6 @@ fn add(pairs: &mut Vec<(ObjKey, ObjKey)>, policy: &ObjKey, gateway: &ObjKey) {
     if !pairs.iter().any(|(p, g)| p == policy && g == gateway) {
         pairs.push((policy.clone(), gateway.clone()));
     }
-}
-
-fn count_in(counts: &mut BTreeMap<(ObjKey, ObjKey), u32>, pairs: &[(ObjKey, ObjKey)]) -> bool {
-    let mut appeared = false;
-    for pair in pairs {
-        match counts.get_mut(pair) {
-            Some(n) => *n += 1,
-            None => {
-                counts.insert(pair.clone(), 1);
-                appeared = true;
-            }
-        }
-    }
-    appeared
-}
-
-fn count_out(counts: &mut BTreeMap<(ObjKey, ObjKey), u32>, pairs: &[(ObjKey, ObjKey)]) -> bool {
-    let mut gone = false;
-    for pair in pairs {
-        if let Some(n) = counts.get_mut(pair) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(pair);
-                gone = true;
-            }
-        }
-    }
-    gone
 }
 
 /// Policies by target, plus bookkeeping for their status.
@@ -239,15 +212,15 @@ impl PolicyIndex {
     /// Takes in what deciding one route found, for the policies' status; true when a
     /// (policy, Gateway) pair appeared.
     pub fn record(&mut self, trace: &Decisions) -> bool {
-        count_in(&mut self.decided, &trace.decided)
-            | count_in(&mut self.overridden, &trace.overridden)
+        counts::add_all(&mut self.decided, &trace.decided)
+            | counts::add_all(&mut self.overridden, &trace.overridden)
     }
 
     /// Takes back what [`PolicyIndex::record`] took in for a route that changed or went away;
     /// true when a (policy, Gateway) pair disappeared.
     pub fn forget(&mut self, trace: &Decisions) -> bool {
-        count_out(&mut self.decided, &trace.decided)
-            | count_out(&mut self.overridden, &trace.overridden)
+        counts::remove_all(&mut self.decided, &trace.decided)
+            | counts::remove_all(&mut self.overridden, &trace.overridden)
     }
 
     /// Valid providers of the policies attached to a Gateway as a whole or to one of its
