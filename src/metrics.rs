@@ -158,6 +158,7 @@ impl Collector for XdsCollector {
             ("cluster", type_url::CLUSTER),
             ("endpoint", type_url::ENDPOINT),
             ("listener", type_url::LISTENER),
+            ("scoped_route", type_url::SCOPED_ROUTE),
             ("route", type_url::ROUTE),
         ] {
             let c = ConstCounter::new(s.nacks_for(url));

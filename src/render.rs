@@ -7,14 +7,25 @@ use crate::protojson::{JsonError, message_to_json};
 use crate::translate::{GatewayResources, static_bootstrap};
 
 /// The resources of one Gateway as proto3 JSON, grouped by xDS type.
+/// Scoped route tables add `scopedRoutes`, and list one RouteConfiguration per scope.
 pub fn resources_json(res: &GatewayResources) -> Result<Value, JsonError> {
-    Ok(json!({
+    let routes = res.routes.iter().flat_map(|r| r.served_protos());
+    let scopes: Vec<_> = res.routes.iter().flat_map(|r| r.scopes(false)).collect();
+    let mut doc = json!({
         "gateway": res.gateway.to_string(),
         "clusters": res.clusters.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
         "endpoints": res.endpoints.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
         "listeners": res.listeners.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
-        "routes": res.routes.iter().map(|r| message_to_json(&r.to_proto())).collect::<Result<Vec<_>, _>>()?,
-    }))
+        "routes": routes.map(|r| message_to_json(&r)).collect::<Result<Vec<_>, _>>()?,
+    });
+    if !scopes.is_empty() {
+        doc["scopedRoutes"] = scopes
+            .iter()
+            .map(message_to_json)
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+    }
+    Ok(doc)
 }
 
 /// The `translate` document: every Gateway's resources and the computed status.

@@ -1,5 +1,6 @@
 //! Every translate case, as `gatehouse translate -o bootstrap` prints it, is accepted by the
-//! real Envoy binary in `--mode validate`.
+//! real Envoy binary in `--mode validate`, with its routes in one table per port and with
+//! every port that can be scoped served as route scopes.
 
 mod support;
 
@@ -10,9 +11,12 @@ fn envoy_accepts_every_case() {
     let envoy = support::envoy();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut checked = 0;
-    for case in support::cases() {
+    let cases = support::cases();
+    for (case, scopes_from) in cases.iter().flat_map(|c| [(c, "0"), (c, "1")]) {
         let mut translate = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        translate.arg("translate").args(["-o", "bootstrap"]);
+        translate
+            .arg("translate")
+            .args(["-o", "bootstrap", "--route-scopes-from", scopes_from]);
         for input in &case.inputs {
             translate.arg("-f").arg(input);
         }
@@ -23,7 +27,7 @@ fn envoy_accepts_every_case() {
             case.name,
             String::from_utf8_lossy(&out.stderr)
         );
-        let file = dir.path().join(format!("{}.yaml", case.name));
+        let file = dir.path().join(format!("{}-{scopes_from}.yaml", case.name));
         std::fs::write(&file, &out.stdout).expect("write bootstrap");
         let v = Command::new(&envoy)
             .args(["--mode", "validate", "-l", "error", "-c"])
@@ -32,12 +36,12 @@ fn envoy_accepts_every_case() {
             .expect("run envoy");
         assert!(
             v.status.success(),
-            "{}: Envoy rejected the config:\n{}{}",
+            "{} (--route-scopes-from {scopes_from}): Envoy rejected the config:\n{}{}",
             case.name,
             String::from_utf8_lossy(&v.stdout),
             String::from_utf8_lossy(&v.stderr)
         );
         checked += 1;
     }
-    assert!(checked >= 12, "only {checked} cases validated");
+    assert!(checked >= 24, "only {checked} cases validated");
 }

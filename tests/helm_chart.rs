@@ -154,6 +154,7 @@ fn default_values_render_the_controller_and_its_rbac() {
     assert_eq!(flag(&a, "--leader-elect"), "true");
     assert_eq!(flag(&a, "--controller-name"), "gatehouse.dev/gatehouse");
     assert_eq!(flag(&a, "--xds-auth"), "mtls");
+    assert_eq!(flag(&a, "--route-scopes-from"), "1000");
     assert_eq!(flag(&a, "--provision"), "true");
     assert_eq!(flag(&a, "--namespace"), "gatehouse-system");
     assert_eq!(
@@ -397,7 +398,7 @@ fn toggles_remove_what_they_disable() {
     let values = dir.path().join("values.yaml");
     std::fs::write(
         &values,
-        "replicas: 2\nleaderElection: {enabled: false}\ngatewayClass: {create: false}\npdb: {enabled: false}\nprovisioning: {enabled: false}\nxds: {auth: none}\n",
+        "replicas: 2\nleaderElection: {enabled: false}\ngatewayClass: {create: false}\npdb: {enabled: false}\nprovisioning: {enabled: false}\nxds: {auth: none, routeScopesFrom: 0}\n",
     )
     .expect("write values");
     let objects = render(&[values.to_str().expect("utf-8 path")]);
@@ -419,6 +420,7 @@ fn toggles_remove_what_they_disable() {
     assert_eq!(flag(&a, "--leader-elect"), "false");
     assert_eq!(flag(&a, "--provision"), "false");
     assert_eq!(flag(&a, "--xds-auth"), "none");
+    assert_eq!(flag(&a, "--route-scopes-from"), "0");
 
     // pdb.enabled unset: a PDB exactly when replicas > 1.
     std::fs::write(&values, "replicas: 2\n").expect("write values");

@@ -12,8 +12,20 @@ use support::standalone::{HOST, World};
 
 const ALLOW: &[(&str, &str)] = &[("x-ext-authz", "allow")];
 
-fn walkthrough(sotw: bool) {
-    let w = World::start(sotw);
+/// `scopes_from`: Gatehouse's `--route-scopes-from`; "1" serves the walkthrough's host as a
+/// route scope (scoped RDS), "0" as one RouteConfiguration.
+fn walkthrough(sotw: bool, scopes_from: &str) {
+    let w = World::start_with(sotw, &["--route-scopes-from", scopes_from]);
+    let dump = w
+        .envoy_admin("/config_dump")
+        .expect("envoy config dump")
+        .body;
+    let scope = format!("http-{}/{HOST}", w.listener_port);
+    assert_eq!(
+        dump.contains(&format!("\"name\": \"{scope}\"")),
+        scopes_from == "1",
+        "scope {scope} in Envoy's config dump:\n{dump}"
+    );
 
     // 1. No policy: 200, and the auth server is not involved.
     let r = w.get(&[]).expect("request");
@@ -90,12 +102,22 @@ fn walkthrough(sotw: bool) {
 
 #[test]
 fn walkthrough_over_delta_ads() {
-    walkthrough(false);
+    walkthrough(false, "0");
 }
 
 #[test]
 fn walkthrough_over_state_of_the_world_ads() {
-    walkthrough(true);
+    walkthrough(true, "0");
+}
+
+#[test]
+fn walkthrough_with_route_scopes_over_delta_ads() {
+    walkthrough(false, "1");
+}
+
+#[test]
+fn walkthrough_with_route_scopes_over_state_of_the_world_ads() {
+    walkthrough(true, "1");
 }
 
 const BAD_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1

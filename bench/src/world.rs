@@ -19,6 +19,19 @@ pub struct World {
     pub others: Vec<Proc>,
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        // GATEHOUSE_BENCH_KEEP=1 keeps logs and manifests (with the GATEHOUSE_BENCH_LOG and
+        // GATEHOUSE_BENCH_ENVOY_LOG levels) for a look into a run.
+        if std::env::var_os("GATEHOUSE_BENCH_KEEP").is_some()
+            && let Ok(d) = tempfile::tempdir()
+        {
+            let dir = std::mem::replace(&mut self.dir, d);
+            eprintln!("kept {}", dir.keep().display());
+        }
+    }
+}
+
 impl World {
     /// Backends and Gatehouse over `scale`'s manifests; no Envoy yet.
     pub fn start(scale: &Scale) -> anyhow::Result<World> {
@@ -68,7 +81,7 @@ impl World {
         .arg(&manifests)
         .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
         .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", log_level("GATEHOUSE_BENCH_LOG", "warn"));
         let gatehouse = Proc::spawn("gatehouse", gh, dir.path())?;
         wait_port(admin_port, "gatehouse admin")?;
         let w = World {
@@ -160,12 +173,17 @@ impl World {
         cmd.arg("-c").arg(&file).args([
             "--disable-hot-restart",
             "-l",
-            "error",
+            &log_level("GATEHOUSE_BENCH_ENVOY_LOG", "error"),
             "--concurrency",
             "1",
         ]);
         Proc::spawn("envoy", cmd, self.dir.path()).context("envoy")
     }
+}
+
+/// A log level from the environment (for looking into a run), else `default`.
+fn log_level(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
 }
 
 pub fn manifests_text(scale: &Scale, targets: &Targets) -> String {

@@ -19,6 +19,13 @@ pub fn snapshot(res: &GatewayResources) -> Snapshot {
         s.insert(type_url::LISTENER, l.name.clone(), any(l));
     }
     for r in &res.routes {
+        if r.scoped {
+            for h in r.scoped_hosts() {
+                s.insert_shared(type_url::SCOPED_ROUTE, h.scope.clone());
+                s.insert_shared(type_url::ROUTE, h.route.clone());
+            }
+            continue;
+        }
         let body = Any {
             type_url: type_url::ROUTE.into(),
             value: r.encode(),

@@ -1,5 +1,5 @@
-//! One Envoy listener per Gateway port: an HTTP connection manager fed by RDS, with one
-//! disabled-by-default ext_authz filter per provider before the router.
+//! One Envoy listener per Gateway port: an HTTP connection manager fed by RDS (or scoped RDS,
+//! see `scopes`), with one disabled-by-default ext_authz filter per provider before the router.
 
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -10,11 +10,16 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 
 use super::common::{ads, socket};
-use super::{TranslateOptions, ext_authz, names};
+use super::{TranslateOptions, ext_authz, names, scopes};
 use crate::model::{PortModel, Provider};
 
 /// The listener of one port. `providers` are the port's providers, in key order.
-pub fn listener(port: &PortModel, providers: &[&Provider], options: &TranslateOptions) -> Listener {
+pub fn listener(
+    port: &PortModel,
+    providers: &[&Provider],
+    scoped: bool,
+    options: &TranslateOptions,
+) -> Listener {
     let name = names::listener(port.port);
     let mut http_filters: Vec<HttpFilter> = providers
         .iter()
@@ -35,12 +40,18 @@ pub fn listener(port: &PortModel, providers: &[&Provider], options: &TranslateOp
         ))),
         ..Default::default()
     });
+    let route_config = names::route_config(port.port);
+    let route_specifier = if scoped {
+        http_connection_manager::RouteSpecifier::ScopedRoutes(scopes::scoped_routes(&route_config))
+    } else {
+        http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route_config,
+        })
+    };
     let hcm = HttpConnectionManager {
         stat_prefix: name.clone(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
-            route_config_name: names::route_config(port.port),
-        })),
+        route_specifier: Some(route_specifier),
         http_filters,
         use_remote_address: Some(BoolValue { value: true }),
         // Backends with appProtocol kubernetes.io/ws (and any other) may take WebSocket

@@ -10,6 +10,9 @@ pub mod names;
 #[cfg(test)]
 mod reuse_tests;
 mod route;
+pub mod scopes;
+#[cfg(test)]
+mod scopes_tests;
 mod static_bootstrap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -29,12 +32,16 @@ use crate::store::ObjKey;
 pub struct TranslateOptions {
     /// Address Envoy listeners bind to.
     pub bind_address: String,
+    /// Serve a port's routes as scopes from this many virtual hosts on (0: never). See
+    /// [`scopes`].
+    pub route_scopes_from: usize,
 }
 
 impl Default for TranslateOptions {
     fn default() -> Self {
         Self {
             bind_address: "0.0.0.0".into(),
+            route_scopes_from: scopes::DEFAULT_ROUTE_SCOPES_FROM,
         }
     }
 }
@@ -63,16 +70,18 @@ pub fn translate_gateway_reusing(
 ) -> GatewayResources {
     let mut listeners = Vec::with_capacity(gw.ports.len());
     let mut routes = Vec::with_capacity(gw.ports.len());
+    let scoped = scopes::scoped_port(gw, options.route_scopes_from);
     for port in &gw.ports {
         let providers: Vec<_> = port
             .providers
             .iter()
             .filter_map(|k| gw.providers.get(k))
             .collect();
-        listeners.push(listener::listener(port, &providers, options));
+        let scoped = scoped == Some(port.port);
+        listeners.push(listener::listener(port, &providers, scoped, options));
         let name = names::route_config(port.port);
         let old = previous.and_then(|p| p.routes.iter().find(|r| r.name == name));
-        routes.push(route::route_table(port, old));
+        routes.push(route::route_table(port, scoped, old));
     }
     let mut clusters: Vec<Cluster> = gw.clusters.values().map(cluster::cluster).collect();
     let mut endpoints: Vec<ClusterLoadAssignment> =

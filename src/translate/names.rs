@@ -14,6 +14,12 @@ pub fn route_config(port: u16) -> String {
     listener(port)
 }
 
+/// Name of the route scope (and of the RouteConfiguration it selects) of one hostname on a
+/// scoped port.
+pub fn route_scope(port: u16, hostname: &str) -> String {
+    format!("{}/{hostname}", route_config(port))
+}
+
 /// A cluster that is never defined: routes send the share of unresolved backendRefs to it
 /// and answer "cluster not found" with 500.
 pub const INVALID_BACKEND_CLUSTER: &str = "gatehouse/invalid-backend";

@@ -1,20 +1,21 @@
 //! RouteConfigurations: virtual hosts by hostname, routes in Gateway API precedence order.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prost::Message;
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, HeaderMatcher, QueryParameterMatcher, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
-    query_parameter_matcher, route, route_action, route_match, weighted_cluster,
+    RouteConfiguration, RouteMatch, ScopedRouteConfiguration, VirtualHost, WeightedCluster,
+    header_matcher, query_parameter_matcher, route, route_action, route_match, weighted_cluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::common::string_match;
+use super::scopes::{self, ScopedHost};
 use super::{canonical, ext_authz, filters, names};
 use crate::model::{self, MatchModel, PathMatch, PortModel, RouteModel, VirtualHostModel};
 use crate::store::ObjKey;
@@ -28,6 +29,8 @@ pub struct HostTranslation {
     hostname: String,
     /// Canonical protobuf bytes of the VirtualHost.
     pub encoded: Vec<u8>,
+    /// Its scope and RouteConfiguration, once the port is served scoped.
+    scoped: OnceLock<ScopedHost>,
 }
 
 impl HostTranslation {
@@ -49,6 +52,9 @@ impl HostTranslation {
 #[derive(Clone, Debug)]
 pub struct RouteTable {
     pub name: String,
+    port: u16,
+    /// Served as one scope and RouteConfiguration per host (see `scopes`).
+    pub scoped: bool,
     /// The port's providers: every route's per-filter config names them, so hosts translated
     /// for another set cannot be reused.
     providers: BTreeSet<ObjKey>,
@@ -59,6 +65,7 @@ pub struct RouteTable {
 impl PartialEq for RouteTable {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
+            && self.scoped == other.scoped
             && self.virtual_hosts.len() == other.virtual_hosts.len()
             && self
                 .virtual_hosts
@@ -82,10 +89,56 @@ impl RouteTable {
     pub fn encode(&self) -> Vec<u8> {
         canonical::route_configuration(&self.name, self.virtual_hosts.iter().map(|h| &h.encoded))
     }
+
+    /// The xDS resources of every host of a scoped table, built once per host.
+    pub fn scoped_hosts(&self) -> impl Iterator<Item = &ScopedHost> {
+        self.virtual_hosts.iter().map(|h| {
+            h.scoped.get_or_init(|| {
+                let name = names::route_scope(self.port, &h.hostname);
+                let route = canonical::route_configuration(&name, [&h.encoded]);
+                ScopedHost::new(&name, &h.hostname, route)
+            })
+        })
+    }
+
+    /// The RouteConfigurations Envoy is served: the table, or one per host when scoped.
+    pub fn served_protos(&self) -> Vec<RouteConfiguration> {
+        if !self.scoped {
+            return vec![self.to_proto()];
+        }
+        self.virtual_hosts
+            .iter()
+            .map(|h| RouteConfiguration {
+                name: names::route_scope(self.port, &h.hostname),
+                virtual_hosts: vec![h.proto()],
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// The scopes of a scoped table (none otherwise), with their RouteConfigurations inline
+    /// when `inline`.
+    pub fn scopes(&self, inline: bool) -> Vec<ScopedRouteConfiguration> {
+        if !self.scoped {
+            return Vec::new();
+        }
+        self.served_protos()
+            .into_iter()
+            .zip(&self.virtual_hosts)
+            .map(|(rc, h)| {
+                let mut scope = scopes::scope(&rc.name, &h.hostname);
+                if inline {
+                    scope.route_configuration_name.clear();
+                    scope.route_configuration = Some(rc);
+                }
+                scope
+            })
+            .collect()
+    }
 }
 
 /// The route table of one port, reusing `previous`'s hosts whose routes are unchanged.
-pub fn route_table(port: &PortModel, previous: Option<&RouteTable>) -> RouteTable {
+pub fn route_table(port: &PortModel, scoped: bool, previous: Option<&RouteTable>) -> RouteTable {
     let providers: Vec<&ObjKey> = port.providers.iter().collect();
     let mut old = previous
         .filter(|p| p.providers == port.providers)
@@ -107,11 +160,14 @@ pub fn route_table(port: &PortModel, previous: Option<&RouteTable>) -> RouteTabl
                 from: vh.routes.clone(),
                 hostname: vh.hostname.clone(),
                 encoded: canonical::virtual_host(&virtual_host(vh, &providers, port.port)),
+                scoped: OnceLock::new(),
             }),
         });
     }
     RouteTable {
         name: names::route_config(port.port),
+        port: port.port,
+        scoped,
         providers: port.providers.clone(),
         virtual_hosts,
     }

@@ -1,12 +1,12 @@
 //! A self-contained Envoy bootstrap of one Gateway's resources: routes inlined into their
-//! listeners, endpoints into their clusters. It lets `envoy --mode validate` (and users) check
+//! listeners (scopes as an inline list), endpoints into their clusters. It lets `envoy --mode validate` (and users) check
 //! exactly what Gatehouse would serve, without a control plane.
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
 use envoy_types::pb::envoy::config::listener::v3::filter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager,
+    HttpConnectionManager, ScopedRouteConfigurationsList, http_connection_manager, scoped_routes,
 };
 use envoy_types::util::pack_any;
 use prost::Message;
@@ -65,14 +65,32 @@ fn inline_routes(
     let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
         return;
     };
-    if let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
-        let route = res
-            .routes
-            .iter()
-            .find(|r| r.name == rds.route_config_name)
-            .map(|r| r.to_proto())
-            .unwrap_or_default();
-        hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(route));
-        *any = pack_any(hcm);
+    match &mut hcm.route_specifier {
+        Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
+            let route = res
+                .routes
+                .iter()
+                .find(|r| r.name == rds.route_config_name)
+                .map(|r| r.to_proto())
+                .unwrap_or_default();
+            hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(route));
+        }
+        Some(http_connection_manager::RouteSpecifier::ScopedRoutes(scoped)) => {
+            let scopes = res
+                .routes
+                .iter()
+                .find(|r| r.name == scoped.name)
+                .map(|r| r.scopes(true))
+                .unwrap_or_default();
+            scoped.config_specifier = Some(
+                scoped_routes::ConfigSpecifier::ScopedRouteConfigurationsList(
+                    ScopedRouteConfigurationsList {
+                        scoped_route_configurations: scopes,
+                    },
+                ),
+            );
+        }
+        _ => return,
     }
+    *any = pack_any(hcm);
 }

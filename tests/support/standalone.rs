@@ -23,6 +23,8 @@ pub struct World {
     pub echo_port: u16,
     pub authz_port: u16,
     pub procs: Vec<Proc>,
+    /// Extra `gatehouse standalone` arguments.
+    pub gatehouse_args: Vec<String>,
 }
 
 impl Drop for World {
@@ -38,6 +40,11 @@ impl Drop for World {
 impl World {
     /// Starts everything with the walkthrough's base manifests and waits for the first 200.
     pub fn start(sotw: bool) -> World {
+        World::start_with(sotw, &[])
+    }
+
+    /// [`World::start`] with extra `gatehouse standalone` arguments.
+    pub fn start_with(sotw: bool, gatehouse_args: &[&str]) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).expect("mkdir");
@@ -50,6 +57,7 @@ impl World {
             echo_port: free_port(),
             authz_port: free_port(),
             procs: Vec::new(),
+            gatehouse_args: gatehouse_args.iter().map(|a| a.to_string()).collect(),
             dir,
         };
         let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
@@ -110,6 +118,7 @@ impl World {
             .arg(&self.manifests)
             .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
             .args(["--admin-address", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(&self.gatehouse_args)
             .env("RUST_LOG", "info,gatehouse_xds=debug");
         self.spawn("gatehouse", gh);
         wait_for_port(self.admin_port, Duration::from_secs(10), "gatehouse admin");

@@ -6,6 +6,7 @@
 //! a rejected version is never resent; the next snapshot that changes it is. One response
 //! per type is in flight at a time.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -46,6 +47,10 @@ struct TypeState {
     latest_nonce: Option<String>,
     in_flight: Option<Sent>,
     nacked: bool,
+    /// What is due, for whether removals are held, until the snapshot or this state changes.
+    /// The ordering asks for it a dozen times per event; computing it walks every resource of
+    /// the type (each ACK cost ~20 ms with 10,000 scoped routes, BENCHMARKS.md).
+    due: RefCell<Option<(bool, Option<Arc<Due>>)>>,
 }
 
 impl TypeState {
@@ -78,7 +83,9 @@ impl DeltaConnection {
             return self.take();
         }
         let first = !self.types.contains_key(&t);
+        self.eds_deps.invalidate();
         let st = self.types.entry(t.clone()).or_default();
+        st.due.take();
         // A nonce when nothing of this type was sent on this stream belongs to an earlier
         // stream: nothing to acknowledge.
         if let Some(latest) = st
@@ -123,6 +130,10 @@ impl DeltaConnection {
             }
         }
 
+        // Only a subscription change can leave held names uncovered.
+        let subscription_changed = first
+            || !req.resource_names_subscribe.is_empty()
+            || !req.resource_names_unsubscribe.is_empty();
         if first {
             // A reconnecting client reports what it kept; unchanged resources are not resent.
             st.client_has = req.initial_resource_versions.into_iter().collect();
@@ -146,8 +157,10 @@ impl DeltaConnection {
             }
         }
         st.wildcard = st.star || (!st.ever_named && wildcard_by_default(&t));
-        let (wildcard, names) = (st.wildcard, &st.names);
-        st.client_has.retain(|n, _| wildcard || names.contains(n));
+        if subscription_changed {
+            let (wildcard, names) = (st.wildcard, &st.names);
+            st.client_has.retain(|n, _| wildcard || names.contains(n));
+        }
         if first && st.wildcard && st.client_has.is_empty() {
             st.owe_response = true;
         }
@@ -167,6 +180,8 @@ impl DeltaConnection {
             .is_some_and(|s| s.same_versions(&snapshot))
         {
             self.snapshot = Some(snapshot);
+            self.types.values().for_each(|st| drop(st.due.take()));
+            self.eds_deps.invalidate();
             self.flush();
         }
         self.take()
@@ -183,33 +198,51 @@ impl DeltaConnection {
         std::mem::take(&mut self.out)
     }
 
-    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<Due> {
-        let changed = |r: &&Arc<Resource>| st.client_has.get(&r.name) != Some(&r.version);
-        let resources: Vec<Arc<Resource>> = if st.wildcard {
-            snap.resources(t).filter(changed).cloned().collect()
-        } else {
-            st.names
-                .iter()
-                .filter_map(|n| snap.get(t, n))
-                .filter(changed)
-                .cloned()
-                .collect()
-        };
+    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<Arc<Due>> {
         // Removing a cluster, or the endpoints of one the client may still route to, waits
         // for `release`; an endpoint removal would leave the cluster with no hosts.
         let hold = !release && (t == CLUSTER || t == ENDPOINT);
-        let removed: Vec<String> = st
-            .client_has
-            .keys()
-            .filter(|n| !hold && snap.get(t, n).is_none())
-            .cloned()
-            .collect();
+        if let Some((h, due)) = &*st.due.borrow()
+            && *h == hold
+        {
+            return due.clone();
+        }
+        let due = Self::compute_due(st, t, snap, hold).map(Arc::new);
+        *st.due.borrow_mut() = Some((hold, due.clone()));
+        due
+    }
+
+    /// One merge walk over the snapshot's resources, the subscribed names and the held
+    /// versions, all sorted by name: lookups per resource were most of a scoped push's CPU.
+    fn compute_due(st: &TypeState, t: &str, snap: &Snapshot, hold: bool) -> Option<Due> {
+        let mut resources = Vec::new();
+        let mut removed = Vec::new();
+        let mut adds = false;
+        let mut names = st.names.iter().peekable();
+        let mut held = st.client_has.iter().peekable();
+        for r in snap.resources(t) {
+            let name = r.name.as_str();
+            // Held names the snapshot no longer has.
+            while let Some((n, _)) = held.next_if(|(n, _)| n.as_str() < name) {
+                removed.push(n.clone());
+            }
+            let version = held.next_if(|(n, _)| n.as_str() == name).map(|(_, v)| v);
+            let covered = st.wildcard || {
+                while names.next_if(|n| n.as_str() < name).is_some() {}
+                names.next_if(|n| n.as_str() == name).is_some()
+            };
+            if covered && version != Some(&r.version) {
+                adds |= version.is_none();
+                resources.push(r.clone());
+            }
+        }
+        removed.extend(held.map(|(n, _)| n.clone()));
+        if hold {
+            removed.clear();
+        }
         if resources.is_empty() && removed.is_empty() && !st.owe_response {
             return None;
         }
-        let adds = resources
-            .iter()
-            .any(|r| !st.client_has.contains_key(&r.name));
         Some(Due {
             resources,
             removed,
@@ -273,6 +306,7 @@ impl Ordered for DeltaConnection {
             ..Default::default()
         });
         if let Some(st) = self.types.get_mut(t) {
+            st.due.take();
             for r in &due.resources {
                 st.client_has.insert(r.name.clone(), r.version.clone());
             }
@@ -283,8 +317,8 @@ impl Ordered for DeltaConnection {
             st.latest_nonce = Some(nonce);
             st.in_flight = Some(Sent {
                 version,
-                resources: due.resources,
-                removed: due.removed,
+                resources: due.resources.clone(),
+                removed: due.removed.clone(),
                 adds: due.adds,
             });
         }

@@ -4,21 +4,23 @@
 //! so a route that names a cluster Envoy does not have yet (or no longer has) answers 503
 //! `cluster_not_found`. The policy, per connection:
 //!
-//! * Types go out in the order clusters → endpoints → listeners → routes; other types are
-//!   unordered.
-//! * Listeners and routes wait while an earlier type is introducing names the client has not
+//! * Types go out in the order clusters → endpoints → listeners → route scopes → routes;
+//!   other types are unordered. A scope names the RouteConfiguration it selects, the way a
+//!   listener does, so scopes sit between the two.
+//! * Listeners, scopes and routes wait while an earlier type is introducing names the client has not
 //!   accepted. Endpoints never wait for clusters: Envoy asks for them by name while the new
 //!   cluster warms and ACKs the clusters only once they have warmed. Otherwise a type waits
 //!   while an earlier one has an un-ACKed response that adds resources, or a due one that would. Plain updates of
 //!   existing resources do not hold later types back (one ADS stream is ordered anyway), so
 //!   endpoint churn cannot starve route updates.
-//! * Listeners and routes also wait until the client subscribed to the endpoints of every
+//! * Listeners, scopes and routes also wait until the client subscribed to the endpoints of every
 //!   EDS cluster it accepted (Envoy asks for them only after taking the cluster).
 //! * Clusters that left the snapshot are kept in what the client is told ("retained") until
 //!   listeners and routes have been ACKed at the current snapshot, since those may still
 //!   name them; only then are they removed. A NACKed route keeps them until a later ACK.
 //!   Delta holds endpoint removals back the same way (SotW never removes endpoints).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
@@ -26,18 +28,19 @@ use prost::Message;
 
 use crate::resource::Resource;
 use crate::snapshot::Snapshot;
-use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE};
 
 /// The make-before-break order.
-pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+pub const PUSH_ORDER: [&str; 5] = [CLUSTER, ENDPOINT, LISTENER, SCOPED_ROUTE, ROUTE];
 
 pub(crate) fn is_ordered(type_url: &str) -> bool {
     PUSH_ORDER.contains(&type_url)
 }
 
 /// Types whose empty subscription means "everything" (the legacy wildcard of the protocol).
+/// Envoy subscribes to route scopes without names, like listeners and clusters.
 pub(crate) fn wildcard_by_default(type_url: &str) -> bool {
-    type_url == LISTENER || type_url == CLUSTER
+    type_url == LISTENER || type_url == CLUSTER || type_url == SCOPED_ROUTE
 }
 
 /// Where one type stands, as far as the types after it are concerned.
@@ -116,10 +119,12 @@ fn release_ok(m: &impl Ordered, snap: &Snapshot) -> bool {
     if m.progress(CLUSTER, snap, false).in_flight || !m.eds_covered(snap) {
         return false;
     }
-    [ENDPOINT, LISTENER, ROUTE].into_iter().all(|t| {
-        let p = m.progress(t, snap, false);
-        !p.blocks_later() && (t == ENDPOINT || p.at_rest())
-    })
+    [ENDPOINT, LISTENER, SCOPED_ROUTE, ROUTE]
+        .into_iter()
+        .all(|t| {
+            let p = m.progress(t, snap, false);
+            !p.blocks_later() && (t == ENDPOINT || p.at_rest())
+        })
 }
 
 /// EDS service names of the clusters the client accepted, cached by cluster version so a
@@ -127,10 +132,20 @@ fn release_ok(m: &impl Ordered, snap: &Snapshot) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct EdsDeps {
     clusters: BTreeMap<String, (String, Option<String>)>,
+    /// `covered`'s answer until the clusters, the snapshot or the subscription change: one
+    /// flush asks a dozen times, and each answer looks up every accepted cluster.
+    covered: Cell<Option<bool>>,
 }
 
 impl EdsDeps {
+    /// Forgets the remembered `covered` answer: call when the snapshot or the endpoint
+    /// subscription changes.
+    pub(crate) fn invalidate(&self) {
+        self.covered.set(None);
+    }
+
     pub(crate) fn accepted(&mut self, cluster: &Resource) {
+        self.invalidate();
         if self
             .clusters
             .get(&cluster.name)
@@ -145,21 +160,29 @@ impl EdsDeps {
     }
 
     pub(crate) fn removed(&mut self, name: &str) {
+        self.invalidate();
         self.clusters.remove(name);
     }
 
     pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.invalidate();
         self.clusters.retain(|name, _| keep(name));
     }
 
     /// True if every accepted EDS cluster whose endpoints the snapshot has is subscribed.
     /// Endpoints the snapshot lacks cannot be sent anyway, so they do not hold anything up.
     pub(crate) fn covered(&self, snap: &Snapshot, subscribed: impl Fn(&str) -> bool) -> bool {
-        self.clusters
+        if let Some(known) = self.covered.get() {
+            return known;
+        }
+        let covered = self
+            .clusters
             .values()
             .filter_map(|(_, eds)| eds.as_deref())
             .filter(|eds| snap.get(ENDPOINT, eds).is_some())
-            .all(subscribed)
+            .all(subscribed);
+        self.covered.set(Some(covered));
+        covered
     }
 }
 

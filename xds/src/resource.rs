@@ -2,12 +2,15 @@
 
 use envoy_types::pb::google::protobuf::Any;
 
-/// Type URLs of the four resource types Envoy needs for HTTP routing.
+/// Type URLs of the resource types Envoy needs for HTTP routing.
 pub mod type_url {
     pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
     pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
     pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
     pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    /// Scoped RDS: a scope key and the RouteConfiguration it selects.
+    pub const SCOPED_ROUTE: &str =
+        "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
 }
 
 /// One named resource.

@@ -5,6 +5,7 @@
 //! RDS/EDS responses the subscribed names that exist. One response per type is in flight at
 //! a time: the next waits for the ACK/NACK, which keeps ACK attribution exact.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use crate::snapshot::{Snapshot, content_version};
 use crate::type_url::{CLUSTER, ENDPOINT};
 
 type Content = BTreeMap<String, Arc<Resource>>;
+/// A due response's content, and whether it adds names the client lacks.
+type Due = Arc<(Content, bool)>;
 
 /// One SotW ADS stream. Feed it requests and snapshots; send what it returns, in order.
 #[derive(Default)]
@@ -42,6 +45,9 @@ struct TypeState {
     /// Content the client accepted last.
     acked: Content,
     nacked: bool,
+    /// What is due, for whether retained clusters are held, until the snapshot or this state
+    /// changes: the ordering asks a dozen times per event and each answer walks the type.
+    due: RefCell<Option<(bool, Option<Due>)>>,
 }
 
 struct Sent {
@@ -61,7 +67,9 @@ impl SotwConnection {
             // ADS multiplexes by type URL; a request without one cannot be answered.
             return self.take();
         }
+        self.eds_deps.invalidate();
         let st = self.types.entry(t.clone()).or_default();
+        st.due.take();
         // A nonce when nothing of this type was sent on this stream belongs to an earlier
         // stream: the request is a fresh subscription, not stale.
         if let Some(latest) = st
@@ -139,6 +147,8 @@ impl SotwConnection {
             .is_some_and(|s| s.same_versions(&snapshot))
         {
             self.snapshot = Some(snapshot);
+            self.types.values().for_each(|st| drop(st.due.take()));
+            self.eds_deps.invalidate();
             self.flush();
         }
         self.take()
@@ -157,12 +167,23 @@ impl SotwConnection {
     }
 
     /// The response this type needs now, with whether it adds names the client lacks.
-    fn due(
-        &self,
+    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<Due> {
+        let hold = t == CLUSTER && !release;
+        if let Some((h, due)) = &*st.due.borrow()
+            && *h == hold
+        {
+            return due.clone();
+        }
+        let due = Self::compute_due(t, st, snap, hold).map(Arc::new);
+        *st.due.borrow_mut() = Some((hold, due.clone()));
+        due
+    }
+
+    fn compute_due(
         t: &str,
         st: &TypeState,
         snap: &Snapshot,
-        release: bool,
+        hold: bool,
     ) -> Option<(Content, bool)> {
         let wanted = |name: &str| st.wildcard || st.names.contains(name);
         let mut content: Content = snap
@@ -170,7 +191,7 @@ impl SotwConnection {
             .filter(|r| wanted(&r.name))
             .map(|r| (r.name.clone(), Arc::clone(r)))
             .collect();
-        if t == CLUSTER && !release {
+        if hold {
             let in_flight = st.in_flight.iter().flat_map(|s| s.content.iter());
             for (name, r) in in_flight.chain(st.acked.iter()) {
                 if wanted(name) {
@@ -216,7 +237,7 @@ impl Ordered for SotwConnection {
             subscribed: true,
             in_flight: st.in_flight.is_some(),
             in_flight_adds: st.in_flight.as_ref().is_some_and(|s| s.adds),
-            due: self.due(t, st, snap, release).map(|(_, adds)| adds),
+            due: self.due(t, st, snap, release).map(|d| d.1),
             nacked: st.nacked,
         }
     }
@@ -235,9 +256,10 @@ impl Ordered for SotwConnection {
         if st.in_flight.is_some() {
             return false;
         }
-        let Some((content, adds)) = self.due(t, st, snap, release) else {
+        let Some(due) = self.due(t, st, snap, release) else {
             return false;
         };
+        let (content, adds) = (due.0.clone(), due.1);
         // The snapshot's type version names the response unless it carries retained
         // clusters, which no snapshot version describes.
         let from_snapshot = content
@@ -258,6 +280,7 @@ impl Ordered for SotwConnection {
             ..Default::default()
         });
         if let Some(st) = self.types.get_mut(t) {
+            st.due.take();
             st.latest_nonce = Some(nonce);
             st.last_sent = Some(content.clone());
             st.in_flight = Some(Sent {

@@ -13,7 +13,7 @@ pub struct XdsStats {
     nacks: AtomicU64,
     refused: AtomicU64,
     /// Indexed like `PUSH_ORDER`, with the last slot for any other type.
-    nacks_by_type: [AtomicU64; 5],
+    nacks_by_type: [AtomicU64; PUSH_ORDER.len() + 1],
 }
 
 impl XdsStats {

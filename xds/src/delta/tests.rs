@@ -513,3 +513,83 @@ fn new_cluster_endpoints_go_out_before_the_cluster_ack() {
         ]
     );
 }
+
+/// The merge walk of `compute_due` against the plain definition (a lookup per name), over
+/// every mix of snapshot names, held versions, subscriptions and held removals that a
+/// small pseudo-random generator produces.
+#[test]
+fn due_by_merge_walk_equals_due_by_lookup() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::TypeState;
+
+    const POOL: [&str; 7] = ["a", "a/b", "ab", "b", "http-1/x", "http-1/y", "z"];
+    let seed = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15_u64);
+    let next = |n: u64| {
+        let mut x = seed.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seed.set(x);
+        x % n
+    };
+    for _ in 0..2_000 {
+        let items: Vec<(&str, &str, String)> = POOL
+            .iter()
+            .filter(|_| next(3) > 0)
+            .map(|n| (ROUTE, *n, format!("v{}", next(2))))
+            .collect();
+        let borrowed: Vec<(&str, &str, &str)> =
+            items.iter().map(|(t, n, v)| (*t, *n, v.as_str())).collect();
+        let s = snap(&borrowed);
+        let st = TypeState {
+            wildcard: next(2) == 0,
+            names: POOL
+                .iter()
+                .filter(|_| next(2) == 0)
+                .map(|n| n.to_string())
+                .collect::<BTreeSet<_>>(),
+            client_has: POOL
+                .iter()
+                .filter(|_| next(2) == 0)
+                .map(|n| {
+                    let version = match s.get(ROUTE, n) {
+                        Some(r) if next(2) == 0 => r.version.clone(),
+                        _ => format!("old{}", next(2)),
+                    };
+                    (n.to_string(), version)
+                })
+                .collect::<BTreeMap<_, _>>(),
+            owe_response: next(4) == 0,
+            ..Default::default()
+        };
+        let hold = next(2) == 0;
+
+        let changed =
+            |r: &&Arc<crate::resource::Resource>| st.client_has.get(&r.name) != Some(&r.version);
+        let want: Vec<String> = s
+            .resources(ROUTE)
+            .filter(|r| st.wildcard || st.names.contains(&r.name))
+            .filter(changed)
+            .map(|r| r.name.clone())
+            .collect();
+        let want_removed: Vec<String> = st
+            .client_has
+            .keys()
+            .filter(|n| !hold && s.get(ROUTE, n).is_none())
+            .cloned()
+            .collect();
+        let want_adds = want.iter().any(|n| !st.client_has.contains_key(n));
+
+        let due = DeltaConnection::compute_due(&st, ROUTE, &s, hold);
+        if want.is_empty() && want_removed.is_empty() && !st.owe_response {
+            assert!(due.is_none(), "{items:?}");
+            continue;
+        }
+        let due = due.expect("something is due");
+        let got: Vec<String> = due.resources.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(got, want, "{items:?}");
+        assert_eq!(due.removed, want_removed, "{items:?}");
+        assert_eq!(due.adds, want_adds, "{items:?}");
+    }
+}
