@@ -59,7 +59,20 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first, so a process can finish its log (and print allocator statistics when
+    /// asked to with `MIMALLOC_SHOW_STATS=1`); SIGKILL after 2 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
