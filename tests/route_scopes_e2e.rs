@@ -70,6 +70,8 @@ fn hosts_are_served_as_scopes_and_a_change_reloads_only_its_host() {
     }
     assert_eq!(status(&w, "c.example.com", &[]), 404);
     assert_eq!(status(&w, "example.com", &[]), 404);
+    // Scope keys compare bytes (documented): a Host in other letter case is not a scope.
+    assert_eq!(status(&w, "A.Example.com", &[]), 404);
 
     // A Gateway-wide policy reaches every scope, and fails closed without the header.
     w.apply_step("01-gateway-policy.yaml");
@@ -94,6 +96,11 @@ fn hosts_are_served_as_scopes_and_a_change_reloads_only_its_host() {
     wait_status(&w, "x.wild.example.com", ALLOW, 200);
     assert!(!scoped(&w));
     assert_eq!(status(&w, "a.example.com", ALLOW), 200);
+    assert_eq!(
+        status(&w, "A.Example.com", ALLOW),
+        200,
+        "one table matches any case"
+    );
     assert_eq!(status(&w, "www.example.com", &[]), 403);
 
     // Without it, scoped again.

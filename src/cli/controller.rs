@@ -36,11 +36,8 @@ pub struct Args {
     /// Address the Envoy listeners bind to.
     #[arg(long, default_value = "0.0.0.0")]
     pub listener_address: String,
-    /// Serve a port's routes as one scoped RouteConfiguration per hostname (Envoy's scoped
-    /// RDS) from this many virtual hosts on, so a change re-sends one host; 0 never scopes.
-    /// Only ports whose hosts are all exact hostnames are scoped.
-    #[arg(long, default_value_t = gatehouse::translate::scopes::DEFAULT_ROUTE_SCOPES_FROM)]
-    pub route_scopes_from: usize,
+    #[command(flatten)]
+    pub route_scopes: super::RouteScopes,
     /// GatewayClasses with this controllerName are Gatehouse's.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
@@ -152,7 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         },
         TranslateOptions {
             bind_address: args.listener_address.clone(),
-            route_scopes_from: args.route_scopes_from,
+            route_scopes_from: args.route_scopes.from,
         },
         security,
         &shutdown,

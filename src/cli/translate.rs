@@ -50,11 +50,8 @@ pub struct Args {
     /// Address the Envoy listeners bind to.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: String,
-    /// Serve a port's routes as one scoped RouteConfiguration per hostname (Envoy's scoped
-    /// RDS) from this many virtual hosts on, so a change re-sends one host; 0 never scopes.
-    /// Only ports whose hosts are all exact hostnames are scoped.
-    #[arg(long, default_value_t = gatehouse::translate::scopes::DEFAULT_ROUTE_SCOPES_FROM)]
-    pub route_scopes_from: usize,
+    #[command(flatten)]
+    pub route_scopes: super::RouteScopes,
 }
 
 /// Parses `NAMESPACE/NAME`.
@@ -89,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let (model, wanted, failed) = args.input.load_model()?;
     let options = TranslateOptions {
         bind_address: args.bind_address,
-        route_scopes_from: args.route_scopes_from,
+        route_scopes_from: args.route_scopes.from,
     };
     let resources: Vec<_> = model
         .gateways

@@ -8,9 +8,14 @@
 //!
 //! Scopes match an exact key and have no fallback, so a port is scoped only when every
 //! virtual host is one exact, lower-case hostname: a wildcard or catch-all host keeps the port
-//! on a single RouteConfiguration. Envoy subscribes to scopes without naming them, so every
-//! scoped listener of a proxy would receive every scope; at most one port per Gateway is scoped
-//! so that a host of one port can never select routes (and auth settings) of another.
+//! on a single RouteConfiguration. Keys compare bytes, while virtual-host domains match
+//! ignoring case: a request whose Host differs from the hostname only in case gets 404 on a
+//! scoped port (fail closed; documented).
+//!
+//! Envoy subscribes to scopes without naming a listener, so every scoped listener of a proxy,
+//! including one still draining after an update, receives every scope. Only a Gateway with a
+//! single port is scoped: with two, a draining listener of one port could select the other
+//! port's routes, whose per-route auth settings name filters that listener may not have.
 
 use std::sync::Arc;
 
@@ -30,21 +35,17 @@ use crate::model::{GatewayModel, PortModel};
 /// it Envoy applies the whole table in a few milliseconds.
 pub const DEFAULT_ROUTE_SCOPES_FROM: usize = 1000;
 
-/// The port of `gw` to serve scoped, if any: the one with the most virtual hosts (the lowest
-/// port on a tie) among those with at least `from` hosts, all exact. `from == 0` never scopes.
+/// The port of `gw` to serve scoped, if any: its only port, when it has at least `from`
+/// virtual hosts, all exact. `from == 0` never scopes.
 pub fn scoped_port(gw: &GatewayModel, from: usize) -> Option<u16> {
-    if from == 0 {
-        return None;
+    match gw.ports.as_slice() {
+        [p] if from > 0 && p.virtual_hosts.len() >= from && scopable(p) => Some(p.port),
+        _ => None,
     }
-    gw.ports
-        .iter()
-        .filter(|p| p.virtual_hosts.len() >= from && scopable(p))
-        .max_by_key(|p| (p.virtual_hosts.len(), std::cmp::Reverse(p.port)))
-        .map(|p| p.port)
 }
 
-/// Every host is an exact name a scope key can match: Envoy compares keys byte for byte,
-/// while virtual-host domains match case-insensitively.
+/// Every host is an exact name a scope key can match. Hostnames are lower case by the
+/// Gateway API's schema; one that is not could never match its scope key.
 fn scopable(port: &PortModel) -> bool {
     port.virtual_hosts.iter().all(|vh| {
         !vh.hostname.is_empty()

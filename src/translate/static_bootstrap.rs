@@ -1,6 +1,7 @@
 //! A self-contained Envoy bootstrap of one Gateway's resources: routes inlined into their
-//! listeners (scopes as an inline list), endpoints into their clusters. It lets `envoy --mode validate` (and users) check
-//! exactly what Gatehouse would serve, without a control plane.
+//! listeners (scopes as an inline list), endpoints into their clusters. It lets
+//! `envoy --mode validate` (and users) check exactly what Gatehouse would serve, without a
+//! control plane.
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
@@ -82,6 +83,8 @@ fn inline_routes(
                 .find(|r| r.name == scoped.name)
                 .map(|r| r.scopes(true))
                 .unwrap_or_default();
+            // `rds_config_source` stays (the field is required); with every scope's table
+            // inline Envoy never subscribes through it.
             scoped.config_specifier = Some(
                 scoped_routes::ConfigSpecifier::ScopedRouteConfigurationsList(
                     ScopedRouteConfigurationsList {

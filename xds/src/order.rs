@@ -7,14 +7,14 @@
 //! * Types go out in the order clusters → endpoints → listeners → route scopes → routes;
 //!   other types are unordered. A scope names the RouteConfiguration it selects, the way a
 //!   listener does, so scopes sit between the two.
-//! * Listeners, scopes and routes wait while an earlier type is introducing names the client has not
-//!   accepted. Endpoints never wait for clusters: Envoy asks for them by name while the new
-//!   cluster warms and ACKs the clusters only once they have warmed. Otherwise a type waits
-//!   while an earlier one has an un-ACKed response that adds resources, or a due one that would. Plain updates of
-//!   existing resources do not hold later types back (one ADS stream is ordered anyway), so
-//!   endpoint churn cannot starve route updates.
-//! * Listeners, scopes and routes also wait until the client subscribed to the endpoints of every
-//!   EDS cluster it accepted (Envoy asks for them only after taking the cluster).
+//! * Listeners, scopes and routes wait while an earlier type is introducing names the client
+//!   has not accepted. Endpoints never wait for clusters: Envoy asks for them by name while
+//!   the new cluster warms and ACKs the clusters only once they have warmed. Otherwise a type
+//!   waits while an earlier one has an un-ACKed response that adds resources, or a due one
+//!   that would. Plain updates of existing resources do not hold later types back (one ADS
+//!   stream is ordered anyway), so endpoint churn cannot starve route updates.
+//! * Listeners, scopes and routes also wait until the client subscribed to the endpoints of
+//!   every EDS cluster it accepted (Envoy asks for them only after taking the cluster).
 //! * Clusters that left the snapshot are kept in what the client is told ("retained") until
 //!   listeners and routes have been ACKed at the current snapshot, since those may still
 //!   name them; only then are they removed. A NACKed route keeps them until a later ACK.
