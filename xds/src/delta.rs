@@ -6,7 +6,6 @@
 //! a rejected version is never resent; the next snapshot that changes it is. One response
 //! per type is in flight at a time.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use crate::event::{Event, Output};
-use crate::order::{self, EdsDeps, Ordered, Progress, wildcard_by_default};
+use crate::order::{self, DueMemo, EdsDeps, Ordered, Progress, wildcard_by_default};
 use crate::resource::Resource;
 use crate::snapshot::Snapshot;
 use crate::type_url::{CLUSTER, ENDPOINT};
@@ -47,10 +46,7 @@ struct TypeState {
     latest_nonce: Option<String>,
     in_flight: Option<Sent>,
     nacked: bool,
-    /// What is due, for whether removals are held, until the snapshot or this state changes.
-    /// The ordering asks for it a dozen times per event; computing it walks every resource of
-    /// the type (each ACK cost ~20 ms with 10,000 scoped routes, BENCHMARKS.md).
-    due: RefCell<Option<(bool, Option<Arc<Due>>)>>,
+    due: DueMemo<Due>,
 }
 
 impl TypeState {
@@ -61,9 +57,7 @@ impl TypeState {
 
 struct Sent {
     version: String,
-    resources: Vec<Arc<Resource>>,
-    removed: Vec<String>,
-    adds: bool,
+    due: Arc<Due>,
 }
 
 struct Due {
@@ -85,7 +79,7 @@ impl DeltaConnection {
         let first = !self.types.contains_key(&t);
         self.eds_deps.invalidate();
         let st = self.types.entry(t.clone()).or_default();
-        st.due.take();
+        st.due.clear();
         // A nonce when nothing of this type was sent on this stream belongs to an earlier
         // stream: nothing to acknowledge.
         if let Some(latest) = st
@@ -115,10 +109,14 @@ impl DeltaConnection {
                     None => {
                         st.nacked = false;
                         if t == CLUSTER {
-                            sent.resources
+                            sent.due
+                                .resources
                                 .iter()
                                 .for_each(|r| self.eds_deps.accepted(r));
-                            sent.removed.iter().for_each(|n| self.eds_deps.removed(n));
+                            sent.due
+                                .removed
+                                .iter()
+                                .for_each(|n| self.eds_deps.removed(n));
                         }
                         self.out.events.push(Event::Ack {
                             type_url: t.clone(),
@@ -180,7 +178,7 @@ impl DeltaConnection {
             .is_some_and(|s| s.same_versions(&snapshot))
         {
             self.snapshot = Some(snapshot);
-            self.types.values().for_each(|st| drop(st.due.take()));
+            self.types.values().for_each(|st| st.due.clear());
             self.eds_deps.invalidate();
             self.flush();
         }
@@ -202,14 +200,7 @@ impl DeltaConnection {
         // Removing a cluster, or the endpoints of one the client may still route to, waits
         // for `release`; an endpoint removal would leave the cluster with no hosts.
         let hold = !release && (t == CLUSTER || t == ENDPOINT);
-        if let Some((h, due)) = &*st.due.borrow()
-            && *h == hold
-        {
-            return due.clone();
-        }
-        let due = Self::compute_due(st, t, snap, hold).map(Arc::new);
-        *st.due.borrow_mut() = Some((hold, due.clone()));
-        due
+        st.due.get_or(hold, || Self::compute_due(st, t, snap, hold))
     }
 
     /// One merge walk over the snapshot's resources, the subscribed names and the held
@@ -263,7 +254,7 @@ impl Ordered for DeltaConnection {
         Progress {
             subscribed: true,
             in_flight: st.in_flight.is_some(),
-            in_flight_adds: st.in_flight.as_ref().is_some_and(|s| s.adds),
+            in_flight_adds: st.in_flight.as_ref().is_some_and(|s| s.due.adds),
             due: self.due(t, st, snap, release).map(|d| d.adds),
             nacked: st.nacked,
         }
@@ -306,7 +297,7 @@ impl Ordered for DeltaConnection {
             ..Default::default()
         });
         if let Some(st) = self.types.get_mut(t) {
-            st.due.take();
+            st.due.clear();
             for r in &due.resources {
                 st.client_has.insert(r.name.clone(), r.version.clone());
             }
@@ -315,12 +306,7 @@ impl Ordered for DeltaConnection {
             }
             st.owe_response = false;
             st.latest_nonce = Some(nonce);
-            st.in_flight = Some(Sent {
-                version,
-                resources: due.resources.clone(),
-                removed: due.removed.clone(),
-                adds: due.adds,
-            });
+            st.in_flight = Some(Sent { version, due });
         }
         true
     }

@@ -20,8 +20,9 @@
 //!   name them; only then are they removed. A NACKed route keeps them until a later ACK.
 //!   Delta holds endpoint removals back the same way (SotW never removes endpoints).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use prost::Message;
@@ -125,6 +126,36 @@ fn release_ok(m: &impl Ordered, snap: &Snapshot) -> bool {
             let p = m.progress(t, snap, false);
             !p.blocks_later() && (t == ENDPOINT || p.at_rest())
         })
+}
+
+/// A type's due response, remembered until the snapshot or the type's state changes (call
+/// [`DueMemo::clear`] then): the ordering asks a dozen times per event, and each answer walks
+/// every resource of the type (each ACK cost ~20 ms with 10,000 scoped routes, BENCHMARKS.md).
+/// Keyed by whether removals are held, the one input that varies within an event.
+pub(crate) struct DueMemo<T>(RefCell<Option<(bool, Option<Arc<T>>)>>);
+
+impl<T> Default for DueMemo<T> {
+    fn default() -> Self {
+        DueMemo(RefCell::new(None))
+    }
+}
+
+impl<T> DueMemo<T> {
+    pub(crate) fn clear(&self) {
+        self.0.take();
+    }
+
+    /// The remembered answer for `hold`, or `compute`'s, remembered.
+    pub(crate) fn get_or(&self, hold: bool, compute: impl FnOnce() -> Option<T>) -> Option<Arc<T>> {
+        if let Some((h, due)) = &*self.0.borrow()
+            && *h == hold
+        {
+            return due.clone();
+        }
+        let due = compute().map(Arc::new);
+        *self.0.borrow_mut() = Some((hold, due.clone()));
+        due
+    }
 }
 
 /// EDS service names of the clusters the client accepted, cached by cluster version so a

@@ -5,21 +5,18 @@
 //! RDS/EDS responses the subscribed names that exist. One response per type is in flight at
 //! a time: the next waits for the ACK/NACK, which keeps ACK attribution exact.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use crate::event::{Event, Output};
-use crate::order::{self, EdsDeps, Ordered, Progress, wildcard_by_default};
+use crate::order::{self, DueMemo, EdsDeps, Ordered, Progress, wildcard_by_default};
 use crate::resource::Resource;
 use crate::snapshot::{Snapshot, content_version};
 use crate::type_url::{CLUSTER, ENDPOINT};
 
 type Content = BTreeMap<String, Arc<Resource>>;
-/// A due response's content, and whether it adds names the client lacks.
-type Due = Arc<(Content, bool)>;
 
 /// One SotW ADS stream. Feed it requests and snapshots; send what it returns, in order.
 #[derive(Default)]
@@ -45,9 +42,8 @@ struct TypeState {
     /// Content the client accepted last.
     acked: Content,
     nacked: bool,
-    /// What is due, for whether retained clusters are held, until the snapshot or this state
-    /// changes: the ordering asks a dozen times per event and each answer walks the type.
-    due: RefCell<Option<(bool, Option<Due>)>>,
+    /// A due response's content, and whether it adds names the client lacks.
+    due: DueMemo<(Content, bool)>,
 }
 
 struct Sent {
@@ -69,7 +65,7 @@ impl SotwConnection {
         }
         self.eds_deps.invalidate();
         let st = self.types.entry(t.clone()).or_default();
-        st.due.take();
+        st.due.clear();
         // A nonce when nothing of this type was sent on this stream belongs to an earlier
         // stream: the request is a fresh subscription, not stale.
         if let Some(latest) = st
@@ -147,7 +143,7 @@ impl SotwConnection {
             .is_some_and(|s| s.same_versions(&snapshot))
         {
             self.snapshot = Some(snapshot);
-            self.types.values().for_each(|st| drop(st.due.take()));
+            self.types.values().for_each(|st| st.due.clear());
             self.eds_deps.invalidate();
             self.flush();
         }
@@ -167,16 +163,15 @@ impl SotwConnection {
     }
 
     /// The response this type needs now, with whether it adds names the client lacks.
-    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<Due> {
+    fn due(
+        &self,
+        t: &str,
+        st: &TypeState,
+        snap: &Snapshot,
+        release: bool,
+    ) -> Option<Arc<(Content, bool)>> {
         let hold = t == CLUSTER && !release;
-        if let Some((h, due)) = &*st.due.borrow()
-            && *h == hold
-        {
-            return due.clone();
-        }
-        let due = Self::compute_due(t, st, snap, hold).map(Arc::new);
-        *st.due.borrow_mut() = Some((hold, due.clone()));
-        due
+        st.due.get_or(hold, || Self::compute_due(t, st, snap, hold))
     }
 
     fn compute_due(
@@ -280,7 +275,7 @@ impl Ordered for SotwConnection {
             ..Default::default()
         });
         if let Some(st) = self.types.get_mut(t) {
-            st.due.take();
+            st.due.clear();
             st.latest_nonce = Some(nonce);
             st.last_sent = Some(content.clone());
             st.in_flight = Some(Sent {
