@@ -69,7 +69,17 @@ fn route<'a>(doc: &'a Value, host: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("route {name} on {host}"))
 }
 
-fn http_filters(doc: &Value, listener: usize) -> &Vec<Value> {
+/// The HTTP filters of a listener after the chain guard, which the guard test checks.
+fn http_filters(doc: &Value, listener: usize) -> Vec<&Value> {
+    let all = chain(doc, listener);
+    assert_eq!(
+        all[0]["name"], "gatehouse.chain_guard",
+        "the guard is first"
+    );
+    all[1..].iter().collect()
+}
+
+fn chain(doc: &Value, listener: usize) -> &Vec<Value> {
     doc["gateways"][0]["listeners"][listener]["filterChains"][0]["filters"][0]["typedConfig"]["httpFilters"]
         .as_array()
         .expect("http filters")
@@ -173,6 +183,71 @@ fn missing_references_fail_closed_for_their_routes_only() {
             "{name}"
         );
     }
+}
+
+/// Identities the guard of a listener lets through, from its config.
+fn guard_allows(doc: &Value, listener: usize) -> Vec<String> {
+    let policy =
+        &chain(doc, listener)[0]["typedConfig"]["rules"]["policies"]["provider-not-on-this-chain"];
+    let rules = &policy["permissions"][0]["andRules"]["rules"];
+    rules[1]["notRule"]["orRules"]["rules"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|p| {
+                    p["sourcedMetadata"]["metadataMatcher"]["value"]["stringMatch"]["exact"]
+                        .as_str()
+                        .expect("exact identity")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_protected_route_names_an_identity_its_guard_allows() {
+    for name in [
+        "seed-gateway-policy",
+        "all-options",
+        "listener-level",
+        "rule-level",
+    ] {
+        let doc = case(name);
+        let listeners = doc["gateways"][0]["listeners"]
+            .as_array()
+            .expect("listeners");
+        for (i, l) in listeners.iter().enumerate() {
+            let allowed = guard_allows(&doc, i);
+            let table = l["name"].as_str().expect("name");
+            let routes = doc["gateways"][0]["routes"]
+                .as_array()
+                .expect("routes")
+                .iter()
+                .find(|r| r["name"] == table)
+                .expect("table of the listener");
+            let mut protected = 0;
+            for vh in routes["virtualHosts"].as_array().expect("hosts") {
+                for r in vh["routes"].as_array().expect("routes") {
+                    let enabled = r["typedPerFilterConfig"]
+                        .as_object()
+                        .is_some_and(|m| m.values().any(|c| c.get("checkSettings").is_some()));
+                    let id = r["metadata"]["filterMetadata"]["gatehouse"]["ext_authz"].as_str();
+                    assert_eq!(enabled, id.is_some(), "{name}: {r}");
+                    if let Some(id) = id {
+                        protected += 1;
+                        assert!(
+                            allowed.iter().any(|a| a == id),
+                            "{name}: {id} not in {allowed:?}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(allowed.is_empty(), protected == 0, "{name} {table}");
+        }
+    }
+    let doc = case("all-options");
+    assert_eq!(guard_allows(&doc, 0), ["auth/full;fail-open"]);
 }
 
 #[test]

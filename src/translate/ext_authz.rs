@@ -22,10 +22,10 @@ use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::common::{duration, exact_ignore_case, parse_duration};
+use super::guard::ChainProviders;
 use super::names;
 use crate::api::{ExtAuthBufferSettings, ExtSvcRetryPolicy};
 use crate::model::{Provider, ProviderService, RouteAuth};
-use crate::store::ObjKey;
 
 /// Timeout of an authorization call when `requestTimeout` is unset, for gRPC and HTTP alike.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -194,9 +194,9 @@ fn check_settings_any(
     }
 }
 
-/// Per-route filter configs for a route's auth, keyed by filter name. `providers` are the
+/// Per-route filter configs for a route's auth, keyed by filter name. `chain` holds the
 /// providers installed on the route's listener.
-pub fn per_route(auth: &RouteAuth, providers: &[&ObjKey]) -> HashMap<String, Any> {
+pub fn per_route(auth: &RouteAuth, chain: &ChainProviders) -> HashMap<String, Any> {
     let mut out = HashMap::new();
     match auth {
         RouteAuth::Enabled {
@@ -215,7 +215,7 @@ pub fn per_route(auth: &RouteAuth, providers: &[&ObjKey]) -> HashMap<String, Any
             );
         }
         RouteAuth::Disabled { .. } => {
-            for p in providers {
+            for p in chain.keys() {
                 let cfg = ExtAuthzPerRoute {
                     r#override: Some(ext_authz_per_route::Override::Disabled(true)),
                 };

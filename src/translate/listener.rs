@@ -1,5 +1,6 @@
 //! One Envoy listener per Gateway port: an HTTP connection manager fed by RDS (or scoped RDS,
-//! see `scopes`), with one disabled-by-default ext_authz filter per provider before the router.
+//! see `scopes`): the chain guard (see `guard`), one disabled-by-default ext_authz filter per
+//! provider, the router.
 
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -7,32 +8,38 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
 use envoy_types::pb::google::protobuf::BoolValue;
+
 use envoy_types::util::pack_any;
 
-use super::common::{ads, socket};
+use super::common::{ads, duration, socket};
+use super::guard::{self, ChainProviders};
 use super::{TranslateOptions, ext_authz, names, scopes};
 use crate::model::{PortModel, Provider};
 
-/// The listener of one port. `providers` are the port's providers, in key order.
+/// How long an HTTP/2 connection on a draining chain gets between Envoy's first GOAWAY and the
+/// last: Envoy's default, written down because docs/security-model.md relies on drains ending.
+pub const HCM_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The listener of one port. `providers` are the port's resolved providers, in key order, and
+/// `chain` their identities.
 pub fn listener(
     port: &PortModel,
     providers: &[&Provider],
+    chain: &ChainProviders,
     scoped: bool,
     options: &TranslateOptions,
 ) -> Listener {
     let name = names::listener(port.port);
-    let mut http_filters: Vec<HttpFilter> = providers
-        .iter()
-        .map(|p| HttpFilter {
-            name: names::ext_authz_filter(&p.key),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                ext_authz::filter(p),
-            ))),
-            // Off unless a route enables it: a route no policy covers is not checked.
-            disabled: true,
-            ..Default::default()
-        })
-        .collect();
+    let mut http_filters = vec![guard::filter(chain)];
+    http_filters.extend(providers.iter().map(|p| HttpFilter {
+        name: names::ext_authz_filter(&p.key),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            ext_authz::filter(p),
+        ))),
+        // Off unless a route enables it: a route no policy covers is not checked.
+        disabled: true,
+        ..Default::default()
+    }));
     http_filters.push(HttpFilter {
         name: "envoy.filters.http.router".into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
@@ -54,6 +61,7 @@ pub fn listener(
         route_specifier: Some(route_specifier),
         http_filters,
         use_remote_address: Some(BoolValue { value: true }),
+        drain_timeout: Some(duration(HCM_DRAIN_TIMEOUT)),
         // Backends with appProtocol kubernetes.io/ws (and any other) may take WebSocket
         // upgrades; Envoy refuses them unless allowed here.
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {

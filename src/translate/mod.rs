@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod ext_authz;
 mod filters;
+pub mod guard;
 mod listener;
 pub mod names;
 #[cfg(test)]
@@ -77,11 +78,14 @@ pub fn translate_gateway_reusing(
             .iter()
             .filter_map(|k| gw.providers.get(k))
             .collect();
+        let chain = guard::chain(providers.iter().copied());
         let scoped = scoped == Some(port.port);
-        listeners.push(listener::listener(port, &providers, scoped, options));
+        listeners.push(listener::listener(
+            port, &providers, &chain, scoped, options,
+        ));
         let name = names::route_config(port.port);
         let old = previous.and_then(|p| p.routes.iter().find(|r| r.name == name));
-        routes.push(route::route_table(port, scoped, old));
+        routes.push(route::route_table(port, &chain, scoped, old));
     }
     let mut clusters: Vec<Cluster> = gw.clusters.values().map(cluster::cluster).collect();
     let mut endpoints: Vec<ClusterLoadAssignment> =

@@ -83,22 +83,32 @@ fn changed_added_and_removed_routes_retranslate_only_their_hosts() {
 }
 
 #[test]
-fn hosts_translated_for_other_providers_are_not_reused() {
+fn hosts_translated_for_another_chain_are_not_reused() {
     let options = TranslateOptions::default();
     let store = crate::testing::store(&scale::manifests(&SCALE, &Targets::default()));
     let model = crate::model::build(&store, &ModelConfig::default());
     let gw = only(&model.gateways);
     let first = translate_gateway(gw, &options);
-    // Same route models, one more provider on the port: every route's per-filter config
-    // names the port's providers, so no host may be reused.
-    let mut other = gw.clone();
+    let provider = gw.providers.values().next().expect("a provider").clone();
+    // Same route models on another chain: routes name the chain's providers (disabled routes)
+    // and their identities (protected routes), so no host may be reused.
+    let mut more = gw.clone();
     let extra = crate::store::ObjKey::new("bench", "another-provider");
-    for port in &mut other.ports {
+    let mut added = provider.clone();
+    added.key = extra.clone();
+    more.providers.insert(extra.clone(), added);
+    for port in &mut more.ports {
         port.providers.insert(extra.clone());
     }
-    let next = translate_gateway_reusing(&other, &options, Some(&first));
-    assert_eq!(reused(&first, &next), 0);
-    assert_eq!(next, translate_gateway(&other, &options));
+    let mut fail_open = gw.clone();
+    let mut changed = provider.clone();
+    changed.spec.fail_open = Some(true);
+    fail_open.providers.insert(provider.key.clone(), changed);
+    for other in [&more, &fail_open] {
+        let next = translate_gateway_reusing(other, &options, Some(&first));
+        assert_eq!(reused(&first, &next), 0);
+        assert_eq!(next, translate_gateway(other, &options));
+    }
     assert_eq!(
         reused(
             &first,

@@ -1,6 +1,5 @@
 //! RouteConfigurations: virtual hosts by hostname, routes in Gateway API precedence order.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use prost::Message;
@@ -15,10 +14,10 @@ use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::common::string_match;
+use super::guard::{self, ChainProviders};
 use super::scopes::{self, ScopedHost};
 use super::{canonical, ext_authz, filters, names};
 use crate::model::{self, MatchModel, PathMatch, PortModel, RouteModel, VirtualHostModel};
-use crate::store::ObjKey;
 
 /// One virtual host, translated and encoded, with the route models it came from: the next
 /// translation reuses it while the host's routes are the same `Arc`s. Only the bytes are kept:
@@ -55,9 +54,9 @@ pub struct RouteTable {
     port: u16,
     /// Served as one scope and RouteConfiguration per host (see `scopes`).
     pub scoped: bool,
-    /// The port's providers: every route's per-filter config names them, so hosts translated
-    /// for another set cannot be reused.
-    providers: BTreeSet<ObjKey>,
+    /// The chain the table was translated for: routes name its providers and their
+    /// identities, so hosts translated for another chain cannot be reused.
+    chain: ChainProviders,
     pub virtual_hosts: Vec<Arc<HostTranslation>>,
 }
 
@@ -137,11 +136,16 @@ impl RouteTable {
     }
 }
 
-/// The route table of one port, reusing `previous`'s hosts whose routes are unchanged.
-pub fn route_table(port: &PortModel, scoped: bool, previous: Option<&RouteTable>) -> RouteTable {
-    let providers: Vec<&ObjKey> = port.providers.iter().collect();
+/// The route table of one port for the filter chain holding `chain`, reusing `previous`'s
+/// hosts whose routes are unchanged.
+pub fn route_table(
+    port: &PortModel,
+    chain: &ChainProviders,
+    scoped: bool,
+    previous: Option<&RouteTable>,
+) -> RouteTable {
     let mut old = previous
-        .filter(|p| p.providers == port.providers)
+        .filter(|p| p.chain == *chain)
         .map(|p| p.virtual_hosts.iter().peekable());
     let mut virtual_hosts = Vec::with_capacity(port.virtual_hosts.len());
     for vh in &port.virtual_hosts {
@@ -159,7 +163,7 @@ pub fn route_table(port: &PortModel, scoped: bool, previous: Option<&RouteTable>
             None => Arc::new(HostTranslation {
                 from: vh.routes.clone(),
                 hostname: vh.hostname.clone(),
-                encoded: canonical::virtual_host(&virtual_host(vh, &providers, port.port)),
+                encoded: canonical::virtual_host(&virtual_host(vh, chain, port.port)),
                 scoped: OnceLock::new(),
             }),
         });
@@ -168,7 +172,7 @@ pub fn route_table(port: &PortModel, scoped: bool, previous: Option<&RouteTable>
         name: names::route_config(port.port),
         port: port.port,
         scoped,
-        providers: port.providers.clone(),
+        chain: chain.clone(),
         virtual_hosts,
     }
 }
@@ -188,14 +192,14 @@ fn domains(hostname: &str) -> Vec<String> {
     }
 }
 
-fn virtual_host(vh: &VirtualHostModel, providers: &[&ObjKey], listener_port: u16) -> VirtualHost {
+fn virtual_host(vh: &VirtualHostModel, chain: &ChainProviders, listener_port: u16) -> VirtualHost {
     VirtualHost {
         name: vh.hostname.clone(),
         domains: domains(&vh.hostname),
         routes: vh
             .routes
             .iter()
-            .map(|r| route(r, providers, listener_port))
+            .map(|r| route(r, chain, listener_port))
             .collect(),
         ..Default::default()
     }
@@ -239,7 +243,19 @@ fn forward(backends: &[model::WeightedBackend]) -> RouteAction {
     }
 }
 
-fn route(r: &RouteModel, providers: &[&ObjKey], listener_port: u16) -> Route {
+/// The body of a route whose provider has no filter on the chain.
+pub const PROVIDER_NOT_ON_CHAIN: &str = "ext auth provider not installed on this listener";
+
+fn route(r: &RouteModel, chain: &ChainProviders, listener_port: u16) -> Route {
+    // A protected route whose provider has no filter here (it did not resolve) answers 500: the
+    // guard would refuse it anyway, and the route should say why.
+    let identity = match &r.auth {
+        model::RouteAuth::Enabled { provider, .. } => match chain.get(provider) {
+            Some(id) => Some(id),
+            None => return refused(r, PROVIDER_NOT_ON_CHAIN),
+        },
+        _ => None,
+    };
     let action = match &r.action {
         model::RouteAction::Forward(backends) => {
             let mut action = forward(backends);
@@ -264,11 +280,29 @@ fn route(r: &RouteModel, providers: &[&ObjKey], listener_port: u16) -> Route {
         name: r.name(),
         r#match: Some(route_match(&r.matches)),
         action: Some(action),
-        typed_per_filter_config: ext_authz::per_route(&r.auth, providers),
+        typed_per_filter_config: ext_authz::per_route(&r.auth, chain),
+        metadata: identity.map(|id| guard::route_metadata(id)),
         ..Default::default()
     };
     filters::apply_headers(&mut route, &r.filters);
     route
+}
+
+/// A route answering 500 with `why` instead of reaching its backend.
+fn refused(r: &RouteModel, why: &str) -> Route {
+    Route {
+        name: r.name(),
+        r#match: Some(route_match(&r.matches)),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 500,
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(why.to_string())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
 }
 
 fn route_match(m: &MatchModel) -> RouteMatch {

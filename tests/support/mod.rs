@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod conformance;
+pub mod conn;
 pub mod helm;
 pub mod http;
 pub mod options;
