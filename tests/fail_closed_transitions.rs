@@ -628,3 +628,162 @@ fn run(seed: u64, sequences: u64, steps: u64, sotw: bool) {
     );
     assert!(tally.checked > 0, "no request reached a guarded path");
 }
+
+/// The issue's reproduction: one rule's policy edited from extension A to extension B (not yet
+/// used on the port) while four HTTP/1.1 keep-alive connections opened before the edit keep
+/// sending requests without credentials for 3 s. Before the guard, 86 of them reached the
+/// backend unchecked. Over delta and SotW ADS, and with the port served as route scopes.
+#[test]
+fn provider_swap_with_open_connections_serves_nothing_unchecked() {
+    for (sotw, args) in [
+        (false, &[][..]),
+        (true, &[][..]),
+        (false, &["--route-scopes-from", "1"][..]),
+    ] {
+        provider_swap(sotw, args);
+    }
+}
+
+fn provider_swap(sotw: bool, args: &[&str]) {
+    let mut w = World::start_with(sotw, args);
+    let grpc = [free_port(), free_port()];
+    for (i, p) in grpc.iter().enumerate() {
+        w.start_authz(&format!("grpc-{i}"), Some(*p), None);
+    }
+    let ports = Ports {
+        listeners: [w.listener_port, 0],
+        echo: w.echo_port,
+        grpc,
+        http: [0, 0],
+    };
+    let policy = |ext: &str| {
+        format!(
+            "{}{}{}---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayExtension
+metadata: {{name: a, namespace: {NS}}}
+spec: {{type: ExtAuth, extAuth: {{grpcService: {{backendRef: {{name: authz-a, port: 4444}}}}}}}}
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayExtension
+metadata: {{name: b, namespace: {NS}}}
+spec: {{type: ExtAuth, extAuth: {{grpcService: {{backendRef: {{name: authz-b, port: 4444}}}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: one, namespace: {NS}}}
+spec:
+  parentRefs: [{{name: http}}]
+  hostnames: [one.example.com]
+  rules:
+  - name: open
+    matches: [{{path: {{type: PathPrefix, value: /open}}}}]
+    backendRefs: [{{name: echo, port: 80}}]
+  - name: admin
+    matches: [{{path: {{type: PathPrefix, value: /admin}}}}]
+    backendRefs: [{{name: echo, port: 80}}]
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: protect-admin, namespace: {NS}}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: one, sectionName: admin}}]
+  extAuth: {{extensionRef: {{name: {ext}}}}}
+",
+            service("authz-a", ports.grpc[0], Some("kubernetes.io/h2c")),
+            service("authz-b", ports.grpc[1], Some("kubernetes.io/h2c")),
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: {NS}}}\nspec: {{ports: [{{port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: echo, namespace: {NS}, labels: {{kubernetes.io/service-name: echo}}}}\naddressType: IPv4\nports: [{{port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
+                ports.echo
+            ),
+        )
+    };
+    let admin = Probe {
+        listener: 0,
+        host: "one.example.com",
+        path: "/admin/x",
+    };
+    w.write("swap.yaml", &policy("a"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let port = w.listener_port;
+    let (unchecked, denied, sent) = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while fresh_get(port, admin, &[]).await != Some(403)
+            || fresh_get(port, admin, &[ALLOW]).await != Some(200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "A never protected /admin\n{}",
+                w.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            let mut c = Conn::open(port, Proto::Http1).await.expect("connect");
+            assert_eq!(
+                c.get(admin.host, admin.path, &[]).await.map(|r| r.status),
+                Some(403)
+            );
+            conns.push(c);
+        }
+        w.write("swap.yaml", &policy("b"));
+        let until = Instant::now() + Duration::from_secs(3);
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|mut c| {
+                tokio::spawn(async move {
+                    let (mut ok, mut denied, mut sent) = (0, 0, 0);
+                    while Instant::now() < until {
+                        let Some(r) = c.get(admin.host, admin.path, &[]).await else {
+                            break;
+                        };
+                        sent += 1;
+                        if (200..300).contains(&r.status) {
+                            ok += 1;
+                        } else {
+                            denied += 1;
+                        }
+                    }
+                    (ok, denied, sent)
+                })
+            })
+            .collect();
+        let mut totals = (0, 0, 0);
+        for t in tasks {
+            let (ok, denied, sent) = t.await.expect("task");
+            totals = (totals.0 + ok, totals.1 + denied, totals.2 + sent);
+        }
+        totals
+    });
+    let mode = format!("sotw={sotw} {args:?}");
+    eprintln!(
+        "{mode}: {sent} requests on old connections, {unchecked} unchecked 2xx, {denied} refused"
+    );
+    assert_eq!(
+        unchecked,
+        0,
+        "{mode}: requests reached /admin unchecked\n{}",
+        w.logs()
+    );
+    assert!(
+        sent > 100,
+        "{mode}: the old connections were not exercised ({sent})"
+    );
+    // B checks new connections once the change is in.
+    w.wait_for_response(
+        "B allows /admin with credentials",
+        || support::http::get(port, admin.host, admin.path, &[ALLOW]),
+        |r| r.status == 200,
+    );
+    // The old connections hold the chain without B: the guard refused them.
+    let guard = w
+        .envoy_stat(&format!("http.http-{port}.rbac.gatehouse_guard.denied"))
+        .unwrap_or(0);
+    eprintln!("{mode}: the chain guard refused {guard}");
+    assert!(guard > 0, "{mode}: the guard was not exercised");
+}

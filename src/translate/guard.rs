@@ -40,8 +40,8 @@ pub const FILTER: &str = "gatehouse.chain_guard";
 /// Route metadata namespace and key holding the chain identity a route needs.
 pub const METADATA_NAMESPACE: &str = "gatehouse";
 pub const METADATA_KEY: &str = "ext_authz";
-/// Prefix of the guard's stats: `http.<listener>.rbac.gatehouse_guard_denied`.
-pub const STAT_PREFIX: &str = "gatehouse_guard_";
+/// Prefix of the guard's stats: `http.<listener>.rbac.gatehouse_guard.denied`.
+pub const STAT_PREFIX: &str = "gatehouse_guard";
 
 /// The providers installed on one filter chain, each with its chain identity.
 pub type ChainProviders = BTreeMap<ObjKey, String>;
