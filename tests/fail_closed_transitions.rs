@@ -266,6 +266,13 @@ fn service(name: &str, port: u16, app_protocol: Option<&str>) -> String {
     )
 }
 
+/// The echo backend as Service `echo:80`.
+fn echo_service(port: u16) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: {NS}}}\nspec: {{ports: [{{port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: echo, namespace: {NS}, labels: {{kubernetes.io/service-name: echo}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
+    )
+}
+
 /// The whole configuration of `s` as one file.
 fn manifests(s: &State, ports: &Ports) -> String {
     let mut out = format!(
@@ -285,10 +292,7 @@ spec:
 ",
         ports.listeners[0], ports.listeners[1]
     );
-    out += &format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: {NS}}}\nspec: {{ports: [{{port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: echo, namespace: {NS}, labels: {{kubernetes.io/service-name: echo}}}}\naddressType: IPv4\nports: [{{port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
-        ports.echo
-    );
+    out += &echo_service(ports.echo);
     let inline = if s.inline {
         "    filters:
     - type: ExternalAuth
@@ -657,8 +661,11 @@ fn provider_swap(sotw: bool, args: &[&str]) {
         http: [0, 0],
     };
     let policy = |ext: &str| {
-        format!(
-            "{}{}{}---
+        service("authz-a", ports.grpc[0], Some("kubernetes.io/h2c"))
+            + &service("authz-b", ports.grpc[1], Some("kubernetes.io/h2c"))
+            + &echo_service(ports.echo)
+            + &format!(
+                "---
 apiVersion: gateway.kgateway.dev/v1alpha1
 kind: GatewayExtension
 metadata: {{name: a, namespace: {NS}}}
@@ -689,14 +696,8 @@ metadata: {{name: protect-admin, namespace: {NS}}}
 spec:
   targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: one, sectionName: admin}}]
   extAuth: {{extensionRef: {{name: {ext}}}}}
-",
-            service("authz-a", ports.grpc[0], Some("kubernetes.io/h2c")),
-            service("authz-b", ports.grpc[1], Some("kubernetes.io/h2c")),
-            format!(
-                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: {NS}}}\nspec: {{ports: [{{port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: echo, namespace: {NS}, labels: {{kubernetes.io/service-name: echo}}}}\naddressType: IPv4\nports: [{{port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
-                ports.echo
-            ),
-        )
+"
+            )
     };
     let admin = Probe {
         listener: 0,
