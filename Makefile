@@ -15,7 +15,7 @@ export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
 # clone on the machine; GATEHOUSE_CACHE moves it). The API server tests read it.
 export GATEHOUSE_KUBE_BIN_DIR := $(shell scripts/kube-apiserver.sh path)
 
-.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench fuzz clean
+.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench fuzz transitions clean
 
 all: build
 
@@ -100,6 +100,15 @@ fuzz: $(CARGO_FUZZ)
 		  | grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done|==|.*ERROR|.*panicked)" ; \
 		test $${PIPESTATUS[0]} -eq 0; \
 	done
+
+## transitions: the fail-closed transition property test at full length — 200 random change
+## sequences, delta and SotW, through a real Envoy with live connections (`make test` runs 6).
+## TRANSITION_SEED=N replays a run.
+TRANSITION_SEQUENCES ?= 200
+transitions: $(ENVOY)
+	$(CARGO) build --workspace --bins
+	GATEHOUSE_TRANSITION_SEQUENCES=$(TRANSITION_SEQUENCES) $(if $(TRANSITION_SEED),GATEHOUSE_TRANSITION_SEED=$(TRANSITION_SEED)) \
+		$(CARGO) test --test fail_closed_transitions no_protected_request -- --nocapture
 
 ## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy (Ctrl-C stops).
 run: $(ENVOY)

@@ -30,6 +30,8 @@ pub const ENVOY_ADMIN_PORT: u16 = 19000;
 /// The readiness listener the kubelet probes.
 pub const READINESS_PORT: u16 = 19003;
 /// uid/gid of the `envoy` user in the official image.
+/// Seconds a drained filter chain keeps its connections (Envoy Gateway uses the same 60 s).
+pub const DRAIN_TIME_S: u32 = 60;
 const ENVOY_UID: i64 = 101;
 
 /// How provisioned proxies reach the xDS server.
@@ -265,6 +267,15 @@ pub fn render(
             "--log-level".into(),
             settings.log_level.clone(),
             "--disable-hot-restart".into(),
+            // A listener update drains the old filter chain: every connection on it is told to
+            // close at once (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY) and is cut after
+            // DRAIN_TIME_S, so old provider settings do not linger for Envoy's default 600 s.
+            // The chain guard keeps draining chains fail closed either way
+            // (docs/security-model.md).
+            "--drain-strategy".into(),
+            "immediate".into(),
+            "--drain-time-s".into(),
+            DRAIN_TIME_S.to_string(),
         ]),
         ports: Some(container_ports),
         readiness_probe: Some(Probe {

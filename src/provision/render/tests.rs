@@ -129,6 +129,21 @@ fn proxies_run_unprivileged_and_bind_low_ports_by_sysctl() {
 }
 
 #[test]
+fn proxies_drain_old_filter_chains_at_once_and_for_a_bounded_time() {
+    let o = render_default(&gateway(&[80]));
+    let pod = o.deployment.spec.expect("spec").template.spec.expect("pod");
+    let args = pod.containers[0].args.clone().unwrap_or_default();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    assert_eq!(value("--drain-strategy").as_deref(), Some("immediate"));
+    assert_eq!(value("--drain-time-s"), Some(DRAIN_TIME_S.to_string()));
+}
+
+#[test]
 fn bootstrap_names_the_gateway_and_verifies_the_server() {
     let o = render_default(&gateway(&[80]));
     let text = &o.config_map.data.expect("data")[BOOTSTRAP_FILE];
