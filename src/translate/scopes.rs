@@ -13,9 +13,9 @@
 //! scoped port (fail closed; documented).
 //!
 //! Envoy subscribes to scopes without naming a listener, so every scoped listener of a proxy,
-//! including one still draining after an update, receives every scope. Only a Gateway with a
-//! single port is scoped: with two, a draining listener of one port could select the other
-//! port's routes, whose per-route auth settings name filters that listener may not have.
+//! including one still draining after an update, receives every scope. The chain guard refuses
+//! a scope's routes that need a provider the listener lacks; still, only a Gateway with a single
+//! port is scoped, so that a draining listener of one port never serves another port's routes.
 
 use std::sync::Arc;
 
