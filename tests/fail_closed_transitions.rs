@@ -3,8 +3,9 @@
 //!
 //! Random sequences of changes — provider swapped, extension added, removed, made invalid or
 //! switched to fail open, policy moved between Gateway, listener, route and rule, `disable`
-//! toggled, an inline `ExternalAuth` filter added and removed, a route moved between
-//! listeners, the auth Services' endpoints moved — while HTTP/1.1 and HTTP/2 connections opened
+//! toggled, an extension renamed (its policies following), an inline `ExternalAuth` filter
+//! added and removed, a route moved between listeners and hostnames, the auth Services'
+//! endpoints moved — while HTTP/1.1 and HTTP/2 connections opened
 //! before each change keep sending requests without credentials:
 //!
 //! * while the change propagates, a path protected before *and* after it is never answered 2xx;
@@ -66,6 +67,18 @@ struct Ext {
     fail_open: bool,
     /// Which of the two auth server processes of its protocol the Service's endpoints name.
     server: usize,
+    /// Served under another name (policies follow it in the same change): a new provider key.
+    renamed: bool,
+}
+
+impl Ext {
+    fn name(&self, i: usize) -> String {
+        if self.renamed {
+            format!("{}-renamed", EXTS[i])
+        } else {
+            EXTS[i].to_string()
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +87,8 @@ struct State {
     policies: BTreeMap<Target, Action>,
     /// Listener of route 2: 0 = `http`, 1 = `other`.
     route2_listener: usize,
+    /// Hostname of route 2: 0 = two.example.com, 1 = three.example.com.
+    route2_host: usize,
     /// An inline ExternalAuth filter (to Service authz-b) on route 1's `open` rule.
     inline: bool,
 }
@@ -111,7 +126,9 @@ struct Probe {
     path: &'static str,
 }
 
-const PROBES: [Probe; 5] = [
+const ROUTE2_HOSTS: [&str; 2] = ["two.example.com", "three.example.com"];
+
+const PROBES: [Probe; 7] = [
     Probe {
         listener: 0,
         host: "one.example.com",
@@ -137,6 +154,16 @@ const PROBES: [Probe; 5] = [
         host: "one.example.com",
         path: "/admin/x",
     },
+    Probe {
+        listener: 0,
+        host: "three.example.com",
+        path: "/y",
+    },
+    Probe {
+        listener: 1,
+        host: "three.example.com",
+        path: "/y",
+    },
 ];
 
 impl State {
@@ -147,9 +174,11 @@ impl State {
                 valid: true,
                 fail_open: false,
                 server: 0,
+                renamed: false,
             }; 3],
             policies: BTreeMap::new(),
             route2_listener: 0,
+            route2_host: 0,
             inline: false,
         }
     }
@@ -168,7 +197,9 @@ impl State {
         let (route_target, rule) = match (p.host, p.listener) {
             ("one.example.com", 0) if p.path.starts_with("/admin") => (Target::Route1, Some(1)),
             ("one.example.com", 0) => (Target::Route1, Some(0)),
-            ("two.example.com", l) if l == self.route2_listener => (Target::Route2, None),
+            (h, l) if h == ROUTE2_HOSTS[self.route2_host] && l == self.route2_listener => {
+                (Target::Route2, None)
+            }
             _ => return Outcome::NotFound,
         };
         if route_target == Target::Route1 && rule == Some(0) && self.inline {
@@ -221,10 +252,11 @@ impl State {
             4 => {
                 let i = rng.below(EXTS.len());
                 let e = &mut next.exts[i];
-                match rng.below(4) {
+                match rng.below(5) {
                     0 => e.present = !e.present,
                     1 => e.valid = !e.valid,
                     2 => e.fail_open = !e.fail_open,
+                    3 => e.renamed = !e.renamed,
                     _ => e.server = 1 - e.server,
                 }
                 format!("extension {} -> {:?}", EXTS[i], next.exts[i])
@@ -233,9 +265,13 @@ impl State {
                 next.inline = !next.inline;
                 format!("inline ExternalAuth filter {}", next.inline)
             }
-            6 => {
+            6 if rng.below(2) == 0 => {
                 next.route2_listener = 1 - next.route2_listener;
                 format!("route 2 moved to listener {}", next.route2_listener)
+            }
+            6 => {
+                next.route2_host = 1 - next.route2_host;
+                format!("route 2 moved to {}", ROUTE2_HOSTS[next.route2_host])
             }
             _ => {
                 // Swap every policy's provider at once (a provider swap of the issue).
@@ -322,26 +358,27 @@ kind: HTTPRoute
 metadata: {{name: two, namespace: {NS}}}
 spec:
   parentRefs: [{{name: http, sectionName: {}}}]
-  hostnames: [two.example.com]
+  hostnames: [{}]
   rules:
   - backendRefs: [{{name: echo, port: 80}}]
 ",
-        ["http", "other"][s.route2_listener]
+        ["http", "other"][s.route2_listener],
+        ROUTE2_HOSTS[s.route2_host]
     );
     for (i, e) in s.exts.iter().enumerate() {
-        let name = EXTS[i];
+        let name = e.name(i);
         let (svc_port, kind) = if i < 2 {
             (ports.grpc[e.server], "grpcService")
         } else {
             (ports.http[e.server], "httpService")
         };
         let app = (i < 2).then_some("kubernetes.io/h2c");
-        out += &service(&format!("authz-{name}"), svc_port, app);
+        out += &service(&format!("authz-{}", EXTS[i]), svc_port, app);
         if !e.present {
             continue;
         }
         let backend = if e.valid {
-            format!("authz-{name}")
+            format!("authz-{}", EXTS[i])
         } else {
             "no-such-service".into()
         };
@@ -373,7 +410,7 @@ spec:
             Target::Route2 => "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: two}",
         };
         let ext_auth = match a {
-            Action::Ext(i) => format!("{{extensionRef: {{name: {}}}}}", EXTS[*i]),
+            Action::Ext(i) => format!("{{extensionRef: {{name: {}}}}}", s.exts[*i].name(*i)),
             Action::Disable => "{disable: {}}".into(),
         };
         let _ = write!(
