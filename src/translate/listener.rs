@@ -62,6 +62,14 @@ pub fn listener(
         http_filters,
         use_remote_address: Some(BoolValue { value: true }),
         drain_timeout: Some(duration(HCM_DRAIN_TIMEOUT)),
+        // Route matching and policy see the path a backend will act on: `/a/../admin`,
+        // `/./admin`, `/%61dmin` and `//admin` match as `/admin`, and `/admin%2Fx` is
+        // redirected to `/admin/x` (what Envoy Gateway does by default). Without this a
+        // protected rule is bypassed by spelling its path another way (docs/security-model.md).
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
+        path_with_escaped_slashes_action:
+            http_connection_manager::PathWithEscapedSlashesAction::UnescapeAndRedirect as i32,
         // Backends with appProtocol kubernetes.io/ws (and any other) may take WebSocket
         // upgrades; Envoy refuses them unless allowed here.
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
