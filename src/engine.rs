@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use gatehouse_xds::{NodeGrouper, Peer, Snapshot, SnapshotCache};
+use gatehouse_xds::{NodeGrouper, Peer, Rejection, Snapshot, SnapshotCache};
 
 use crate::bootstrap::gateway_of;
 use crate::metrics::Metrics;
@@ -29,12 +29,26 @@ pub struct View {
     /// HTTPRoutes with a condition that does not hold: kept up to date from the status
     /// changes, as counting 10,000 routes per build cost more than a one-route change.
     unhealthy_routes: usize,
+    /// What each Gateway's proxies currently reject (NACK), from the xDS server.
+    pub rejected: Arc<BTreeMap<ObjKey, Vec<Rejection>>>,
 }
 
 impl View {
-    /// Status of every object Gatehouse owns.
-    pub fn status(&self) -> &Status {
-        &self.model.status
+    /// Status of every object Gatehouse owns: the build's, with `Programmed=False` on the
+    /// Gateways whose proxies rejected the last update (Envoy keeps the previous config).
+    pub fn status(&self) -> std::borrow::Cow<'_, Status> {
+        if self.rejected.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.model.status);
+        }
+        let mut status = self.model.status.clone();
+        for (key, rejections) in self.rejected.iter() {
+            if let Some(gw) = status.gateways.get_mut(key) {
+                let programmed = rejected_condition(rejections);
+                gw.conditions.retain(|c| c.type_ != programmed.type_);
+                gw.conditions.push(programmed);
+            }
+        }
+        std::borrow::Cow::Owned(status)
     }
 
     /// The effective ext auth of every route (computed on request: builds do not pay for it).
@@ -52,12 +66,49 @@ pub struct Shared {
     /// Why the last build failed (a panic in the model or translator), while the previous
     /// configuration keeps being served; `None` when the last build succeeded.
     degraded: Mutex<Option<String>>,
+    rejected: RwLock<Arc<BTreeMap<ObjKey, Vec<Rejection>>>>,
+    /// Notified when status changed outside a build (a proxy rejected or accepted an update).
+    pub status_changed: tokio::sync::Notify,
 }
 
 impl Shared {
     /// A copy of what the admin endpoint shows.
     pub fn view(&self) -> View {
-        self.view.read().map(|v| v.clone()).unwrap_or_default()
+        let mut view = self.view.read().map(|v| v.clone()).unwrap_or_default();
+        if let Ok(rejected) = self.rejected.read() {
+            view.rejected = rejected.clone();
+        }
+        view
+    }
+
+    /// Replaces what the Gateways' proxies reject (from [`gatehouse_xds::XdsStats`], keyed by
+    /// cache group); logs what changed and wakes the status writer.
+    pub fn set_rejections(&self, by_group: BTreeMap<String, Vec<Rejection>>) {
+        let next: BTreeMap<ObjKey, Vec<Rejection>> = by_group
+            .into_iter()
+            .filter_map(|(g, r)| {
+                let (ns, name) = g.split_once('/')?;
+                Some((ObjKey::new(ns, name), r))
+            })
+            .collect();
+        let Ok(mut current) = self.rejected.write() else {
+            return;
+        };
+        if **current == next {
+            return;
+        }
+        for (key, rejections) in &next {
+            if current.get(key) != Some(rejections) {
+                let c = rejected_condition(rejections);
+                tracing::warn!(gateway = %key, status = "Programmed=False", reason = %c.reason, message = %c.message, "Gateway status changed: its proxies rejected the last update");
+            }
+        }
+        for key in current.keys().filter(|k| !next.contains_key(*k)) {
+            tracing::info!(gateway = %key, "Gateway status changed: its proxies accept the configuration again");
+        }
+        *current = Arc::new(next);
+        drop(current);
+        self.status_changed.notify_one();
     }
 
     /// True once the first build is done.
@@ -199,6 +250,7 @@ impl Engine {
             model: Arc::new(model),
             problems,
             unhealthy_routes: bad_routes,
+            rejected: Arc::default(),
         };
         // Swap rather than copy: the previous view is only read below, never cloned.
         let previous = match self.shared.view.write() {
@@ -270,6 +322,27 @@ pub enum XdsAuth {
     /// Its client certificate names the Gateway (see [`crate::pki`]); node metadata, when
     /// present, must agree.
     ClientCertificate,
+}
+
+/// `Programmed=False` with Envoy's message: Gateway API's reason `Invalid` is for a Gateway
+/// the data plane cannot be programmed with as it stands.
+fn rejected_condition(rejections: &[Rejection]) -> model::Condition {
+    let message = rejections
+        .iter()
+        .map(|r| {
+            let kind = r.type_url.rsplit('.').next().unwrap_or(&r.type_url);
+            format!(
+                "proxy {} rejected {kind} version {}: {}",
+                r.node, r.version, r.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    model::Condition::fail(
+        "Programmed",
+        "Invalid",
+        format!("{message}; it keeps serving its previous configuration"),
+    )
 }
 
 /// The cache group of a Gateway's proxies.

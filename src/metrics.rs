@@ -164,6 +164,23 @@ impl Collector for XdsCollector {
             let c = ConstCounter::new(s.nacks_for(url));
             c.encode(family.encode_family(&[("type", short)])?)?;
         }
+        let mut rejected = encoder.encode_descriptor(
+            "xds_rejected",
+            "Proxies of a Gateway that currently reject the latest update of a type (they keep the previous one)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (gateway, rejections) in s.rejections() {
+            let mut by_type: std::collections::BTreeMap<&str, i64> = Default::default();
+            for r in &rejections {
+                let short = r.type_url.rsplit('.').next().unwrap_or(&r.type_url);
+                *by_type.entry(short).or_default() += 1;
+            }
+            for (t, n) in by_type {
+                let g = ConstGauge::new(n);
+                g.encode(rejected.encode_family(&[("gateway", gateway.as_str()), ("type", t)])?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -129,6 +129,9 @@ async fn debug_status(State(s): State<AdminState>) -> Response {
         "builds": view.builds,
         "problems": view.problems,
         "status": view.status(),
+        "rejected": view.rejected.iter().map(|(gw, rs)| (gw.to_string(), rs.iter().map(|r| serde_json::json!({
+            "node": r.node, "type": r.type_url, "version": r.version, "message": r.message,
+        })).collect::<Vec<_>>().into())).collect::<serde_json::Map<_, _>>(),
     }))
 }
 

@@ -38,6 +38,8 @@ pub struct Args {
     pub listener_address: String,
     #[command(flatten)]
     pub route_scopes: super::RouteScopes,
+    #[command(flatten)]
+    pub removal_grace: super::RemovalGrace,
     /// GatewayClasses with this controllerName are Gatehouse's.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
@@ -152,6 +154,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             route_scopes_from: args.route_scopes.from,
         },
         security,
+        args.removal_grace.duration(),
         &shutdown,
     )
     .await?;
@@ -349,6 +352,8 @@ async fn write_status(
         tokio::select! {
             _ = &mut shutdown => return,
             _ = built.notified() => {}
+            // A proxy rejecting (or accepting again) shows on its Gateway within a second.
+            _ = shared.status_changed.notified() => {}
             _ = resync.tick() => {}
             changed = leading.changed() => if changed.is_err() { return },
         }
@@ -356,7 +361,7 @@ async fn write_status(
             continue;
         }
         let view = shared.view();
-        let written = writer.sync(&state.store(), view.status()).await;
+        let written = writer.sync(&state.store(), &view.status()).await;
         if written > 0 {
             tracing::info!(written, "status written");
         }

@@ -19,3 +19,24 @@ pub struct RouteScopes {
     #[arg(long = "route-scopes-from", default_value_t = gatehouse::translate::scopes::DEFAULT_ROUTE_SCOPES_FROM)]
     pub from: usize,
 }
+
+/// `--cluster-removal-grace`, shared by the commands that serve xDS.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RemovalGrace {
+    /// Seconds a cluster that left the configuration stays in Envoy after the listeners and
+    /// routes that named it were accepted without it, so that requests in flight on it finish
+    /// (Envoy resets them when the cluster goes; an auth check reset that way answers 403).
+    /// Raise it above your longest auth `requestTimeout` times its retry attempts.
+    #[arg(
+        long = "cluster-removal-grace",
+        value_name = "SECONDS",
+        default_value_t = 15
+    )]
+    pub seconds: u64,
+}
+
+impl RemovalGrace {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.seconds)
+    }
+}

@@ -47,6 +47,7 @@ impl Serving {
         model_config: ModelConfig,
         translate_options: TranslateOptions,
         security: XdsSecurity,
+        removal_grace: std::time::Duration,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Serving> {
         let cache = SnapshotCache::new();
@@ -66,7 +67,12 @@ impl Serving {
         let admin_listener = tokio::net::TcpListener::bind(admin_address)
             .await
             .with_context(|| format!("cannot listen for admin on {admin_address}"))?;
-        let ads = AdsServer::new(cache, engine.grouper(security.auth), stats);
+        tokio::spawn(report_rejections(stats.clone(), shared.clone()));
+        let ads = AdsServer::new(cache, engine.grouper(security.auth), stats)
+            // Requests the old routes started are still in flight on a removed cluster, and
+            // Envoy resets them when it goes: an auth check reset that way answers an allowed
+            // request 403 (issue 17).
+            .with_removal_grace(removal_grace);
         let xds = tokio::spawn(gatehouse_xds::serve_with_listener(
             xds_listener,
             ads,
@@ -95,5 +101,17 @@ impl Serving {
             .context("admin task")?
             .context("admin server")?;
         Ok(())
+    }
+}
+
+/// Carries what proxies reject from the xDS server to the Gateways' status, as it happens.
+async fn report_rejections(stats: Arc<XdsStats>, shared: Arc<gatehouse::engine::Shared>) {
+    let mut changes = stats.watch_rejections();
+    loop {
+        changes.borrow_and_update();
+        shared.set_rejections(stats.rejections());
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }

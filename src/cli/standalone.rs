@@ -26,6 +26,8 @@ pub struct Args {
     pub listener_address: String,
     #[command(flatten)]
     pub route_scopes: super::RouteScopes,
+    #[command(flatten)]
+    pub removal_grace: super::RemovalGrace,
     /// GatewayClasses with this controllerName are served (Gateways whose class is not in the
     /// directory are served too).
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
@@ -54,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         },
         // Standalone serves loopback proxies the user starts themselves.
         XdsSecurity::plain(),
+        args.removal_grace.duration(),
         &shutdown,
     )
     .await?;

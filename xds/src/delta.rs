@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use crate::event::{Event, Output};
-use crate::order::{self, DueMemo, EdsDeps, Ordered, Progress, wildcard_by_default};
+use crate::order::{self, DueMemo, EdsDeps, Ordered, Progress, RemovalGrace, wildcard_by_default};
 use crate::resource::Resource;
 use crate::snapshot::Snapshot;
 use crate::type_url::{CLUSTER, ENDPOINT};
@@ -26,6 +26,7 @@ pub struct DeltaConnection {
     /// Present once the client asked for the type.
     types: BTreeMap<String, TypeState>,
     eds_deps: EdsDeps,
+    grace: RemovalGrace,
     nonce: u64,
     out: Output<DeltaDiscoveryResponse>,
 }
@@ -69,6 +70,26 @@ struct Due {
 impl DeltaConnection {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A connection that removes clusters (and delta endpoints) only once the ACKs that made
+    /// the removal safe are `delay` old (see [`crate::order`]).
+    pub fn with_removal_grace(delay: std::time::Duration) -> Self {
+        Self {
+            grace: RemovalGrace::new(delay),
+            ..Self::default()
+        }
+    }
+
+    /// When [`Self::on_tick`] should run next: removals held back by the grace period.
+    pub fn wakeup(&self) -> Option<std::time::Instant> {
+        self.grace.wakeup()
+    }
+
+    /// Sends what became due with time alone (removals whose grace period ended).
+    pub fn on_tick(&mut self) -> Output<DeltaDiscoveryResponse> {
+        self.flush();
+        self.take()
     }
 
     pub fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
@@ -196,16 +217,27 @@ impl DeltaConnection {
         std::mem::take(&mut self.out)
     }
 
-    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot, release: bool) -> Option<Arc<Due>> {
+    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot) -> Option<Arc<Due>> {
         // Removing a cluster, or the endpoints of one the client may still route to, waits
-        // for `release`; an endpoint removal would leave the cluster with no hosts.
-        let hold = !release && (t == CLUSTER || t == ENDPOINT);
-        st.due.get_or(hold, || Self::compute_due(st, t, snap, hold))
+        // for the grace period; an endpoint removal would leave the cluster with no hosts.
+        let removable = |name: &str| match t {
+            CLUSTER => self.grace.removable(CLUSTER, name),
+            ENDPOINT => self.grace.removable(ENDPOINT, name),
+            _ => true,
+        };
+        st.due.get_or(self.grace.generation(), || {
+            Self::compute_due(st, t, snap, removable)
+        })
     }
 
     /// One merge walk over the snapshot's resources, the subscribed names and the held
     /// versions, all sorted by name: lookups per resource were most of a scoped push's CPU.
-    fn compute_due(st: &TypeState, t: &str, snap: &Snapshot, hold: bool) -> Option<Due> {
+    fn compute_due(
+        st: &TypeState,
+        t: &str,
+        snap: &Snapshot,
+        removable: impl Fn(&str) -> bool,
+    ) -> Option<Due> {
         let mut resources = Vec::new();
         let mut removed = Vec::new();
         let mut adds = false;
@@ -228,9 +260,7 @@ impl DeltaConnection {
             }
         }
         removed.extend(held.map(|(n, _)| n.clone()));
-        if hold {
-            removed.clear();
-        }
+        removed.retain(|n| removable(n));
         if resources.is_empty() && removed.is_empty() && !st.owe_response {
             return None;
         }
@@ -247,7 +277,24 @@ impl Ordered for DeltaConnection {
         self.types.keys().cloned().collect()
     }
 
-    fn progress(&self, t: &str, snap: &Snapshot, release: bool) -> Progress {
+    fn grace(&mut self) -> &mut RemovalGrace {
+        &mut self.grace
+    }
+
+    fn absent_held(&self, snap: &Snapshot) -> Vec<(&'static str, String)> {
+        [CLUSTER, ENDPOINT]
+            .into_iter()
+            .filter_map(|t| self.types.get(t).map(|st| (t, st)))
+            .flat_map(|(t, st)| {
+                st.client_has
+                    .keys()
+                    .filter(move |n| snap.get(t, n).is_none())
+                    .map(move |n| (t, n.clone()))
+            })
+            .collect()
+    }
+
+    fn progress(&self, t: &str, snap: &Snapshot) -> Progress {
         let Some(st) = self.types.get(t) else {
             return Progress::default();
         };
@@ -255,7 +302,7 @@ impl Ordered for DeltaConnection {
             subscribed: true,
             in_flight: st.in_flight.is_some(),
             in_flight_adds: st.in_flight.as_ref().is_some_and(|s| s.due.adds),
-            due: self.due(t, st, snap, release).map(|d| d.adds),
+            due: self.due(t, st, snap).map(|d| d.adds),
             nacked: st.nacked,
         }
     }
@@ -266,14 +313,14 @@ impl Ordered for DeltaConnection {
             .covered(snap, |name| eds.is_some_and(|st| st.covers(name)))
     }
 
-    fn send_due(&mut self, t: &str, snap: &Snapshot, release: bool) -> bool {
+    fn send_due(&mut self, t: &str, snap: &Snapshot) -> bool {
         let Some(st) = self.types.get(t) else {
             return false;
         };
         if st.in_flight.is_some() {
             return false;
         }
-        let Some(due) = self.due(t, st, snap, release) else {
+        let Some(due) = self.due(t, st, snap) else {
             return false;
         };
         self.nonce += 1;

@@ -44,7 +44,7 @@ pub use server::{
     AdsServer, NodeGrouper, Peer, StreamCloser, TlsOptions, serve, serve_with_listener,
 };
 pub use snapshot::Snapshot;
-pub use stats::XdsStats;
+pub use stats::{Rejection, XdsStats};
 
 /// Errors of [`serve`] and [`serve_with_listener`].
 #[derive(Debug, thiserror::Error)]

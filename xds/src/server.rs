@@ -71,6 +71,7 @@ struct Shared {
     grouper: Arc<dyn NodeGrouper>,
     stats: Arc<XdsStats>,
     stop: watch::Sender<bool>,
+    removal_grace: Duration,
 }
 
 impl AdsServer {
@@ -82,8 +83,19 @@ impl AdsServer {
                 grouper,
                 stats,
                 stop,
+                removal_grace: Duration::ZERO,
             }),
         }
+    }
+
+    /// Removes clusters only once the listener and route ACKs that stopped naming them are
+    /// `grace` old, so that requests in flight on them finish (see [`crate::order`]). Set it
+    /// to the longest a request through a removed cluster may take. Call before serving.
+    pub fn with_removal_grace(mut self, grace: Duration) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.removal_grace = grace;
+        }
+        self
     }
 
     /// A handle that ends every open stream. gRPC streams to proxies never finish on their
@@ -196,7 +208,7 @@ fn peer_of<T>(request: &Request<T>) -> Peer {
 }
 
 /// What the stream loop needs from a state machine, so SotW and delta share one loop.
-trait Machine: Default + Send + 'static {
+trait Machine: Send + 'static {
     type Req: Send + std::fmt::Debug + 'static;
     type Resp: Send + 'static;
     const KIND: &'static str;
@@ -205,6 +217,9 @@ trait Machine: Default + Send + 'static {
     fn describe(resp: &Self::Resp) -> (&str, &str, &str, usize);
     fn on_request(&mut self, req: Self::Req) -> Output<Self::Resp>;
     fn on_snapshot(&mut self, snap: Arc<Snapshot>) -> Output<Self::Resp>;
+    fn with_removal_grace(grace: Duration) -> Self;
+    fn wakeup(&self) -> Option<std::time::Instant>;
+    fn on_tick(&mut self) -> Output<Self::Resp>;
 }
 
 impl Machine for SotwConnection {
@@ -222,6 +237,15 @@ impl Machine for SotwConnection {
     }
     fn on_snapshot(&mut self, snap: Arc<Snapshot>) -> Output<DiscoveryResponse> {
         SotwConnection::on_snapshot(self, snap)
+    }
+    fn with_removal_grace(grace: Duration) -> Self {
+        SotwConnection::with_removal_grace(grace)
+    }
+    fn wakeup(&self) -> Option<std::time::Instant> {
+        SotwConnection::wakeup(self)
+    }
+    fn on_tick(&mut self) -> Output<DiscoveryResponse> {
+        SotwConnection::on_tick(self)
     }
 }
 
@@ -241,6 +265,15 @@ impl Machine for DeltaConnection {
     }
     fn on_snapshot(&mut self, snap: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
         DeltaConnection::on_snapshot(self, snap)
+    }
+    fn with_removal_grace(grace: Duration) -> Self {
+        DeltaConnection::with_removal_grace(grace)
+    }
+    fn wakeup(&self) -> Option<std::time::Instant> {
+        DeltaConnection::wakeup(self)
+    }
+    fn on_tick(&mut self) -> Output<DeltaDiscoveryResponse> {
+        DeltaConnection::on_tick(self)
     }
 }
 
@@ -284,7 +317,7 @@ fn response_stream<M: Machine>(
         let _gauge = shared.stats.stream_opened();
         info!(node = %node.id, %group, kind = M::KIND, "xds stream connected");
         let mut link = Link::<M> {
-            machine: M::default(),
+            machine: M::with_removal_grace(shared.removal_grace),
             stats: &shared.stats,
             node: node.id.clone(),
             group: group.clone(),
@@ -307,7 +340,9 @@ fn response_stream<M: Machine>(
         }
 
         link.end = loop {
+            let wakeup = link.machine.wakeup();
             let input = tokio::select! {
+                _ = sleep_until(wakeup) => Input::Tick,
                 _ = stopped(&mut stop) => Input::End("server shutting down"),
                 msg = inbound.next() => match msg {
                     Some(Ok(req)) => Input::Request(req),
@@ -327,6 +362,7 @@ fn response_stream<M: Machine>(
                 Input::Snapshot(Some(snap)) => link.step(|m| m.on_snapshot(snap)),
                 // A removed group keeps serving what it had (see `SnapshotCache::remove`).
                 Input::Snapshot(None) => Vec::new(),
+                Input::Tick => link.step(|m| m.on_tick()),
                 Input::End(reason) => break reason,
             };
             for resp in responses {
@@ -338,8 +374,18 @@ fn response_stream<M: Machine>(
 
 enum Input<R> {
     Request(R),
+    /// The machine's wake-up time came (held removals may go out).
+    Tick,
     Snapshot(Option<Arc<Snapshot>>),
     End(&'static str),
+}
+
+/// Resolves at `at`, never without one.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once the server asks streams to end; never if the server was dropped without
@@ -390,6 +436,7 @@ impl<M: Machine> Link<'_, M> {
                 nonce,
             } => {
                 self.stats.acked();
+                self.stats.accepted(&self.group, &self.node, &type_url);
                 debug!(node = %self.node, group = %self.group, %type_url, %version, %nonce, "xds ack");
             }
             Event::Nack {
@@ -399,6 +446,15 @@ impl<M: Machine> Link<'_, M> {
                 message,
             } => {
                 self.stats.nacked(&type_url);
+                self.stats.rejected(
+                    &self.group,
+                    crate::stats::Rejection {
+                        node: self.node.clone(),
+                        type_url: type_url.clone(),
+                        version: version.clone(),
+                        message: message.clone(),
+                    },
+                );
                 warn!(
                     node = %self.node,
                     group = %self.group,
@@ -418,6 +474,7 @@ impl<M: Machine> Link<'_, M> {
 
 impl<M: Machine> Drop for Link<'_, M> {
     fn drop(&mut self) {
+        self.stats.forget(&self.group, &self.node);
         info!(node = %self.node, group = %self.group, kind = M::KIND, reason = self.end, "xds stream disconnected");
     }
 }

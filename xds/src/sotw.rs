@@ -11,7 +11,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use crate::event::{Event, Output};
-use crate::order::{self, DueMemo, EdsDeps, Ordered, Progress, wildcard_by_default};
+use crate::order::{self, DueMemo, EdsDeps, Ordered, Progress, RemovalGrace, wildcard_by_default};
 use crate::resource::Resource;
 use crate::snapshot::{Snapshot, content_version};
 use crate::type_url::{CLUSTER, ENDPOINT};
@@ -25,6 +25,7 @@ pub struct SotwConnection {
     /// Present once the client asked for the type.
     types: BTreeMap<String, TypeState>,
     eds_deps: EdsDeps,
+    grace: RemovalGrace,
     nonce: u64,
     out: Output<DiscoveryResponse>,
 }
@@ -55,6 +56,26 @@ struct Sent {
 impl SotwConnection {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A connection that removes clusters (and delta endpoints) only once the ACKs that made
+    /// the removal safe are `delay` old (see [`crate::order`]).
+    pub fn with_removal_grace(delay: std::time::Duration) -> Self {
+        Self {
+            grace: RemovalGrace::new(delay),
+            ..Self::default()
+        }
+    }
+
+    /// When [`Self::on_tick`] should run next: removals held back by the grace period.
+    pub fn wakeup(&self) -> Option<std::time::Instant> {
+        self.grace.wakeup()
+    }
+
+    /// Sends what became due with time alone (removals whose grace period ended).
+    pub fn on_tick(&mut self) -> Output<DiscoveryResponse> {
+        self.flush();
+        self.take()
     }
 
     pub fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
@@ -163,22 +184,20 @@ impl SotwConnection {
     }
 
     /// The response this type needs now, with whether it adds names the client lacks.
-    fn due(
-        &self,
-        t: &str,
-        st: &TypeState,
-        snap: &Snapshot,
-        release: bool,
-    ) -> Option<Arc<(Content, bool)>> {
-        let hold = t == CLUSTER && !release;
-        st.due.get_or(hold, || Self::compute_due(t, st, snap, hold))
+    fn due(&self, t: &str, st: &TypeState, snap: &Snapshot) -> Option<Arc<(Content, bool)>> {
+        // Only clusters are retained: SotW has no removal for named types, and listeners
+        // and scopes naming what left are exactly what must go.
+        let keep = |name: &str| t == CLUSTER && !self.grace.removable(CLUSTER, name);
+        st.due.get_or(self.grace.generation(), || {
+            Self::compute_due(t, st, snap, keep)
+        })
     }
 
     fn compute_due(
         t: &str,
         st: &TypeState,
         snap: &Snapshot,
-        hold: bool,
+        keep: impl Fn(&str) -> bool,
     ) -> Option<(Content, bool)> {
         let wanted = |name: &str| st.wildcard || st.names.contains(name);
         let mut content: Content = snap
@@ -186,12 +205,10 @@ impl SotwConnection {
             .filter(|r| wanted(&r.name))
             .map(|r| (r.name.clone(), Arc::clone(r)))
             .collect();
-        if hold {
-            let in_flight = st.in_flight.iter().flat_map(|s| s.content.iter());
-            for (name, r) in in_flight.chain(st.acked.iter()) {
-                if wanted(name) {
-                    content.entry(name.clone()).or_insert_with(|| Arc::clone(r));
-                }
+        let in_flight = st.in_flight.iter().flat_map(|s| s.content.iter());
+        for (name, r) in in_flight.chain(st.acked.iter()) {
+            if wanted(name) && !content.contains_key(name) && keep(name) {
+                content.insert(name.clone(), Arc::clone(r));
             }
         }
         let needed = match &st.last_sent {
@@ -224,7 +241,24 @@ impl Ordered for SotwConnection {
         self.types.keys().cloned().collect()
     }
 
-    fn progress(&self, t: &str, snap: &Snapshot, release: bool) -> Progress {
+    fn grace(&mut self) -> &mut RemovalGrace {
+        &mut self.grace
+    }
+
+    fn absent_held(&self, snap: &Snapshot) -> Vec<(&'static str, String)> {
+        let Some(st) = self.types.get(CLUSTER) else {
+            return Vec::new();
+        };
+        let in_flight = st.in_flight.iter().flat_map(|s| s.content.keys());
+        let names: BTreeSet<&String> = in_flight.chain(st.acked.keys()).collect();
+        names
+            .into_iter()
+            .filter(|n| snap.get(CLUSTER, n).is_none())
+            .map(|n| (CLUSTER, n.clone()))
+            .collect()
+    }
+
+    fn progress(&self, t: &str, snap: &Snapshot) -> Progress {
         let Some(st) = self.types.get(t) else {
             return Progress::default();
         };
@@ -232,7 +266,7 @@ impl Ordered for SotwConnection {
             subscribed: true,
             in_flight: st.in_flight.is_some(),
             in_flight_adds: st.in_flight.as_ref().is_some_and(|s| s.adds),
-            due: self.due(t, st, snap, release).map(|d| d.1),
+            due: self.due(t, st, snap).map(|d| d.1),
             nacked: st.nacked,
         }
     }
@@ -244,14 +278,14 @@ impl Ordered for SotwConnection {
         })
     }
 
-    fn send_due(&mut self, t: &str, snap: &Snapshot, release: bool) -> bool {
+    fn send_due(&mut self, t: &str, snap: &Snapshot) -> bool {
         let Some(st) = self.types.get(t) else {
             return false;
         };
         if st.in_flight.is_some() {
             return false;
         }
-        let Some(due) = self.due(t, st, snap, release) else {
+        let Some(due) = self.due(t, st, snap) else {
             return false;
         };
         let (content, adds) = (due.0.clone(), due.1);

@@ -1,8 +1,24 @@
 //! Counters for the embedding program's metrics.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use tokio::sync::watch;
+
 use crate::order::PUSH_ORDER;
+
+/// A proxy's rejection of the latest response of one type: it keeps its previous config of
+/// that type until a later response of the type is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub node: String,
+    pub type_url: String,
+    /// The version the proxy rejected.
+    pub version: String,
+    /// Envoy's `error_detail` message.
+    pub message: String,
+}
 
 /// Shared by all streams of one server; read it from a metrics exporter.
 #[derive(Debug, Default)]
@@ -14,6 +30,10 @@ pub struct XdsStats {
     refused: AtomicU64,
     /// Indexed like `PUSH_ORDER`, with the last slot for any other type.
     nacks_by_type: [AtomicU64; PUSH_ORDER.len() + 1],
+    /// Current rejections by (group, node, type URL).
+    rejected: Mutex<BTreeMap<(String, String, String), Rejection>>,
+    /// Bumped whenever `rejected` changes, so that a status reporter reacts at once.
+    rejected_changes: watch::Sender<u64>,
 }
 
 impl XdsStats {
@@ -43,6 +63,64 @@ impl XdsStats {
     /// counter.
     pub fn nacks_for(&self, type_url: &str) -> u64 {
         self.nacks_by_type[type_slot(type_url)].load(Relaxed)
+    }
+
+    /// What each group's proxies currently reject, by group (a rejection clears when the
+    /// proxy accepts a later response of that type, or its stream ends).
+    pub fn rejections(&self) -> BTreeMap<String, Vec<Rejection>> {
+        let mut out: BTreeMap<String, Vec<Rejection>> = BTreeMap::new();
+        if let Ok(map) = self.rejected.lock() {
+            for ((group, _, _), r) in map.iter() {
+                out.entry(group.clone()).or_default().push(r.clone());
+            }
+        }
+        out
+    }
+
+    /// Changes whenever [`Self::rejections`] does.
+    pub fn watch_rejections(&self) -> watch::Receiver<u64> {
+        self.rejected_changes.subscribe()
+    }
+
+    pub(crate) fn rejected(&self, group: &str, r: Rejection) {
+        let key = (group.to_string(), r.node.clone(), r.type_url.clone());
+        let changed = self
+            .rejected
+            .lock()
+            .map(|mut m| m.insert(key, r.clone()).as_ref() != Some(&r))
+            .unwrap_or(false);
+        if changed {
+            self.rejected_changes.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// The proxy accepted a response of `type_url`.
+    pub(crate) fn accepted(&self, group: &str, node: &str, type_url: &str) {
+        let key = (group.to_string(), node.to_string(), type_url.to_string());
+        let changed = self
+            .rejected
+            .lock()
+            .map(|mut m| m.remove(&key).is_some())
+            .unwrap_or(false);
+        if changed {
+            self.rejected_changes.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// The proxy's stream ended: what it rejected says nothing about its next stream.
+    pub(crate) fn forget(&self, group: &str, node: &str) {
+        let changed = self
+            .rejected
+            .lock()
+            .map(|mut m| {
+                let before = m.len();
+                m.retain(|(g, n, _), _| g != group || n != node);
+                m.len() != before
+            })
+            .unwrap_or(false);
+        if changed {
+            self.rejected_changes.send_modify(|g| *g += 1);
+        }
     }
 
     /// Streams refused by the grouper (unknown node, missing or wrong credential).
@@ -110,5 +188,30 @@ mod tests {
         assert_eq!(s.nacks_for(ROUTE), 1);
         assert_eq!(s.nacks_for(LISTENER), 0);
         assert_eq!(s.nacks_for("type.googleapis.com/x"), 1);
+    }
+
+    #[test]
+    fn rejections_clear_on_ack_and_stream_end() {
+        let s = XdsStats::new();
+        let mut changes = s.watch_rejections();
+        let rej = |node: &str, t: &str| Rejection {
+            node: node.into(),
+            type_url: t.into(),
+            version: "v1".into(),
+            message: "bad regex".into(),
+        };
+        s.rejected("ns/gw", rej("n1", ROUTE));
+        s.rejected("ns/gw", rej("n2", ROUTE));
+        s.rejected("ns/gw", rej("n1", LISTENER));
+        assert!(changes.has_changed().unwrap_or(false));
+        changes.borrow_and_update();
+        assert_eq!(s.rejections()["ns/gw"].len(), 3);
+        s.accepted("ns/gw", "n1", ROUTE);
+        assert_eq!(s.rejections()["ns/gw"].len(), 2);
+        s.forget("ns/gw", "n1");
+        assert_eq!(s.rejections()["ns/gw"], [rej("n2", ROUTE)]);
+        assert!(changes.has_changed().unwrap_or(false));
+        s.accepted("ns/gw", "n2", ROUTE);
+        assert!(s.rejections().is_empty());
     }
 }

@@ -92,7 +92,10 @@ fn only(out: &Output<DeltaDiscoveryResponse>) -> &DeltaDiscoveryResponse {
 
 /// Envoy's startup with wildcard CDS/LDS; returns the connection with everything ACKed.
 fn handshake(s: Arc<Snapshot>) -> DeltaConnection {
-    let mut c = DeltaConnection::new();
+    handshake_on(DeltaConnection::new(), s)
+}
+
+fn handshake_on(mut c: DeltaConnection, s: Arc<Snapshot>) -> DeltaConnection {
     assert!(c.on_snapshot(s).responses.is_empty());
     let n = only(&c.on_request(req(CLUSTER, &[], &[], "")))
         .nonce
@@ -410,6 +413,32 @@ fn make_before_break_across_a_snapshot_change() {
 }
 
 #[test]
+fn removal_waits_for_the_grace_period_after_the_route_ack() {
+    let grace = std::time::Duration::from_millis(100);
+    let mut c = handshake_on(DeltaConnection::with_removal_grace(grace), basic("1"));
+    assert_eq!(c.wakeup(), None);
+    let next = snap(&[
+        (CLUSTER, "c2", "1"),
+        (LISTENER, "l1", "1"),
+        (ROUTE, "r1", "to-c2"),
+    ]);
+    let n = only(&c.on_snapshot(next)).nonce.clone();
+    let n = only(&c.on_request(ack(CLUSTER, &n))).nonce.clone();
+    // Route ACKed: requests it started on c1 may still be in flight, so c1 stays a while.
+    let acked = std::time::Instant::now();
+    assert!(c.on_request(ack(ROUTE, &n)).responses.is_empty());
+    let wakeup = c.wakeup().expect("a removal is held");
+    assert!(wakeup >= acked + grace && wakeup <= std::time::Instant::now() + grace);
+    assert!(c.on_tick().responses.is_empty(), "too early");
+    std::thread::sleep(wakeup.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(
+        summary(&c.on_tick()),
+        [sent("CDS", &[], &["c1"]), sent("EDS", &[], &["c1"])]
+    );
+    assert_eq!(c.wakeup(), None);
+}
+
+#[test]
 fn route_nack_holds_cluster_removal() {
     let mut c = handshake(basic("1"));
     let next = snap(&[
@@ -581,7 +610,7 @@ fn due_by_merge_walk_equals_due_by_lookup() {
             .collect();
         let want_adds = want.iter().any(|n| !st.client_has.contains_key(n));
 
-        let due = DeltaConnection::compute_due(&st, ROUTE, &s, hold);
+        let due = DeltaConnection::compute_due(&st, ROUTE, &s, |_| !hold);
         if want.is_empty() && want_removed.is_empty() && !st.owe_response {
             assert!(due.is_none(), "{items:?}");
             continue;

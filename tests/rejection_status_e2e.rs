@@ -1,0 +1,109 @@
+//! When Envoy rejects an update anyway (NACK), the Gateway says so within a second: its
+//! `Programmed` condition turns False with Envoy's message (`/debug/status`), and the
+//! `gatehouse_xds_rejected{gateway,type}` gauge counts its rejecting proxies; both clear once
+//! a later update is accepted.
+//!
+//! The NACK is forced with a regex that passes Gatehouse's model but not Envoy's RE2 (as in
+//! `standalone_e2e`). If model-side validation starts refusing it, pick another value from
+//! /work/shared/notes/envoy-facts.md that Envoy rejects.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::standalone::World;
+
+const BAD_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad-regex, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [www.example.com]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: \"/broken(\"}}]
+    backendRefs: [{name: httpbin, port: 8000}]
+";
+const REJECTED: &str =
+    "gatehouse_xds_rejected{gateway=\"kgateway-system/http\",type=\"RouteConfiguration\"}";
+
+/// The Gateway's `Programmed` condition in `/debug/status`, and `/debug/status` itself.
+fn programmed(w: &World) -> (Option<Value>, Value) {
+    let body = w.admin("/debug/status").map(|r| r.body).unwrap_or_default();
+    let doc: Value = serde_json::from_str(&body).unwrap_or_default();
+    let condition = doc["status"]["gateways"]["kgateway-system/http"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Programmed").cloned());
+    (condition, doc)
+}
+
+fn metric_or_zero(w: &World, sample: &str) -> f64 {
+    let body = w.admin("/metrics").map(|r| r.body).unwrap_or_default();
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed() {
+    let w = World::start(false);
+    let (ok, _) = programmed(&w);
+    assert_eq!(
+        ok.as_ref().map(|c| c["status"].clone()),
+        Some("True".into())
+    );
+
+    w.write("bad-route.yaml", BAD_ROUTE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let nacked_at = loop {
+        if metric_or_zero(&w, "gatehouse_xds_nacks_total") >= 1.0 {
+            break Instant::now();
+        }
+        assert!(Instant::now() < deadline, "no NACK\n{}", w.logs());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Within a second of the NACK reaching Gatehouse (the metric is read after it counted).
+    let (condition, doc) = loop {
+        let (c, doc) = programmed(&w);
+        if c.as_ref().is_some_and(|c| c["status"] == "False") {
+            break (c, doc);
+        }
+        assert!(
+            nacked_at.elapsed() < Duration::from_secs(1),
+            "no Programmed=False within a second of the NACK: {doc:#}\n{}",
+            w.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let condition = condition.unwrap_or_default();
+    assert_eq!(condition["reason"], "Invalid", "{condition:#}");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("RouteConfiguration") && message.contains("broken("),
+        "Envoy's message is not in the condition: {message}"
+    );
+    assert_eq!(
+        doc["rejected"]["kgateway-system/http"][0]["type"],
+        "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        "{doc:#}"
+    );
+    assert_eq!(metric_or_zero(&w, REJECTED), 1.0);
+    // /readyz stays a process probe.
+    assert_eq!(w.admin("/readyz").map(|r| r.status), Some(200));
+    let log = std::fs::read_to_string(w.path().join("gatehouse.log")).unwrap_or_default();
+    assert!(
+        log.contains("Gateway status changed"),
+        "status change not logged\n{}",
+        w.logs()
+    );
+
+    // Fixed: the next update is accepted and the Gateway is Programmed again.
+    w.write(
+        "bad-route.yaml",
+        &BAD_ROUTE.replace("/broken(", "/fixed/.*"),
+    );
+    w.wait_until("Programmed=True again", Duration::from_secs(30), |w| {
+        programmed(w).0.is_some_and(|c| c["status"] == "True")
+    });
+    assert_eq!(metric_or_zero(&w, REJECTED), 0.0);
+}
