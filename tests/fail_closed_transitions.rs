@@ -825,3 +825,90 @@ spec:
     eprintln!("{mode}: the chain guard refused {guard}");
     assert!(guard > 0, "{mode}: the guard was not exercised");
 }
+
+/// A `failOpen` provider that stops being used (here: its backendRef stops resolving, so its
+/// routes fail closed) while checks are in flight: the checks must finish against its cluster,
+/// not fail because the cluster was removed under them — a failure `failOpen` would turn into
+/// an unchecked 200.
+#[test]
+fn removing_a_fail_open_provider_lets_no_check_in_flight_through() {
+    let mut w = World::start(false);
+    let grpc = free_port();
+    w.start_authz("grpc-0", Some(grpc), None);
+    let ports = Ports {
+        listeners: [w.listener_port, free_port()],
+        echo: w.echo_port,
+        grpc: [grpc, grpc],
+        http: [0, 0],
+    };
+    let mut state = State::initial();
+    state.exts[0].fail_open = true;
+    state.policies.insert(Target::Route1, Action::Ext(0));
+    let admin = PROBES[1];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    w.remove("httpbin.yaml");
+    w.remove("gateway.yaml");
+    let mut unchecked = 0;
+    let mut sent = 0;
+    rt.block_on(async {
+        for round in 0..10 {
+            state.exts[0].valid = true;
+            w.write("config.yaml", &manifests(&state, &ports));
+            wait_live(&state, &ports, "a fail-open provider in use")
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut tasks = Vec::new();
+            for i in 0..8 {
+                let stop = stop.clone();
+                let proto = if i % 2 == 0 {
+                    Proto::Http1
+                } else {
+                    Proto::Http2
+                };
+                let port = ports.listeners[0];
+                tasks.push(tokio::spawn(async move {
+                    let (mut ok, mut n) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut c) = Conn::open(port, proto).await else {
+                            continue;
+                        };
+                        while let Some(r) = c.get(admin.host, admin.path, &[]).await {
+                            n += 1;
+                            if (200..300).contains(&r.status) {
+                                ok += 1;
+                            }
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
+                    }
+                    (ok, n)
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            state.exts[0].valid = false;
+            w.write("config.yaml", &manifests(&state, &ports));
+            let live = wait_live(&state, &ports, &format!("round {round}: provider invalid")).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.store(true, Ordering::Relaxed);
+            for t in tasks {
+                let (ok, n) = t.await.expect("task");
+                unchecked += ok;
+                sent += n;
+            }
+            live.unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+        }
+    });
+    eprintln!(
+        "{sent} requests while a fail-open provider was retired 10 times: {unchecked} unchecked 2xx"
+    );
+    assert_eq!(
+        unchecked, 0,
+        "checks in flight failed open when their cluster went away"
+    );
+}

@@ -80,10 +80,7 @@ fn other_spellings_of_a_protected_path_are_checked() {
     }
     for path in ["/admin%2Fx", "/admin%2fx", "/public/..%2Fadmin/x"] {
         let r = get(path, &[]);
-        assert!(
-            !(200..300).contains(&r.status),
-            "{path} was served: {r:?}"
-        );
+        assert!(!(200..300).contains(&r.status), "{path} was served: {r:?}");
         if (300..400).contains(&r.status) {
             let location = r.header("location").unwrap_or_default().to_string();
             assert!(location.ends_with("/admin/x"), "{path} -> {location}");
