@@ -53,7 +53,15 @@ impl View {
 
     /// The effective ext auth of every route (computed on request: builds do not pay for it).
     pub fn explain(&self) -> Vec<crate::explain::Row> {
-        crate::explain::explain(&self.model)
+        let mut rows = crate::explain::explain(&self.model);
+        for r in &mut rows {
+            r.proxies_rejected = self
+                .rejected
+                .iter()
+                .find(|(k, _)| k.to_string() == r.gateway)
+                .map(|(_, rejections)| rejected_condition(rejections).message);
+        }
+        rows
     }
 }
 

@@ -42,6 +42,10 @@ pub struct Row {
     #[serde(rename = "match")]
     pub matches: String,
     pub auth: Auth,
+    /// Set when the Gateway's proxies rejected the last update: they still serve the previous
+    /// configuration, not this row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxies_rejected: Option<String>,
 }
 
 fn describe_match(m: &MatchModel) -> String {
@@ -134,6 +138,7 @@ pub fn explain(model: &Model) -> Vec<Row> {
                             .unwrap_or_else(|| r.rule_index.to_string()),
                         matches: describe_match(&r.matches),
                         auth: auth(gw, &r.auth),
+                        proxies_rejected: None,
                     });
                 }
             }
@@ -205,7 +210,18 @@ pub fn table(rows: &[Row]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    lines
+    let mut notes: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let why = r.proxies_rejected.as_ref()?;
+            Some(format!(
+                "NOTE {}: not in effect, its proxies rejected the last update: {why}\n",
+                r.gateway
+            ))
+        })
+        .collect();
+    notes.dedup();
+    let table: String = lines
         .iter()
         .map(|l| {
             let cells: Vec<String> = l
@@ -222,7 +238,8 @@ pub fn table(rows: &[Row]) -> String {
                 .collect();
             cells.join("  ").trim_end().to_string() + "\n"
         })
-        .collect()
+        .collect();
+    table + &notes.concat()
 }
 
 fn node_id(prefix: &str, name: &str) -> String {

@@ -88,6 +88,27 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
         "{doc:#}"
     );
     assert_eq!(metric_or_zero(&w, REJECTED), 1.0);
+    // explain says the Gateway's rows are not what its proxies serve.
+    let table = w
+        .admin("/debug/explain?format=table")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    assert!(
+        table.contains(
+            "NOTE kgateway-system/http: not in effect, its proxies rejected the last update"
+        ),
+        "{table}"
+    );
+    let rows: Value = w
+        .admin("/debug/explain")
+        .and_then(|r| serde_json::from_str(&r.body).ok())
+        .unwrap_or_default();
+    assert!(
+        rows[0]["proxiesRejected"]
+            .as_str()
+            .is_some_and(|m| m.contains("RouteConfiguration")),
+        "{rows:#}"
+    );
     // /readyz stays a process probe.
     assert_eq!(w.admin("/readyz").map(|r| r.status), Some(200));
     let log = std::fs::read_to_string(w.path().join("gatehouse.log")).unwrap_or_default();
@@ -106,4 +127,9 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
         programmed(w).0.is_some_and(|c| c["status"] == "True")
     });
     assert_eq!(metric_or_zero(&w, REJECTED), 0.0);
+    let table = w
+        .admin("/debug/explain?format=table")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    assert!(!table.contains("NOTE"), "{table}");
 }
