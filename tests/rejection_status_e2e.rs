@@ -109,8 +109,15 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
             .is_some_and(|m| m.contains("RouteConfiguration")),
         "{rows:#}"
     );
-    // /readyz stays a process probe.
-    assert_eq!(w.admin("/readyz").map(|r| r.status), Some(200));
+    // /readyz stays a process probe, and names the Gateway whose proxies rejected.
+    let ready = w.admin("/readyz").expect("readyz");
+    assert_eq!(ready.status, 200);
+    assert!(
+        ready.body.contains("gateway kgateway-system/http: proxy")
+            && ready.body.contains("RouteConfiguration"),
+        "{}",
+        ready.body
+    );
     let log = std::fs::read_to_string(w.path().join("gatehouse.log")).unwrap_or_default();
     assert!(
         log.contains("Gateway status changed"),
@@ -132,4 +139,8 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
         .map(|r| r.body)
         .unwrap_or_default();
     assert!(!table.contains("NOTE"), "{table}");
+    assert_eq!(
+        w.admin("/readyz").map(|r| r.body).as_deref(),
+        Some("ready\n")
+    );
 }

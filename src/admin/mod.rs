@@ -52,7 +52,18 @@ async fn readyz(State(s): State<AdminState>) -> Response {
         )
             .into_response()
     } else if s.shared.ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        // Still ready: Gatehouse itself works, and pulling it from service would not help a
+        // proxy that rejected an update. The body names the Gateways whose proxies did.
+        let mut body = "ready\n".to_string();
+        for (gateway, rejections) in s.shared.view().rejected.iter() {
+            for r in rejections {
+                body.push_str(&format!(
+                    "gateway {gateway}: proxy {} rejected {} version {}: {}\n",
+                    r.node, r.type_url, r.version, r.message
+                ));
+            }
+        }
+        (StatusCode::OK, body).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
