@@ -89,3 +89,75 @@ fn other_spellings_of_a_protected_path_are_checked() {
         }
     }
 }
+
+/// Gateway API listener isolation: a request is handled only by the routes of the most
+/// specific listener that matches it. A route attached to a catch-all listener and to a
+/// protected hostname listener of the same port must not serve the protected hostname through
+/// the unprotected copy.
+#[test]
+fn the_most_specific_listener_owns_its_hostname() {
+    let w = World::start(false);
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gatehouse}}
+spec: {{controllerName: gatehouse.dev/gatehouse}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: kgateway-system}}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: admin, hostname: admin.example.com, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: wild, hostname: \"*.internal.example.com\", protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+",
+        port = w.listener_port
+    );
+    w.write_and_wait("gateway.yaml", &gateway);
+    w.write_and_wait(
+        "isolation.yaml",
+        "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: protect-admin-listener, namespace: kgateway-system}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: http, sectionName: admin}]
+  extAuth: {extensionRef: {name: basic-ext-auth}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: everywhere, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [admin.example.com, open.example.com, api.internal.example.com]
+  rules: [{backendRefs: [{name: httpbin, port: 8000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catch-all, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system, sectionName: http}]
+  rules: [{backendRefs: [{name: httpbin, port: 8000}]}]
+",
+    );
+    let get = |host: &str, headers: &[(&str, &str)]| {
+        http::get(w.listener_port, host, "/x", headers).map(|r| r.status)
+    };
+    w.wait_for_response(
+        "the admin listener's policy in force",
+        || http::get(w.listener_port, "admin.example.com", "/x", &[]),
+        |r| r.status == 403,
+    );
+    assert_eq!(
+        get("admin.example.com", &[("x-ext-authz", "allow")]).ok(),
+        Some(200)
+    );
+    // Hosts only the catch-all listener owns are served by it, unprotected.
+    assert_eq!(get("open.example.com", &[]).ok(), Some(200));
+    assert_eq!(get("anything.example.org", &[]).ok(), Some(200));
+    // The wildcard listener owns its subdomains: its route's host is served, any other host
+    // under it gets 404 from the wildcard listener instead of the catch-all route.
+    assert_eq!(get("api.internal.example.com", &[]).ok(), Some(200));
+    assert_eq!(get("other.internal.example.com", &[]).ok(), Some(404));
+}

@@ -228,7 +228,7 @@ fn every_protected_route_names_an_identity_its_guard_allows() {
                 .expect("table of the listener");
             let mut protected = 0;
             for vh in routes["virtualHosts"].as_array().expect("hosts") {
-                for r in vh["routes"].as_array().expect("routes") {
+                for r in vh["routes"].as_array().into_iter().flatten() {
                     let enabled = r["typedPerFilterConfig"]
                         .as_object()
                         .is_some_and(|m| m.values().any(|c| c.get("checkSettings").is_some()));

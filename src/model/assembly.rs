@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::contribution::Contribution;
 use super::extensions::ProviderResult;
-use super::gateways::GatewayInfo;
+use super::gateways::{GatewayInfo, ListenerInfo};
 use super::types::{
     ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteAuth, VirtualHostModel,
 };
@@ -156,17 +156,44 @@ impl Assembly {
                     clusters.insert(c.key.clone(), c.clone());
                 }
             }
-            let virtual_hosts = self
-                .hosts
-                .get_mut(&port)
-                .into_iter()
-                .flatten()
-                .map(|(hostname, host)| {
-                    host.model
-                        .get_or_insert_with(|| Arc::new(host_model(hostname, &host.entries)))
-                        .clone()
-                })
+            let listeners: Vec<&ListenerInfo> = info
+                .listeners
+                .iter()
+                .filter(|l| l.valid && l.port == port)
                 .collect();
+            let mut hosts: BTreeMap<String, Arc<VirtualHostModel>> = BTreeMap::new();
+            for (hostname, host) in self.hosts.get_mut(&port).into_iter().flatten() {
+                let model = host
+                    .model
+                    .get_or_insert_with(|| {
+                        Arc::new(host_model(
+                            hostname,
+                            &host.entries,
+                            owner(hostname, &listeners),
+                        ))
+                    })
+                    .clone();
+                // A host whose routes all came through a less specific listener is left to the
+                // owner's (wildcard or catch-all) host.
+                if !model.routes.is_empty() {
+                    hosts.insert(hostname.clone(), model);
+                }
+            }
+            // Listener isolation: a listener with a hostname owns the requests for it, so it
+            // gets a host even without routes (404), rather than leaving them to another
+            // listener's less specific host.
+            for l in &listeners {
+                if let Some(h) = &l.hostname {
+                    hosts.entry(h.clone()).or_insert_with(|| {
+                        Arc::new(VirtualHostModel {
+                            hostname: h.clone(),
+                            listener: l.name.clone(),
+                            routes: Vec::new(),
+                        })
+                    });
+                }
+            }
+            let virtual_hosts = hosts.into_values().collect();
             ports.push(PortModel {
                 port,
                 virtual_hosts,
@@ -182,21 +209,81 @@ impl Assembly {
     }
 }
 
+/// The listener that owns requests for `hostname` on its port: the most specific one whose
+/// hostname matches it (Gateway API listener isolation: exact, then the longest wildcard, then
+/// none). `None` only when no listener of the port matches, which attachment rules out.
+fn owner<'a>(hostname: &str, listeners: &[&'a ListenerInfo]) -> Option<&'a ListenerInfo> {
+    listeners
+        .iter()
+        .filter_map(|l| specificity(l.hostname.as_deref(), hostname).map(|s| (s, *l)))
+        .max_by_key(|(s, _)| *s)
+        .map(|(_, l)| l)
+}
+
+/// How specifically a listener hostname matches a host's hostname (which may itself be a
+/// wildcard): `None` when it does not.
+fn specificity(listener: Option<&str>, host: &str) -> Option<usize> {
+    let Some(listener) = listener else {
+        return Some(0);
+    };
+    if listener == host {
+        return Some(2 + listener.len());
+    }
+    let suffix = listener.strip_prefix('*')?;
+    let covered = match host.strip_prefix('*') {
+        Some(host_suffix) => host_suffix.ends_with(suffix),
+        None => host.ends_with(suffix),
+    };
+    covered.then_some(1 + suffix.len())
+}
+
 fn host_model(
     hostname: &str,
     entries: &BTreeMap<(Arc<ObjKey>, usize), Arc<Contribution>>,
+    owner: Option<&ListenerInfo>,
 ) -> VirtualHostModel {
-    let mut routes: Vec<_> = entries.iter().map(|((_, i), c)| &c.entries[*i]).collect();
-    // The listener of the first route in key order owns the hostname.
-    let listener = routes
-        .first()
-        .map(|e| e.listener.clone())
-        .unwrap_or_default();
+    let mut routes: Vec<_> = entries
+        .iter()
+        .map(|((_, i), c)| &c.entries[*i])
+        .filter(|e| owner.is_none_or(|o| o.name == e.listener))
+        .collect();
+    let listener = owner.map(|o| o.name.clone()).unwrap_or_else(|| {
+        routes
+            .first()
+            .map(|e| e.listener.clone())
+            .unwrap_or_default()
+    });
     // Stable: routes equal in precedence stay in key order.
     routes.sort_by(|a, b| matches::precedence((&a.route, &a.created), (&b.route, &b.created)));
     VirtualHostModel {
         hostname: hostname.to_string(),
         listener,
         routes: routes.into_iter().map(|e| e.route.clone()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::specificity;
+
+    #[test]
+    fn exact_beats_the_longest_wildcard_beats_a_shorter_one_beats_none() {
+        let host = "api.internal.example.com";
+        let order: Vec<Option<usize>> = [
+            Some("api.internal.example.com"),
+            Some("*.internal.example.com"),
+            Some("*.example.com"),
+            None,
+        ]
+        .into_iter()
+        .map(|l| specificity(l, host))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] > w[1]), "{order:?}");
+        assert_eq!(specificity(Some("other.example.com"), host), None);
+        assert_eq!(specificity(Some("*.example.org"), host), None);
+        // A wildcard host is covered by an equal or broader wildcard listener only.
+        assert!(specificity(Some("*.example.com"), "*.internal.example.com").is_some());
+        assert_eq!(specificity(Some("*.internal.example.com"), "*.example.com"), None);
+        assert_eq!(specificity(Some("api.example.com"), "*.example.com"), None);
     }
 }
