@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ENVOY=${GATEHOUSE_ENVOY:-$PWD/.venv/bin/envoy}
 BIN=${GATEHOUSE_BIN_DIR:-$PWD/target/debug}
 RUN=$PWD/.run
-LISTENER_PORT=8080 XDS_PORT=18000 ADMIN_PORT=19001 ENVOY_ADMIN_PORT=19000 AUTHZ_PORT=9000 ECHO_PORT=3000
+LISTENER_PORT=8080 XDS_PORT=18000 ADMIN_PORT=19001 DEBUG_PORT=19002 ENVOY_ADMIN_PORT=19000 AUTHZ_PORT=9000 ECHO_PORT=3000
 AUTO=false
 [[ ${1:-} == --auto ]] && AUTO=true
 
@@ -19,7 +19,7 @@ for bin in "$BIN/gatehouse" "$BIN/gatehouse-ext-authz" "$BIN/gatehouse-echo"; do
   [[ -x $bin ]] || { echo "missing $bin: run 'cargo build --workspace' (make run does)" >&2; exit 1; }
 done
 [[ -x $ENVOY ]] || { echo "missing Envoy at $ENVOY: run 'make envoy'" >&2; exit 1; }
-for port in $LISTENER_PORT $XDS_PORT $ADMIN_PORT $ENVOY_ADMIN_PORT $AUTHZ_PORT $ECHO_PORT; do
+for port in $LISTENER_PORT $XDS_PORT $ADMIN_PORT $DEBUG_PORT $ENVOY_ADMIN_PORT $AUTHZ_PORT $ECHO_PORT; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "port $port on 127.0.0.1 is already in use; stop what holds it and try again" >&2; exit 1
   fi
@@ -55,7 +55,7 @@ wait_for() { # what, command…
 start ext-authz "$BIN/gatehouse-ext-authz" --grpc-addr 127.0.0.1:$AUTHZ_PORT --http-addr off
 start echo "$BIN/gatehouse-echo" --addr 127.0.0.1:$ECHO_PORT --name httpbin
 start gatehouse "$BIN/gatehouse" standalone --manifests "$RUN/manifests" --listener-address 127.0.0.1 \
-  --xds-address 127.0.0.1:$XDS_PORT --admin-address 127.0.0.1:$ADMIN_PORT
+  --xds-address 127.0.0.1:$XDS_PORT --admin-address 127.0.0.1:$ADMIN_PORT --debug-address 127.0.0.1:$DEBUG_PORT
 wait_for "gatehouse" curl -sf http://127.0.0.1:$ADMIN_PORT/readyz
 "$BIN/gatehouse" bootstrap --gateway kgateway-system/http --xds-address 127.0.0.1:$XDS_PORT \
   --admin-port $ENVOY_ADMIN_PORT >"$RUN/envoy-bootstrap.yaml"
@@ -66,7 +66,7 @@ cat <<TXT
 
 Gatehouse is serving the ext auth walkthrough to a real Envoy.
   Envoy listener   http://localhost:$LISTENER_PORT   (Gateway kgateway-system/http)
-  Gatehouse admin  http://localhost:$ADMIN_PORT/debug/status  /debug/xds  /metrics
+  Gatehouse admin  http://localhost:$ADMIN_PORT/metrics  /readyz;  debug  http://localhost:$DEBUG_PORT/debug/status  /debug/xds  /debug/explain
   Watched dir      $RUN/manifests   (edit, add or remove YAML: Envoy follows)
   Logs             $RUN/logs/
 

@@ -28,6 +28,52 @@ pub fn resources_json(res: &GatewayResources) -> Result<Value, JsonError> {
     Ok(doc)
 }
 
+/// Shown instead of a credential-like header value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Replaces the value of every header whose name looks like a credential (`authorization`,
+/// `cookie`, `x-api-key`, anything with `token`, `secret`, `password`, `key` or `auth` in it)
+/// in a rendered document: `headersToAdd` of HTTP auth services and header modifiers often
+/// carry static credentials, and the debug endpoints are for reading configuration, not
+/// secrets.
+pub fn redact(doc: &mut Value) {
+    match doc {
+        Value::Object(map) => {
+            let sensitive = map
+                .get("key")
+                .and_then(Value::as_str)
+                .is_some_and(credential_like);
+            for (k, v) in map.iter_mut() {
+                if sensitive && k == "value" && v.is_string() {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+fn credential_like(header: &str) -> bool {
+    let h = header.to_ascii_lowercase();
+    h == "cookie"
+        || h == "set-cookie"
+        || [
+            "auth",
+            "token",
+            "secret",
+            "password",
+            "passwd",
+            "key",
+            "session",
+            "credential",
+        ]
+        .iter()
+        .any(|w| h.contains(w))
+}
+
 /// The `translate` document: every Gateway's resources and the computed status.
 pub fn translate_json(all: &[GatewayResources], status: &Status) -> Result<Value, JsonError> {
     Ok(json!({
@@ -39,4 +85,29 @@ pub fn translate_json(all: &[GatewayResources], status: &Status) -> Result<Value
 /// A Gateway's static bootstrap as JSON (what `envoy -c` reads).
 pub fn bootstrap_json(res: &GatewayResources) -> Result<Value, JsonError> {
     message_to_json(&static_bootstrap(res))
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::{REDACTED, redact};
+    use serde_json::json;
+
+    #[test]
+    fn credential_like_header_values_are_redacted_wherever_they_are() {
+        let mut doc = json!({"listeners": [{"headersToAdd": [
+            {"key": "Authorization", "value": "Bearer s3cr3t"},
+            {"key": "x-api-key", "value": "k"},
+            {"key": "x-session-token", "value": "t"},
+            {"key": "cookie", "value": "c"},
+            {"key": "x-tenant", "value": "team-a"},
+        ]}], "routes": [{"requestHeadersToAdd": [{"header": {"key": "x-db-password", "value": "p"}}]}]});
+        redact(&mut doc);
+        let text = doc.to_string();
+        for secret in ["s3cr3t", "\"k\"", "\"t\"", "\"c\"", "\"p\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(doc["listeners"][0]["headersToAdd"][0]["value"], REDACTED);
+        assert_eq!(doc["listeners"][0]["headersToAdd"][4]["value"], "team-a");
+        assert_eq!(doc["listeners"][0]["headersToAdd"][4]["key"], "x-tenant");
+    }
 }

@@ -319,3 +319,43 @@ fn sigterm_stops_gatehouse_cleanly_and_envoy_keeps_serving() {
     // Envoy keeps its last configuration without a control plane.
     assert_eq!(w.get(&[]).expect("request").status, 200);
 }
+
+/// `/debug/*` shows every tenant's configuration: it is served on its own (loopback) address,
+/// never on the admin port probes and Prometheus reach, and credential-like header values in
+/// it are redacted.
+#[test]
+fn debug_endpoints_are_apart_from_the_admin_port_and_redact_credentials() {
+    let w = World::start(false);
+    w.write_and_wait(
+        "http-authz.yaml",
+        "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayExtension
+metadata: {name: with-secret, namespace: kgateway-system}
+spec:
+  type: ExtAuth
+  extAuth:
+    httpService:
+      backendRef: {name: ext-authz, port: 4444}
+      authorizationRequest:
+        headersToAdd: {authorization: Basic c2VjcmV0LXZhbHVl, x-tenant: team-a}
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: uses-secret, namespace: kgateway-system}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: http}]
+  extAuth: {extensionRef: {name: with-secret}}
+",
+    );
+    let on_admin = http::get(w.admin_port, "localhost", "/debug/xds", &[]).expect("admin");
+    assert_eq!(on_admin.status, 404, "debug served on the admin port");
+    let xds = w.admin("/debug/xds").expect("debug port");
+    assert_eq!(xds.status, 200);
+    assert!(
+        xds.body.contains("x-tenant") && xds.body.contains("team-a"),
+        "{}",
+        xds.body
+    );
+    assert!(!xds.body.contains("c2VjcmV0LXZhbHVl"), "credential shown");
+    assert!(xds.body.contains("[redacted]"));
+}

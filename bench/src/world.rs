@@ -70,7 +70,7 @@ impl World {
         wait_port(targets.backend_port, "echo")?;
         wait_port(targets.authz_port, "ext-authz")?;
         std::fs::write(manifests.join("all.yaml"), manifests_text(scale, &targets))?;
-        let (xds_port, admin_port) = (free_port()?, free_port()?);
+        let (xds_port, admin_port, debug_port) = (free_port()?, free_port()?, free_port()?);
         let mut gh = Command::new(bin("gatehouse")?);
         gh.args([
             "standalone",
@@ -81,6 +81,7 @@ impl World {
         .arg(&manifests)
         .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
         .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
+        .args(["--debug-address", &format!("127.0.0.1:{debug_port}")])
         .env("RUST_LOG", log_level("GATEHOUSE_BENCH_LOG", "warn"));
         let gatehouse = Proc::spawn("gatehouse", gh, dir.path())?;
         wait_port(admin_port, "gatehouse admin")?;

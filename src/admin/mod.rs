@@ -21,25 +21,32 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
 }
 
-/// The admin routes.
+/// The admin routes: what probes and Prometheus read, safe to expose to the cluster.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The debug routes: every Gateway's configuration and status. Served on their own address,
+/// loopback by default, because they show every tenant's configuration.
+pub fn debug_router(state: AdminState) -> Router {
+    Router::new()
         .route("/debug/xds", get(debug_xds))
         .route("/debug/status", get(debug_status))
         .route("/debug/explain", get(debug_explain))
         .with_state(state)
 }
 
-/// Serves the admin routes until `shutdown` resolves.
+/// Serves `router` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AdminState,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -124,7 +131,12 @@ async fn debug_xds(State(s): State<AdminState>, Query(q): Query<XdsQuery>) -> Re
     };
     let docs: Result<Vec<_>, _> = selected
         .into_iter()
-        .map(|r| crate::render::resources_json(r))
+        .map(|r| {
+            crate::render::resources_json(r).map(|mut doc| {
+                crate::render::redact(&mut doc);
+                doc
+            })
+        })
         .collect();
     match docs {
         Ok(docs) if q.gateway.is_some() => json(&docs[0]),

@@ -30,9 +30,12 @@ pub struct Args {
     /// Where to serve xDS (ADS over gRPC).
     #[arg(long, default_value = "0.0.0.0:18000")]
     pub xds_address: SocketAddr,
-    /// Where to serve /healthz, /readyz, /metrics and /debug/*.
+    /// Where to serve /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:19001")]
     pub admin_address: SocketAddr,
+    /// Where to serve /debug/* (every Gateway's configuration): loopback unless you mean it.
+    #[arg(long, default_value = "127.0.0.1:19002")]
+    pub debug_address: SocketAddr,
     /// Address the Envoy listeners bind to.
     #[arg(long, default_value = "0.0.0.0")]
     pub listener_address: String,
@@ -145,6 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let serving = Serving::start(
         args.xds_address,
         args.admin_address,
+        args.debug_address,
         ModelConfig {
             controller_name: args.controller_name.clone(),
             accept_unknown_classes: false,

@@ -37,6 +37,7 @@ pub struct Serving {
     pub shared: Arc<Shared>,
     xds: JoinHandle<Result<(), gatehouse_xds::XdsError>>,
     admin: JoinHandle<std::io::Result<()>>,
+    debug: JoinHandle<std::io::Result<()>>,
 }
 
 impl Serving {
@@ -44,6 +45,7 @@ impl Serving {
     pub async fn start(
         xds_address: SocketAddr,
         admin_address: SocketAddr,
+        debug_address: SocketAddr,
         model_config: ModelConfig,
         translate_options: TranslateOptions,
         security: XdsSecurity,
@@ -67,6 +69,9 @@ impl Serving {
         let admin_listener = tokio::net::TcpListener::bind(admin_address)
             .await
             .with_context(|| format!("cannot listen for admin on {admin_address}"))?;
+        let debug_listener = tokio::net::TcpListener::bind(debug_address)
+            .await
+            .with_context(|| format!("cannot listen for debug on {debug_address}"))?;
         tokio::spawn(report_rejections(stats.clone(), shared.clone()));
         let ads = AdsServer::new(cache, engine.grouper(security.auth), stats)
             // Requests the old routes started are still in flight on a removed cluster, and
@@ -83,13 +88,23 @@ impl Serving {
             shared: shared.clone(),
             metrics: metrics.clone(),
         };
-        let admin = tokio::spawn(admin::serve(admin_listener, state, shutdown.wait()));
+        let debug = tokio::spawn(admin::serve(
+            debug_listener,
+            admin::debug_router(state.clone()),
+            shutdown.wait(),
+        ));
+        let admin = tokio::spawn(admin::serve(
+            admin_listener,
+            admin::router(state),
+            shutdown.wait(),
+        ));
         Ok(Serving {
             engine,
             metrics,
             shared,
             xds,
             admin,
+            debug,
         })
     }
 
@@ -100,6 +115,10 @@ impl Serving {
             .await
             .context("admin task")?
             .context("admin server")?;
+        self.debug
+            .await
+            .context("debug task")?
+            .context("debug server")?;
         Ok(())
     }
 }

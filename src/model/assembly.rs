@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(specificity(Some("*.example.org"), host), None);
         // A wildcard host is covered by an equal or broader wildcard listener only.
         assert!(specificity(Some("*.example.com"), "*.internal.example.com").is_some());
-        assert_eq!(specificity(Some("*.internal.example.com"), "*.example.com"), None);
+        assert_eq!(
+            specificity(Some("*.internal.example.com"), "*.example.com"),
+            None
+        );
         assert_eq!(specificity(Some("api.example.com"), "*.example.com"), None);
     }
 }

@@ -122,11 +122,12 @@ impl ClusterWorld {
         namespace: &str,
     ) -> usize {
         for _attempt in 0..3 {
-            let (xds_port, admin_port) = (free_port(), free_port());
+            let (xds_port, admin_port, debug_port) = (free_port(), free_port(), free_port());
             let mut cmd = Command::new(gatehouse());
             cmd.arg("controller")
                 .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
                 .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
+                .args(["--debug-address", &format!("127.0.0.1:{debug_port}")])
                 .args([
                     "--listener-address",
                     "127.0.0.1",

@@ -164,6 +164,7 @@ pub struct Conformance {
     pub manifests: PathBuf,
     pub xds_port: u16,
     pub admin_port: u16,
+    pub debug_port: u16,
     /// Pods `ns/app` (a selector's `app` label, or the Service for selector-less ones) → echo
     /// port.
     pub echoes: BTreeMap<String, u16>,
@@ -184,6 +185,7 @@ impl Conformance {
             manifests,
             xds_port: free_port(),
             admin_port: free_port(),
+            debug_port: free_port(),
             echoes: BTreeMap::new(),
             ports: BTreeMap::new(),
             envoys: BTreeMap::new(),
@@ -202,6 +204,7 @@ impl Conformance {
             .arg(&w.manifests)
             .args(["--xds-address", &format!("127.0.0.1:{}", w.xds_port)])
             .args(["--admin-address", &format!("127.0.0.1:{}", w.admin_port)])
+            .args(["--debug-address", &format!("127.0.0.1:{}", w.debug_port)])
             .env("RUST_LOG", "info");
         w.procs.push(Proc::spawn("gatehouse", gh, w.dir.path()));
         wait_for_port(w.admin_port, Duration::from_secs(10), "gatehouse admin");
@@ -317,8 +320,14 @@ impl Conformance {
         let _ = std::fs::remove_file(self.manifests.join(name));
     }
 
+    /// Gatehouse's admin endpoint, or its debug endpoint for `/debug/*` paths.
     pub fn admin(&self, path: &str) -> Option<Response> {
-        http::get(self.admin_port, "localhost", path, &[]).ok()
+        let port = if path.starts_with("/debug/") {
+            self.debug_port
+        } else {
+            self.admin_port
+        };
+        http::get(port, "localhost", path, &[]).ok()
     }
 
     pub fn builds(&self) -> u64 {

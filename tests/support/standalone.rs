@@ -19,6 +19,8 @@ pub struct World {
     pub listener_port: u16,
     pub xds_port: u16,
     pub admin_port: u16,
+    /// Gatehouse's `/debug/*` port.
+    pub debug_port: u16,
     pub envoy_admin_port: u16,
     pub echo_port: u16,
     pub authz_port: u16,
@@ -53,6 +55,7 @@ impl World {
             listener_port: free_port(),
             xds_port: free_port(),
             admin_port: free_port(),
+            debug_port: free_port(),
             envoy_admin_port: free_port(),
             echo_port: free_port(),
             authz_port: free_port(),
@@ -118,6 +121,7 @@ impl World {
             .arg(&self.manifests)
             .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
             .args(["--admin-address", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--debug-address", &format!("127.0.0.1:{}", self.debug_port)])
             .args(&self.gatehouse_args)
             .env("RUST_LOG", "info,gatehouse_xds=debug");
         self.spawn("gatehouse", gh);
@@ -260,8 +264,14 @@ impl World {
     }
 
     /// Gatehouse's admin endpoint.
+    /// Gatehouse's admin endpoint, or its debug endpoint for `/debug/*` paths.
     pub fn admin(&self, path: &str) -> Option<Response> {
-        http::get(self.admin_port, "localhost", path, &[]).ok()
+        let port = if path.starts_with("/debug/") {
+            self.debug_port
+        } else {
+            self.admin_port
+        };
+        http::get(port, "localhost", path, &[]).ok()
     }
 
     /// Polls until `check` holds for a response, or fails with the logs.
