@@ -14,7 +14,7 @@ use gatehouse::engine::XdsAuth;
 use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
 use gatehouse_xds::TlsOptions;
 
-use super::serve::{Serving, XdsSecurity};
+use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
 /// Quiet time that ends a burst of API events.
@@ -146,9 +146,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     let serving = Serving::start(
-        args.xds_address,
-        args.admin_address,
-        args.debug_address,
+        Addresses {
+            xds: args.xds_address,
+            admin: args.admin_address,
+            debug: args.debug_address,
+        },
         ModelConfig {
             controller_name: args.controller_name.clone(),
             accept_unknown_classes: false,

@@ -30,6 +30,13 @@ impl XdsSecurity {
     }
 }
 
+/// Where the servers listen.
+pub struct Addresses {
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    pub debug: SocketAddr,
+}
+
 /// The running servers around one engine.
 pub struct Serving {
     pub engine: Arc<Engine>,
@@ -43,15 +50,18 @@ pub struct Serving {
 impl Serving {
     /// Binds both addresses (a clear error when one is taken) and starts serving.
     pub async fn start(
-        xds_address: SocketAddr,
-        admin_address: SocketAddr,
-        debug_address: SocketAddr,
+        addresses: Addresses,
         model_config: ModelConfig,
         translate_options: TranslateOptions,
         security: XdsSecurity,
         removal_grace: std::time::Duration,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Serving> {
+        let Addresses {
+            xds: xds_address,
+            admin: admin_address,
+            debug: debug_address,
+        } = addresses;
         let cache = SnapshotCache::new();
         let stats = Arc::new(XdsStats::new());
         let metrics = Arc::new(Metrics::new(stats.clone()));

@@ -6,7 +6,7 @@ use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
 use gatehouse::source::files;
 use gatehouse::translate::TranslateOptions;
 
-use super::serve::{Serving, XdsSecurity};
+use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
 /// Arguments of `standalone`.
@@ -47,9 +47,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     let shutdown = Shutdown::install();
     let serving = Serving::start(
-        args.xds_address,
-        args.admin_address,
-        args.debug_address,
+        Addresses {
+            xds: args.xds_address,
+            admin: args.admin_address,
+            debug: args.debug_address,
+        },
         ModelConfig {
             controller_name: args.controller_name,
             accept_unknown_classes: true,
