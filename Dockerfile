@@ -2,10 +2,13 @@
 # The `gatehouse` image the Helm chart (charts/gatehouse) runs:
 #   docker build -t ghcr.io/gatehouse-dev/gatehouse:0.1.0 .
 # Builder: the workspace's rust-version (Cargo.toml) on Debian 12; the runtime is distroless
-# cc-debian12 (glibc + libgcc, no shell) as the nonroot user 65532, which the chart's
-# securityContext expects.
+# cc-debian12 (glibc, libgcc and libstdc++ — RE2 is linked statically, its C++ runtime is
+# not; no shell) as the nonroot user 65532, which the chart's securityContext expects.
 
 FROM rust:1.92-bookworm AS build
+# RE2 (static archive + headers): build.rs links it to validate regexes as Envoy does.
+RUN apt-get update && apt-get install -y --no-install-recommends libre2-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole workspace: every member's manifest must exist for cargo to resolve it.
 COPY . .

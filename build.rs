@@ -1,5 +1,7 @@
 //! Compiles the Envoy `.proto` files that envoy-types ships into a descriptor set, so that the
-//! binary can print Envoy resources as canonical proto3 JSON (with `@type` on `Any`).
+//! binary can print Envoy resources as canonical proto3 JSON (with `@type` on `Any`); and links
+//! RE2 (Debian's `libre2-dev`, statically) through a small C++ shim, so that tenant regexes are
+//! judged by the engine Envoy runs rather than by Rust's `regex`, whose syntax differs.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,37 @@ fn main() {
     std::fs::write(&out, prost::Message::encode_to_vec(&descriptors))
         .expect("write descriptor set");
     println!("cargo:rerun-if-changed=build.rs");
+    link_re2();
+}
+
+/// Compiles `native/re2_shim.cc` and links it with RE2. RE2 is linked statically, so the
+/// binary runs where `libre2` is not installed (the distroless image); libstdc++ stays dynamic.
+fn link_re2() {
+    println!("cargo:rerun-if-changed=native/re2_shim.cc");
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let found = std::process::Command::new(compiler.path())
+        .arg("-print-file-name=libre2.a")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_absolute() && p.exists());
+    let Some(archive) = found else {
+        panic!(
+            "RE2 is missing: Gatehouse validates tenant regexes with RE2 (Envoy's engine). \
+             Install Debian's libre2-dev (`make deps` does, as root) and build again."
+        );
+    };
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .cpp_link_stdlib(None)
+        .warnings(true)
+        .file("native/re2_shim.cc")
+        .compile("gatehouse_re2");
+    let dir = archive.parent().expect("an absolute path has a parent");
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    println!("cargo:rustc-link-lib=static=re2");
+    println!("cargo:rustc-link-lib=dylib=stdc++");
 }
 
 /// The `proto/` directory of the envoy-types package this crate is built against, found through

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap, bootstrap};
+use envoy_types::pb::envoy::config::bootstrap::v3::{
+    Admin, Bootstrap, LayeredRuntime, RuntimeLayer, bootstrap, runtime_layer,
+};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService, Node,
@@ -150,6 +152,35 @@ fn socket(host: &str, port: u16) -> envoy_types::pb::envoy::config::core::v3::Ad
     }
 }
 
+/// Envoy's runtime in every bootstrap Gatehouse writes: the RE2 program size Envoy refuses is
+/// pinned at twice what Gatehouse's validation accepts. Gatehouse measures regexes with
+/// Debian's RE2, which may count a program slightly differently from the RE2 built into Envoy;
+/// the margin keeps a regex Gatehouse accepted from ever being refused, whatever Envoy's
+/// default becomes. The admin layer after it keeps `/runtime_modify` working.
+pub fn runtime() -> LayeredRuntime {
+    let limit = Value {
+        kind: Some(value::Kind::NumberValue(
+            crate::model::ENVOY_REGEX_PROGRAM_SIZE_LIMIT as f64,
+        )),
+    };
+    LayeredRuntime {
+        layers: vec![
+            RuntimeLayer {
+                name: "gatehouse".into(),
+                layer_specifier: Some(runtime_layer::LayerSpecifier::StaticLayer(Struct {
+                    fields: [("re2.max_program_size.error_level".to_string(), limit)].into(),
+                })),
+            },
+            RuntimeLayer {
+                name: "admin".into(),
+                layer_specifier: Some(runtime_layer::LayerSpecifier::AdminLayer(
+                    runtime_layer::AdminLayer {},
+                )),
+            },
+        ],
+    }
+}
+
 /// The bootstrap of a proxy serving `options.gateway`.
 pub fn bootstrap(options: &BootstrapOptions) -> Bootstrap {
     let api_type = if options.sotw {
@@ -197,6 +228,7 @@ pub fn bootstrap(options: &BootstrapOptions) -> Bootstrap {
             address: Some(socket("127.0.0.1", port)),
             ..Default::default()
         }),
+        layered_runtime: Some(runtime()),
         ..Default::default()
     }
 }

@@ -10,8 +10,13 @@ use super::conditions::{Condition, RouteParentStatus};
 use super::gateways::GatewayInfo;
 use super::policy::{Decisions, PolicyIndex};
 use super::types::{ClusterModel, Provider, RouteAction, RouteAuth, RouteModel};
+use super::validate::{self, Problem};
+use super::validate_route::{self, RuleCheck};
 use super::{FAIL_CLOSED_STATUS, external_auth, matches, routes};
 use crate::store::{ObjKey, Store};
+
+/// What the matches of an invalid rule answer.
+const INVALID_RULE_STATUS: u32 = 500;
 
 /// One Envoy route of the HTTPRoute, placed on a hostname of a port of a served Gateway.
 #[derive(Debug)]
@@ -60,8 +65,14 @@ pub struct Context<'a> {
 /// Computes what `route` adds to the build.
 pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contribution {
     let store = cx.store;
-    let (attachments, mut parent_status) =
+    let (mut attachments, mut parent_status) =
         routes::attach(store, key, route, cx.gateways, cx.report_unknown);
+    let host_problems =
+        validate_route::hostnames(route.spec.hostnames.as_deref().unwrap_or_default());
+    if !host_problems.is_empty() {
+        // No hostname can be dropped alone: fewer hostnames would widen the route.
+        attachments.clear();
+    }
     let created = route
         .metadata
         .creation_timestamp
@@ -88,7 +99,23 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
         None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all backendRefs resolved"),
     };
+    let checks: Vec<_> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| validate_route::rule(i, r))
+        .collect();
+    let validity = validity_condition(&host_problems, &checks);
     for p in &mut parent_status {
+        if let Some(c) = &validity
+            && p.conditions
+                .iter()
+                .any(|c| c.type_ == "Accepted" && c.is_true())
+        {
+            if c.type_ == "Accepted" {
+                p.conditions.retain(|c| c.type_ != "Accepted");
+            }
+            p.conditions.push(c.clone());
+        }
         p.conditions.push(refs_condition.clone());
     }
     let mut out = Contribution {
@@ -139,12 +166,25 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                     &mut out.decisions,
                 ),
             };
+            let check = &checks[rule_index];
+            let invalid = !check.problems.is_empty();
             let action = match &auth {
                 RouteAuth::FailClosed { .. } => RouteAction::Respond {
                     status: FAIL_CLOSED_STATUS,
                     body: "external authorization is misconfigured for this route\n".into(),
                 },
+                // Gateway API: a rule whose filters cannot be honoured answers 500.
+                _ if invalid => RouteAction::Respond {
+                    status: INVALID_RULE_STATUS,
+                    body: "this route rule is invalid; see the HTTPRoute's status\n".into(),
+                },
                 _ => resolution.action.clone(),
+            };
+            // An invalid rule's own settings are what Envoy might refuse: none goes out.
+            let filters = if invalid {
+                Default::default()
+            } else {
+                resolution.filters.clone()
             };
             if matches!(action, RouteAction::Forward(_)) {
                 out.clusters
@@ -153,6 +193,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
             for (match_index, m) in matches::rule_matches(rule.matches.as_ref())
                 .into_iter()
                 .enumerate()
+                .filter(|(i, _)| !check.bad_matches.contains(i))
             {
                 let model = Arc::new(RouteModel {
                     route: key.clone(),
@@ -161,7 +202,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                     match_index,
                     matches: m,
                     action: action.clone(),
-                    filters: resolution.filters.clone(),
+                    filters: filters.clone(),
                     auth: auth.clone(),
                 });
                 for host in &a.hostnames {
@@ -178,4 +219,46 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         }
     }
     out
+}
+
+/// The condition an invalid route or rule sets on each parent that accepted the route (Gateway
+/// API v1.5.1): invalid hostnames or every rule invalid → `Accepted=False`, reason
+/// `UnsupportedValue`; some rules invalid → `PartiallyInvalid=True`, whose message must start
+/// with "Dropped Rule". A dropped rule keeps answering 500 on its valid matches rather than
+/// letting them fall through to another route.
+fn validity_condition(hosts: &[Problem], checks: &[RuleCheck]) -> Option<Condition> {
+    if !hosts.is_empty() {
+        return Some(Condition::fail(
+            "Accepted",
+            "UnsupportedValue",
+            format!("the route serves no traffic: {}", validate::summary(hosts)),
+        ));
+    }
+    let invalid: Vec<usize> = (0..checks.len())
+        .filter(|i| !checks[*i].problems.is_empty())
+        .collect();
+    if invalid.is_empty() {
+        return None;
+    }
+    let problems: Vec<Problem> = invalid
+        .iter()
+        .flat_map(|i| checks[*i].problems.iter().cloned())
+        .collect();
+    let problems = validate::summary(&problems);
+    if invalid.len() == checks.len() {
+        return Some(Condition::fail(
+            "Accepted",
+            "UnsupportedValue",
+            format!("every rule is invalid and answers 500 on its valid matches: {problems}"),
+        ));
+    }
+    let list: Vec<String> = invalid.iter().map(|i| i.to_string()).collect();
+    Some(Condition::ok(
+        "PartiallyInvalid",
+        "UnsupportedValue",
+        format!(
+            "Dropped Rule {}: it answers 500 on its valid matches: {problems}",
+            list.join(", ")
+        ),
+    ))
 }

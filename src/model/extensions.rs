@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::conditions::{Condition, Status};
 use super::refs::{self, RefError, ResolvedService, ServiceRef};
 use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
+use super::{validate, validate_auth};
 use crate::api::{BackendRef, ExtAuthProvider, GROUP, GatewayExtension};
 use crate::store::{ObjKey, Store};
 
@@ -60,6 +61,10 @@ fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResul
             ));
         }
     };
+    let problems = validate_auth::provider(spec);
+    if !problems.is_empty() {
+        return Err(invalid(&validate::summary(&problems)));
+    }
     let from = refs::From {
         group: GROUP,
         kind: "GatewayExtension",

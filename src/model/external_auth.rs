@@ -12,6 +12,7 @@ use gateway_api::apis::experimental::httproutes::{
 use super::extensions::ProviderResult;
 use super::refs::{self, RefError};
 use super::types::{ProviderService, UpstreamProtocol};
+use super::{validate, validate_auth};
 use crate::api::{
     AuthorizationResponse, BackendRef, ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService,
     ExtHttpService,
@@ -39,7 +40,10 @@ pub fn resolve(
             "InvalidFilter",
             "an ExternalAuth filter needs externalAuth settings",
         )),
-        Some(ea) => provider(store, route, &key, ea),
+        Some(ea) => match validate_auth::inline_filter(rule_index, ea) {
+            problems if problems.is_empty() => provider(store, route, &key, ea),
+            problems => Err(RefError::new("InvalidFilter", validate::summary(&problems))),
+        },
     };
     Some((key, result))
 }

@@ -106,7 +106,7 @@ fn edits(m: &HttpRouteRulesFiltersRequestHeaderModifier, into: &mut HeaderEdits)
 }
 
 /// Reads a filter of another generated type through the rule-level type (same schema).
-fn as_rule_filter<T: serde::Serialize>(f: &T) -> Option<HttpRouteRulesFilters> {
+pub(super) fn as_rule_filter<T: serde::Serialize>(f: &T) -> Option<HttpRouteRulesFilters> {
     serde_json::to_value(f)
         .ok()
         .and_then(|v| serde_json::from_value(v).ok())
@@ -163,12 +163,45 @@ fn apply_header_filter(
     }
 }
 
-fn as_rule_filter_modifier<T: serde::Serialize>(
+pub(super) fn as_rule_filter_modifier<T: serde::Serialize>(
     m: &T,
 ) -> Option<HttpRouteRulesFiltersRequestHeaderModifier> {
     serde_json::to_value(m)
         .ok()
         .and_then(|v| serde_json::from_value(v).ok())
+}
+
+/// The RE2 regex and substitution that replace a matched path prefix (without its trailing
+/// slash), segment-aware: `/prefix` → `/` turns `/prefix/a` into `/a` and `/prefix` into `/`,
+/// which plain prefix replacement would get wrong (`//a`, ``). Here, not in the translator,
+/// because validation must compile the very regex Envoy will (a long prefix makes it too large).
+pub fn prefix_rewrite_regex(prefix: &str, replacement: &str) -> (String, String) {
+    let replacement = replacement.trim_end_matches('/');
+    if replacement.is_empty() {
+        (format!("^{}/*", regex_escape(prefix)), "/".to_string())
+    } else {
+        (
+            format!("^{}", regex_escape(prefix)),
+            literal_substitution(replacement),
+        )
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An RE2 substitution that inserts `s` as written: RE2 reads `\` as the start of a
+/// backreference (`\1`), so a path holding one would be rewritten to something else.
+pub fn literal_substitution(s: &str) -> String {
+    s.replace('\\', "\\\\")
 }
 
 /// A Gateway API duration (`1h2m3s4ms`); the CRD validates the format.

@@ -19,10 +19,16 @@ mod hostname;
 mod matches;
 pub mod parameters;
 mod policy;
+mod re2;
 mod refs;
 mod route_cache;
 mod routes;
 mod types;
+mod validate;
+mod validate_auth;
+mod validate_route;
+#[cfg(test)]
+mod validate_tests;
 
 #[cfg(test)]
 mod tests;
@@ -34,8 +40,13 @@ pub use conditions::{
     AncestorRef, Condition, GatewayStatus, ListenerStatus, ParentRef, PolicyAncestorStatus,
     RouteParentStatus, Status, find,
 };
-pub use filters::{HeaderEdits, Mirror, PathRewrite, Redirect, Retry, Rewrite, RouteFilters};
+pub use filters::{
+    HeaderEdits, Mirror, PathRewrite, Redirect, Retry, Rewrite, RouteFilters, literal_substitution,
+    prefix_rewrite_regex,
+};
 pub use types::*;
+pub use validate::{ENVOY_REGEX_PROGRAM_SIZE_LIMIT, MAX_REGEX_PROGRAM_SIZE, Problem};
+pub use validate_auth::{Argument as FormatArgument, FORMAT_COMMANDS};
 
 use crate::store::{ObjKey, Store};
 

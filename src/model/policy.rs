@@ -8,6 +8,7 @@ use super::counts;
 use super::extensions::ProviderResult;
 use super::refs;
 use super::types::RouteAuth;
+use super::{validate, validate_auth};
 use crate::api::{GROUP, TrafficPolicy};
 use crate::store::{ObjKey, Store};
 
@@ -362,6 +363,13 @@ fn resolve(
     let Some(ext_auth) = &policy.spec.ext_auth else {
         return Resolution::Disable;
     };
+    let problems = validate_auth::policy(ext_auth);
+    if !problems.is_empty() {
+        return Resolution::Broken {
+            reason: "InvalidSpec",
+            message: validate::summary(&problems),
+        };
+    }
     match (&ext_auth.extension_ref, &ext_auth.disable) {
         (None, Some(_)) => Resolution::Disable,
         (Some(r), None) => {

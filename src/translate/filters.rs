@@ -13,7 +13,14 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::common::duration;
 use super::names;
-use crate::model::{HeaderEdits, MatchModel, PathMatch, PathRewrite, Redirect, RouteFilters};
+use crate::model::{self, HeaderEdits, MatchModel, PathMatch, PathRewrite, Redirect, RouteFilters};
+
+/// A Gateway API header value as an Envoy header mutation value: Envoy reads `%` as the start of
+/// a formatter command (`100%` is refused, `%REQ(x)%` would be expanded), while Gateway API
+/// values are literal — `%%` is Envoy's literal `%`, as Envoy Gateway emits it.
+pub fn literal_header_value(value: &str) -> String {
+    value.replace('%', "%%")
+}
 
 /// Envoy header options for `edits`: `set` overwrites, `add` appends.
 pub fn header_options(edits: &HeaderEdits) -> Vec<HeaderValueOption> {
@@ -22,7 +29,7 @@ pub fn header_options(edits: &HeaderEdits) -> Vec<HeaderValueOption> {
         HeaderValueOption {
             header: Some(HeaderValue {
                 key: name.clone(),
-                value: value.clone(),
+                value: literal_header_value(value),
                 ..Default::default()
             }),
             append_action: action as i32,
@@ -55,18 +62,8 @@ fn matched_prefix(m: &MatchModel) -> Option<String> {
     }
 }
 
-/// Replacing a matched prefix, segment-aware: `/prefix` → `/` turns `/prefix/a` into `/a` and
-/// `/prefix` into `/`, which plain prefix replacement would get wrong (`//a`, ``).
 fn prefix_regex(prefix: &str, replacement: &str) -> RegexMatchAndSubstitute {
-    let replacement = replacement.trim_end_matches('/');
-    let (pattern, substitution) = if replacement.is_empty() {
-        (format!("^{}/*", regex_escape(prefix)), "/".to_string())
-    } else {
-        (
-            format!("^{}", regex_escape(prefix)),
-            replacement.to_string(),
-        )
-    };
+    let (pattern, substitution) = model::prefix_rewrite_regex(prefix, replacement);
     RegexMatchAndSubstitute {
         pattern: Some(RegexMatcher {
             regex: pattern,
@@ -82,19 +79,8 @@ fn full_path_regex(path: &str) -> RegexMatchAndSubstitute {
             regex: "^/.*$".into(),
             ..Default::default()
         }),
-        substitution: path.into(),
+        substitution: model::literal_substitution(path),
     }
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Rewrites, mirrors, timeouts and retries of a forwarding route.
@@ -206,5 +192,41 @@ pub fn redirect(r: &Redirect, m: &MatchModel, listener_port: u16) -> RedirectAct
         path_rewrite_specifier: path,
         response_code: code as i32,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gateway API header values are literal; Envoy reads `%` as a format command and refuses
+    /// `100%` outright, so every `%` goes out doubled.
+    #[test]
+    fn header_values_reach_envoy_as_literals() {
+        let edits = HeaderEdits {
+            set: vec![("x-a".into(), "100%".into())],
+            add: vec![("x-b".into(), "%REQ(x)% %%".into())],
+            remove: vec![],
+        };
+        let values: Vec<String> = header_options(&edits)
+            .into_iter()
+            .filter_map(|o| o.header.map(|h| h.value))
+            .collect();
+        assert_eq!(values, ["100%%", "%%REQ(x)%% %%%%"]);
+    }
+
+    /// RE2 reads `\1` in a substitution as a backreference.
+    #[test]
+    fn rewritten_paths_are_literal_substitutions() {
+        assert_eq!(full_path_regex("/a\\1").substitution, "/a\\\\1");
+        assert_eq!(prefix_regex("/p", "/x\\y").substitution, "/x\\\\y");
+        let to_root = prefix_regex("/p.q", "/");
+        assert_eq!(
+            (
+                to_root.pattern.map(|p| p.regex),
+                to_root.substitution.as_str()
+            ),
+            (Some("^/p\\.q/*".to_string()), "/")
+        );
     }
 }

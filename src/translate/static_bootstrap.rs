@@ -52,6 +52,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
             clusters,
             ..Default::default()
         }),
+        layered_runtime: Some(crate::bootstrap::runtime()),
         ..Default::default()
     }
 }
