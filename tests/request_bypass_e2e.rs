@@ -161,3 +161,48 @@ spec:
     assert_eq!(get("api.internal.example.com", &[]).ok(), Some(200));
     assert_eq!(get("other.internal.example.com", &[]).ok(), Some(404));
 }
+
+/// A protected regex rule edited into a regex Envoy would refuse is not emitted, but its
+/// requests must not fall through to the public rule: a broader stand-in answers 500 there.
+#[test]
+fn an_invalid_protected_match_fails_closed_instead_of_falling_through() {
+    let w = World::start(false);
+    let route = |regex: &str| {
+        ROUTE.replace(
+            "matches: [{path: {type: PathPrefix, value: /admin}}]",
+            &format!("matches: [{{path: {{type: RegularExpression, value: '{regex}'}}}}]"),
+        )
+    };
+    w.write_and_wait("tricks.yaml", &route("/admin/[a-z]+"));
+    w.wait_for_response(
+        "the regex rule protected",
+        || http::get(w.listener_port, HOST, "/admin/x", &[]),
+        |r| r.status == 403,
+    );
+    // RE2 program size 192 > 100: Envoy would refuse the whole table.
+    w.write_and_wait(
+        "tricks.yaml",
+        &route("/admin/(ab|cd|ef|gh|ij|kl|mn|op){3,10}"),
+    );
+    // The stand-in keeps the rule's auth: checked first (403), then 500 even when allowed.
+    w.wait_for_response(
+        "the invalid rule answering 500",
+        || {
+            http::get(
+                w.listener_port,
+                HOST,
+                "/admin/abcdef",
+                &[("x-ext-authz", "allow")],
+            )
+        },
+        |r| r.status == 500,
+    );
+    for path in ["/admin/abcdef", "/admin/x", "/public"] {
+        let r = http::get(w.listener_port, HOST, path, &[]).expect("request");
+        assert!(
+            !(200..300).contains(&r.status) || path == "/public",
+            "{path} served: {r:?}"
+        );
+    }
+    assert_eq!(w.metric("gatehouse_xds_nacks_total"), 0.0, "no NACK");
+}

@@ -193,18 +193,39 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
             for (match_index, m) in matches::rule_matches(rule.matches.as_ref())
                 .into_iter()
                 .enumerate()
-                .filter(|(i, _)| !check.bad_matches.contains(i))
             {
-                let model = Arc::new(RouteModel {
-                    route: key.clone(),
-                    rule_index,
-                    rule_name: rule.name.clone(),
-                    match_index,
-                    matches: m,
-                    action: action.clone(),
-                    filters: filters.clone(),
-                    auth: auth.clone(),
-                });
+                let model = if check.bad_matches.contains(&match_index) {
+                    // Where a match Envoy cannot take stood, a broader one answers 500, so its
+                    // requests never fall through to a less specific (unprotected) rule.
+                    let Some(stand_in) = validate_route::fail_closed_stand_in(&m) else {
+                        continue;
+                    };
+                    Arc::new(RouteModel {
+                        route: key.clone(),
+                        rule_index,
+                        rule_name: rule.name.clone(),
+                        match_index,
+                        matches: stand_in,
+                        action: RouteAction::Respond {
+                            status: INVALID_RULE_STATUS,
+                            body: "this route match is invalid; see the HTTPRoute's status\n"
+                                .into(),
+                        },
+                        filters: Default::default(),
+                        auth: auth.clone(),
+                    })
+                } else {
+                    Arc::new(RouteModel {
+                        route: key.clone(),
+                        rule_index,
+                        rule_name: rule.name.clone(),
+                        match_index,
+                        matches: m,
+                        action: action.clone(),
+                        filters: filters.clone(),
+                        auth: auth.clone(),
+                    })
+                };
                 for host in &a.hostnames {
                     out.entries.push(HostRoute {
                         gateway: a.gateway,

@@ -1,6 +1,7 @@
 //! HTTPRoute values checked against Envoy (see `validate`). A match Envoy cannot take is never
-//! emitted; any other invalid value makes its rule answer 500 for the matches that remain, as
-//! Gateway API prescribes for a rule whose filters cannot be honoured.
+//! emitted: a broader stand-in answering 500 takes its place; any other invalid value makes its
+//! rule answer 500 for its matches, as Gateway API prescribes for a rule whose filters cannot be
+//! honoured.
 
 use gateway_api::apis::experimental::httproutes::{
     HttpRouteRules, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestHeaderModifier,
@@ -12,12 +13,14 @@ use gateway_api::apis::experimental::httproutes::{
 
 use super::filters::{as_rule_filter, as_rule_filter_modifier, prefix_rewrite_regex};
 use super::re2;
+use super::types::{MatchModel, PathMatch, ValueMatch};
 use super::validate::{self, MAX_REGEX_PROGRAM_SIZE, Problem, Problems, show};
 
 /// What is wrong with one rule.
 #[derive(Debug, Default)]
 pub struct RuleCheck {
-    /// Indices of matches whose own values Envoy refuses: they are left out.
+    /// Indices of matches whose own values Envoy refuses: each is replaced by its
+    /// [`fail_closed_stand_in`].
     pub bad_matches: Vec<usize>,
     /// Every problem of the rule, matches included.
     pub problems: Vec<Problem>,
@@ -272,4 +275,72 @@ fn header_modifier(p: &mut Problems, base: &str, m: &HttpRouteRulesFiltersReques
             validate::mutable_header(p, &field, name);
         }
     }
+}
+
+/// The stand-in for a match Envoy cannot take: it answers 500 where the match stood (same
+/// precedence), and matches at least every request the original could have — its regex path
+/// becomes "its literal prefix, then anything", its invalid header and query conditions are
+/// dropped. Leaving the match out instead would let those requests fall through to a less
+/// specific, possibly unprotected rule (docs/security-model.md).
+/// `None` when the match can match no request at all (an exact or prefix path no request path
+/// can have: with `?`, `#`, CR, LF or NUL), so leaving it out changes nothing.
+pub fn fail_closed_stand_in(m: &MatchModel) -> Option<MatchModel> {
+    let valid_regex = |pattern: &str| {
+        let mut p = Problems::default();
+        validate::regex(&mut p, "", pattern);
+        p.0.is_empty()
+    };
+    let path = match &m.path {
+        PathMatch::Regex(r) if !valid_regex(r) => {
+            PathMatch::Regex(format!("{}.*", re2_escape(&literal_prefix(r))))
+        }
+        PathMatch::Exact(v) | PathMatch::Prefix(v) if v.contains(['?', '#', '\r', '\n', '\0']) => {
+            return None;
+        }
+        other => other.clone(),
+    };
+    let keep = |v: &ValueMatch| {
+        validate::header_name(&mut Problems::default(), "", &v.name)
+            && (!v.regex || valid_regex(&v.value))
+    };
+    Some(MatchModel {
+        path,
+        method: m.method.clone(),
+        headers: m.headers.iter().filter(|v| keep(v)).cloned().collect(),
+        query: m.query.iter().filter(|v| keep(v)).cloned().collect(),
+    })
+}
+
+/// The literal text every match of `pattern` starts with (conservatively short): none when
+/// the pattern has an alternation anywhere, and the last literal dropped when a quantifier
+/// follows it.
+fn literal_prefix(pattern: &str) -> String {
+    if pattern.contains('|') {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '~' | '%' | ':' | '@')) {
+            break;
+        }
+        if chars
+            .peek()
+            .is_some_and(|n| matches!(n, '?' | '*' | '+' | '{'))
+        {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `text` as an RE2 literal.
+fn re2_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = !c.is_ascii_alphanumeric() && c != '/' && c != '_';
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }

@@ -73,10 +73,21 @@ fn check_rule(rule: &str, field: &str, match_dropped: bool) {
     );
     let routes = served(&m);
     let bad: Vec<_> = routes.iter().filter(|r| r.rule_index == 0).collect();
-    if match_dropped {
+    if match_dropped && rule.contains("PathPrefix") {
+        // A prefix no request path can have matches nothing: left out.
         assert!(bad.is_empty(), "{rule}: {bad:?}");
     } else {
+        // A match Envoy cannot take stays as its broader, fail-closed stand-in, so none of its
+        // requests falls through to another rule.
         assert!(!bad.is_empty(), "{rule}: the rule's matches stay");
+    }
+    for r in &bad {
+        // What is served is valid as it is: the stand-in of a valid match is itself.
+        assert_eq!(
+            crate::model::validate_route::fail_closed_stand_in(&r.matches).as_ref(),
+            Some(&r.matches),
+            "{rule}"
+        );
     }
     for r in bad {
         assert!(
@@ -397,5 +408,37 @@ fn an_external_auth_filter_envoy_would_refuse_fails_its_rule_closed() {
         assert!(reason.contains(field), "{reason}");
         let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
         assert!(gw.providers.is_empty(), "{settings}");
+    }
+}
+
+#[test]
+fn an_invalid_regex_path_becomes_a_broader_fail_closed_match() {
+    use crate::model::validate_route::fail_closed_stand_in;
+    let stand_in = |pattern: &str| {
+        let m = MatchModel {
+            path: PathMatch::Regex(pattern.into()),
+            method: None,
+            headers: vec![],
+            query: vec![],
+        };
+        match fail_closed_stand_in(&m).map(|m| m.path) {
+            Some(PathMatch::Regex(r)) => r,
+            other => panic!("{pattern}: {other:?}"),
+        }
+    };
+    // Literal prefix, then anything; a quantified last literal is not part of the prefix.
+    assert_eq!(stand_in("/admin/x{1000}"), "/admin/.*");
+    assert_eq!(
+        stand_in("/admin/secret-(ab|cd|ef|gh|ij|kl|mn|op){3,10}"),
+        ".*"
+    );
+    assert_eq!(stand_in("/api/v1/a**"), "/api/v1/.*");
+    assert_eq!(stand_in("^/admin\\Z"), ".*");
+    assert_eq!(stand_in("/a-b~c{2000}"), "/a\\-b\\~.*");
+    // Every stand-in is a regex Envoy takes.
+    for p in ["/admin/x{1000}", "/a-b~c{2000}", "/%41:b@c{2000}"] {
+        let mut problems = validate::Problems::default();
+        validate::regex(&mut problems, "", &stand_in(p));
+        assert!(problems.0.is_empty(), "{p}: {problems:?}");
     }
 }
