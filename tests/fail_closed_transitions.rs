@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use support::conn::{Conn, Proto};
 use support::procs::free_port;
-use support::standalone::World;
+use support::standalone::{World, gateway_manifest, http_listener};
 
 const NS: &str = "kgateway-system";
 const ALLOW: (&str, &str) = ("x-ext-authz", "allow");
@@ -311,23 +311,10 @@ fn echo_service(port: u16) -> String {
 
 /// The whole configuration of `s` as one file.
 fn manifests(s: &State, ports: &Ports) -> String {
-    let mut out = format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gatehouse}}
-spec: {{controllerName: gatehouse.dev/gatehouse}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: http, namespace: {NS}}}
-spec:
-  gatewayClassName: gatehouse
-  listeners:
-  - {{name: http, protocol: HTTP, port: {}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-  - {{name: other, protocol: HTTP, port: {}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-",
-        ports.listeners[0], ports.listeners[1]
-    );
+    let mut out = gateway_manifest(&[
+        http_listener("http", None, ports.listeners[0]),
+        http_listener("other", None, ports.listeners[1]),
+    ]);
     out += &echo_service(ports.echo);
     let inline = if s.inline {
         "    filters:

@@ -4,7 +4,7 @@
 mod support;
 
 use support::http;
-use support::standalone::World;
+use support::standalone::{World, gateway_manifest, http_listener};
 
 const HOST: &str = "tricks.example.com";
 
@@ -97,24 +97,12 @@ fn other_spellings_of_a_protected_path_are_checked() {
 #[test]
 fn the_most_specific_listener_owns_its_hostname() {
     let w = World::start(false);
-    let gateway = format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gatehouse}}
-spec: {{controllerName: gatehouse.dev/gatehouse}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: http, namespace: kgateway-system}}
-spec:
-  gatewayClassName: gatehouse
-  listeners:
-  - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-  - {{name: admin, hostname: admin.example.com, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-  - {{name: wild, hostname: \"*.internal.example.com\", protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-",
-        port = w.listener_port
-    );
+    let port = w.listener_port;
+    let gateway = gateway_manifest(&[
+        http_listener("http", None, port),
+        http_listener("admin", Some("admin.example.com"), port),
+        http_listener("wild", Some("*.internal.example.com"), port),
+    ]);
     w.write_and_wait("gateway.yaml", &gateway);
     w.write_and_wait(
         "isolation.yaml",

@@ -12,6 +12,34 @@ use super::procs::{Proc, free_port, gatehouse, wait_for_port, workspace_bin};
 pub const HOST: &str = "www.example.com";
 pub const GATEWAY: &str = "kgateway-system/http";
 
+/// The walkthrough's GatewayClass and Gateway `kgateway-system/http` with these listeners
+/// (YAML flow mappings, one per line item).
+pub fn gateway_manifest(listeners: &[String]) -> String {
+    let items: String = listeners.iter().map(|l| format!("  - {l}\n")).collect();
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gatehouse}}
+spec: {{controllerName: gatehouse.dev/gatehouse}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: kgateway-system}}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+{items}"
+    )
+}
+
+/// An HTTP listener of `port` admitting routes from every namespace.
+pub fn http_listener(name: &str, hostname: Option<&str>, port: u16) -> String {
+    let host = hostname.map_or(String::new(), |h| format!(", hostname: \"{h}\""));
+    format!(
+        "{{name: {name}{host}, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}"
+    )
+}
+
 /// Every process of one test, killed on drop.
 pub struct World {
     pub dir: tempfile::TempDir,
