@@ -385,8 +385,8 @@ fn rule_level_policy_reenables_one_rule() {
 #[test]
 fn external_auth_filter_becomes_an_inline_provider_of_its_rule() {
     let doc = case("external-auth-filter");
-    let grpc_filter = "envoy.filters.http.ext_authz/app/filtered.rule0.externalauth";
-    let http_filter = "envoy.filters.http.ext_authz/app/filtered.rule1.externalauth";
+    let grpc_filter = "envoy.filters.http.ext_authz/app/filtered:rule0:externalauth";
+    let http_filter = "envoy.filters.http.ext_authz/app/filtered:rule1:externalauth";
     let filters = http_filters(&doc, 0);
     let find = |name: &str| {
         filters

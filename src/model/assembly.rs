@@ -122,7 +122,7 @@ impl Assembly {
         attached: &BTreeMap<u16, BTreeSet<ObjKey>>,
     ) -> GatewayModel {
         let inline = &self.inline;
-        // A GatewayExtension wins over a route's inline provider of the same name.
+        // Inline provider keys cannot be GatewayExtension names (`external_auth::inline_key`).
         let lookup = |key: &ObjKey| match providers.get(key) {
             Some(found) => found.as_ref().ok(),
             None => inline.get(key).map(|(p, _)| p),

@@ -19,6 +19,16 @@ use crate::api::{
 };
 use crate::store::{ObjKey, Store};
 
+/// The provider key of rule `rule_index`'s inline filter: `ROUTE:ruleN:externalauth` in the
+/// route's namespace. `:` cannot appear in a Kubernetes name, so no GatewayExtension can take
+/// this key over (the names were `ROUTE.ruleN.externalauth` before, which one could).
+pub fn inline_key(route: &ObjKey, rule_index: usize) -> ObjKey {
+    ObjKey::new(
+        route.namespace.clone(),
+        format!("{}:rule{rule_index}:externalauth", route.name),
+    )
+}
+
 /// The inline provider of a rule's `ExternalAuth` filter, if it has one.
 pub fn resolve(
     store: &Store,
@@ -31,10 +41,7 @@ pub fn resolve(
         .iter()
         .flatten()
         .find(|f| f.r#type == HttpRouteRulesFiltersType::ExternalAuth)?;
-    let key = ObjKey::new(
-        route.namespace.clone(),
-        format!("{}.rule{rule_index}.externalauth", route.name),
-    );
+    let key = inline_key(route, rule_index);
     let result = match &filter.external_auth {
         None => Err(RefError::new(
             "InvalidFilter",

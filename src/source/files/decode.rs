@@ -136,10 +136,29 @@ fn default_namespace(object: &mut Object) {
     }
 }
 
-/// What the API server would refuse: a missing name and our CRDs' CEL rules.
+/// What the API server would refuse: a missing or malformed name or namespace, and our CRDs'
+/// CEL rules. Names matter beyond tidiness: Gatehouse derives keys no object can have from
+/// characters a name cannot hold (an inline provider's `ROUTE:ruleN:externalauth`).
 fn validate(object: &Object) -> Result<(), String> {
-    if object.key().name.is_empty() {
+    let key = object.key();
+    if key.name.is_empty() {
         return Err("metadata.name is required".into());
+    }
+    if !dns_subdomain(&key.name) {
+        return Err(format!(
+            "metadata.name {:?} is not a lower-case RFC 1123 subdomain (a-z, 0-9, '-', '.'; at most 253 characters)",
+            key.name
+        ));
+    }
+    if !key.namespace.is_empty()
+        && !(dns_subdomain(&key.namespace)
+            && key.namespace.len() <= 63
+            && !key.namespace.contains('.'))
+    {
+        return Err(format!(
+            "metadata.namespace {:?} is not a lower-case RFC 1123 label (a-z, 0-9, '-'; at most 63 characters)",
+            key.namespace
+        ));
     }
     let cel = match object {
         Object::GatewayExtension(o) => super::cel::gateway_extension(o),
@@ -148,4 +167,18 @@ fn validate(object: &Object) -> Result<(), String> {
         _ => Ok(()),
     };
     cel.map_err(|e| format!("rejected by CRD validation: {e}"))
+}
+
+/// An RFC 1123 subdomain, as Kubernetes requires of most object names.
+fn dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }

@@ -172,3 +172,30 @@ fn a_file_turned_directory_is_dropped_and_unchanged_files_are_not_reread() {
     assert!(src.store().http_routes.is_empty());
     assert!(!src.rescan());
 }
+
+#[test]
+fn names_the_api_server_would_refuse_are_load_errors() {
+    let ext = |name: &str, ns: &str| {
+        format!(
+            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayExtension\nmetadata: {{name: '{name}', namespace: '{ns}'}}\nspec: {{type: ExtAuth, extAuth: {{grpcService: {{backendRef: {{name: a, port: 1}}}}}}}}\n"
+        )
+    };
+    // The key of an inline ExternalAuth provider is out of reach of every object.
+    for (name, ns) in [
+        ("filtered:rule0:externalauth", "app"),
+        ("Upper", "app"),
+        ("a/b", "app"),
+        ("-a", "app"),
+        ("ok", "Bad_NS"),
+        ("ok", "a.b"),
+    ] {
+        let out = load(&ext(name, ns));
+        assert!(out.objects.is_empty(), "{name} in {ns} loaded");
+        assert!(
+            out.errors[0].to_string().contains("RFC 1123"),
+            "{}",
+            out.errors[0]
+        );
+    }
+    assert_eq!(load(&ext("filtered.rule0.externalauth", "app")).objects.len(), 1);
+}
