@@ -150,11 +150,9 @@ fn validate(object: &Object) -> Result<(), String> {
             key.name
         ));
     }
-    if !key.namespace.is_empty()
-        && !(dns_subdomain(&key.namespace)
-            && key.namespace.len() <= 63
-            && !key.namespace.contains('.'))
-    {
+    let label =
+        dns_subdomain(&key.namespace) && key.namespace.len() <= 63 && !key.namespace.contains('.');
+    if !key.namespace.is_empty() && !label {
         return Err(format!(
             "metadata.namespace {:?} is not a lower-case RFC 1123 label (a-z, 0-9, '-'; at most 63 characters)",
             key.namespace

@@ -197,5 +197,10 @@ fn names_the_api_server_would_refuse_are_load_errors() {
             out.errors[0]
         );
     }
-    assert_eq!(load(&ext("filtered.rule0.externalauth", "app")).objects.len(), 1);
+    assert_eq!(
+        load(&ext("filtered.rule0.externalauth", "app"))
+            .objects
+            .len(),
+        1
+    );
 }
