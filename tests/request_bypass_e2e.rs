@@ -194,3 +194,42 @@ fn an_invalid_protected_match_fails_closed_instead_of_falling_through() {
     }
     assert_eq!(w.metric("gatehouse_xds_nacks_total"), 0.0, "no NACK");
 }
+
+/// kgateway attaches a TrafficPolicy to a rule with an `ExtensionRef` filter. Gatehouse does
+/// not serve that filter yet: the rule answers 500 (never runs without it) and the route's
+/// status names the filter.
+#[test]
+fn an_unsupported_filter_fails_its_rule_closed() {
+    let w = World::start(false);
+    w.write_and_wait(
+        "extref.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: extref, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [extref.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: protect}}]
+    backendRefs: [{name: httpbin, port: 8000}]
+  - backendRefs: [{name: httpbin, port: 8000}]
+",
+    );
+    w.wait_for_response(
+        "the rule with the ExtensionRef answering 500",
+        || http::get(w.listener_port, "extref.example.com", "/admin/x", &[]),
+        |r| r.status == 500,
+    );
+    assert_eq!(
+        http::get(w.listener_port, "extref.example.com", "/other", &[])
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+    let status = w.admin("/debug/status").map(|r| r.body).unwrap_or_default();
+    assert!(
+        status.contains("ExtensionRef to gateway.kgateway.dev/TrafficPolicy"),
+        "{status}"
+    );
+}

@@ -53,8 +53,20 @@ pub fn rule(index: usize, rule: &HttpRouteRules) -> RuleCheck {
     for (i, b) in rule.backend_refs.iter().flatten().enumerate() {
         weights += u64::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
         for (j, f) in b.filters.iter().flatten().enumerate() {
-            if let Some(f) = as_rule_filter(f) {
-                header_filter(&mut p, &format!("{base}.backendRefs[{i}].filters[{j}]"), &f);
+            let field = format!("{base}.backendRefs[{i}].filters[{j}]");
+            match as_rule_filter(f) {
+                Some(f)
+                    if matches!(
+                        f.r#type,
+                        HttpRouteRulesFiltersType::RequestHeaderModifier
+                            | HttpRouteRulesFiltersType::ResponseHeaderModifier
+                    ) =>
+                {
+                    header_filter(&mut p, &field, &f)
+                }
+                // Only header modifiers are served per backend.
+                Some(f) => unsupported(&mut p, &field, &f),
+                None => p.add(format!("{field}.type"), "a filter Gatehouse cannot read"),
             }
         }
     }
@@ -188,8 +200,31 @@ fn filter(p: &mut Problems, base: &str, f: &HttpRouteRulesFilters, prefixes: &[S
                 path_modifier(p, &format!("{base}.path"), full, prefix, prefixes);
             }
         }
-        _ => {}
+        // Served elsewhere: mirrors by `filters`, ExternalAuth by `external_auth`.
+        HttpRouteRulesFiltersType::RequestMirror | HttpRouteRulesFiltersType::ExternalAuth => {}
+        HttpRouteRulesFiltersType::ExtensionRef | HttpRouteRulesFiltersType::Cors => {
+            unsupported(p, base, f)
+        }
     }
+}
+
+/// Gateway API: a filter that cannot be honoured must not be skipped; the rule answers 500 and
+/// the route's status says why (an ExtensionRef could be the policy that protects the rule).
+fn unsupported(p: &mut Problems, base: &str, f: &HttpRouteRulesFilters) {
+    let what = match (&f.r#type, &f.extension_ref) {
+        (HttpRouteRulesFiltersType::ExtensionRef, Some(r)) => {
+            format!("ExtensionRef to {}/{} {:?}", r.group, r.kind, r.name)
+        }
+        (HttpRouteRulesFiltersType::ExtensionRef, None) => "ExtensionRef".to_string(),
+        (HttpRouteRulesFiltersType::Cors, _) => "CORS".to_string(),
+        (other, _) => format!("{other:?}"),
+    };
+    p.add(
+        format!("{base}.type"),
+        format!(
+            "{what} is not supported by Gatehouse: the rule answers 500 rather than run without it"
+        ),
+    );
 }
 
 /// A redirect's or rewrite's new path. A prefix replacement becomes a regex built from each

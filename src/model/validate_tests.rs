@@ -107,6 +107,17 @@ fn check_rule(rule: &str, field: &str, match_dropped: bool) {
 #[test]
 fn each_value_envoy_refuses_costs_only_its_rule() {
     let cases: Vec<(String, &str, bool)> = vec![
+        // Filters Gatehouse does not serve are never skipped: the rule answers 500.
+        (
+            "filters: [{type: ExtensionRef, extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: p}}]".into(),
+            "spec.rules[0].filters[0].type: ExtensionRef to gateway.kgateway.dev/TrafficPolicy \"p\" is not supported",
+            false,
+        ),
+        (
+            "filters: [{type: CORS, cors: {allowOrigins: ['https://a.example']}}]".into(),
+            "spec.rules[0].filters[0].type: CORS is not supported",
+            false,
+        ),
         // RE2 program too large for Envoy (size 1005 > 100), and RE2-only syntax errors.
         (
             "matches: [{path: {type: RegularExpression, value: '/a{1000}'}}]".into(),
