@@ -148,6 +148,15 @@ spec:
     // under it gets 404 from the wildcard listener instead of the catch-all route.
     assert_eq!(get("api.internal.example.com", &[]).ok(), Some(200));
     assert_eq!(get("other.internal.example.com", &[]).ok(), Some(404));
+    // The same hosts spelled with a port or a trailing dot are the same hosts.
+    let with_port = |h: &str| format!("{h}:{port}");
+    assert_eq!(
+        get(&with_port("other.internal.example.com"), &[]).ok(),
+        Some(404)
+    );
+    assert_eq!(get(&with_port("admin.example.com"), &[]).ok(), Some(403));
+    assert_eq!(get("admin.example.com.", &[]).ok(), Some(403));
+    assert_eq!(get("other.internal.example.com.", &[]).ok(), Some(404));
 }
 
 /// A protected regex rule edited into a regex Envoy would refuse is not emitted, but its

@@ -60,13 +60,15 @@ async fn readyz(State(s): State<AdminState>) -> Response {
             .into_response()
     } else if s.shared.ready() {
         // Still ready: Gatehouse itself works, and pulling it from service would not help a
-        // proxy that rejected an update. The body names the Gateways whose proxies did.
+        // proxy that rejected an update. The body names the Gateways whose proxies did; not
+        // Envoy's message, which can quote configured values (it is on /debug/status and the
+        // Gateway's status).
         let mut body = "ready\n".to_string();
         for (gateway, rejections) in s.shared.view().rejected.iter() {
             for r in rejections {
                 body.push_str(&format!(
-                    "gateway {gateway}: proxy {} rejected {} version {}: {}\n",
-                    r.node, r.type_url, r.version, r.message
+                    "gateway {gateway}: proxy {} rejected {} version {}\n",
+                    r.node, r.type_url, r.version
                 ));
             }
         }

@@ -206,6 +206,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                         rule_name: rule.name.clone(),
                         match_index,
                         matches: stand_in,
+                        ranked_as: Some(Box::new(m)),
                         action: RouteAction::Respond {
                             status: INVALID_RULE_STATUS,
                             body: "this route match is invalid; see the HTTPRoute's status\n"
@@ -221,6 +222,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                         rule_name: rule.name.clone(),
                         match_index,
                         matches: m,
+                        ranked_as: None,
                         action: action.clone(),
                         filters: filters.clone(),
                         auth: auth.clone(),

@@ -82,16 +82,12 @@ pub fn precedence(
     (ra, created_a): (&RouteModel, &str),
     (rb, created_b): (&RouteModel, &str),
 ) -> Ordering {
-    path_rank(&ra.matches.path)
-        .cmp(&path_rank(&rb.matches.path))
-        .then_with(|| {
-            rb.matches
-                .method
-                .is_some()
-                .cmp(&ra.matches.method.is_some())
-        })
-        .then_with(|| rb.matches.headers.len().cmp(&ra.matches.headers.len()))
-        .then_with(|| rb.matches.query.len().cmp(&ra.matches.query.len()))
+    let (a, b) = (ra.rank_match(), rb.rank_match());
+    path_rank(&a.path)
+        .cmp(&path_rank(&b.path))
+        .then_with(|| b.method.is_some().cmp(&a.method.is_some()))
+        .then_with(|| b.headers.len().cmp(&a.headers.len()))
+        .then_with(|| b.query.len().cmp(&a.query.len()))
         .then_with(|| created_a.cmp(created_b))
         .then_with(|| ra.route.cmp(&rb.route))
         .then_with(|| ra.rule_index.cmp(&rb.rule_index))

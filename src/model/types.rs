@@ -132,12 +132,21 @@ pub struct RouteModel {
     pub rule_name: Option<String>,
     pub match_index: usize,
     pub matches: MatchModel,
+    /// The match the route is ordered by when it differs from `matches`: a fail-closed stand-in
+    /// keeps the place of the invalid match it replaces, so no rule that came after the
+    /// original moves ahead of it.
+    pub ranked_as: Option<Box<MatchModel>>,
     pub action: RouteAction,
     pub filters: RouteFilters,
     pub auth: RouteAuth,
 }
 
 impl RouteModel {
+    /// The match that decides the route's precedence.
+    pub fn rank_match(&self) -> &MatchModel {
+        self.ranked_as.as_deref().unwrap_or(&self.matches)
+    }
+
     /// Stable, unique name within a virtual host.
     pub fn name(&self) -> String {
         format!(

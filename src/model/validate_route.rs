@@ -326,9 +326,7 @@ pub fn fail_closed_stand_in(m: &MatchModel) -> Option<MatchModel> {
         p.0.is_empty()
     };
     let path = match &m.path {
-        PathMatch::Regex(r) if !valid_regex(r) => {
-            PathMatch::Regex(format!("{}.*", re2_escape(&literal_prefix(r))))
-        }
+        PathMatch::Regex(r) if !valid_regex(r) => PathMatch::Regex(stand_in_regex(r)),
         PathMatch::Exact(v) | PathMatch::Prefix(v) if v.contains(['?', '#', '\r', '\n', '\0']) => {
             return None;
         }
@@ -346,13 +344,30 @@ pub fn fail_closed_stand_in(m: &MatchModel) -> Option<MatchModel> {
     })
 }
 
-/// The literal text every match of `pattern` starts with (conservatively short): none when
-/// the pattern has an alternation anywhere, and the last literal dropped when a quantifier
-/// follows it.
+/// "The literal prefix of `pattern`, then anything", shortened until Envoy takes it (a long
+/// literal is a large RE2 program too); `.*` at worst.
+fn stand_in_regex(pattern: &str) -> String {
+    let mut prefix = literal_prefix(pattern);
+    loop {
+        let candidate = format!("{}.*", re2_escape(&prefix));
+        let fits = re2::program_size(&candidate).is_ok_and(|size| size <= MAX_REGEX_PROGRAM_SIZE);
+        if fits || prefix.is_empty() {
+            return candidate;
+        }
+        // A shorter prefix still covers every path the original matched.
+        let keep = prefix.len() / 2;
+        prefix.truncate(keep);
+    }
+}
+
+/// The literal text every full match of `pattern` starts with (conservatively short): none
+/// when the pattern has an alternation at its top level, a leading `^` skipped, and the last
+/// literal dropped when a quantifier follows it.
 fn literal_prefix(pattern: &str) -> String {
-    if pattern.contains('|') {
+    if top_level_alternation(pattern) {
         return String::new();
     }
+    let pattern = pattern.strip_prefix('^').unwrap_or(pattern);
     let mut out = String::new();
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
@@ -368,6 +383,25 @@ fn literal_prefix(pattern: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Whether `pattern` has a `|` outside every group and character class.
+fn top_level_alternation(pattern: &str) -> bool {
+    let (mut depth, mut class, mut escaped) = (0usize, false, false);
+    for c in pattern.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '[' if !class => class = true,
+            ']' if class => class = false,
+            _ if class => {}
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '|' if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `text` as an RE2 literal.

@@ -441,15 +441,47 @@ fn an_invalid_regex_path_becomes_a_broader_fail_closed_match() {
     assert_eq!(stand_in("/admin/x{1000}"), "/admin/.*");
     assert_eq!(
         stand_in("/admin/secret-(ab|cd|ef|gh|ij|kl|mn|op){3,10}"),
-        ".*"
+        "/admin/secret\\-.*"
     );
+    assert_eq!(stand_in("/a(b|c)|/d{1000}"), ".*", "top-level alternation");
+    assert_eq!(stand_in("^/admin/x{1000}"), "/admin/.*", "leading ^");
+    assert_eq!(stand_in("/[a|b]x{1000}"), "/.*", "| in a class");
+    // A literal too long for Envoy is shortened until the stand-in fits.
+    let long = format!("/{}b{{1000}}", "a".repeat(300));
+    let fitted = stand_in(&long);
+    assert!(fitted.starts_with("/aaa") && fitted.len() < 300, "{fitted}");
     assert_eq!(stand_in("/api/v1/a**"), "/api/v1/.*");
-    assert_eq!(stand_in("^/admin\\Z"), ".*");
+    assert_eq!(stand_in("^/admin\\Z"), "/admin.*");
     assert_eq!(stand_in("/a-b~c{2000}"), "/a\\-b\\~.*");
     // Every stand-in is a regex Envoy takes.
-    for p in ["/admin/x{1000}", "/a-b~c{2000}", "/%41:b@c{2000}"] {
+    for p in [
+        "/admin/x{1000}",
+        "/a-b~c{2000}",
+        "/%41:b@c{2000}",
+        long.as_str(),
+    ] {
         let mut problems = validate::Problems::default();
         validate::regex(&mut problems, "", &stand_in(p));
         assert!(problems.0.is_empty(), "{p}: {problems:?}");
     }
+}
+
+/// The stand-in keeps the place of the match it replaces: a shorter, valid regex rule that came
+/// after the original does not move ahead of it (and serve its requests unchecked).
+#[test]
+fn a_stand_in_is_ordered_where_its_original_stood() {
+    let rules = "  - matches: [{path: {type: RegularExpression, value: '/admin/(ab|cd|ef|gh|ij|kl|mn|op){3,10}'}}]\n    backendRefs: [{name: web, port: 80}]\n  - matches: [{path: {type: RegularExpression, value: '/admin/[a-z]+'}}]\n    backendRefs: [{name: web, port: 80}]\n";
+    let m = model(&route(rules));
+    let order: Vec<usize> = served(&m).iter().map(|r| r.rule_index).collect();
+    assert_eq!(order, [0, 1], "the stand-in of rule 0 comes first");
+    let first = &served(&m)[0];
+    assert!(matches!(
+        first.action,
+        RouteAction::Respond { status: 500, .. }
+    ));
+    assert!(
+        matches!(&first.matches.path, PathMatch::Regex(r) if r == "/admin/.*"),
+        "{:?}",
+        first.matches
+    );
 }

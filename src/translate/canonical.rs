@@ -18,9 +18,14 @@ const ROUTE_CONFIGURATION_VIRTUAL_HOSTS: u32 = 2;
 const VIRTUAL_HOST_ROUTES: u32 = 3;
 const VIRTUAL_HOST_TYPED_PER_FILTER_CONFIG: u32 = 15;
 const ROUTE_TYPED_PER_FILTER_CONFIG: u32 = 13;
+const ROUTE_CONFIGURATION_IGNORE_PORT_IN_HOST_MATCHING: u32 = 14;
 
-/// The bytes of a RouteConfiguration named `name` with these encoded virtual hosts: it sets no
-/// other field, so this is prost's own layout (name, then hosts).
+/// The bytes of a RouteConfiguration named `name` with these encoded virtual hosts and
+/// `ignore_port_in_host_matching` set — prost's own layout (name, hosts, then field 14).
+///
+/// Hosts match without the request's port: a domain `*.example.com:*` would be read by Envoy
+/// as a literal suffix and never match, so `Host: a.example.com:8080` fell through to a less
+/// specific host (a listener-isolation gap, docs/security-model.md).
 pub fn route_configuration<H: AsRef<[u8]>>(
     name: &str,
     hosts: impl IntoIterator<Item = H>,
@@ -45,6 +50,12 @@ pub fn route_configuration<H: AsRef<[u8]>>(
         encode_varint(host.len() as u64, &mut out);
         out.extend_from_slice(host);
     }
+    encode_key(
+        ROUTE_CONFIGURATION_IGNORE_PORT_IN_HOST_MATCHING,
+        WireType::Varint,
+        &mut out,
+    );
+    encode_varint(1, &mut out);
     out
 }
 
@@ -133,6 +144,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ignore_port_in_host_matching: true,
             ..Default::default()
         }
     }

@@ -68,6 +68,9 @@ pub fn listener(
         // protected rule is bypassed by spelling its path another way (docs/security-model.md).
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
+        // `admin.example.com.` is the same host as `admin.example.com`: match it as such, not
+        // as an unknown host falling to a catch-all.
+        strip_trailing_host_dot: true,
         path_with_escaped_slashes_action:
             http_connection_manager::PathWithEscapedSlashesAction::UnescapeAndRedirect as i32,
         // Backends with appProtocol kubernetes.io/ws (and any other) may take WebSocket

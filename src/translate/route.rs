@@ -80,6 +80,7 @@ impl RouteTable {
         RouteConfiguration {
             name: self.name.clone(),
             virtual_hosts: self.virtual_hosts.iter().map(|h| h.proto()).collect(),
+            ignore_port_in_host_matching: true,
             ..Default::default()
         }
     }
@@ -110,6 +111,7 @@ impl RouteTable {
             .map(|h| RouteConfiguration {
                 name: names::route_scope(self.port, &h.hostname),
                 virtual_hosts: vec![h.proto()],
+                ignore_port_in_host_matching: true,
                 ..Default::default()
             })
             .collect()
@@ -183,13 +185,10 @@ fn same_routes(a: &[Arc<RouteModel>], b: &[Arc<RouteModel>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
+/// Clients may send the port in Host (`www.example.com:8080`): route tables match hosts
+/// ignoring it (`canonical::route_configuration`).
 fn domains(hostname: &str) -> Vec<String> {
-    if hostname == "*" {
-        vec!["*".into()]
-    } else {
-        // Clients may send the port in Host (`www.example.com:8080`).
-        vec![hostname.to_string(), format!("{hostname}:*")]
-    }
+    vec![hostname.to_string()]
 }
 
 fn virtual_host(vh: &VirtualHostModel, chain: &ChainProviders, listener_port: u16) -> VirtualHost {
