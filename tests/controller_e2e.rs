@@ -217,6 +217,10 @@ async fn missing_crds_mean_not_ready_not_a_crash() {
             &format!("127.0.0.1:{}", support::procs::free_port()),
         ])
         .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .args([
+            "--debug-address",
+            &format!("127.0.0.1:{}", support::procs::free_port()),
+        ])
         .args(["--leader-elect", "false"])
         .env("KUBECONFIG", api.kubeconfig_path());
     let mut proc = support::procs::Proc::spawn("gatehouse", cmd, dir.path());

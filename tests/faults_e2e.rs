@@ -205,7 +205,11 @@ fn unreadable_manifests_are_load_errors_and_keep_the_last_good_objects() {
         let from = support::repo().join("examples/ext-auth/base").join(file);
         std::fs::copy(from, manifests.join(file)).expect("copy example");
     }
-    let (xds, admin) = (support::procs::free_port(), support::procs::free_port());
+    let (xds, admin, debug) = (
+        support::procs::free_port(),
+        support::procs::free_port(),
+        support::procs::free_port(),
+    );
     let mut cmd = if running_as_root() {
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -217,11 +221,17 @@ fn unreadable_manifests_are_load_errors_and_keep_the_last_good_objects() {
     cmd.args(["standalone", "--manifests"])
         .arg(&manifests)
         .args(["--xds-address", &format!("127.0.0.1:{xds}")])
-        .args(["--admin-address", &format!("127.0.0.1:{admin}")]);
+        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .args(["--debug-address", &format!("127.0.0.1:{debug}")]);
     let gh = support::procs::Proc::spawn("gatehouse", cmd, dir.path());
     support::procs::wait_for_port(admin, Duration::from_secs(10), "gatehouse admin");
     let get = |path: &str| {
-        http::get(admin, "localhost", path, &[])
+        let port = if path.starts_with("/debug/") {
+            debug
+        } else {
+            admin
+        };
+        http::get(port, "localhost", path, &[])
             .map(|r| r.body)
             .unwrap_or_default()
     };
