@@ -3,28 +3,18 @@ use std::time::Duration;
 use super::*;
 use crate::testing::store;
 
-const BASE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: infra}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, protocol: HTTP, port: 8080, allowedRoutes: {namespaces: {from: All}}}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: app}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: v1
+const MIRROR: &str = "apiVersion: v1
 kind: Service
 metadata: {name: mirror, namespace: app}
 spec: {ports: [{name: http, port: 80}]}
-"#;
+";
 
 fn routes(route: &str) -> Vec<RouteModel> {
     let m = build(
-        &store(&format!("{BASE}---\n{route}")),
+        &store(&format!(
+            "{}---\n{MIRROR}---\n{route}",
+            crate::testing::GATEWAY_AND_WEB
+        )),
         &ModelConfig::default(),
     );
     let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
@@ -130,7 +120,10 @@ fn timeouts_and_retries_are_parsed() {
 fn an_unresolved_mirror_is_dropped_and_reported() {
     let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: app}\nspec:\n  parentRefs: [{name: gw, namespace: infra}]\n  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: nowhere, port: 80}}}]\n    backendRefs: [{name: web, port: 80}]\n";
     let m = build(
-        &store(&format!("{BASE}---\n{text}")),
+        &store(&format!(
+            "{}---\n{MIRROR}---\n{text}",
+            crate::testing::GATEWAY_AND_WEB
+        )),
         &ModelConfig::default(),
     );
     let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");

@@ -5,19 +5,7 @@ use super::validate_auth::format_string;
 use super::*;
 use crate::testing::store;
 
-const BASE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: infra}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, protocol: HTTP, port: 8080, allowedRoutes: {namespaces: {from: All}}}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: app}
-spec: {ports: [{name: http, port: 80}]}
-"#;
+const BASE: &str = crate::testing::GATEWAY_AND_WEB;
 
 fn route(rules: &str) -> String {
     format!(
