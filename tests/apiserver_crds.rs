@@ -97,6 +97,39 @@ async fn api_server_rejects_objects_breaking_the_crd_cel_rules() {
     )
     .await;
 
+    assert_rejected(
+        &client,
+        json!({
+            "apiVersion": KGATEWAY,
+            "kind": "TrafficPolicy",
+            "metadata": {"namespace": "policies", "name": "select-all"},
+            "spec": {
+                "targetSelectors": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "matchLabels": {}}],
+                "extAuth": {"disable": {}},
+            },
+        }),
+        "matchLabels must name at least one label",
+    )
+    .await;
+
+    // A kgateway policy: no targetRefs, a selector, and fields Gatehouse does not serve. The
+    // server keeps them as written, so Gatehouse can report them (and fail closed on jwtAuth).
+    let kgateway = json!({
+        "apiVersion": KGATEWAY,
+        "kind": "TrafficPolicy",
+        "metadata": {"namespace": "policies", "name": "kgateway-style"},
+        "spec": {
+            "targetSelectors": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "matchLabels": {"app": "web"}, "sectionName": "admin"}],
+            "jwtAuth": {"providers": {"a": {"issuer": "https://issuer.example.com"}}},
+            "cors": {"allowOrigins": ["https://a.example.com"]},
+            "autoHostRewrite": true,
+        },
+    });
+    let stored = apply(&client, &kgateway)
+        .await
+        .expect("a kgateway TrafficPolicy is accepted");
+    assert_eq!(stored.data["spec"], kgateway["spec"], "stored as written");
+
     let grpc = json!({"backendRef": {"name": "ext-authz", "port": 4444}});
     assert_rejected(
         &client,

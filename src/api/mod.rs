@@ -18,3 +18,11 @@ pub use traffic_policy::*;
 pub const GROUP: &str = "gateway.kgateway.dev";
 /// API version of the Gatehouse custom resources.
 pub const VERSION: &str = "v1alpha1";
+
+/// Schema of a kgateway field Gatehouse keeps without reading: any object, stored as written.
+pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}

@@ -25,13 +25,117 @@ use super::{ExtAuthBufferSettings, NamespacedObjectReference, PolicyDisable};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicySpec {
-    /// Objects in the policy's namespace that the policy applies to. Required: the API
-    /// server refuses a schema default that fails the size rule.
-    #[x_kube(validation = Rule::new("size(self) >= 1 && size(self) <= 16").message("targetRefs must hold between 1 and 16 references"))]
+    /// Objects in the policy's namespace that the policy applies to. May be empty: a policy
+    /// can apply only where an HTTPRoute rule names it in an `ExtensionRef` filter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("size(self) <= 16").message("targetRefs may hold at most 16 references"))]
     pub target_refs: Vec<LocalPolicyTargetReference>,
+    /// Objects in the policy's namespace selected by their labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("size(self) <= 16").message("targetSelectors may hold at most 16 selectors"))]
+    pub target_selectors: Vec<LocalPolicyTargetSelector>,
     /// External authorization for the targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext_auth: Option<ExtAuthPolicy>,
+    // kgateway settings Gatehouse does not serve, kept so that a kgateway manifest applies
+    // and the policy's status can say what was not served (`unimplemented`). Not flattened
+    // from a struct: serde's flatten hides unknown fields from the strict file loader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub jwt_auth: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub basic_auth: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub api_key_auth: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub api_key_authentication: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub oauth2: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub rbac: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub csrf: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub cors: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub rate_limit: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub transformation: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub ext_proc: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub header_modifiers: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_host_rewrite: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub buffer: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub timeouts: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub retry: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub url_rewrite: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub compression: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub ai: Option<serde_json::Value>,
+}
+
+/// kgateway fields Gatehouse accepts but does not serve. Those that deny requests
+/// (authentication, authorization, CSRF) make the policy's targets fail closed; the others are
+/// reported in the policy's status.
+impl TrafficPolicySpec {
+    /// The set fields, by their manifest names, and whether each denies requests (so the
+    /// policy cannot be served without it).
+    pub fn unimplemented(&self) -> Vec<(&'static str, bool)> {
+        let fields: [(&'static str, bool, bool); 19] = [
+            ("jwtAuth", true, self.jwt_auth.is_some()),
+            ("basicAuth", true, self.basic_auth.is_some()),
+            ("apiKeyAuth", true, self.api_key_auth.is_some()),
+            (
+                "apiKeyAuthentication",
+                true,
+                self.api_key_authentication.is_some(),
+            ),
+            ("oauth2", true, self.oauth2.is_some()),
+            ("rbac", true, self.rbac.is_some()),
+            ("csrf", true, self.csrf.is_some()),
+            ("cors", false, self.cors.is_some()),
+            ("rateLimit", false, self.rate_limit.is_some()),
+            ("transformation", false, self.transformation.is_some()),
+            ("extProc", false, self.ext_proc.is_some()),
+            ("headerModifiers", false, self.header_modifiers.is_some()),
+            ("autoHostRewrite", false, self.auto_host_rewrite.is_some()),
+            ("buffer", false, self.buffer.is_some()),
+            ("timeouts", false, self.timeouts.is_some()),
+            ("retry", false, self.retry.is_some()),
+            ("urlRewrite", false, self.url_rewrite.is_some()),
+            ("compression", false, self.compression.is_some()),
+            ("ai", false, self.ai.is_some()),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, _, set)| *set)
+            .map(|(name, denies, _)| (name, denies))
+            .collect()
+    }
 }
 
 /// A Gateway (optionally one listener) or HTTPRoute (optionally one named rule) in the
@@ -48,6 +152,24 @@ pub struct LocalPolicyTargetReference {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Listener name (Gateway) or rule name (HTTPRoute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// HTTPRoutes or Gateways in the policy's namespace whose labels include `matchLabels`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.group == 'gateway.networking.k8s.io' && (self.kind == 'Gateway' || self.kind == 'HTTPRoute')").message("targetSelectors must select Gateways or HTTPRoutes of group gateway.networking.k8s.io"))]
+pub struct LocalPolicyTargetSelector {
+    /// API group of the targets.
+    pub group: String,
+    /// Kind of the targets: `Gateway` or `HTTPRoute`.
+    pub kind: String,
+    /// Labels every selected object carries. Not empty: whether an empty selector means every
+    /// object or none differs between APIs, and either guess could unprotect routes.
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("matchLabels must name at least one label"))]
+    pub match_labels: BTreeMap<String, String>,
+    /// Listener name (Gateway) or rule name (HTTPRoute) of each selected object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
 }

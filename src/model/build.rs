@@ -129,7 +129,7 @@ impl State {
                 self.models[g] = None;
             }
             self.route_status.remove(&old.key);
-            if self.base.policies.forget(&old.decisions) {
+            if self.base.policies.forget(&old.decisions) || !old.extension_refs.is_empty() {
                 self.policy_status = None;
             }
         }
@@ -144,12 +144,13 @@ impl State {
             if let Some(s) = &c.status {
                 self.route_status.insert(c.key.clone(), s.clone());
             }
-            if self.base.policies.record(&c.decisions) {
+            if self.base.policies.record(&c.decisions) || !c.extension_refs.is_empty() {
                 self.policy_status = None;
             }
         }
-        // A policy's status reads the parents of the routes it targets.
-        if self.base.targeted.contains(key) {
+        // A policy's status reads the parents of the routes it targets or selects.
+        if self.base.targeted.contains(key) || self.base.policies.selects_routes_in(&key.namespace)
+        {
             self.policy_status = None;
         }
     }
@@ -212,9 +213,18 @@ impl Builder {
                         .ok()
                         .map(|i| &routes[i].parents)
                 };
+                let mut referrers: BTreeMap<ObjKey, BTreeSet<ObjKey>> = BTreeMap::new();
+                for c in routes {
+                    for policy in &c.extension_refs {
+                        referrers
+                            .entry(policy.clone())
+                            .or_default()
+                            .insert((*c.key).clone());
+                    }
+                }
                 let base = &state.base;
                 base.policies
-                    .finish_status(store, parents, &base.served, &mut status);
+                    .finish_status(store, parents, &base.served, &referrers, &mut status);
                 state.policy_status = Some(status.traffic_policies.clone());
             }
         }

@@ -8,7 +8,7 @@ use gateway_api::apis::experimental::httproutes::HttpRoute;
 
 use super::conditions::{Condition, RouteParentStatus};
 use super::gateways::GatewayInfo;
-use super::policy::{Decisions, PolicyIndex};
+use super::policy::{self, Decisions, PolicyIndex, RuleRef};
 use super::types::{ClusterModel, Provider, RouteAction, RouteAuth, RouteModel};
 use super::validate::{self, Problem};
 use super::validate_route::{self, RuleCheck};
@@ -52,6 +52,8 @@ pub struct Contribution {
     pub inline_providers: Vec<(ObjKey, (Provider, ClusterModel))>,
     /// Which policies decided (or lost on) the route, for their status.
     pub decisions: Decisions,
+    /// TrafficPolicies the route's rules name in `ExtensionRef` filters.
+    pub extension_refs: BTreeSet<ObjKey>,
 }
 
 /// The read-only inputs every route's contribution is computed against.
@@ -99,11 +101,30 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
         None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all backendRefs resolved"),
     };
-    let checks: Vec<_> = rules
+    let named: Vec<Vec<(usize, ObjKey)>> = rules
+        .iter()
+        .map(|r| policy::extension_refs(key, r))
+        .collect();
+    let mut checks: Vec<_> = rules
         .iter()
         .enumerate()
         .map(|(i, r)| validate_route::rule(i, r))
         .collect();
+    for (i, refs) in named.iter().enumerate() {
+        for (j, missing) in refs.iter().filter(|(_, k)| !cx.policies.exists(k)) {
+            checks[i].problems.push(Problem {
+                field: format!("spec.rules[{i}].filters[{j}].extensionRef"),
+                message: format!(
+                    "ExtensionRef names TrafficPolicy {missing}, which does not exist: the rule answers 500 rather than run without it"
+                ),
+            });
+        }
+    }
+    let extension_refs: Vec<Vec<ObjKey>> = named
+        .into_iter()
+        .map(|refs| refs.into_iter().map(|(_, k)| k).collect())
+        .collect();
+    let labels = route.metadata.labels.clone().unwrap_or_default();
     let validity = validity_condition(&host_problems, &checks);
     for p in &mut parent_status {
         if let Some(c) = &validity
@@ -140,6 +161,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
             .filter_map(|(k, r)| r.as_ref().ok().map(|p| (k.clone(), p.clone())))
             .collect(),
         decisions: Decisions::default(),
+        extension_refs: extension_refs.iter().flatten().cloned().collect(),
     };
     for a in &attachments {
         let gw = &cx.gateways[a.gateway];
@@ -161,8 +183,12 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                 None => cx.policies.decide(
                     &gw.key,
                     &listener.name,
-                    key,
-                    rule.name.as_deref(),
+                    &RuleRef {
+                        route: key,
+                        labels: &labels,
+                        rule: rule.name.as_deref(),
+                        extension_refs: &extension_refs[rule_index],
+                    },
                     &mut out.decisions,
                 ),
             };

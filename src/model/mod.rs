@@ -3,6 +3,8 @@
 //! Pure: no I/O, no async. [`build`] turns a [`Store`] into the [`Model`] the translator reads.
 
 mod assembly;
+#[cfg(test)]
+mod attachment_tests;
 mod build;
 #[cfg(test)]
 mod build_tests;

@@ -1,7 +1,11 @@
 //! TrafficPolicy attachment and the precedence that decides each route's ext auth:
-//! rule > HTTPRoute > listener > Gateway; at one level the oldest policy (then name) wins.
+//! a rule's `ExtensionRef` > rule > HTTPRoute > listener > Gateway; at one level the oldest
+//! policy (then name) wins, whether it got there by `targetRefs` or `targetSelectors`
+//! (docs/policy-attachment.md).
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use gateway_api::apis::experimental::httproutes::{HttpRouteRules, HttpRouteRulesFiltersType};
 
 use super::conditions::{AncestorRef, Condition, PolicyAncestorStatus, Status};
 use super::counts;
@@ -10,6 +14,13 @@ use super::refs;
 use super::types::RouteAuth;
 use super::{validate, validate_auth};
 use crate::api::{GROUP, TrafficPolicy};
+
+const GATEWAY_API: &str = "gateway.networking.k8s.io";
+
+/// Precedence at one level: the oldest policy, then the first by namespace and name.
+fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    (&a.created, &a.key).cmp(&(&b.created, &b.key))
+}
 use crate::store::{ObjKey, Store};
 
 /// What a policy's `extAuth` resolves to.
@@ -70,10 +81,44 @@ fn add(pairs: &mut Vec<(ObjKey, ObjKey)>, policy: &ObjKey, gateway: &ObjKey) {
     }
 }
 
+/// A `targetSelectors` entry over HTTPRoutes: routes change without rebuilding the index, so
+/// it is matched against each route's labels as the route is decided.
+#[derive(Clone, Debug)]
+struct RouteSelector {
+    labels: BTreeMap<String, String>,
+    rule: Option<String>,
+}
+
+impl RouteSelector {
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// The route rule being decided.
+pub struct RuleRef<'a> {
+    pub route: &'a ObjKey,
+    pub labels: &'a BTreeMap<String, String>,
+    /// The rule's name.
+    pub rule: Option<&'a str>,
+    /// TrafficPolicies the rule names in `ExtensionRef` filters (in the route's namespace).
+    pub extension_refs: &'a [ObjKey],
+}
+
 /// Policies by target, plus bookkeeping for their status.
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
     by_target: BTreeMap<Target, Vec<Entry>>,
+    /// Policies that decide ext auth, by name: what a rule's `ExtensionRef` reaches.
+    by_key: BTreeMap<ObjKey, Entry>,
+    /// Every TrafficPolicy, deciding or not.
+    known: BTreeSet<ObjKey>,
+    /// HTTPRoute selectors of deciding policies, by namespace.
+    route_selectors: BTreeMap<String, Vec<(RouteSelector, Entry)>>,
+    /// Every policy's HTTPRoute selectors, for status.
+    selectors: BTreeMap<ObjKey, Vec<RouteSelector>>,
+    /// kgateway fields of each policy that Gatehouse does not serve.
+    unimplemented: BTreeMap<ObjKey, Vec<(&'static str, bool)>>,
     /// Every policy's targets, for status.
     targets: BTreeMap<ObjKey, Vec<Target>>,
     /// Broken resolution per policy.
@@ -86,56 +131,117 @@ pub struct PolicyIndex {
 }
 
 impl PolicyIndex {
-    /// Indexes every TrafficPolicy with `extAuth`.
+    /// Indexes every TrafficPolicy. Those with `extAuth`, or with a field that denies requests
+    /// that Gatehouse does not serve, decide ext auth where they attach.
     pub fn build(store: &Store, providers: &BTreeMap<ObjKey, ProviderResult>) -> Self {
         let mut index = PolicyIndex::default();
         for (key, policy) in &store.traffic_policies {
-            let Some(ext_auth) = policy.spec.ext_auth.as_ref() else {
-                continue;
-            };
-            let resolution = resolve(store, key, policy, providers);
-            if let Resolution::Broken { reason, message } = &resolution {
-                index.broken.insert(key.clone(), (reason, message.clone()));
+            index.known.insert(key.clone());
+            let unimplemented = policy.spec.unimplemented();
+            if !unimplemented.is_empty() {
+                index
+                    .unimplemented
+                    .insert(key.clone(), unimplemented.clone());
             }
-            let entry = Entry {
-                key: key.clone(),
-                created: policy
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default(),
-                resolution,
-                context_extensions: ext_auth.context_extensions.clone().unwrap_or_default(),
-                with_request_body: ext_auth.with_request_body.clone(),
-            };
+            let decides = policy.spec.ext_auth.is_some() || unimplemented.iter().any(|f| f.1);
+            let entry = decides.then(|| {
+                let resolution = resolve(store, key, policy, providers);
+                if let Resolution::Broken { reason, message } = &resolution {
+                    index.broken.insert(key.clone(), (reason, message.clone()));
+                }
+                let ext_auth = policy.spec.ext_auth.clone().unwrap_or_default();
+                Entry {
+                    key: key.clone(),
+                    created: policy
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default(),
+                    resolution,
+                    context_extensions: ext_auth.context_extensions.unwrap_or_default(),
+                    with_request_body: ext_auth.with_request_body,
+                }
+            });
+            if let Some(entry) = &entry {
+                index.by_key.insert(key.clone(), entry.clone());
+            }
+            let mut targets = Vec::new();
             for t in &policy.spec.target_refs {
                 let target_key = ObjKey::new(key.namespace.clone(), t.name.clone());
-                let target = match (t.group.as_str(), t.kind.as_str()) {
-                    ("gateway.networking.k8s.io", "Gateway") => Target::Gateway {
+                match (t.group.as_str(), t.kind.as_str()) {
+                    (GATEWAY_API, "Gateway") => targets.push(Target::Gateway {
                         key: target_key,
                         listener: t.section_name.clone(),
-                    },
-                    ("gateway.networking.k8s.io", "HTTPRoute") => Target::Route {
+                    }),
+                    (GATEWAY_API, "HTTPRoute") => targets.push(Target::Route {
                         key: target_key,
                         rule: t.section_name.clone(),
-                    },
-                    _ => continue,
-                };
-                index
-                    .targets
-                    .entry(key.clone())
-                    .or_default()
-                    .push(target.clone());
-                index
-                    .by_target
-                    .entry(target)
-                    .or_default()
-                    .push(entry.clone());
+                    }),
+                    _ => {}
+                }
+            }
+            for sel in &policy.spec.target_selectors {
+                // An empty selector is refused by the CRD; here it selects nothing.
+                if sel.group != GATEWAY_API || sel.match_labels.is_empty() {
+                    continue;
+                }
+                match sel.kind.as_str() {
+                    "Gateway" => {
+                        for (gw_key, gw) in &store.gateways {
+                            let labels = gw.metadata.labels.as_ref();
+                            let selected = gw_key.namespace == key.namespace
+                                && sel
+                                    .match_labels
+                                    .iter()
+                                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                            if selected {
+                                targets.push(Target::Gateway {
+                                    key: gw_key.clone(),
+                                    listener: sel.section_name.clone(),
+                                });
+                            }
+                        }
+                    }
+                    "HTTPRoute" => {
+                        let selector = RouteSelector {
+                            labels: sel.match_labels.clone(),
+                            rule: sel.section_name.clone(),
+                        };
+                        if let Some(entry) = &entry {
+                            index
+                                .route_selectors
+                                .entry(key.namespace.clone())
+                                .or_default()
+                                .push((selector.clone(), entry.clone()));
+                        }
+                        index
+                            .selectors
+                            .entry(key.clone())
+                            .or_default()
+                            .push(selector);
+                    }
+                    _ => {}
+                }
+            }
+            targets.dedup();
+            index
+                .targets
+                .entry(key.clone())
+                .or_default()
+                .extend(targets.iter().cloned());
+            if let Some(entry) = entry {
+                for target in targets {
+                    index
+                        .by_target
+                        .entry(target)
+                        .or_default()
+                        .push(entry.clone());
+                }
             }
         }
         for entries in index.by_target.values_mut() {
-            entries.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
+            entries.sort_by(order);
         }
         index
     }
@@ -146,37 +252,69 @@ impl PolicyIndex {
         &self,
         gateway: &ObjKey,
         listener: &str,
-        route: &ObjKey,
-        rule: Option<&str>,
+        rule: &RuleRef<'_>,
         trace: &mut Decisions,
     ) -> RouteAuth {
-        let mut levels = Vec::with_capacity(4);
-        if let Some(rule) = rule {
-            levels.push(Target::Route {
-                key: route.clone(),
-                rule: Some(rule.to_string()),
-            });
+        // A rule's own ExtensionRef names its policy; one that does not exist fails the
+        // rule closed rather than leave it to a broader policy (or none).
+        if let Some(missing) = rule
+            .extension_refs
+            .iter()
+            .find(|k| !self.known.contains(*k))
+        {
+            return RouteAuth::FailClosed {
+                policy: missing.clone(),
+                reason: format!("ExtensionRef: TrafficPolicy {missing} not found"),
+            };
         }
-        levels.push(Target::Route {
-            key: route.clone(),
+        let named: Vec<&Entry> = rule
+            .extension_refs
+            .iter()
+            .filter_map(|k| self.by_key.get(k))
+            .collect();
+        let selected = |rule_name: Option<&str>| -> Vec<&Entry> {
+            self.route_selectors
+                .get(&rule.route.namespace)
+                .into_iter()
+                .flatten()
+                .filter(|(sel, _)| sel.rule.as_deref() == rule_name && sel.selects(rule.labels))
+                .map(|(_, e)| e)
+                .collect()
+        };
+        let targeted =
+            |t: Target| -> Vec<&Entry> { self.by_target.get(&t).into_iter().flatten().collect() };
+        let mut levels: Vec<Vec<&Entry>> = Vec::with_capacity(5);
+        levels.push(named);
+        if let Some(name) = rule.rule {
+            let mut level = targeted(Target::Route {
+                key: rule.route.clone(),
+                rule: Some(name.to_string()),
+            });
+            level.extend(selected(Some(name)));
+            levels.push(level);
+        }
+        let mut level = targeted(Target::Route {
+            key: rule.route.clone(),
             rule: None,
         });
-        levels.push(Target::Gateway {
+        level.extend(selected(None));
+        levels.push(level);
+        levels.push(targeted(Target::Gateway {
             key: gateway.clone(),
             listener: Some(listener.to_string()),
-        });
-        levels.push(Target::Gateway {
+        }));
+        levels.push(targeted(Target::Gateway {
             key: gateway.clone(),
             listener: None,
-        });
-        for level in levels {
-            let Some(entries) = self.by_target.get(&level) else {
+        }));
+        for mut entries in levels {
+            entries.sort_by(|a, b| order(a, b));
+            // A policy both named and selected counts once.
+            entries.dedup_by(|a, b| a.key == b.key);
+            let Some((winner, losers)) = entries.split_first() else {
                 continue;
             };
-            let Some(winner) = entries.first() else {
-                continue;
-            };
-            for loser in &entries[1..] {
+            for loser in losers {
                 trace.add_overridden(&loser.key, gateway);
             }
             trace.add_decided(&winner.key, gateway);
@@ -196,6 +334,19 @@ impl PolicyIndex {
             };
         }
         RouteAuth::None
+    }
+
+    /// Whether a change to an HTTPRoute in `namespace` can change which policies select it.
+    pub fn selects_routes_in(&self, namespace: &str) -> bool {
+        self.selectors
+            .range(ObjKey::new(namespace.to_string(), String::new())..)
+            .next()
+            .is_some_and(|(policy, _)| policy.namespace == namespace)
+    }
+
+    /// Whether `name` is a TrafficPolicy.
+    pub fn exists(&self, name: &ObjKey) -> bool {
+        self.known.contains(name)
     }
 
     /// The HTTPRoutes some policy targets (their status reads those routes' parents).
@@ -249,15 +400,41 @@ impl PolicyIndex {
     }
 
     /// Writes every policy's ancestor status. `route_parents` gives the Gateways an HTTPRoute
-    /// is attached to; `served` is the set of Gateways Gatehouse serves.
+    /// is attached to; `served` is the set of Gateways Gatehouse serves; `referrers` the
+    /// HTTPRoutes whose rules name each policy in an `ExtensionRef` filter.
     pub fn finish_status<'a>(
         &self,
         store: &Store,
         route_parents: impl Fn(&ObjKey) -> Option<&'a BTreeSet<ObjKey>>,
         served: &BTreeSet<ObjKey>,
+        referrers: &BTreeMap<ObjKey, BTreeSet<ObjKey>>,
         status: &mut Status,
     ) {
-        for (policy, targets) in &self.targets {
+        let mut all = self.targets.clone();
+        for (policy, selectors) in &self.selectors {
+            let routes = store
+                .http_routes
+                .range(ObjKey::new(policy.namespace.clone(), String::new())..)
+                .take_while(|(k, _)| k.namespace == policy.namespace);
+            for (key, route) in routes {
+                let labels = route.metadata.labels.clone().unwrap_or_default();
+                for sel in selectors.iter().filter(|s| s.selects(&labels)) {
+                    all.entry(policy.clone()).or_default().push(Target::Route {
+                        key: key.clone(),
+                        rule: sel.rule.clone(),
+                    });
+                }
+            }
+        }
+        for (policy, routes) in referrers {
+            for route in routes {
+                all.entry(policy.clone()).or_default().push(Target::Route {
+                    key: route.clone(),
+                    rule: None,
+                });
+            }
+        }
+        for (policy, targets) in &all {
             let mut ancestors: BTreeMap<AncestorRef, Vec<Condition>> = BTreeMap::new();
             for target in targets {
                 let gateways: Vec<ObjKey> = match target {
@@ -322,6 +499,7 @@ impl PolicyIndex {
     }
 
     fn conditions(&self, policy: &ObjKey, gateway: &ObjKey) -> Vec<Condition> {
+        let unimplemented = self.unimplemented.get(policy);
         let accepted = match self.broken.get(policy) {
             Some((reason, message)) => Condition::fail(
                 "Accepted",
@@ -331,7 +509,13 @@ impl PolicyIndex {
             None => Condition::ok("Accepted", "Accepted", "policy is valid"),
         };
         let pair = (policy.clone(), gateway.clone());
-        let attached = if self.decided.contains_key(&pair) {
+        let attached = if !self.by_key.contains_key(policy) {
+            Condition::fail(
+                "Attached",
+                "NoEffect",
+                "the policy sets nothing Gatehouse serves",
+            )
+        } else if self.decided.contains_key(&pair) {
             Condition::ok(
                 "Attached",
                 "Attached",
@@ -350,8 +534,52 @@ impl PolicyIndex {
                 "more specific policies decide every route it targets",
             )
         };
-        vec![accepted, attached]
+        let mut conditions = vec![accepted, attached];
+        if let Some(fields) = unimplemented {
+            conditions.push(Condition::fail(
+                "Implemented",
+                "UnsupportedField",
+                unimplemented_message(fields),
+            ));
+        }
+        conditions
     }
+}
+
+/// What a policy's status says of the kgateway fields Gatehouse does not serve.
+fn unimplemented_message(fields: &[(&str, bool)]) -> String {
+    let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+    let denying: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+    let mut message = format!("not implemented by Gatehouse: {}", names.join(", "));
+    if denying.is_empty() {
+        message.push_str("; they have no effect");
+    } else {
+        message.push_str(&format!(
+            "; the routes this policy decides answer 500 rather than be served without {}",
+            denying.join(", ")
+        ));
+    }
+    message
+}
+
+/// The TrafficPolicies a rule names in `ExtensionRef` filters, as kgateway attaches a policy
+/// to one rule. They are in the route's namespace (an `ExtensionRef` has none of its own).
+/// Each comes with the index of its filter.
+pub fn extension_refs(route: &ObjKey, rule: &HttpRouteRules) -> Vec<(usize, ObjKey)> {
+    rule.filters
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, f)| f.r#type == HttpRouteRulesFiltersType::ExtensionRef)
+        .filter_map(|(i, f)| Some((i, f.extension_ref.as_ref()?)))
+        .filter(|(_, r)| is_policy_ref(&r.group, &r.kind))
+        .map(|(i, r)| (i, ObjKey::new(route.namespace.clone(), r.name.clone())))
+        .collect()
+}
+
+/// Whether an `ExtensionRef` names a TrafficPolicy.
+pub fn is_policy_ref(group: &str, kind: &str) -> bool {
+    group == GROUP && kind == "TrafficPolicy"
 }
 
 fn resolve(
@@ -360,6 +588,17 @@ fn resolve(
     policy: &TrafficPolicy,
     providers: &BTreeMap<ObjKey, ProviderResult>,
 ) -> Resolution {
+    let denying: Vec<&str> = (policy.spec.unimplemented().into_iter())
+        .filter(|f| f.1)
+        .map(|f| f.0)
+        .collect();
+    if !denying.is_empty() {
+        // Served without these, the policy would let through requests it is there to refuse.
+        return Resolution::Broken {
+            reason: "UnsupportedField",
+            message: format!("{} not implemented by Gatehouse", denying.join(", ")),
+        };
+    }
     let Some(ext_auth) = &policy.spec.ext_auth else {
         return Resolution::Disable;
     };

@@ -4,7 +4,7 @@ use crate::testing::store;
 /// Gateway `infra/gw` (listener `http` :8080 from all namespaces, `admin` :9090 from the same
 /// namespace), Service `app/web`, routes `app/a` (rules `secure` and `public`) and `app/b`,
 /// providers `auth/ext` (needs a grant from `app`) and `app/local`.
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: infra}
@@ -86,13 +86,13 @@ fn policy(
     )
 }
 
-fn model(extra: &str) -> Model {
+pub(super) fn model(extra: &str) -> Model {
     build(&store(&format!("{BASE}{extra}")), &ModelConfig::default())
 }
 
 /// Auth of every route on a port, as `(route name, decision)` with decisions shortened to
 /// `none`, `on:<provider>`, `off:<policy>` and `closed:<policy>`.
-fn auth_on(m: &Model, port: u16) -> Vec<(String, String)> {
+pub(super) fn auth_on(m: &Model, port: u16) -> Vec<(String, String)> {
     let gw = m
         .gateway(&ObjKey::new("infra", "gw"))
         .expect("gateway is served");
@@ -123,18 +123,18 @@ fn auth_on(m: &Model, port: u16) -> Vec<(String, String)> {
     out
 }
 
-fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
 
-fn cond<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
+pub(super) fn cond<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
     find(conditions, type_).unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
 }
 
-const USE_LOCAL: &str = "{extensionRef: {name: local}}";
-const DISABLE: &str = "{disable: {}}";
+pub(super) const USE_LOCAL: &str = "{extensionRef: {name: local}}";
+pub(super) const DISABLE: &str = "{disable: {}}";
 
 /// (case name, extra manifests, port, expected auth per route)
 type MatrixCase = (&'static str, String, u16, Vec<(&'static str, &'static str)>);

@@ -202,6 +202,11 @@ fn filter(p: &mut Problems, base: &str, f: &HttpRouteRulesFilters, prefixes: &[S
         }
         // Served elsewhere: mirrors by `filters`, ExternalAuth by `external_auth`.
         HttpRouteRulesFiltersType::RequestMirror | HttpRouteRulesFiltersType::ExternalAuth => {}
+        // A TrafficPolicy named here attaches to the rule (`policy::extension_refs`).
+        HttpRouteRulesFiltersType::ExtensionRef
+            if f.extension_ref
+                .as_ref()
+                .is_some_and(|r| super::policy::is_policy_ref(&r.group, &r.kind)) => {}
         HttpRouteRulesFiltersType::ExtensionRef | HttpRouteRulesFiltersType::Cors => {
             unsupported(p, base, f)
         }

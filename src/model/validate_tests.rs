@@ -97,8 +97,14 @@ fn each_value_envoy_refuses_costs_only_its_rule() {
     let cases: Vec<(String, &str, bool)> = vec![
         // Filters Gatehouse does not serve are never skipped: the rule answers 500.
         (
+            "filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Filter, name: f}}]".into(),
+            "spec.rules[0].filters[0].type: ExtensionRef to example.com/Filter \"f\" is not supported",
+            false,
+        ),
+        // A TrafficPolicy named by a rule attaches to it; one that does not exist fails it.
+        (
             "filters: [{type: ExtensionRef, extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: p}}]".into(),
-            "spec.rules[0].filters[0].type: ExtensionRef to gateway.kgateway.dev/TrafficPolicy \"p\" is not supported",
+            "spec.rules[0].filters[0].extensionRef: ExtensionRef names TrafficPolicy app/p, which does not exist",
             false,
         ),
         (

@@ -86,17 +86,46 @@ fn describe(kind: &str, map: &serde_json::Map<String, Value>) -> String {
     }
 }
 
+/// Decodes `value` as `T`. A field `T` does not have is an error naming it, as `kubectl apply`
+/// (strict field validation) reports it: a setting dropped unread could be a protection.
 fn parse<T: DeserializeOwned>(value: Value) -> Result<Box<T>, String> {
-    serde_path_to_error::deserialize(value)
-        .map(Box::new)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                e.into_inner().to_string()
-            } else {
-                format!("field `{path}`: {}", e.into_inner())
-            }
-        })
+    let mut unknown = Vec::new();
+    let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        value,
+        &mut |path: serde_ignored::Path<'_>| unknown.push(field_path(&path)),
+    ))
+    .map(Box::new)
+    .map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("field `{path}`: {}", e.into_inner())
+        }
+    })?;
+    // Custom resource types take their type meta from the kind, not from fields.
+    unknown.retain(|p| p != "apiVersion" && p != "kind");
+    match unknown.as_slice() {
+        [] => Ok(parsed),
+        [one] => Err(format!("unknown field `{one}`")),
+        many => Err(format!("unknown fields `{}`", many.join("`, `"))),
+    }
+}
+
+/// `spec.targetSelectors[0].matchLabelz`, as the API server names a field.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 fn typed(kind: Kind, value: Value) -> Result<Object, String> {

@@ -66,6 +66,49 @@ fn unknown_kind_is_a_warning_not_an_error() {
     );
 }
 
+/// A field no schema has is an error naming it, in every kind (as `kubectl apply` reports it);
+/// kgateway fields Gatehouse keeps but does not serve load, and so do values under them.
+#[test]
+fn unknown_fields_are_errors_naming_the_field() {
+    let cases = [
+        (
+            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: a}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}], extAuth: {disable: {}}, jwtAuth2: {}}\n",
+            Some("unknown field `spec.jwtAuth2`"),
+        ),
+        (
+            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: a}\nspec: {targetSelectors: [{group: gateway.networking.k8s.io, kind: HTTPRoute, matchLabels: {a: b}, selector: x}]}\n",
+            Some("unknown field `spec.targetSelectors[0].selector`"),
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: a}\nspec: {rules: [{backendRefs: [{name: s, port: 80, wieght: 1}]}]}\n",
+            Some("unknown field `spec.rules[0].backendRefs[0].wieght`"),
+        ),
+        (
+            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: a}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}], jwtAuth: {anything: [1]}, cors: {x: y}}\n",
+            None,
+        ),
+    ];
+    for (text, want) in cases {
+        let out = load(text);
+        match want {
+            Some(want) => {
+                assert_eq!(out.errors.len(), 1, "{text}");
+                assert!(
+                    out.errors[0].message.contains(want),
+                    "{}",
+                    out.errors[0].message
+                );
+                assert!(out.objects.is_empty());
+            }
+            None => assert!(
+                out.errors.is_empty() && out.objects.len() == 1,
+                "{:?}",
+                out.errors
+            ),
+        }
+    }
+}
+
 #[test]
 fn policy_with_extension_ref_and_disable_is_rejected_by_cel() {
     let text = "apiVersion: gateway.kgateway.dev/v1alpha1

@@ -1,0 +1,163 @@
+//! kgateway's other ways to attach a TrafficPolicy, through a real Envoy: a rule's
+//! `ExtensionRef` filter and `targetSelectors` protect what they name; a policy with an
+//! access-control field Gatehouse does not serve answers 500 instead of serving unchecked.
+
+mod support;
+
+use support::http;
+use support::standalone::World;
+
+const ALLOW: &[(&str, &str)] = &[("x-ext-authz", "allow")];
+
+const GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: policies-use-auth, namespace: kgateway-system}
+spec:
+  from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}]
+  to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]
+";
+
+/// A kgateway manifest: the policy has no targetRefs; the rule names it.
+const EXTENSION_REF: &str = "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: admin-auth, namespace: httpbin}
+spec:
+  extAuth: {extensionRef: {name: basic-ext-auth, namespace: kgateway-system}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: by-ref, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [ref.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    filters:
+    - type: ExtensionRef
+      extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: admin-auth}
+    backendRefs: [{name: httpbin, port: 8000}]
+  - backendRefs: [{name: httpbin, port: 8000}]
+";
+
+const SELECTOR: &str = "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: protect-labelled, namespace: httpbin}
+spec:
+  targetSelectors:
+  - {group: gateway.networking.k8s.io, kind: HTTPRoute, matchLabels: {protect: 'yes'}}
+  extAuth: {extensionRef: {name: basic-ext-auth, namespace: kgateway-system}}
+";
+
+fn labelled_route(labels: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: selected, namespace: httpbin, labels: {{{labels}}}}}
+spec:
+  parentRefs: [{{name: http, namespace: kgateway-system}}]
+  hostnames: [selected.example.com]
+  rules:
+  - backendRefs: [{{name: httpbin, port: 8000}}]
+"
+    )
+}
+
+/// A policy carrying kgateway's `jwtAuth` (which Gatehouse does not serve) on its route.
+const JWT: &str = "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: jwt-only, namespace: httpbin}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: jwt}]
+  jwtAuth:
+    providers:
+      issuer-a: {issuer: https://issuer.example.com, jwks: {remote: {url: https://issuer.example.com/jwks}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: jwt, namespace: httpbin}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [jwt.example.com]
+  rules:
+  - backendRefs: [{name: httpbin, port: 8000}]
+";
+
+#[test]
+fn kgateway_attachments_protect_what_they_name() {
+    let w = World::start(false);
+    w.write("grant.yaml", GRANT);
+    w.write_and_wait("by-ref.yaml", EXTENSION_REF);
+    let get = |host: &str, path: &str, headers: &[(&str, &str)]| {
+        http::get(w.listener_port, host, path, headers).expect("request through Envoy")
+    };
+    w.wait_for_response(
+        "the ExtensionRef rule checked",
+        || http::get(w.listener_port, "ref.example.com", "/admin/x", &[]),
+        |r| r.status == 403,
+    );
+    assert_eq!(get("ref.example.com", "/admin/x", ALLOW).status, 200);
+    assert_eq!(
+        get("ref.example.com", "/public", &[]).status,
+        200,
+        "the other rule is open"
+    );
+
+    // targetSelectors: the labelled route is checked; relabelled, it is not selected.
+    w.write("selector.yaml", SELECTOR);
+    w.write_and_wait("selected.yaml", &labelled_route("protect: 'yes'"));
+    w.wait_for_response(
+        "the selected route checked",
+        || http::get(w.listener_port, "selected.example.com", "/", &[]),
+        |r| r.status == 403,
+    );
+    assert_eq!(get("selected.example.com", "/", ALLOW).status, 200);
+    w.write_and_wait("selected.yaml", &labelled_route("protect: 'no'"));
+    w.wait_for_response(
+        "the relabelled route no longer selected",
+        || http::get(w.listener_port, "selected.example.com", "/", &[]),
+        |r| r.status == 200,
+    );
+
+    // jwtAuth is not served: the route answers 500 rather than forward unchecked.
+    w.write_and_wait("jwt.yaml", JWT);
+    w.wait_for_response(
+        "the jwtAuth route refused",
+        || http::get(w.listener_port, "jwt.example.com", "/", &[]),
+        |r| r.status == 500,
+    );
+    assert_eq!(
+        get("jwt.example.com", "/", ALLOW).status,
+        500,
+        "no header lets it through"
+    );
+    assert_eq!(
+        get("ref.example.com", "/public", &[]).status,
+        200,
+        "others unaffected"
+    );
+}
+
+/// Standalone mode refuses a field no kind has, as `kubectl apply` does, naming it; the
+/// objects already loaded keep serving.
+#[test]
+fn unknown_fields_are_load_errors() {
+    let w = World::start(false);
+    w.write("grant.yaml", GRANT);
+    w.write(
+        "selector.yaml",
+        &SELECTOR.replace("matchLabels:", "matchLabelz: {a: b}, matchLabels:"),
+    );
+    w.wait_until(
+        "the load error reported",
+        std::time::Duration::from_secs(10),
+        |w| {
+            w.logs()
+                .contains("unknown field `spec.targetSelectors[0].matchLabelz`")
+        },
+    );
+    assert_eq!(
+        w.get(&[]).map(|r| r.status).ok(),
+        Some(200),
+        "the walkthrough still served"
+    );
+}
