@@ -360,12 +360,19 @@ fn deleted_grant(action: &str) -> Option<&str> {
 }
 
 fn run(w: &mut Conformance, t: &Test, skipped: &mut usize) -> Result<usize, String> {
-    let text = std::fs::read_to_string(
-        conformance_dir()
-            .join("tests")
-            .join(format!("{}.yaml", t.name)),
-    )
-    .map_err(|e| format!("manifest: {e}"))?;
+    let manifests = if t.manifests.is_empty() {
+        std::slice::from_ref(&t.name)
+    } else {
+        &t.manifests[..]
+    };
+    let mut text = String::new();
+    for m in manifests {
+        let file = conformance_dir().join("tests").join(format!("{m}.yaml"));
+        let part = std::fs::read_to_string(&file)
+            .map_err(|e| format!("manifest {}: {e}", file.display()))?;
+        text.push_str("\n---\n");
+        text.push_str(&part);
+    }
     let mut docs = w.prepare(&text);
     let before = w.builds();
     w.write(TEST_FILE, &docs);
@@ -526,9 +533,48 @@ fn distribution(w: &Conformance, t: &Test, d: &Value, port: u16) -> Result<(), S
     Err(format!("unknown distribution check {d}"))
 }
 
+/// The client reads a response up to its end rather than EOF (see `http::read_response`).
+#[test]
+fn a_response_ends_where_its_framing_says() {
+    let fixed = b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\nabcEXTRA";
+    assert_eq!(http::framed_len(fixed, "GET"), Some(fixed.len() - 5));
+    assert_eq!(http::framed_len(&fixed[..fixed.len() - 7], "GET"), None);
+    let chunked =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n";
+    assert_eq!(http::framed_len(chunked, "GET"), Some(chunked.len()));
+    assert_eq!(http::framed_len(&chunked[..chunked.len() - 2], "GET"), None);
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n";
+    assert_eq!(http::framed_len(head, "HEAD"), Some(head.len()));
+    // Without a length the body runs to EOF.
+    assert_eq!(http::framed_len(b"HTTP/1.1 200 OK\r\n\r\nabc", "GET"), None);
+}
+
+/// `GATEHOUSE_CONFORMANCE_ONLY`: comma-separated test names to run instead of all of them.
+fn selected() -> Option<Vec<String>> {
+    let only = std::env::var("GATEHOUSE_CONFORMANCE_ONLY").ok()?;
+    Some(
+        only.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
+}
+
 #[test]
 fn httproute_conformance() {
-    let tests = expectations();
+    let mut tests = expectations();
+    let only = selected();
+    if let Some(names) = &only {
+        let unknown: Vec<_> = names
+            .iter()
+            .filter(|n| !tests.iter().any(|t| &t.name == *n))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "GATEHOUSE_CONFORMANCE_ONLY names unknown tests {unknown:?}"
+        );
+        tests.retain(|t| names.contains(&t.name));
+    }
     let mut w = Conformance::start();
     let mut failures = Vec::new();
     let mut cases = 0;
@@ -554,6 +600,14 @@ fn httproute_conformance() {
         failures.join("\n"),
         w.logs()
     );
+    eprintln!(
+        "{} tests, {cases} requests passed; {skipped} skipped",
+        tests.len()
+    );
+    if only.is_some() {
+        // The totals below describe the whole suite.
+        return;
+    }
     // The HTTPS listener cases of httproute-redirect-port-and-scheme, and nothing else.
     assert_eq!(skipped, 6, "skipped cases changed");
     assert!(

@@ -121,6 +121,9 @@ pub struct StatusExpectation {
 #[derive(Debug, Deserialize, Clone)]
 pub struct Test {
     pub name: String,
+    /// Upstream manifests (`tests/<m>.yaml`) the test applies, when not just `tests/<name>.yaml`.
+    #[serde(default)]
+    pub manifests: Vec<String>,
     pub gateway: Option<String>,
     #[serde(default)]
     pub routes: Vec<String>,

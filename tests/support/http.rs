@@ -56,8 +56,7 @@ pub fn request(
     request_bytes(port, method, host, path, headers, body.as_bytes())
 }
 
-/// Sends one request with any body and reads the whole response (the server closes the
-/// connection).
+/// Sends one request with any body and reads the whole response.
 pub fn request_bytes(
     port: u16,
     method: &str,
@@ -79,14 +78,86 @@ pub fn request_bytes(
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
     stream.write_all(&bytes)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let raw = read_response(&mut stream, method)?;
     parse(&raw).ok_or_else(|| {
         std::io::Error::other(format!(
             "unparsable response: {:?}",
             String::from_utf8_lossy(&raw)
         ))
     })
+}
+
+/// Reads one response, stopping where its framing says it ends. Waiting for the server to close
+/// instead costs a second per local reply: Envoy holds a connection it closes for its
+/// `delayed_close_timeout` (1s) until the client closes first.
+fn read_response(stream: &mut TcpStream, method: &str) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(len) = framed_len(&raw, method) {
+            raw.truncate(len);
+            return Ok(raw);
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The length of the whole response once `raw` holds all of it. `None` while incomplete, and
+/// for framing not handled here (1xx, neither length nor chunked), which is read to EOF.
+pub fn framed_len(raw: &[u8], method: &str) -> Option<usize> {
+    let end = find(raw, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.lines();
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    if status < 200 {
+        return None;
+    }
+    if method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 {
+        return Some(end);
+    }
+    let header = |name: &str| {
+        head.lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return chunked_len(raw, end);
+    }
+    let body: usize = header("content-length")?.parse().ok()?;
+    (raw.len() >= end + body).then_some(end + body)
+}
+
+/// Where a chunked body starting at `i` ends (trailers included), once `raw` holds it.
+fn chunked_len(raw: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let line = i + find(&raw[i..], b"\r\n")?;
+        let size = std::str::from_utf8(&raw[i..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        i = line + 2;
+        if size == 0 {
+            loop {
+                let line = i + find(&raw[i..], b"\r\n")?;
+                if line == i {
+                    return Some(i + 2);
+                }
+                i = line + 2;
+            }
+        }
+        if raw.len() < i + size + 2 {
+            return None;
+        }
+        i += size + 2;
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {
