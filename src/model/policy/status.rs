@@ -1,0 +1,171 @@
+//! What each TrafficPolicy's status says, per Gateway it affects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::super::conditions::{AncestorRef, Condition, PolicyAncestorStatus, Status};
+use super::{PolicyIndex, Target};
+use crate::store::{ObjKey, Store};
+
+impl PolicyIndex {
+    /// Writes every policy's ancestor status. `route_parents` gives the Gateways an HTTPRoute
+    /// is attached to; `served` is the set of Gateways Gatehouse serves; `referrers` the
+    /// HTTPRoutes whose rules name each policy in an `ExtensionRef` filter.
+    pub fn finish_status<'a>(
+        &self,
+        store: &Store,
+        route_parents: impl Fn(&ObjKey) -> Option<&'a BTreeSet<ObjKey>>,
+        served: &BTreeSet<ObjKey>,
+        referrers: &BTreeMap<ObjKey, BTreeSet<ObjKey>>,
+        status: &mut Status,
+    ) {
+        let mut all = self.targets.clone();
+        for (policy, selectors) in &self.selectors {
+            let routes = store
+                .http_routes
+                .range(ObjKey::new(policy.namespace.clone(), String::new())..)
+                .take_while(|(k, _)| k.namespace == policy.namespace);
+            for (key, route) in routes {
+                let labels = route.metadata.labels.clone().unwrap_or_default();
+                for sel in selectors.iter().filter(|s| s.selects(&labels)) {
+                    all.entry(policy.clone()).or_default().push(Target::Route {
+                        key: key.clone(),
+                        rule: sel.rule.clone(),
+                    });
+                }
+            }
+        }
+        for (policy, routes) in referrers {
+            for route in routes {
+                all.entry(policy.clone()).or_default().push(Target::Route {
+                    key: route.clone(),
+                    rule: None,
+                });
+            }
+        }
+        for (policy, targets) in &all {
+            let mut ancestors: BTreeMap<AncestorRef, Vec<Condition>> = BTreeMap::new();
+            for target in targets {
+                let gateways: Vec<ObjKey> = match target {
+                    Target::Gateway { key, .. } if served.contains(key) => vec![key.clone()],
+                    Target::Route { key, .. } => {
+                        route_parents(key).into_iter().flatten().cloned().collect()
+                    }
+                    _ => vec![],
+                };
+                if gateways.is_empty() {
+                    let (kind, key, section) = match target {
+                        Target::Gateway { key, listener } => ("Gateway", key, listener),
+                        Target::Route { key, rule } => ("HTTPRoute", key, rule),
+                    };
+                    let exists = match kind {
+                        "Gateway" => store.gateways.contains_key(key),
+                        _ => store.http_routes.contains_key(key),
+                    };
+                    if exists && kind == "Gateway" {
+                        continue; // a Gateway of another controller: not ours to report on
+                    }
+                    let message = if exists {
+                        format!("{kind} {key} is not attached to a Gateway served by Gatehouse")
+                    } else {
+                        format!("{kind} {key} not found")
+                    };
+                    ancestors.insert(
+                        AncestorRef {
+                            kind: kind.into(),
+                            namespace: key.namespace.clone(),
+                            name: key.name.clone(),
+                            section_name: section.clone(),
+                        },
+                        vec![
+                            Condition::fail("Accepted", "TargetNotFound", message.clone()),
+                            Condition::fail("Attached", "TargetNotFound", message),
+                        ],
+                    );
+                    continue;
+                }
+                for gw in gateways {
+                    let ancestor = AncestorRef {
+                        kind: "Gateway".into(),
+                        namespace: gw.namespace.clone(),
+                        name: gw.name.clone(),
+                        section_name: None,
+                    };
+                    ancestors.insert(ancestor, self.conditions(policy, &gw));
+                }
+            }
+            let list = ancestors
+                .into_iter()
+                .map(|(ancestor_ref, conditions)| PolicyAncestorStatus {
+                    ancestor_ref,
+                    conditions,
+                })
+                .collect();
+            status
+                .traffic_policies
+                .insert(policy.clone(), std::sync::Arc::new(list));
+        }
+    }
+
+    fn conditions(&self, policy: &ObjKey, gateway: &ObjKey) -> Vec<Condition> {
+        let unimplemented = self.unimplemented.get(policy);
+        let accepted = match self.broken.get(policy) {
+            Some((reason, message)) => Condition::fail(
+                "Accepted",
+                reason,
+                format!("{message}; the routes it decides fail closed"),
+            ),
+            None => Condition::ok("Accepted", "Accepted", "policy is valid"),
+        };
+        let pair = (policy.clone(), gateway.clone());
+        let attached = if !self.by_key.contains_key(policy) {
+            Condition::fail(
+                "Attached",
+                "NoEffect",
+                "the policy sets nothing Gatehouse serves",
+            )
+        } else if self.decided.contains_key(&pair) {
+            Condition::ok(
+                "Attached",
+                "Attached",
+                "decides ext auth for at least one route",
+            )
+        } else if self.overridden.contains_key(&pair) {
+            Condition::fail(
+                "Attached",
+                "Overridden",
+                "an older policy at the same level decides instead",
+            )
+        } else {
+            Condition::fail(
+                "Attached",
+                "Overridden",
+                "more specific policies decide every route it targets",
+            )
+        };
+        let mut conditions = vec![accepted, attached];
+        if let Some(fields) = unimplemented {
+            conditions.push(Condition::fail(
+                "Implemented",
+                "UnsupportedField",
+                unimplemented_message(fields),
+            ));
+        }
+        conditions
+    }
+}
+
+/// What a policy's status says of the kgateway fields Gatehouse does not serve.
+fn unimplemented_message(fields: &[(&str, bool)]) -> String {
+    let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+    let denying: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+    let mut message = format!("not implemented by Gatehouse: {}", names.join(", "));
+    if denying.is_empty() {
+        message.push_str("; they have no effect");
+    } else {
+        message.push_str(&format!(
+            "; the routes this policy decides answer 500 rather than be served without {}",
+            denying.join(", ")
+        ));
+    }
+    message
+}
