@@ -5,17 +5,9 @@
 mod support;
 
 use support::http;
-use support::standalone::World;
+use support::standalone::{POLICY_GRANT, World, http_route};
 
 const ALLOW: &[(&str, &str)] = &[("x-ext-authz", "allow")];
-
-const GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {name: policies-use-auth, namespace: kgateway-system}
-spec:
-  from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}]
-  to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]
-";
 
 /// A kgateway manifest: the policy has no targetRefs; the rule names it.
 const EXTENSION_REF: &str = "apiVersion: gateway.kgateway.dev/v1alpha1
@@ -23,21 +15,18 @@ kind: TrafficPolicy
 metadata: {name: admin-auth, namespace: httpbin}
 spec:
   extAuth: {extensionRef: {name: basic-ext-auth, namespace: kgateway-system}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: by-ref, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [ref.example.com]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /admin}}]
+";
+
+/// The rule that names the policy, and an open one.
+const BY_REF_RULES: &str = "  - matches: [{path: {type: PathPrefix, value: /admin}}]
     filters:
     - type: ExtensionRef
       extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: admin-auth}
     backendRefs: [{name: httpbin, port: 8000}]
   - backendRefs: [{name: httpbin, port: 8000}]
 ";
+
+const OPEN_RULE: &str = "  - backendRefs: [{name: httpbin, port: 8000}]\n";
 
 const SELECTOR: &str = "apiVersion: gateway.kgateway.dev/v1alpha1
 kind: TrafficPolicy
@@ -49,17 +38,7 @@ spec:
 ";
 
 fn labelled_route(labels: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: selected, namespace: httpbin, labels: {{{labels}}}}}
-spec:
-  parentRefs: [{{name: http, namespace: kgateway-system}}]
-  hostnames: [selected.example.com]
-  rules:
-  - backendRefs: [{{name: httpbin, port: 8000}}]
-"
-    )
+    http_route("selected", "selected.example.com", labels, OPEN_RULE)
 }
 
 /// A policy carrying kgateway's `jwtAuth` (which Gatehouse does not serve) on its route.
@@ -71,22 +50,17 @@ spec:
   jwtAuth:
     providers:
       issuer-a: {issuer: https://issuer.example.com, jwks: {remote: {url: https://issuer.example.com/jwks}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: jwt, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [jwt.example.com]
-  rules:
-  - backendRefs: [{name: httpbin, port: 8000}]
 ";
 
 #[test]
 fn kgateway_attachments_protect_what_they_name() {
     let w = World::start(false);
-    w.write("grant.yaml", GRANT);
-    w.write_and_wait("by-ref.yaml", EXTENSION_REF);
+    w.write("grant.yaml", POLICY_GRANT);
+    w.write("by-ref-policy.yaml", EXTENSION_REF);
+    w.write_and_wait(
+        "by-ref.yaml",
+        &http_route("by-ref", "ref.example.com", "", BY_REF_RULES),
+    );
     let get = |host: &str, path: &str, headers: &[(&str, &str)]| {
         http::get(w.listener_port, host, path, headers).expect("request through Envoy")
     };
@@ -119,7 +93,11 @@ fn kgateway_attachments_protect_what_they_name() {
     );
 
     // jwtAuth is not served: the route answers 500 rather than forward unchecked.
-    w.write_and_wait("jwt.yaml", JWT);
+    w.write("jwt-policy.yaml", JWT);
+    w.write_and_wait(
+        "jwt.yaml",
+        &http_route("jwt", "jwt.example.com", "", OPEN_RULE),
+    );
     w.wait_for_response(
         "the jwtAuth route refused",
         || http::get(w.listener_port, "jwt.example.com", "/", &[]),
@@ -142,7 +120,7 @@ fn kgateway_attachments_protect_what_they_name() {
 #[test]
 fn unknown_fields_are_load_errors() {
     let w = World::start(false);
-    w.write("grant.yaml", GRANT);
+    w.write("grant.yaml", POLICY_GRANT);
     w.write(
         "selector.yaml",
         &SELECTOR.replace("matchLabels:", "matchLabelz: {a: b}, matchLabels:"),

@@ -40,6 +40,30 @@ pub fn http_listener(name: &str, hostname: Option<&str>, port: u16) -> String {
     )
 }
 
+/// Lets TrafficPolicies in `httpbin` use the walkthrough's GatewayExtension `basic-ext-auth`.
+pub const POLICY_GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: policies-use-auth, namespace: kgateway-system}
+spec:
+  from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}]
+  to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]
+";
+
+/// HTTPRoute `httpbin/NAME` on the walkthrough's Gateway for `host`, with `labels` (a YAML
+/// flow mapping's body) and `rules` (YAML list items indented by two spaces).
+pub fn http_route(name: &str, host: &str, labels: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: httpbin, labels: {{{labels}}}}}
+spec:
+  parentRefs: [{{name: http, namespace: kgateway-system}}]
+  hostnames: [{host}]
+  rules:
+{rules}"
+    )
+}
+
 /// Every process of one test, killed on drop.
 pub struct World {
     pub dir: tempfile::TempDir,
