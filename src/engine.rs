@@ -636,6 +636,62 @@ mod tests {
     }
 
     #[test]
+    fn a_provisioning_conflict_sets_programmed_false_over_rejections_and_clears() {
+        let engine = Engine::new(
+            SnapshotCache::new(),
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+            ModelConfig::default(),
+            TranslateOptions::default(),
+        );
+        engine.rebuild(
+            &crate::testing::store(crate::testing::GATEWAY_AND_WEB),
+            Vec::new(),
+        );
+        let shared = &engine.shared;
+        let key = shared
+            .view()
+            .model
+            .status
+            .gateways
+            .keys()
+            .next()
+            .cloned()
+            .expect("a Gateway");
+        let programmed = |shared: &Shared| {
+            shared.view().status().gateways[&key]
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == "Programmed")
+                .map(|c| (c.status, c.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(programmed(shared), [("True", "Programmed".to_string())]);
+        shared.set_rejections(BTreeMap::from([(
+            group(&key),
+            vec![Rejection {
+                node: "n".into(),
+                type_url: "t".into(),
+                version: "1".into(),
+                message: "bad".into(),
+            }],
+        )]));
+        let conflict = crate::provision::conflict_condition(&[crate::provision::Conflict {
+            kind: "ConfigMap",
+            name: "gatehouse-x".into(),
+        }]);
+        shared.set_unprovisioned(BTreeMap::from([(key.clone(), conflict)]));
+        assert_eq!(
+            programmed(shared),
+            [("False", "NoResources".to_string())],
+            "one Programmed condition, the conflict's"
+        );
+        shared.set_rejections(BTreeMap::new());
+        shared.set_unprovisioned(BTreeMap::new());
+        assert_eq!(programmed(shared), [("True", "Programmed".to_string())]);
+    }
+
+    #[test]
     fn the_unhealthy_count_follows_routes_going_bad_and_good() {
         use crate::scale::{self, Scale, Targets};
         let scale = Scale {
