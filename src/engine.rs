@@ -31,19 +31,28 @@ pub struct View {
     unhealthy_routes: usize,
     /// What each Gateway's proxies currently reject (NACK), from the xDS server.
     pub rejected: Arc<BTreeMap<ObjKey, Vec<Rejection>>>,
+    /// `Programmed=False` of Gateways whose proxies the provisioner would not create because
+    /// objects with their names are someone else's (controller mode).
+    pub unprovisioned: Arc<BTreeMap<ObjKey, model::Condition>>,
 }
 
 impl View {
     /// Status of every object Gatehouse owns: the build's, with `Programmed=False` on the
-    /// Gateways whose proxies rejected the last update (Envoy keeps the previous config).
+    /// Gateways whose proxies rejected the last update (Envoy keeps the previous config) or
+    /// could not be provisioned. The provisioning conflict wins: it is why there may be no
+    /// proxies of Gatehouse's at all.
     pub fn status(&self) -> std::borrow::Cow<'_, Status> {
-        if self.rejected.is_empty() {
+        if self.rejected.is_empty() && self.unprovisioned.is_empty() {
             return std::borrow::Cow::Borrowed(&self.model.status);
         }
         let mut status = self.model.status.clone();
-        for (key, rejections) in self.rejected.iter() {
+        let rejected = self
+            .rejected
+            .iter()
+            .map(|(key, rejections)| (key, rejected_condition(rejections)));
+        let unprovisioned = self.unprovisioned.iter().map(|(k, c)| (k, c.clone()));
+        for (key, programmed) in rejected.chain(unprovisioned) {
             if let Some(gw) = status.gateways.get_mut(key) {
-                let programmed = rejected_condition(rejections);
                 gw.conditions.retain(|c| c.type_ != programmed.type_);
                 gw.conditions.push(programmed);
             }
@@ -75,7 +84,9 @@ pub struct Shared {
     /// configuration keeps being served; `None` when the last build succeeded.
     degraded: Mutex<Option<String>>,
     rejected: RwLock<Arc<BTreeMap<ObjKey, Vec<Rejection>>>>,
-    /// Notified when status changed outside a build (a proxy rejected or accepted an update).
+    unprovisioned: RwLock<Arc<BTreeMap<ObjKey, model::Condition>>>,
+    /// Notified when status changed outside a build (a proxy rejected or accepted an update,
+    /// a Gateway's provisioning conflict appeared or cleared).
     pub status_changed: tokio::sync::Notify,
 }
 
@@ -86,7 +97,25 @@ impl Shared {
         if let Ok(rejected) = self.rejected.read() {
             view.rejected = rejected.clone();
         }
+        if let Ok(unprovisioned) = self.unprovisioned.read() {
+            view.unprovisioned = unprovisioned.clone();
+        }
         view
+    }
+
+    /// Replaces the `Programmed` conditions of Gateways the provisioner would not provision
+    /// (see [`crate::provision::conflict_condition`]); wakes the status writer on a change. The
+    /// provisioner logs the changes: it knows the objects.
+    pub fn set_unprovisioned(&self, next: BTreeMap<ObjKey, model::Condition>) {
+        let Ok(mut current) = self.unprovisioned.write() else {
+            return;
+        };
+        if **current == next {
+            return;
+        }
+        *current = Arc::new(next);
+        drop(current);
+        self.status_changed.notify_one();
     }
 
     /// Replaces what the Gateways' proxies reject (from [`gatehouse_xds::XdsStats`], keyed by
@@ -259,6 +288,7 @@ impl Engine {
             problems,
             unhealthy_routes: bad_routes,
             rejected: Arc::default(),
+            unprovisioned: Arc::default(),
         };
         // Swap rather than copy: the previous view is only read below, never cloned.
         let previous = match self.shared.view.write() {
@@ -603,6 +633,62 @@ mod tests {
             assert_eq!(kept, key.name != "gw-1", "{key} translation reused");
             assert_eq!(same, key.name != "gw-1", "{key} snapshot unchanged");
         }
+    }
+
+    #[test]
+    fn a_provisioning_conflict_sets_programmed_false_over_rejections_and_clears() {
+        let engine = Engine::new(
+            SnapshotCache::new(),
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+            ModelConfig::default(),
+            TranslateOptions::default(),
+        );
+        engine.rebuild(
+            &crate::testing::store(crate::testing::GATEWAY_AND_WEB),
+            Vec::new(),
+        );
+        let shared = &engine.shared;
+        let key = shared
+            .view()
+            .model
+            .status
+            .gateways
+            .keys()
+            .next()
+            .cloned()
+            .expect("a Gateway");
+        let programmed = |shared: &Shared| {
+            shared.view().status().gateways[&key]
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == "Programmed")
+                .map(|c| (c.status, c.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(programmed(shared), [("True", "Programmed".to_string())]);
+        shared.set_rejections(BTreeMap::from([(
+            group(&key),
+            vec![Rejection {
+                node: "n".into(),
+                type_url: "t".into(),
+                version: "1".into(),
+                message: "bad".into(),
+            }],
+        )]));
+        let conflict = crate::provision::conflict_condition(&[crate::provision::Conflict {
+            kind: "ConfigMap",
+            name: "gatehouse-x".into(),
+        }]);
+        shared.set_unprovisioned(BTreeMap::from([(key.clone(), conflict)]));
+        assert_eq!(
+            programmed(shared),
+            [("False", "NoResources".to_string())],
+            "one Programmed condition, the conflict's"
+        );
+        shared.set_rejections(BTreeMap::new());
+        shared.set_unprovisioned(BTreeMap::new());
+        assert_eq!(programmed(shared), [("True", "Programmed".to_string())]);
     }
 
     #[test]

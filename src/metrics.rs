@@ -32,6 +32,8 @@ pub struct Metrics {
     pub provision_applies: Counter,
     /// Gateways whose provisioning failed in a sync.
     pub provision_errors: Counter,
+    /// Gateways not provisioned because objects with their proxies' names are not Gatehouse's.
+    pub provision_conflicts: Gauge,
 }
 
 impl Metrics {
@@ -92,6 +94,12 @@ impl Metrics {
             "Gateways whose proxy provisioning failed (per sync)",
             provision_errors.clone(),
         );
+        let provision_conflicts = Gauge::default();
+        registry.register(
+            "provision_conflicts",
+            "Gateways whose proxies are not provisioned because objects with their names lack Gatehouse's managed-by label or an ownerReference to the Gateway",
+            provision_conflicts.clone(),
+        );
         registry.register_collector(Box::new(XdsCollector(xds)));
         Self {
             registry,
@@ -104,6 +112,7 @@ impl Metrics {
             build_panics,
             provision_applies,
             provision_errors,
+            provision_conflicts,
         }
     }
 

@@ -219,6 +219,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 provisioned.clone(),
                 leading.clone(),
                 metrics.clone(),
+                shared.clone(),
                 shutdown.wait(),
             )))
         }
@@ -301,6 +302,11 @@ async fn rebuild_loop(
 
 /// Re-applies everything this often, repairing provisioned objects someone edited or deleted.
 const PROVISION_RESYNC: Duration = Duration::from_secs(300);
+/// How soon a failed sync is retried.
+const PROVISION_RETRY: Duration = Duration::from_secs(2);
+/// How often Gateways blocked by someone else's objects are looked at again: deleting those
+/// objects is not an event Gatehouse watches, and the Gateway should not wait for the resync.
+const PROVISION_CONFLICT_RECHECK: Duration = Duration::from_secs(5);
 
 /// Provisions proxies after each build, while this replica leads (one writer issues
 /// certificates, so replicas never fight over them).
@@ -310,17 +316,17 @@ async fn provision_loop(
     built: Arc<Notify>,
     mut leading: watch::Receiver<bool>,
     metrics: Arc<gatehouse::metrics::Metrics>,
+    shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut resync = tokio::time::interval(PROVISION_RESYNC);
-    let mut retry = false;
+    let mut retry: Option<Duration> = None;
     loop {
         let backoff = async {
-            if retry {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            } else {
-                std::future::pending::<()>().await;
+            match retry {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
@@ -339,7 +345,21 @@ async fn provision_loop(
         let report = provisioner.sync(&state.store()).await;
         metrics.provision_applies.inc_by(report.applied as u64);
         metrics.provision_errors.inc_by(report.failed as u64);
-        retry = report.failed > 0;
+        let conflicts = provisioner.conflicts();
+        metrics.provision_conflicts.set(conflicts.len() as i64);
+        shared.set_unprovisioned(
+            conflicts
+                .iter()
+                .map(|(k, c)| (k.clone(), provision::conflict_condition(c)))
+                .collect(),
+        );
+        retry = if report.failed > 0 {
+            Some(PROVISION_RETRY)
+        } else if !conflicts.is_empty() {
+            Some(PROVISION_CONFLICT_RECHECK)
+        } else {
+            None
+        };
     }
 }
 

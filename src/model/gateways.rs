@@ -255,7 +255,8 @@ pub fn finish_status(store: &Store, info: &GatewayInfo, attached: &[i32], status
 }
 
 /// Addresses of the Service Gatehouse provisioned for `gateway`: load-balancer ingress when
-/// the cloud assigned some, else the cluster IP.
+/// the cloud assigned some, else the cluster IP. A Service with that name that is not
+/// Gatehouse's for this Gateway reports nothing: its addresses are not the Gateway's.
 pub fn addresses(store: &Store, gateway: &ObjKey) -> Vec<(String, String)> {
     let key = ObjKey::new(
         gateway.namespace.clone(),
@@ -264,10 +265,15 @@ pub fn addresses(store: &Store, gateway: &ObjKey) -> Vec<(String, String)> {
     let Some(svc) = store.services.get(&key) else {
         return Vec::new();
     };
-    let labels = svc.metadata.labels.as_ref();
-    let ours = labels
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-        .is_some_and(|v| v == crate::provision::MANAGED_BY);
+    let gateway_uid = store
+        .gateways
+        .get(gateway)
+        .and_then(|g| g.metadata.uid.as_deref())
+        .unwrap_or_default();
+    let ours = matches!(
+        crate::provision::ownership(Some(&svc.metadata), gateway_uid),
+        crate::provision::Ownership::Owned { .. }
+    );
     if !ours {
         return Vec::new();
     }

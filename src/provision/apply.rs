@@ -1,19 +1,22 @@
 //! The edge that keeps provisioned objects in line with [`super::render`]: server-side apply
-//! with the Gateway as controlling owner, only when the rendered object changed.
+//! with the Gateway as controlling owner, only when the rendered object changed, and only onto
+//! objects that are Gatehouse's ([`super::ownership`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use super::guard::{self, Deleted};
+use super::ownership::{Conflict, Ownership, ownership};
 use super::render::{ProxyObjects, XdsEndpoint, render};
 use super::settings::ProxySettings;
 use super::{ProvisionError, names};
@@ -40,6 +43,8 @@ pub struct Provisioner {
     /// Hash of the last applied body, by (Gateway, object kind).
     applied: HashMap<(ObjKey, &'static str), String>,
     certs: HashMap<ObjKey, Issued>,
+    /// Gateways left unprovisioned because objects with their provisioned names are not ours.
+    conflicts: BTreeMap<ObjKey, Vec<Conflict>>,
 }
 
 /// What one sync did.
@@ -49,6 +54,15 @@ pub struct SyncReport {
     pub failed: usize,
     /// Objects deleted because their Gateway left our classes.
     pub removed: usize,
+    /// Objects that would have been deleted but are not Gatehouse's, so were left alone.
+    pub spared: usize,
+}
+
+/// What provisioning one Gateway did.
+enum Outcome {
+    Applied(usize),
+    /// Nothing applied: these objects hold provisioned names and are not ours.
+    Conflicts(Vec<Conflict>),
 }
 
 impl Provisioner {
@@ -59,7 +73,14 @@ impl Provisioner {
             ca,
             applied: HashMap::new(),
             certs: HashMap::new(),
+            conflicts: BTreeMap::new(),
         }
+    }
+
+    /// The Gateways whose proxies are not provisioned because objects with their names are
+    /// someone else's, as of the last sync.
+    pub fn conflicts(&self) -> &BTreeMap<ObjKey, Vec<Conflict>> {
+        &self.conflicts
     }
 
     /// Forgets what was applied, so the next sync re-applies everything (repairs objects
@@ -92,9 +113,13 @@ impl Provisioner {
             gateways.iter().map(|(g, _)| key_of(g)).collect();
         self.certs.retain(|k, _| live.contains(k));
         self.applied.retain(|(k, _), _| live.contains(k));
-        for gateway in super::cleanup::abandoned(store, &self.config.controller_name) {
-            match self.remove(&gateway).await {
-                Ok(n) => report.removed += n,
+        self.conflicts.retain(|k, _| live.contains(k));
+        for (gateway, uid) in super::cleanup::abandoned(store, &self.config.controller_name) {
+            match self.remove(&gateway, &uid).await {
+                Ok((removed, spared)) => {
+                    report.removed += removed;
+                    report.spared += spared;
+                }
                 Err(error) => {
                     report.failed += 1;
                     tracing::error!(%gateway, %error, "cannot remove the proxies of a Gateway that left our classes");
@@ -105,7 +130,25 @@ impl Provisioner {
             let key = key_of(&gateway);
             let settings = self.settings(store, &gateway, &class);
             match self.sync_one(&gateway, settings).await {
-                Ok(n) => report.applied += n,
+                Ok(Outcome::Applied(n)) => {
+                    report.applied += n;
+                    if self.conflicts.remove(&key).is_some() {
+                        tracing::info!(gateway = %key, "Gateway status changed: the objects that blocked its proxies are gone; provisioned");
+                    }
+                }
+                Ok(Outcome::Conflicts(conflicts)) => {
+                    // Logged when it changes: the recheck repeats it every few seconds.
+                    if self.conflicts.get(&key) != Some(&conflicts) {
+                        let objects = conflicts
+                            .iter()
+                            .map(Conflict::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        tracing::warn!(gateway = %key, %objects, status = "Programmed=False", "not provisioning the Gateway's proxies: objects with their names exist without Gatehouse's managed-by label and an ownerReference to the Gateway; they are left untouched");
+                    }
+                    self.conflicts.insert(key, conflicts);
+                }
+                // The last known conflicts stand: a failed read proves nothing either way.
                 Err(error) => {
                     report.failed += 1;
                     tracing::error!(gateway = %key, %error, "cannot provision the Gateway's proxies; its existing objects are left as they are");
@@ -133,8 +176,13 @@ impl Provisioner {
         Ok(settings)
     }
 
-    /// The proxies' certificate: kept while current, else issued anew.
-    async fn certificate(&mut self, key: &ObjKey) -> Result<Issued, ProvisionError> {
+    /// The proxies' certificate: kept while current, else issued anew. One stored in a Secret
+    /// that is not ours is never reused: whoever made it may hold its key.
+    async fn certificate(
+        &mut self,
+        key: &ObjKey,
+        gateway_uid: &str,
+    ) -> Result<Issued, ProvisionError> {
         let now = OffsetDateTime::now_utc();
         if let Some(c) = self.certs.get(key)
             && self.ca.proxy_cert_current(&c.cert_pem, key, now)
@@ -145,6 +193,12 @@ impl Provisioner {
         let stored = api
             .get_opt(&names::tls_secret_name(&key.name))
             .await?
+            .filter(|s| {
+                matches!(
+                    ownership(Some(&s.metadata), gateway_uid),
+                    Ownership::Owned { .. }
+                )
+            })
             .and_then(|s| {
                 let data = s.data?;
                 let text = |k: &str| {
@@ -171,10 +225,11 @@ impl Provisioner {
         &mut self,
         gateway: &Gateway,
         settings: Result<ProxySettings, ProvisionError>,
-    ) -> Result<usize, ProvisionError> {
+    ) -> Result<Outcome, ProvisionError> {
         let key = key_of(gateway);
         let settings = settings?;
-        let cert = self.certificate(&key).await?;
+        let gateway_uid = gateway.metadata.uid.clone().unwrap_or_default();
+        let cert = self.certificate(&key, &gateway_uid).await?;
         let objects = render(
             gateway,
             &settings,
@@ -189,48 +244,142 @@ impl Provisioner {
             service,
             deployment,
         } = objects;
+        let service_account = self.pending(&key, service_account)?;
+        let tls_secret = self.pending(&key, tls_secret)?;
+        let config_map = self.pending(&key, config_map)?;
+        let service = self.pending(&key, service)?;
+        let deployment = self.pending(&key, deployment)?;
+        if [
+            &service_account.body,
+            &tls_secret.body,
+            &config_map.body,
+            &service.body,
+            &deployment.body,
+        ]
+        .iter()
+        .all(|b| b.is_none())
+        {
+            return Ok(Outcome::Applied(0));
+        }
+        // Every name is checked before anything is written, not only the changed ones: the
+        // Deployment mounts the ConfigMap and Secret and runs as the ServiceAccount, so one
+        // foreign object among them makes the whole set unsafe to roll out.
+        let ns = &key.namespace;
+        let found = [
+            self.read::<ServiceAccount>(ns, &service_account, &gateway_uid)
+                .await?,
+            self.read::<Secret>(ns, &tls_secret, &gateway_uid).await?,
+            self.read::<ConfigMap>(ns, &config_map, &gateway_uid)
+                .await?,
+            self.read::<Service>(ns, &service, &gateway_uid).await?,
+            self.read::<Deployment>(ns, &deployment, &gateway_uid)
+                .await?,
+        ];
+        let conflicts: Vec<Conflict> = found.iter().filter_map(|(c, _)| c.clone()).collect();
+        if !conflicts.is_empty() {
+            return Ok(Outcome::Conflicts(conflicts));
+        }
+        let [sa, secret, cm, svc, deploy] = found.map(|(_, o)| o);
         // Order: what the Deployment mounts and runs as exists before it.
         let mut n = 0;
-        n += self.apply(&key, service_account).await?;
-        n += self.apply(&key, tls_secret).await?;
-        n += self.apply(&key, config_map).await?;
-        n += self.apply(&key, service).await?;
-        n += self.apply(&key, deployment).await?;
-        Ok(n)
+        n += self.apply(&key, service_account, &sa).await?;
+        n += self.apply(&key, tls_secret, &secret).await?;
+        n += self.apply(&key, config_map, &cm).await?;
+        n += self.apply(&key, service, &svc).await?;
+        n += self.apply(&key, deployment, &deploy).await?;
+        Ok(Outcome::Applied(n))
     }
 
-    /// Deletes the objects provisioned for `gateway`; returns how many existed.
-    async fn remove(&mut self, gateway: &ObjKey) -> Result<usize, ProvisionError> {
-        let name = names::proxy_name(&gateway.name);
-        // The Deployment first: its pods use everything else.
-        let mut n = self.delete::<Deployment>(gateway, &name).await?;
-        n += self.delete::<Service>(gateway, &name).await?;
-        n += self.delete::<ConfigMap>(gateway, &name).await?;
-        n += self
-            .delete::<Secret>(gateway, &names::tls_secret_name(&gateway.name))
-            .await?;
-        n += self.delete::<ServiceAccount>(gateway, &name).await?;
-        self.certs.remove(gateway);
-        tracing::info!(%gateway, objects = n, "removed the proxies of a Gateway that left our classes");
-        Ok(n)
+    /// `object` with its encoded body when that differs from what was last applied.
+    fn pending<K>(&self, key: &ObjKey, object: K) -> Result<Pending<K>, ProvisionError>
+    where
+        K: k8s_openapi::Resource + Serialize,
+    {
+        let body =
+            serde_json::to_string(&object).map_err(|e| ProvisionError::Encode(e.to_string()))?;
+        let slot = (key.clone(), <K as k8s_openapi::Resource>::KIND);
+        let body = (self.applied.get(&slot) != Some(&body)).then_some(body);
+        Ok(Pending { object, body })
     }
 
-    async fn delete<K>(&self, gateway: &ObjKey, name: &str) -> Result<usize, ProvisionError>
+    /// Whose the object at `pending`'s name is; a conflict when it is not ours.
+    async fn read<K>(
+        &self,
+        namespace: &str,
+        pending: &Pending<K>,
+        gateway_uid: &str,
+    ) -> Result<(Option<Conflict>, Ownership), ProvisionError>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + k8s_openapi::Resource
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = pending.object.meta().name.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let found = guard::read(&api, &name, gateway_uid).await?;
+        let conflict = (found == Ownership::Foreign).then_some(Conflict {
+            kind: <K as k8s_openapi::Resource>::KIND,
+            name,
+        });
+        Ok((conflict, found))
+    }
+
+    /// Deletes the objects provisioned for `gateway` (uid `gateway_uid`); returns how many were
+    /// deleted and how many objects with those names were left because they are not ours.
+    async fn remove(
+        &mut self,
+        gateway: &ObjKey,
+        gateway_uid: &str,
+    ) -> Result<(usize, usize), ProvisionError> {
+        let name = names::proxy_name(&gateway.name);
+        let secret = names::tls_secret_name(&gateway.name);
+        // The Deployment first: its pods use everything else.
+        let outcomes = [
+            self.delete::<Deployment>(gateway, &name, gateway_uid)
+                .await?,
+            self.delete::<Service>(gateway, &name, gateway_uid).await?,
+            self.delete::<ConfigMap>(gateway, &name, gateway_uid)
+                .await?,
+            self.delete::<Secret>(gateway, &secret, gateway_uid).await?,
+            self.delete::<ServiceAccount>(gateway, &name, gateway_uid)
+                .await?,
+        ];
+        self.certs.remove(gateway);
+        let count = |d: Deleted| outcomes.iter().filter(|o| **o == d).count();
+        let (removed, spared) = (count(Deleted::Gone), count(Deleted::Foreign));
+        tracing::info!(%gateway, objects = removed, "removed the proxies of a Gateway that left our classes");
+        Ok((removed, spared))
+    }
+
+    async fn delete<K>(
+        &self,
+        gateway: &ObjKey,
+        name: &str,
+        gateway_uid: &str,
+    ) -> Result<Deleted, ProvisionError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + k8s_openapi::Resource
             + Clone
             + DeserializeOwned
             + std::fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), &gateway.namespace);
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(1),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(0),
-            Err(e) => Err(e.into()),
+        let outcome = guard::delete(&api, name, gateway_uid).await?;
+        if outcome == Deleted::Foreign {
+            tracing::warn!(%gateway, kind = <K as k8s_openapi::Resource>::KIND, %name, "not deleting an object with a provisioned name: it lacks Gatehouse's managed-by label or an ownerReference to the Gateway");
         }
+        Ok(outcome)
     }
 
-    async fn apply<K>(&mut self, key: &ObjKey, object: K) -> Result<usize, ProvisionError>
+    async fn apply<K>(
+        &mut self,
+        key: &ObjKey,
+        pending: Pending<K>,
+        found: &Ownership,
+    ) -> Result<usize, ProvisionError>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + k8s_openapi::Resource
@@ -239,24 +388,25 @@ impl Provisioner {
             + Clone
             + std::fmt::Debug,
     {
-        let body =
-            serde_json::to_string(&object).map_err(|e| ProvisionError::Encode(e.to_string()))?;
-        let slot = (key.clone(), <K as k8s_openapi::Resource>::KIND);
-        if self.applied.get(&slot) == Some(&body) {
+        let Pending { object, body } = pending;
+        let Some(body) = body else {
             return Ok(0);
-        }
+        };
         let name = object.meta().name.clone().unwrap_or_default();
         let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await?;
+        guard::write(&api, object, found).await?;
         tracing::info!(gateway = %key, kind = <K as k8s_openapi::Resource>::KIND, %name, "applied provisioned object");
-        self.applied.insert(slot, body);
+        self.applied
+            .insert((key.clone(), <K as k8s_openapi::Resource>::KIND), body);
         Ok(1)
     }
+}
+
+/// A rendered object; `body` is its encoding when it must be applied (None: unchanged since
+/// the last apply).
+struct Pending<K> {
+    object: K,
+    body: Option<String>,
 }
 
 fn key_of(gateway: &Gateway) -> ObjKey {

@@ -10,9 +10,11 @@
 use super::names::{GATEWAY_NAME_LABEL, MANAGED_BY, label_value, proxy_name};
 use crate::store::{ObjKey, Store};
 
-/// Gateways whose provisioned objects should be deleted: they exist, carry the uid our objects
-/// name, and their GatewayClass exists with a controller other than `controller`.
-pub fn abandoned(store: &Store, controller: &str) -> Vec<ObjKey> {
+/// Gateways whose provisioned objects should be deleted, with their uid: they exist, carry the
+/// uid our objects name, and their GatewayClass exists with a controller other than
+/// `controller`. Each object is deleted only if it, too, is ours for that uid
+/// ([`super::ownership`]): sharing the Service's name proves nothing.
+pub fn abandoned(store: &Store, controller: &str) -> Vec<(ObjKey, String)> {
     let mut out = Vec::new();
     for (key, svc) in &store.services {
         let labels = svc.metadata.labels.as_ref();
@@ -41,7 +43,7 @@ pub fn abandoned(store: &Store, controller: &str) -> Vec<ObjKey> {
             .get(&ObjKey::cluster(gw.spec.gateway_class_name.clone()));
         let elsewhere = class.is_some_and(|c| c.spec.controller_name != controller);
         if same && elsewhere {
-            out.push(gateway);
+            out.push((gateway, owner.uid.clone()));
         }
     }
     out
@@ -82,7 +84,7 @@ spec: {{ports: [{{port: 80}}]}}
     fn only_our_objects_of_an_existing_gateway_outside_our_classes_are_abandoned() {
         let gw = ObjKey::new("ns", "gw");
         let moved = world("gw", "u-1", "gatehouse");
-        assert_eq!(abandoned(&moved, OURS), std::slice::from_ref(&gw));
+        assert_eq!(abandoned(&moved, OURS), [(gw, "u-1".to_string())]);
         assert!(
             abandoned(&moved, "example.com/other").is_empty(),
             "still ours"

@@ -2,17 +2,22 @@
 //! ServiceAccount, the proxies' xDS client certificate (Secret), the bootstrap (ConfigMap), a
 //! Service with the listener ports and an Envoy Deployment, all owned by the Gateway.
 //!
-//! `names`, `settings` and `render` are pure; `apply` is the edge that talks to the API server.
+//! `names`, `settings`, `render` and `ownership` are pure; `apply` and `guard` are the edge that
+//! talks to the API server. Nothing is applied to or deleted from an object with a provisioned
+//! name unless it is Gatehouse's ([`ownership`]).
 
 mod apply;
 pub mod ca_secret;
 mod cleanup;
+mod guard;
 mod names;
+mod ownership;
 mod render;
 mod settings;
 
 pub use apply::{FIELD_MANAGER, ProvisionConfig, Provisioner, SyncReport};
 pub use names::{GATEWAY_NAME_LABEL, MANAGED_BY, labels, proxy_name, tls_secret_name};
+pub use ownership::{Conflict, Ownership, conflict_condition, ownership};
 pub use render::{
     BOOTSTRAP_FILE, ProxyObjects, READINESS_PORT, RenderError, TLS_DIR, XdsEndpoint,
     bootstrap_json, ports, render,

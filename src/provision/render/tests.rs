@@ -66,6 +66,17 @@ fn every_object_is_controlled_by_its_gateway() {
         assert_eq!(m.namespace.as_deref(), Some("edge"));
         let labels = m.labels.as_ref().expect("labels");
         assert_eq!(labels[names::GATEWAY_NAME_LABEL], "http");
+        // What is rendered is what the next sync recognises as its own.
+        let stored = ObjectMeta {
+            uid: Some("object-uid".into()),
+            ..m.clone()
+        };
+        assert_eq!(
+            crate::provision::ownership(Some(&stored), "uid-1"),
+            crate::provision::Ownership::Owned {
+                uid: "object-uid".into()
+            }
+        );
     }
 }
 
