@@ -46,6 +46,20 @@ pub enum ProviderService {
     Http(ExtHttpService),
 }
 
+/// Which headers of an HTTP authorization service's `200` answer are set on the request the
+/// backend receives. (A gRPC service names the headers to set in its answer; all of them are.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendHeaders {
+    /// Those `authorizationResponse.headersToBackend` lists, none when it is unset: kgateway's
+    /// and Envoy's meaning, so GatewayExtensions behave as they do under kgateway.
+    #[default]
+    Listed,
+    /// Every header but Host/`:authority` and those describing the answer itself rather than
+    /// the request (framing, hop-by-hop, its body's type and encoding): GEP-1494's empty
+    /// `allowedResponseHeaders`. See `translate::ext_authz::ANSWER_ONLY_HEADERS`.
+    AllButHost,
+}
+
 /// A resolved ext auth provider.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Provider {
@@ -53,6 +67,8 @@ pub struct Provider {
     /// Provider-wide options (`failOpen`, `statusOnError`, …).
     pub spec: ExtAuthProvider,
     pub service: ProviderService,
+    /// Only read for an HTTP service.
+    pub backend_headers: BackendHeaders,
     pub cluster: ClusterKey,
     /// `host` the HTTP service is called with (`name.namespace.svc:port`).
     pub authority: String,
