@@ -193,10 +193,60 @@ pub struct PortModel {
     pub providers: BTreeSet<ObjKey>,
 }
 
+/// What a listener does with `%2F`/`%5C` in a path (GatewayParameters
+/// `spec.path.escapedSlashesAction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    #[default]
+    UnescapeAndRedirect,
+    RejectRequest,
+    UnescapeAndForward,
+    KeepUnchanged,
+}
+
+/// Path normalization of a Gateway's listeners. Dot segments are always resolved: no setting
+/// turns that off, since a backend resolving `/public/../admin` itself would otherwise serve a
+/// path no route matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathPolicy {
+    pub escaped_slashes: EscapedSlashes,
+    pub merge_slashes: bool,
+}
+
+impl Default for PathPolicy {
+    fn default() -> Self {
+        PathPolicy {
+            escaped_slashes: EscapedSlashes::UnescapeAndRedirect,
+            merge_slashes: true,
+        }
+    }
+}
+
+impl PathPolicy {
+    /// What the policy lets past route matching that the default does not, one sentence per
+    /// weakened setting; empty for the default and for stricter or equivalent choices.
+    pub fn weakened(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.escaped_slashes == EscapedSlashes::KeepUnchanged {
+            out.push(
+                "escapedSlashesAction KeepUnchanged: /admin%2Fx matches routes as one segment (e.g. a public / rule) and a backend that decodes %2F serves it as /admin/x",
+            );
+        }
+        if !self.merge_slashes {
+            out.push(
+                "disableMergeSlashes: //admin matches routes as a path outside /admin and a backend that merges slashes serves it as /admin",
+            );
+        }
+        out
+    }
+}
+
 /// A Gateway Gatehouse serves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayModel {
     pub key: ObjKey,
+    /// Path normalization of all its listeners.
+    pub path: PathPolicy,
     /// Sorted by port.
     pub ports: Vec<PortModel>,
     pub clusters: BTreeMap<ClusterKey, ClusterModel>,
