@@ -426,6 +426,34 @@ fn external_auth_filter_becomes_an_inline_provider_of_its_rule() {
         on(2, "envoy.filters.http.ext_authz/infra/authz"),
         "rules without a filter keep the policy"
     );
+
+    // GEP-1494's defaults: `maxSize: 0` forwards no body, so nothing is buffered, and no
+    // `allowedResponseHeaders` copies every header of the answer, Host and framing excepted.
+    let defaults_filter = "envoy.filters.http.ext_authz/app/filtered:rule3:externalauth";
+    assert!(on(3, defaults_filter));
+    let defaults = &find(defaults_filter)["typedConfig"];
+    assert!(defaults.get("withRequestBody").is_none(), "{defaults}");
+    assert_eq!(
+        defaults["httpService"]["authorizationResponse"]["allowedUpstreamHeaders"]["patterns"][0]["safeRegex"]
+            ["regex"],
+        ".*"
+    );
+    let rules = &defaults["decoderHeaderMutationRules"];
+    assert_eq!(rules["disallowSystem"], true);
+    assert!(rules.get("allowAllRouting").is_none(), "host stays refused");
+    let disallowed = rules["disallowExpression"]["regex"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        disallowed.split('|').any(|h| h == "content-length"),
+        "{disallowed}"
+    );
+    assert!(
+        find(http_filter)["typedConfig"]
+            .get("decoderHeaderMutationRules")
+            .is_none(),
+        "a listed allowedResponseHeaders is used as is"
+    );
 }
 
 /// Translating the same model twice gives byte-identical protos. The fuzzer found that a route

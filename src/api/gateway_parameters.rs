@@ -28,6 +28,29 @@ pub struct GatewayParametersSpec {
     /// Settings of proxies deployed as Kubernetes workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube: Option<KubernetesProxyConfig>,
+    /// How every listener of the Gateway treats request paths before matching routes (a
+    /// Gatehouse field, named as Envoy Gateway's ClientTrafficPolicy `path`). Dot segments are
+    /// always resolved; these only loosen or tighten escaped slashes and repeated slashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathSettings>,
+}
+
+/// Path normalization of a Gateway's listeners. The defaults are the safe choice; see
+/// docs/security-model.md for what each weaker choice lets through.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PathSettings {
+    /// What a path containing `%2F`, `%2f`, `%5C` or `%5c` gets: `UnescapeAndRedirect`
+    /// (default: a redirect to the unescaped path), `RejectRequest` (400),
+    /// `UnescapeAndForward` (matched and forwarded unescaped) or `KeepUnchanged` (matched and
+    /// forwarded as sent; a backend that decodes `%2F` then sees a path no route matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self in ['UnescapeAndRedirect', 'RejectRequest', 'UnescapeAndForward', 'KeepUnchanged']").message("escapedSlashesAction must be UnescapeAndRedirect, RejectRequest, UnescapeAndForward or KeepUnchanged"))]
+    pub escaped_slashes_action: Option<String>,
+    /// Keep `//` in paths instead of merging it into `/` (default false). A backend that
+    /// merges slashes itself then sees a path no route matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_merge_slashes: Option<bool>,
 }
 
 /// Kubernetes objects of a proxy.

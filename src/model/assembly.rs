@@ -202,6 +202,7 @@ impl Assembly {
         }
         GatewayModel {
             key: info.key.clone(),
+            path: info.path,
             ports,
             clusters,
             providers: used,

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use super::conditions::{Condition, Status};
 use super::refs::{self, RefError, ResolvedService, ServiceRef};
-use super::types::{ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol};
+use super::types::{
+    BackendHeaders, ClusterKey, ClusterModel, Provider, ProviderService, UpstreamProtocol,
+};
 use super::{validate, validate_auth};
 use crate::api::{BackendRef, ExtAuthProvider, GROUP, GatewayExtension};
 use crate::store::{ObjKey, Store};
@@ -112,6 +114,7 @@ pub fn assemble(
         key: key.clone(),
         spec,
         service: service_spec,
+        backend_headers: BackendHeaders::Listed,
         cluster: cluster_key,
         authority,
     };

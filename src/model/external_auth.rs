@@ -11,7 +11,7 @@ use gateway_api::apis::experimental::httproutes::{
 
 use super::extensions::ProviderResult;
 use super::refs::{self, RefError};
-use super::types::{ProviderService, UpstreamProtocol};
+use super::types::{BackendHeaders, ProviderService, UpstreamProtocol};
 use super::{validate, validate_auth};
 use crate::api::{
     AuthorizationResponse, BackendRef, ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService,
@@ -78,6 +78,13 @@ fn provider(
         namespace: b.namespace.clone(),
         port: b.port,
     };
+    // GEP-1494 reads an absent list as an empty one (the Go field is `omitempty`): "If this list
+    // is empty, then all headers from the authorization server except Authority or Host must be
+    // copied". Envoy's HTTP service copies none unless `allowed_upstream_headers` names them,
+    // so the empty case is a match-all list narrowed by mutation rules (`translate::ext_authz`).
+    // A gRPC service's answer lists the headers to set and Envoy sets all of them, which is
+    // what the GEP leaves it to do: the filter has no response-header list for gRPC.
+    let mut backend_headers = BackendHeaders::Listed;
     let (service_spec, headers, protocol) = match ea.protocol {
         Protocol::Grpc => (
             ProviderService::Grpc(ExtGrpcService {
@@ -87,42 +94,120 @@ fn provider(
             ea.grpc.as_ref().and_then(|g| g.allowed_headers.clone()),
             UpstreamProtocol::H2c,
         ),
-        Protocol::Http => (
-            ProviderService::Http(ExtHttpService {
-                backend_ref,
-                path_prefix: ea.http.as_ref().and_then(|h| h.path.clone()),
-                authorization_response: ea
-                    .http
-                    .as_ref()
-                    .and_then(|h| h.allowed_response_headers.clone())
-                    .map(|headers| AuthorizationResponse {
+        Protocol::Http => {
+            let listed = ea
+                .http
+                .as_ref()
+                .and_then(|h| h.allowed_response_headers.clone())
+                .filter(|headers| !headers.is_empty());
+            if listed.is_none() {
+                backend_headers = BackendHeaders::AllButHost;
+            }
+            (
+                ProviderService::Http(ExtHttpService {
+                    backend_ref,
+                    path_prefix: ea.http.as_ref().and_then(|h| h.path.clone()),
+                    authorization_response: listed.map(|headers| AuthorizationResponse {
                         headers_to_backend: Some(headers),
                         ..Default::default()
                     }),
-                ..Default::default()
-            }),
-            ea.http.as_ref().and_then(|h| h.allowed_headers.clone()),
-            service.protocol,
-        ),
+                    ..Default::default()
+                }),
+                ea.http.as_ref().and_then(|h| h.allowed_headers.clone()),
+                service.protocol,
+            )
+        }
     };
     let spec = ExtAuthProvider {
         headers_to_forward: headers,
+        // GEP-1494: "If 0, the body will not be sent to the authorization server", so 0 is
+        // the same as no `forwardBody`: nothing is buffered (Envoy has no zero-byte buffer; its
+        // minimum of 1 would hold up every request for a byte the server is not meant to see).
         with_request_body: ea
             .forward_body
             .as_ref()
             .and_then(|f| f.max_size)
+            .filter(|max| *max > 0)
             .map(|max| ExtAuthBufferSettings {
-                max_request_bytes: i32::try_from(max).unwrap_or(i32::MAX).max(1),
+                max_request_bytes: i32::try_from(max).unwrap_or(i32::MAX),
                 allow_partial_message: Some(true),
                 pack_as_bytes: None,
             }),
         ..Default::default()
     };
-    Ok(super::extensions::assemble(
-        key,
-        spec,
-        service_spec,
-        service,
-        protocol,
-    ))
+    let (mut provider, cluster) =
+        super::extensions::assemble(key, spec, service_spec, service, protocol);
+    provider.backend_headers = backend_headers;
+    Ok((provider, cluster))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{BackendHeaders, ModelConfig, Provider, ProviderService, build};
+    use crate::store::ObjKey;
+    use crate::testing::{GATEWAY_AND_WEB, store};
+
+    /// The one inline provider of a route whose only rule carries `settings`.
+    fn provider(settings: &str) -> Provider {
+        let yaml = format!(
+            "{GATEWAY_AND_WEB}---\napiVersion: v1\nkind: Service\nmetadata: {{name: authz, namespace: app}}\nspec: {{ports: [{{port: 9000}}]}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: app}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  rules:\n  - filters: [{{type: ExternalAuth, externalAuth: {{{settings}}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"
+        );
+        let m = build(&store(&yaml), &ModelConfig::default());
+        let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
+        let mut providers = gw.providers.values();
+        let p = providers
+            .next()
+            .unwrap_or_else(|| panic!("{settings}: no provider"));
+        assert!(providers.next().is_none());
+        p.clone()
+    }
+
+    #[test]
+    fn a_zero_max_size_forwards_no_body_like_no_forward_body() {
+        for (forward, bytes) in [
+            ("", None),
+            (", forwardBody: {}", None),
+            (", forwardBody: {maxSize: 0}", None),
+            (", forwardBody: {maxSize: 1}", Some(1)),
+            (", forwardBody: {maxSize: 8192}", Some(8192)),
+        ] {
+            for protocol in ["GRPC", "HTTP"] {
+                let p = provider(&format!(
+                    "protocol: {protocol}, backendRef: {{name: authz, port: 9000}}{forward}"
+                ));
+                let got = p.spec.with_request_body.map(|b| b.max_request_bytes);
+                assert_eq!(got, bytes, "{protocol}{forward}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_or_absent_allowed_response_headers_list_copies_all_but_host() {
+        let http = "protocol: HTTP, backendRef: {name: authz, port: 9000}";
+        for (http_block, expected, listed) in [
+            ("", BackendHeaders::AllButHost, None),
+            (", http: {}", BackendHeaders::AllButHost, None),
+            (
+                ", http: {allowedResponseHeaders: []}",
+                BackendHeaders::AllButHost,
+                None,
+            ),
+            (
+                ", http: {allowedResponseHeaders: [x-user]}",
+                BackendHeaders::Listed,
+                Some(vec!["x-user".to_string()]),
+            ),
+        ] {
+            let p = provider(&format!("{http}{http_block}"));
+            assert_eq!(p.backend_headers, expected, "{http_block}");
+            let ProviderService::Http(h) = &p.service else {
+                panic!("{http_block}: not HTTP")
+            };
+            let got = h
+                .authorization_response
+                .as_ref()
+                .and_then(|r| r.headers_to_backend.clone());
+            assert_eq!(got, listed, "{http_block}");
+        }
+    }
 }

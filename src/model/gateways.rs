@@ -8,6 +8,7 @@ use gateway_api::apis::standard::gateways::{
 
 use super::ModelConfig;
 use super::conditions::{Condition, GatewayStatus, ListenerStatus, Status};
+use super::types::PathPolicy;
 use crate::store::{ObjKey, Store};
 
 /// A Gateway listener as the model uses it.
@@ -57,6 +58,7 @@ pub struct GatewayInfo {
     pub listeners: Vec<ListenerInfo>,
     pub conditions: Vec<Condition>,
     pub listener_conditions: Vec<Vec<Condition>>,
+    pub path: PathPolicy,
 }
 
 /// Names of GatewayClasses whose controller is Gatehouse; sets their `Accepted` condition.
@@ -114,18 +116,37 @@ fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
     } else {
         Condition::fail("Programmed", "Invalid", "no listener is valid")
     };
+    let class = store
+        .gateway_classes
+        .get(&ObjKey::cluster(gw.spec.gateway_class_name.clone()));
+    let path = super::parameters::path_policy(store, class, key, gw);
     GatewayInfo {
         key: key.clone(),
         listeners,
         conditions: vec![
             // Served either way, as for a class with bad parameters (see `owned_classes`).
             match super::parameters::of_gateway(store, key, gw) {
-                Ok(_) => Condition::ok("Accepted", "Accepted", "handled by Gatehouse"),
+                Ok(_) => Condition::ok("Accepted", "Accepted", accepted_message(&path)),
                 Err(why) => Condition::fail("Accepted", "InvalidParameters", why),
             },
             programmed,
         ],
         listener_conditions,
+        path,
+    }
+}
+
+/// A weakened path normalization is allowed but not silent: whoever reads the Gateway's status
+/// sees which requests its routes no longer see as the backend will.
+fn accepted_message(path: &PathPolicy) -> String {
+    let weakened = path.weakened();
+    if weakened.is_empty() {
+        "handled by Gatehouse".into()
+    } else {
+        format!(
+            "handled by Gatehouse; path normalization weakened by GatewayParameters: {}",
+            weakened.join("; ")
+        )
     }
 }
 

@@ -21,7 +21,7 @@ mod hostname;
 mod matches;
 pub mod parameters;
 mod policy;
-mod re2;
+pub(crate) mod re2;
 mod refs;
 mod route_cache;
 mod routes;

@@ -4,6 +4,7 @@
 
 use gateway_api::apis::standard::{gatewayclasses::GatewayClass, gateways::Gateway};
 
+use super::types::{EscapedSlashes, PathPolicy};
 use crate::api::GatewayParameters;
 use crate::store::{ObjKey, Store};
 
@@ -48,6 +49,44 @@ pub fn of_gateway<'s>(
     find(store, &key.namespace, &r.name).map(Some)
 }
 
+/// The path normalization of a Gateway: defaults, then its class's GatewayParameters, then its
+/// own, field by field (as the provisioner merges `kube`). A reference that cannot be used
+/// counts as none, so its Gateway keeps the safe defaults; its `InvalidParameters` condition
+/// says why.
+pub fn path_policy(
+    store: &Store,
+    class: Option<&GatewayClass>,
+    key: &ObjKey,
+    gateway: &Gateway,
+) -> PathPolicy {
+    let class_params = class.and_then(|c| of_class(store, c).ok().flatten());
+    let gateway_params = of_gateway(store, key, gateway).ok().flatten();
+    let mut policy = PathPolicy::default();
+    for path in class_params
+        .into_iter()
+        .chain(gateway_params)
+        .filter_map(|p| p.spec.path.as_ref())
+    {
+        // The schema admits only these four; an unknown value (a manifest read without its
+        // CRD's validation) leaves the setting as it was.
+        match path.escaped_slashes_action.as_deref() {
+            Some("UnescapeAndRedirect") => {
+                policy.escaped_slashes = EscapedSlashes::UnescapeAndRedirect;
+            }
+            Some("RejectRequest") => policy.escaped_slashes = EscapedSlashes::RejectRequest,
+            Some("UnescapeAndForward") => {
+                policy.escaped_slashes = EscapedSlashes::UnescapeAndForward;
+            }
+            Some("KeepUnchanged") => policy.escaped_slashes = EscapedSlashes::KeepUnchanged,
+            _ => {}
+        }
+        if let Some(disable) = path.disable_merge_slashes {
+            policy.merge_slashes = !disable;
+        }
+    }
+    policy
+}
+
 fn check_kind(group: &str, kind: &str) -> Result<(), String> {
     if group == GROUP && kind == KIND {
         Ok(())
@@ -67,7 +106,7 @@ fn find<'s>(store: &'s Store, ns: &str, name: &str) -> Result<&'s GatewayParamet
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{ModelConfig, build, find};
+    use crate::model::{EscapedSlashes, ModelConfig, PathPolicy, build, find};
     use crate::store::ObjKey;
     use crate::testing::store;
 
@@ -92,6 +131,93 @@ mod tests {
             reason(&gw.conditions),
             m.gateway(&ObjKey::new("infra", "gw")).is_some(),
         )
+    }
+
+    /// The path policy a Gateway gets from `path` settings on its class's and its own
+    /// GatewayParameters (`None`: no reference), and its Accepted message.
+    fn path_of(class_path: Option<&str>, gateway_path: Option<&str>) -> (PathPolicy, String) {
+        let params = |name: &str, path: Option<&str>| {
+            path.map(|p| format!("apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {{name: {name}, namespace: infra}}\nspec: {{path: {p}}}\n---\n")).unwrap_or_default()
+        };
+        let class_ref = if class_path.is_some() {
+            ", parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: class, namespace: infra}"
+        } else {
+            ""
+        };
+        let gateway_ref = if gateway_path.is_some() {
+            "parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: gw}"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "{}{}apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: gatehouse}}\nspec: {{controllerName: gatehouse.dev/gatehouse{class_ref}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: infra}}\nspec:\n  gatewayClassName: gatehouse\n  infrastructure: {{{gateway_ref}}}\n  listeners: [{{name: http, protocol: HTTP, port: 80}}]\n",
+            params("class", class_path),
+            params("gw", gateway_path),
+        );
+        let m = build(&store(&yaml), &ModelConfig::default());
+        let key = ObjKey::new("infra", "gw");
+        let accepted = find(&m.status.gateways[&key].conditions, "Accepted")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        (m.gateway(&key).expect("served").path, accepted)
+    }
+
+    #[test]
+    fn path_settings_merge_class_then_gateway_field_by_field() {
+        use EscapedSlashes::*;
+        let policy = |escaped_slashes, merge_slashes| PathPolicy {
+            escaped_slashes,
+            merge_slashes,
+        };
+        let cases = [
+            (None, None, policy(UnescapeAndRedirect, true)),
+            (Some("{}"), Some("{}"), policy(UnescapeAndRedirect, true)),
+            (
+                Some("{escapedSlashesAction: KeepUnchanged}"),
+                None,
+                policy(KeepUnchanged, true),
+            ),
+            (
+                None,
+                Some("{escapedSlashesAction: RejectRequest, disableMergeSlashes: true}"),
+                policy(RejectRequest, false),
+            ),
+            // The Gateway's field wins; the class's other field stays.
+            (
+                Some("{escapedSlashesAction: KeepUnchanged, disableMergeSlashes: true}"),
+                Some("{escapedSlashesAction: UnescapeAndForward}"),
+                policy(UnescapeAndForward, false),
+            ),
+            (
+                Some("{disableMergeSlashes: true}"),
+                Some("{disableMergeSlashes: false}"),
+                policy(UnescapeAndRedirect, true),
+            ),
+        ];
+        for (class, gateway, expected) in cases {
+            assert_eq!(path_of(class, gateway).0, expected, "{class:?} {gateway:?}");
+        }
+    }
+
+    #[test]
+    fn a_weakened_path_policy_is_named_in_the_accepted_message() {
+        let (_, plain) = path_of(None, Some("{escapedSlashesAction: RejectRequest}"));
+        assert_eq!(plain, "handled by Gatehouse");
+        let (_, keep) = path_of(None, Some("{escapedSlashesAction: KeepUnchanged}"));
+        assert!(keep.contains("/admin%2Fx"), "{keep}");
+        assert!(!keep.contains("disableMergeSlashes"), "{keep}");
+        let (_, merge) = path_of(Some("{disableMergeSlashes: true}"), None);
+        assert!(merge.contains("//admin"), "{merge}");
+    }
+
+    #[test]
+    fn a_parameters_ref_that_cannot_be_used_keeps_the_default_path_policy() {
+        // A Gateway's reference is to its own namespace: `other/weak` is not `infra/weak`, so the
+        // Gateway is served (see above) with the safe defaults.
+        let yaml = "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {name: weak, namespace: other}\nspec: {path: {escapedSlashesAction: KeepUnchanged}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\nspec:\n  gatewayClassName: gatehouse\n  infrastructure: {parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: weak}}\n  listeners: [{name: http, protocol: HTTP, port: 80}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n";
+        let m = build(&store(yaml), &ModelConfig::default());
+        let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
+        assert_eq!(gw.path, PathPolicy::default());
     }
 
     #[test]

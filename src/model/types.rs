@@ -46,6 +46,20 @@ pub enum ProviderService {
     Http(ExtHttpService),
 }
 
+/// Which headers of an HTTP authorization service's `200` answer are set on the request the
+/// backend receives. (A gRPC service names the headers to set in its answer; all of them are.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendHeaders {
+    /// Those `authorizationResponse.headersToBackend` lists, none when it is unset: kgateway's
+    /// and Envoy's meaning, so GatewayExtensions behave as they do under kgateway.
+    #[default]
+    Listed,
+    /// Every header but Host/`:authority` and those describing the answer itself rather than
+    /// the request (framing, hop-by-hop, its body's type and encoding): GEP-1494's empty
+    /// `allowedResponseHeaders`. See `translate::ext_authz::ANSWER_ONLY_HEADERS`.
+    AllButHost,
+}
+
 /// A resolved ext auth provider.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Provider {
@@ -53,6 +67,8 @@ pub struct Provider {
     /// Provider-wide options (`failOpen`, `statusOnError`, …).
     pub spec: ExtAuthProvider,
     pub service: ProviderService,
+    /// Only read for an HTTP service.
+    pub backend_headers: BackendHeaders,
     pub cluster: ClusterKey,
     /// `host` the HTTP service is called with (`name.namespace.svc:port`).
     pub authority: String,
@@ -177,10 +193,60 @@ pub struct PortModel {
     pub providers: BTreeSet<ObjKey>,
 }
 
+/// What a listener does with `%2F`/`%5C` in a path (GatewayParameters
+/// `spec.path.escapedSlashesAction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    #[default]
+    UnescapeAndRedirect,
+    RejectRequest,
+    UnescapeAndForward,
+    KeepUnchanged,
+}
+
+/// Path normalization of a Gateway's listeners. Dot segments are always resolved: no setting
+/// turns that off, since a backend resolving `/public/../admin` itself would otherwise serve a
+/// path no route matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathPolicy {
+    pub escaped_slashes: EscapedSlashes,
+    pub merge_slashes: bool,
+}
+
+impl Default for PathPolicy {
+    fn default() -> Self {
+        PathPolicy {
+            escaped_slashes: EscapedSlashes::UnescapeAndRedirect,
+            merge_slashes: true,
+        }
+    }
+}
+
+impl PathPolicy {
+    /// What the policy lets past route matching that the default does not, one sentence per
+    /// weakened setting; empty for the default and for stricter or equivalent choices.
+    pub fn weakened(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.escaped_slashes == EscapedSlashes::KeepUnchanged {
+            out.push(
+                "escapedSlashesAction KeepUnchanged: /admin%2Fx matches routes as one segment (e.g. a public / rule) and a backend that decodes %2F serves it as /admin/x",
+            );
+        }
+        if !self.merge_slashes {
+            out.push(
+                "disableMergeSlashes: //admin matches routes as a path outside /admin and a backend that merges slashes serves it as /admin",
+            );
+        }
+        out
+    }
+}
+
 /// A Gateway Gatehouse serves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayModel {
     pub key: ObjKey,
+    /// Path normalization of all its listeners.
+    pub path: PathPolicy,
     /// Sorted by port.
     pub ports: Vec<PortModel>,
     pub clusters: BTreeMap<ClusterKey, ClusterModel>,

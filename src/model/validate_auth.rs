@@ -101,12 +101,13 @@ pub fn inline_filter(rule_index: usize, ea: &HttpRouteRulesFiltersExternalAuth) 
         if let Some(path) = &h.path {
             path_prefix(&mut p, &format!("{base}.http.path"), path);
         }
-        for (name, list) in [
-            ("allowedHeaders", &h.allowed_headers),
-            ("allowedResponseHeaders", &h.allowed_response_headers),
-        ] {
-            header_list(&mut p, &format!("{base}.http.{name}"), list.as_deref());
-        }
+        // An empty `allowedResponseHeaders` is GEP-1494's "all but Host" (see
+        // `external_auth::provider`), not an empty Envoy list.
+        header_list(
+            &mut p,
+            &format!("{base}.http.allowedHeaders"),
+            h.allowed_headers.as_deref(),
+        );
     }
     if let Some(g) = &ea.grpc {
         let field = format!("{base}.grpc.allowedHeaders");

@@ -154,7 +154,10 @@ mod tests {
     fn params(f: impl FnOnce(&mut KubernetesProxyConfig)) -> GatewayParametersSpec {
         let mut kube = KubernetesProxyConfig::default();
         f(&mut kube);
-        GatewayParametersSpec { kube: Some(kube) }
+        GatewayParametersSpec {
+            kube: Some(kube),
+            ..Default::default()
+        }
     }
 
     #[test]

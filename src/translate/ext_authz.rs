@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::HeaderMutationRules;
 use envoy_types::pb::envoy::config::core::v3::{
     BackoffStrategy, GrpcService, HeaderValue, HttpUri, RetryPolicy, grpc_service, http_uri,
 };
@@ -16,26 +17,70 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
     AuthorizationRequest, AuthorizationResponse, BufferSettings, CheckSettings, ExtAuthz,
     ExtAuthzPerRoute, HttpService, ext_authz, ext_authz_per_route,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::ListStringMatcher;
+use envoy_types::pb::envoy::r#type::matcher::v3::{ListStringMatcher, RegexMatcher};
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
-use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
 
-use super::common::{duration, exact_ignore_case, parse_duration};
+use super::common::{duration, exact_ignore_case, parse_duration, string_match};
 use super::guard::ChainProviders;
 use super::names;
 use crate::api::{ExtAuthBufferSettings, ExtSvcRetryPolicy};
-use crate::model::{Provider, ProviderService, RouteAuth};
+use crate::model::{BackendHeaders, Provider, ProviderService, RouteAuth};
 
 /// Timeout of an authorization call when `requestTimeout` is unset, for gRPC and HTTP alike.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Status returned when the authorization service fails and `statusOnError` is unset.
 pub const DEFAULT_STATUS_ON_ERROR: u32 = 403;
 
+/// Headers of an authorization answer that describe the answer itself, not the request it
+/// allows: GEP-1494's "all headers from the authorization server except Authority or Host" does
+/// not copy them. Copied, `content-length: 0` and `transfer-encoding` would misframe the
+/// client's body on its way to the backend (a request smuggling primitive on HTTP/1.1), the
+/// hop-by-hop headers belong to the connection to the auth server (RFC 9110 7.6.1), and
+/// `content-type`/`content-encoding` of the answer's (empty) body would make the backend misread
+/// the client's body. A route that wants one of them lists it in `allowedResponseHeaders`.
+pub const ANSWER_ONLY_HEADERS: &[&str] = &[
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// `allowed_upstream_headers` copying every header of an HTTP service's `200` answer, and the
+/// mutation rules that keep back those GEP-1494 leaves out. An empty or unset
+/// `allowed_upstream_headers` copies none (Envoy's `toUpstreamMatchers`), and a
+/// `ListStringMatcher` cannot say "all but", hence the rules: their defaults already refuse
+/// `host`, `:authority`, `:method`, `:scheme` (the "routing headers") and `x-envoy-*`
+/// (Envoy's own controls, e.g. upstream timeouts); `disallow_system` adds the other
+/// pseudo-headers (`:status` of the answer is no request header), the expression the rest.
+/// Refused headers are skipped, not errors: the request goes on with its own.
+fn all_but_host() -> (ListStringMatcher, HeaderMutationRules) {
+    let everything = ListStringMatcher {
+        patterns: vec![string_match(".*", true)],
+    };
+    let rules = HeaderMutationRules {
+        disallow_system: Some(BoolValue { value: true }),
+        disallow_expression: Some(RegexMatcher {
+            regex: ANSWER_ONLY_HEADERS.join("|"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    (everything, rules)
+}
+
 /// The filter configuration of one provider.
 pub fn filter(provider: &Provider) -> ExtAuthz {
     let spec = &provider.spec;
     let cluster = names::cluster(&provider.cluster);
+    let mut mutation_rules = None;
     let services = match &provider.service {
         ProviderService::Grpc(g) => ext_authz::Services::GrpcService(GrpcService {
             target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
@@ -58,6 +103,22 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
         ProviderService::Http(h) => {
             let request = h.authorization_request.as_ref();
             let response = h.authorization_response.as_ref();
+            let mut authorization_response = response.map(|r| AuthorizationResponse {
+                allowed_upstream_headers: r.headers_to_backend.as_deref().map(list_matcher),
+                allowed_client_headers: r.headers_to_client.as_deref().map(list_matcher),
+                allowed_client_headers_on_success: r
+                    .headers_to_client_on_success
+                    .as_deref()
+                    .map(list_matcher),
+                ..Default::default()
+            });
+            if provider.backend_headers == BackendHeaders::AllButHost {
+                let (everything, rules) = all_but_host();
+                authorization_response
+                    .get_or_insert_with(Default::default)
+                    .allowed_upstream_headers = Some(everything);
+                mutation_rules = Some(rules);
+            }
             ext_authz::Services::HttpService(HttpService {
                 server_uri: Some(HttpUri {
                     uri: format!("http://{}", provider.authority),
@@ -78,15 +139,7 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
                         .collect(),
                     ..Default::default()
                 }),
-                authorization_response: response.map(|r| AuthorizationResponse {
-                    allowed_upstream_headers: r.headers_to_backend.as_deref().map(list_matcher),
-                    allowed_client_headers: r.headers_to_client.as_deref().map(list_matcher),
-                    allowed_client_headers_on_success: r
-                        .headers_to_client_on_success
-                        .as_deref()
-                        .map(list_matcher),
-                    ..Default::default()
-                }),
+                authorization_response,
                 retry_policy: h.retry.as_ref().map(|r| retry_policy(r, HTTP_RETRY_ON)),
                 ..Default::default()
             })
@@ -113,6 +166,7 @@ pub fn filter(provider: &Provider) -> ExtAuthz {
         include_peer_certificate: spec.include_peer_certificate.unwrap_or(false),
         include_tls_session: spec.include_tls_session.unwrap_or(false),
         emit_filter_state_stats: spec.emit_filter_state_stats.unwrap_or(false),
+        decoder_header_mutation_rules: mutation_rules,
         ..Default::default()
     }
 }
@@ -225,4 +279,101 @@ pub fn per_route(auth: &RouteAuth, chain: &ChainProviders) -> HashMap<String, An
         RouteAuth::None | RouteAuth::FailClosed { .. } => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ANSWER_ONLY_HEADERS, filter};
+    use crate::api::{AuthorizationResponse, ExtGrpcService, ExtHttpService};
+    use crate::model::{BackendHeaders, ClusterKey, Provider, ProviderService};
+    use crate::store::ObjKey;
+    use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::ext_authz::Services;
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+
+    fn provider(service: ProviderService, backend_headers: BackendHeaders) -> Provider {
+        let key = ObjKey::new("app", "r:rule0:externalauth");
+        Provider {
+            cluster: ClusterKey::Auth {
+                extension: key.clone(),
+            },
+            key,
+            spec: Default::default(),
+            service,
+            backend_headers,
+            authority: "authz.app.svc:9000".into(),
+        }
+    }
+
+    fn http(headers_to_backend: Option<Vec<String>>) -> ProviderService {
+        ProviderService::Http(ExtHttpService {
+            authorization_response: headers_to_backend.map(|h| AuthorizationResponse {
+                headers_to_backend: Some(h),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// The `allowed_upstream_headers` patterns of an HTTP filter, as (pattern, is regex).
+    fn upstream_patterns(p: &Provider) -> Option<Vec<(String, bool)>> {
+        let Some(Services::HttpService(h)) = filter(p).services else {
+            panic!("not an HTTP service")
+        };
+        let list = h.authorization_response?.allowed_upstream_headers?;
+        Some(
+            list.patterns
+                .into_iter()
+                .map(|m| match m.match_pattern {
+                    Some(MatchPattern::Exact(e)) => (e, false),
+                    Some(MatchPattern::SafeRegex(r)) => (r.regex, true),
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn all_but_host_copies_every_header_and_keeps_back_host_and_the_answers_own() {
+        let p = provider(http(None), BackendHeaders::AllButHost);
+        assert_eq!(upstream_patterns(&p), Some(vec![(".*".into(), true)]));
+        let rules = filter(&p)
+            .decoder_header_mutation_rules
+            .expect("rules narrow the match-all list");
+        // Envoy's defaults refuse host and :authority; a rule that allowed routing headers
+        // would let the auth server's Host through.
+        assert_eq!(rules.allow_all_routing, None);
+        assert_eq!(rules.allow_expression, None);
+        assert_eq!(rules.disallow_system.map(|b| b.value), Some(true));
+        assert_ne!(rules.disallow_is_error.map(|b| b.value), Some(true));
+        let disallowed = rules.disallow_expression.expect("expression").regex;
+        let names: Vec<&str> = disallowed.split('|').collect();
+        assert_eq!(names, ANSWER_ONLY_HEADERS);
+        for framing in ["content-length", "transfer-encoding"] {
+            assert!(names.contains(&framing), "{framing}");
+        }
+        let size = crate::model::re2::program_size(&disallowed).expect("RE2 compiles it");
+        assert!(
+            size <= crate::model::MAX_REGEX_PROGRAM_SIZE,
+            "{disallowed}: {size}"
+        );
+    }
+
+    #[test]
+    fn listed_headers_and_grpc_get_no_mutation_rules() {
+        let listed = provider(http(Some(vec!["X-User".into()])), BackendHeaders::Listed);
+        assert_eq!(
+            upstream_patterns(&listed),
+            Some(vec![("x-user".into(), false)])
+        );
+        assert_eq!(filter(&listed).decoder_header_mutation_rules, None);
+        // kgateway's GatewayExtension without headersToBackend copies none, as Envoy does.
+        let unset = provider(http(None), BackendHeaders::Listed);
+        assert_eq!(upstream_patterns(&unset), None);
+        assert_eq!(filter(&unset).decoder_header_mutation_rules, None);
+        let grpc = provider(
+            ProviderService::Grpc(ExtGrpcService::default()),
+            BackendHeaders::AllButHost,
+        );
+        assert_eq!(filter(&grpc).decoder_header_mutation_rules, None);
+    }
 }

@@ -81,7 +81,7 @@ pub fn translate_gateway_reusing(
         let chain = guard::chain(providers.iter().copied());
         let scoped = scoped == Some(port.port);
         listeners.push(listener::listener(
-            port, &providers, &chain, scoped, options,
+            port, &providers, &chain, scoped, &gw.path, options,
         ));
         let name = names::route_config(port.port);
         let old = previous.and_then(|p| p.routes.iter().find(|r| r.name == name));

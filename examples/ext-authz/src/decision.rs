@@ -32,6 +32,9 @@ pub const DELAY_HEADER: &str = "x-ext-authz-delay-ms";
 pub const REDIRECT_HEADER: &str = "x-ext-authz-redirect";
 /// `location`, set on redirect denials.
 pub const LOCATION_HEADER: &str = "location";
+/// Test hook: answer with `host: <value>`, to see whether the proxy lets an auth server
+/// rewrite the Host its backend receives.
+pub const ANSWER_HOST_HEADER: &str = "x-ext-authz-answer-host";
 
 pub const RESULT_ALLOWED: &str = "allowed";
 pub const RESULT_DENIED: &str = "denied";
@@ -213,6 +216,13 @@ pub fn decide(input: &CheckInput, provider: &str, protocol: Protocol) -> Decisio
     if let Verdict::Redirect(url) = &verdict {
         headers.push((LOCATION_HEADER, url.clone()));
     }
+    if let Some(host) = input
+        .single_header(ANSWER_HOST_HEADER)
+        .map(str::trim)
+        .filter(|h| is_header_safe(h))
+    {
+        headers.push(("host", host.to_owned()));
+    }
     let body = if verdict == Verdict::Allow {
         String::new()
     } else {
@@ -289,6 +299,21 @@ mod tests {
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_answer_host_hook_sets_host_on_the_answer() {
+        let d = decide(
+            &input(&[
+                ("x-ext-authz", "allow"),
+                (ANSWER_HOST_HEADER, "evil.example"),
+            ]),
+            "p1",
+            Protocol::Http,
+        );
+        assert_eq!(header(&d, "host"), Some("evil.example"));
+        let plain = decide(&input(&[("x-ext-authz", "allow")]), "p1", Protocol::Http);
+        assert_eq!(header(&plain, "host"), None);
     }
 
     #[test]

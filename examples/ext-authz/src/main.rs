@@ -43,7 +43,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// "denied by ext_authz for not found header `x-ext-authz: allow` in the request".
 ///
 /// Test hooks (request headers): `x-ext-authz-delay-ms: N` waits N ms (max 60000)
-/// before answering; `x-ext-authz-redirect: URL` denies with 302 and `location: URL`.
+/// before answering; `x-ext-authz-redirect: URL` denies with 302 and `location: URL`;
+/// `x-ext-authz-answer-host: H` adds `host: H` to the answer.
 ///
 /// Prints `listening grpc=ADDR http=ADDR` on stdout once bound (`off` for a
 /// disabled listener; port 0 shows the chosen port). Logs go to stderr
