@@ -91,7 +91,10 @@ fn provider(
                 backend_ref,
                 ..Default::default()
             }),
-            ea.grpc.as_ref().and_then(|g| g.allowed_headers.clone()),
+            ea.grpc
+                .as_ref()
+                .and_then(|g| g.allowed_headers.clone())
+                .filter(|h| !h.is_empty()),
             UpstreamProtocol::H2c,
         ),
         Protocol::Http => {
@@ -113,11 +116,17 @@ fn provider(
                     }),
                     ..Default::default()
                 }),
-                ea.http.as_ref().and_then(|h| h.allowed_headers.clone()),
+                ea.http
+                    .as_ref()
+                    .and_then(|h| h.allowed_headers.clone())
+                    .filter(|h| !h.is_empty()),
                 service.protocol,
             )
         }
     };
+    // GEP-1494: an empty `allowedHeaders` is the default — every header for gRPC; Host,
+    // Method, Path, Content-Length and Authorization for HTTP — which is what Envoy sends
+    // when the list is unset (an empty Envoy list would be refused).
     let spec = ExtAuthProvider {
         headers_to_forward: headers,
         // GEP-1494: "If 0, the body will not be sent to the authorization server", so 0 is
@@ -208,6 +217,26 @@ mod tests {
                 .as_ref()
                 .and_then(|r| r.headers_to_backend.clone());
             assert_eq!(got, listed, "{http_block}");
+        }
+    }
+
+    #[test]
+    fn an_empty_allowed_headers_list_is_the_protocols_default() {
+        for protocol in ["GRPC", "HTTP"] {
+            let block = protocol.to_lowercase();
+            for (list, expected) in [
+                ("", None),
+                (&*format!(", {block}: {{allowedHeaders: []}}"), None),
+                (
+                    &*format!(", {block}: {{allowedHeaders: [authorization]}}"),
+                    Some(vec!["authorization".to_string()]),
+                ),
+            ] {
+                let p = provider(&format!(
+                    "protocol: {protocol}, backendRef: {{name: authz, port: 9000}}{list}"
+                ));
+                assert_eq!(p.spec.headers_to_forward, expected, "{protocol}{list}");
+            }
         }
     }
 }

@@ -101,17 +101,8 @@ pub fn inline_filter(rule_index: usize, ea: &HttpRouteRulesFiltersExternalAuth) 
         if let Some(path) = &h.path {
             path_prefix(&mut p, &format!("{base}.http.path"), path);
         }
-        // An empty `allowedResponseHeaders` is GEP-1494's "all but Host" (see
-        // `external_auth::provider`), not an empty Envoy list.
-        header_list(
-            &mut p,
-            &format!("{base}.http.allowedHeaders"),
-            h.allowed_headers.as_deref(),
-        );
-    }
-    if let Some(g) = &ea.grpc {
-        let field = format!("{base}.grpc.allowedHeaders");
-        header_list(&mut p, &field, g.allowed_headers.as_deref());
+        // Empty `allowedHeaders` and `allowedResponseHeaders` are GEP-1494's defaults (see
+        // `external_auth::provider`), never an empty Envoy list.
     }
     p.0
 }

@@ -398,8 +398,8 @@ fn an_external_auth_filter_envoy_would_refuse_fails_its_rule_closed() {
             "spec.rules[0].filters.externalAuth.http.path: \"check\" must start with '/'",
         ),
         (
-            "protocol: GRPC, backendRef: {name: authz, port: 9000}, grpc: {allowedHeaders: []}",
-            "spec.rules[0].filters.externalAuth.grpc.allowedHeaders: must name at least one header",
+            "protocol: HTTP, backendRef: {name: authz, port: 9000}, http: {path: \"/a\\nb\"}",
+            "spec.rules[0].filters.externalAuth.http.path",
         ),
     ] {
         let rules = format!(
