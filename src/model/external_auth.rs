@@ -62,15 +62,7 @@ fn provider(
     ea: &HttpRouteRulesFiltersExternalAuth,
 ) -> ProviderResult {
     let b = &ea.backend_ref;
-    let service = refs::resolve_route_backend(
-        store,
-        route,
-        b.group.as_deref(),
-        b.kind.as_deref(),
-        b.namespace.as_deref(),
-        &b.name,
-        b.port,
-    )?;
+    let service = refs::resolve_route_backend(store, route, b)?;
     let backend_ref = BackendRef {
         group: b.group.clone(),
         kind: b.kind.clone(),

@@ -261,15 +261,7 @@ pub fn rule_filters(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> Rul
                     continue;
                 };
                 let b = &m.backend_ref;
-                let resolved = refs::resolve_route_backend(
-                    store,
-                    route,
-                    b.group.as_deref(),
-                    b.kind.as_deref(),
-                    b.namespace.as_deref(),
-                    &b.name,
-                    b.port,
-                );
+                let resolved = refs::resolve_route_backend(store, route, b);
                 match resolved {
                     Ok(svc) => {
                         let (numerator, denominator) = match (&m.fraction, m.percent) {

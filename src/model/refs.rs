@@ -86,33 +86,47 @@ pub struct ServiceRef<'a> {
     pub port: Option<i32>,
 }
 
+/// The fields every HTTPRoute backendRef shape has (rule backends, mirrors, ExternalAuth):
+/// the gateway-api crate generates one type per place, with the same fields.
+pub trait RouteBackend {
+    fn service_ref<'a>(&'a self, default_namespace: &'a str) -> ServiceRef<'a>;
+}
+
+macro_rules! route_backend {
+    ($($ty:ty),*) => {$(
+        impl RouteBackend for $ty {
+            fn service_ref<'a>(&'a self, default_namespace: &'a str) -> ServiceRef<'a> {
+                ServiceRef {
+                    group: self.group.as_deref(),
+                    kind: self.kind.as_deref(),
+                    namespace: self.namespace.as_deref().unwrap_or(default_namespace),
+                    name: &self.name,
+                    port: self.port,
+                }
+            }
+        }
+    )*};
+}
+
+route_backend!(
+    gateway_api::apis::experimental::httproutes::HttpRouteRulesBackendRefs,
+    gateway_api::apis::experimental::httproutes::HttpRouteRulesFiltersRequestMirrorBackendRef,
+    gateway_api::apis::experimental::httproutes::HttpRouteRulesFiltersExternalAuthBackendRef
+);
+
 /// Resolves a backendRef written in HTTPRoute `route` (which supplies the grant's `from` and
 /// the default namespace).
 pub fn resolve_route_backend(
     store: &Store,
     route: &ObjKey,
-    group: Option<&str>,
-    kind: Option<&str>,
-    namespace: Option<&str>,
-    name: &str,
-    port: Option<i32>,
+    backend: &impl RouteBackend,
 ) -> Result<ResolvedService, RefError> {
     let from = From {
         group: "gateway.networking.k8s.io",
         kind: "HTTPRoute",
         namespace: &route.namespace,
     };
-    resolve_service(
-        store,
-        &from,
-        &ServiceRef {
-            group,
-            kind,
-            namespace: namespace.unwrap_or(&route.namespace),
-            name,
-            port,
-        },
-    )
+    resolve_service(store, &from, &backend.service_ref(&route.namespace))
 }
 
 /// Resolves a Service reference: kind, grant, existence, port, endpoints.

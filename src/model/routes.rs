@@ -180,15 +180,7 @@ pub fn rule_action(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> Rule
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
         let (request_headers, response_headers) =
             filters::backend_header_edits(b.filters.as_deref().unwrap_or_default());
-        let resolved = refs::resolve_route_backend(
-            store,
-            route,
-            b.group.as_deref(),
-            b.kind.as_deref(),
-            b.namespace.as_deref(),
-            &b.name,
-            b.port,
-        );
+        let resolved = refs::resolve_route_backend(store, route, b);
         let cluster = match resolved {
             Ok(svc) => {
                 let key = ClusterKey::Backend {

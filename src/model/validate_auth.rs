@@ -97,12 +97,10 @@ pub fn provider(spec: &ExtAuthProvider) -> Vec<Problem> {
 pub fn inline_filter(rule_index: usize, ea: &HttpRouteRulesFiltersExternalAuth) -> Vec<Problem> {
     let mut p = Problems::default();
     let base = format!("spec.rules[{rule_index}].filters.externalAuth");
-    if let Some(h) = &ea.http {
-        if let Some(path) = &h.path {
-            path_prefix(&mut p, &format!("{base}.http.path"), path);
-        }
-        // Empty `allowedHeaders` and `allowedResponseHeaders` are GEP-1494's defaults (see
-        // `external_auth::provider`), never an empty Envoy list.
+    // Empty `allowedHeaders` and `allowedResponseHeaders` are GEP-1494's defaults (see
+    // `external_auth::provider`), never an empty Envoy list: only the path is checked.
+    if let Some(path) = ea.http.as_ref().and_then(|h| h.path.as_ref()) {
+        path_prefix(&mut p, &format!("{base}.http.path"), path);
     }
     p.0
 }
