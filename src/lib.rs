@@ -24,6 +24,7 @@ pub mod model;
 pub mod pki;
 pub mod protojson;
 pub mod provision;
+pub mod provisioned;
 pub mod render;
 pub mod scale;
 pub mod snapshot;

@@ -16,6 +16,8 @@ pub use traffic_policy::*;
 
 /// API group of the Gatehouse (kgateway-compatible) custom resources.
 pub const GROUP: &str = "gateway.kgateway.dev";
+/// API group of Gateway API's kinds.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 /// API version of the Gatehouse custom resources.
 pub const VERSION: &str = "v1alpha1";
 

@@ -281,7 +281,7 @@ pub fn finish_status(store: &Store, info: &GatewayInfo, attached: &[i32], status
 pub fn addresses(store: &Store, gateway: &ObjKey) -> Vec<(String, String)> {
     let key = ObjKey::new(
         gateway.namespace.clone(),
-        crate::provision::proxy_name(&gateway.name),
+        crate::provisioned::proxy_name(&gateway.name),
     );
     let Some(svc) = store.services.get(&key) else {
         return Vec::new();
@@ -292,8 +292,8 @@ pub fn addresses(store: &Store, gateway: &ObjKey) -> Vec<(String, String)> {
         .and_then(|g| g.metadata.uid.as_deref())
         .unwrap_or_default();
     let ours = matches!(
-        crate::provision::ownership(Some(&svc.metadata), gateway_uid),
-        crate::provision::Ownership::Owned { .. }
+        crate::provisioned::ownership(Some(&svc.metadata), gateway_uid),
+        crate::provisioned::Ownership::Owned { .. }
     );
     if !ours {
         return Vec::new();

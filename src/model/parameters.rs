@@ -5,10 +5,9 @@
 use gateway_api::apis::standard::{gatewayclasses::GatewayClass, gateways::Gateway};
 
 use super::types::{EscapedSlashes, PathPolicy};
-use crate::api::GatewayParameters;
+use crate::api::{GROUP, GatewayParameters};
 use crate::store::{ObjKey, Store};
 
-pub const GROUP: &str = "gateway.kgateway.dev";
 pub const KIND: &str = "GatewayParameters";
 
 /// The GatewayParameters a GatewayClass names: `Ok(None)` without a reference, `Err` with why a

@@ -11,9 +11,8 @@ use super::gateways::{GatewayInfo, ListenerInfo};
 use super::hostname;
 use super::refs;
 use super::types::{ClusterKey, ClusterModel, RouteAction, WeightedBackend};
+use crate::api::GATEWAY_API_GROUP;
 use crate::store::{ObjKey, Store};
-
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 /// One route attached to one listener, with the hostnames it serves there.
 #[derive(Clone, Debug)]
@@ -36,7 +35,7 @@ pub fn attach(
     let mut statuses = Vec::new();
     let route_hosts = route.spec.hostnames.clone().unwrap_or_default();
     for parent in route.spec.parent_refs.iter().flatten() {
-        if parent.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
+        if parent.group.as_deref().unwrap_or(GATEWAY_API_GROUP) != GATEWAY_API_GROUP
             || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway"
         {
             continue;

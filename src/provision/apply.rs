@@ -15,13 +15,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use super::conflict::Conflict;
 use super::guard::{self, Deleted};
-use super::ownership::{Conflict, Ownership, ownership};
 use super::render::{ProxyObjects, XdsEndpoint, render};
 use super::settings::ProxySettings;
 use super::{ProvisionError, names};
 use crate::model::parameters;
 use crate::pki::{Ca, Issued};
+use crate::provisioned::{Ownership, ownership};
 use crate::store::{ObjKey, Store};
 
 /// Field manager of every provisioned object.

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::apply::FIELD_MANAGER;
-use super::ownership::{Ownership, ownership};
+use crate::provisioned::{Ownership, ownership};
 
 /// What a guarded delete did.
 #[derive(Debug, PartialEq, Eq)]

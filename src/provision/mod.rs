@@ -9,15 +9,18 @@
 mod apply;
 pub mod ca_secret;
 mod cleanup;
+mod conflict;
 mod guard;
-mod names;
-mod ownership;
 mod render;
 mod settings;
 
+pub use crate::provisioned::{
+    GATEWAY_NAME_LABEL, MANAGED_BY, Ownership, labels, ownership, proxy_name, tls_secret_name,
+};
 pub use apply::{FIELD_MANAGER, ProvisionConfig, Provisioner, SyncReport};
-pub use names::{GATEWAY_NAME_LABEL, MANAGED_BY, labels, proxy_name, tls_secret_name};
-pub use ownership::{Conflict, Ownership, conflict_condition, ownership};
+pub use conflict::{Conflict, conflict_condition};
+// Submodules name it as `super::names`.
+use crate::provisioned::names;
 pub use render::{
     BOOTSTRAP_FILE, ProxyObjects, READINESS_PORT, RenderError, TLS_DIR, XdsEndpoint,
     bootstrap_json, ports, render,

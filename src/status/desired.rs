@@ -18,7 +18,7 @@ use crate::api::{ConditionsStatus, PolicyAncestorStatus, PolicyStatus};
 use crate::model::{self, Status};
 use crate::store::{Kind, ObjKey, Store};
 
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+use crate::api::GATEWAY_API_GROUP as GATEWAY_GROUP;
 
 /// The status one object should have.
 #[derive(Clone, Debug, PartialEq)]

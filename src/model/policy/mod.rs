@@ -15,12 +15,11 @@ mod status;
 use resolve::resolve;
 pub use resolve::{extension_refs, is_policy_ref};
 
-const GATEWAY_API: &str = "gateway.networking.k8s.io";
-
 /// Precedence at one level: the oldest policy, then the first by namespace and name.
 fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
     (&a.created, &a.key).cmp(&(&b.created, &b.key))
 }
+use crate::api::GATEWAY_API_GROUP;
 use crate::store::{ObjKey, Store};
 
 /// What a policy's `extAuth` resolves to.
@@ -170,11 +169,11 @@ impl PolicyIndex {
             for t in &policy.spec.target_refs {
                 let target_key = ObjKey::new(key.namespace.clone(), t.name.clone());
                 match (t.group.as_str(), t.kind.as_str()) {
-                    (GATEWAY_API, "Gateway") => targets.push(Target::Gateway {
+                    (GATEWAY_API_GROUP, "Gateway") => targets.push(Target::Gateway {
                         key: target_key,
                         listener: t.section_name.clone(),
                     }),
-                    (GATEWAY_API, "HTTPRoute") => targets.push(Target::Route {
+                    (GATEWAY_API_GROUP, "HTTPRoute") => targets.push(Target::Route {
                         key: target_key,
                         rule: t.section_name.clone(),
                     }),
@@ -183,7 +182,7 @@ impl PolicyIndex {
             }
             for sel in &policy.spec.target_selectors {
                 // An empty selector is refused by the CRD; here it selects nothing.
-                if sel.group != GATEWAY_API || sel.match_labels.is_empty() {
+                if sel.group != GATEWAY_API_GROUP || sel.match_labels.is_empty() {
                     continue;
                 }
                 match sel.kind.as_str() {
