@@ -2,9 +2,10 @@
 
 use serde_json::{Value, json};
 
+use crate::bootstrap::static_bootstrap;
 use crate::model::Status;
 use crate::protojson::{JsonError, message_to_json};
-use crate::translate::{GatewayResources, static_bootstrap};
+use crate::translate::GatewayResources;
 
 /// The resources of one Gateway as proto3 JSON, grouped by xDS type.
 /// Scoped route tables add `scopedRoutes`, and list one RouteConfiguration per scope.

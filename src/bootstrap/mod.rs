@@ -18,7 +18,10 @@ use envoy_types::pb::google::protobuf::{Duration, Struct, Value, value};
 
 use crate::store::ObjKey;
 
+mod static_bootstrap;
 mod tls;
+
+pub use static_bootstrap::static_bootstrap;
 
 pub use tls::{
     READINESS_LISTENER, READINESS_PATH, XdsTls, readiness_listener, xds_transport_socket,

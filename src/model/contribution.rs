@@ -1,5 +1,5 @@
 //! What one HTTPRoute adds to the model, computed on its own so that an unchanged route's share
-//! is reused by the next build (see [`super::build::Builder`]).
+//! is reused by the next build (see `Builder`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -12,75 +12,11 @@ use gateway_api::apis::experimental::httproutes::{
 };
 
 use super::refs::{self, RefError};
-use super::types::{ClusterKey, ClusterModel};
+use super::types::{
+    ClusterKey, ClusterModel, HeaderEdits, Mirror, PathRewrite, Redirect, Retry, Rewrite,
+    RouteFilters,
+};
 use crate::store::{ObjKey, Store};
-
-/// Header changes: `set` replaces, `add` appends, `remove` deletes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeaderEdits {
-    pub set: Vec<(String, String)>,
-    pub add: Vec<(String, String)>,
-    pub remove: Vec<String>,
-}
-
-impl HeaderEdits {
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
-    }
-}
-
-/// How a path is replaced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathRewrite {
-    Full(String),
-    /// Replaces the part the route's PathPrefix match matched.
-    Prefix(String),
-}
-
-/// A RequestRedirect filter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Redirect {
-    pub scheme: Option<String>,
-    pub hostname: Option<String>,
-    pub port: Option<u16>,
-    pub path: Option<PathRewrite>,
-    pub status: u32,
-}
-
-/// A URLRewrite filter.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rewrite {
-    pub hostname: Option<String>,
-    pub path: Option<PathRewrite>,
-}
-
-/// A RequestMirror filter: a copy of `numerator/denominator` of the requests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mirror {
-    pub cluster: ClusterKey,
-    pub numerator: u32,
-    pub denominator: u32,
-}
-
-/// A rule's `retry`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Retry {
-    pub codes: Vec<u32>,
-    pub attempts: u32,
-    pub backoff: Option<Duration>,
-}
-
-/// Everything a rule asks of its routes besides matching and backends.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouteFilters {
-    pub request_headers: HeaderEdits,
-    pub response_headers: HeaderEdits,
-    pub rewrite: Option<Rewrite>,
-    pub mirrors: Vec<Mirror>,
-    pub request_timeout: Option<Duration>,
-    pub backend_timeout: Option<Duration>,
-    pub retry: Option<Retry>,
-}
 
 /// What [`rule_filters`] found.
 #[derive(Debug, Default)]

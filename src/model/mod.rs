@@ -42,10 +42,7 @@ pub use conditions::{
     AncestorRef, Condition, GatewayStatus, ListenerStatus, ParentRef, PolicyAncestorStatus,
     RouteParentStatus, Status, find,
 };
-pub use filters::{
-    HeaderEdits, Mirror, PathRewrite, Redirect, Retry, Rewrite, RouteFilters, literal_substitution,
-    prefix_rewrite_regex,
-};
+pub use filters::{literal_substitution, prefix_rewrite_regex};
 pub use types::*;
 pub use validate::{ENVOY_REGEX_PROGRAM_SIZE_LIMIT, MAX_REGEX_PROGRAM_SIZE, Problem};
 pub use validate_auth::{Argument as FormatArgument, FORMAT_COMMANDS};

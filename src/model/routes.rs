@@ -6,10 +6,11 @@ use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use gateway_api::apis::standard::gateways::GatewayListenersAllowedRoutesNamespacesFrom as From;
 
 use super::conditions::{Condition, ParentRef, RouteParentStatus};
-use super::filters::{self, RouteFilters};
+use super::filters;
 use super::gateways::{GatewayInfo, ListenerInfo};
 use super::hostname;
 use super::refs;
+use super::types::RouteFilters;
 use super::types::{ClusterKey, ClusterModel, RouteAction, WeightedBackend};
 use crate::api::GATEWAY_API_GROUP;
 use crate::store::{ObjKey, Store};

@@ -1,8 +1,8 @@
 //! What the model hands the translator: resolved Gateways, ordered routes, effective auth.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use super::filters::{HeaderEdits, Redirect, RouteFilters};
 use crate::api::{ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService, ExtHttpService};
 use crate::store::ObjKey;
 
@@ -251,4 +251,71 @@ pub struct GatewayModel {
     pub ports: Vec<PortModel>,
     pub clusters: BTreeMap<ClusterKey, ClusterModel>,
     pub providers: BTreeMap<ObjKey, Provider>,
+}
+
+/// Header changes: `set` replaces, `add` appends, `remove` deletes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// How a path is replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRewrite {
+    Full(String),
+    /// Replaces the part the route's PathPrefix match matched.
+    Prefix(String),
+}
+
+/// A RequestRedirect filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathRewrite>,
+    pub status: u32,
+}
+
+/// A URLRewrite filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub hostname: Option<String>,
+    pub path: Option<PathRewrite>,
+}
+
+/// A RequestMirror filter: a copy of `numerator/denominator` of the requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    pub cluster: ClusterKey,
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// A rule's `retry`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    pub codes: Vec<u32>,
+    pub attempts: u32,
+    pub backoff: Option<Duration>,
+}
+
+/// Everything a rule asks of its routes besides matching and backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteFilters {
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+    pub rewrite: Option<Rewrite>,
+    pub mirrors: Vec<Mirror>,
+    pub request_timeout: Option<Duration>,
+    pub backend_timeout: Option<Duration>,
+    pub retry: Option<Retry>,
 }

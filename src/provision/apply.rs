@@ -25,9 +25,6 @@ use crate::pki::{Ca, Issued};
 use crate::provisioned::{Ownership, ownership};
 use crate::store::{ObjKey, Store};
 
-/// Field manager of every provisioned object.
-pub const FIELD_MANAGER: &str = "gatehouse";
-
 /// Settings that do not change while the controller runs.
 #[derive(Clone, Debug)]
 pub struct ProvisionConfig {

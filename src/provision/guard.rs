@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::apply::FIELD_MANAGER;
+use super::FIELD_MANAGER;
 use crate::provisioned::{Ownership, ownership};
 
 /// What a guarded delete did.

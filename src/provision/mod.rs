@@ -17,7 +17,10 @@ mod settings;
 pub use crate::provisioned::{
     GATEWAY_NAME_LABEL, MANAGED_BY, Ownership, labels, ownership, proxy_name, tls_secret_name,
 };
-pub use apply::{FIELD_MANAGER, ProvisionConfig, Provisioner, SyncReport};
+pub use apply::{ProvisionConfig, Provisioner, SyncReport};
+
+/// Server-side apply field manager of everything Gatehouse provisions.
+pub const FIELD_MANAGER: &str = "gatehouse";
 pub use conflict::{Conflict, conflict_condition};
 // Submodules name it as `super::names`.
 use crate::provisioned::names;

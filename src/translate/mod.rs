@@ -14,7 +14,6 @@ mod route;
 pub mod scopes;
 #[cfg(test)]
 mod scopes_tests;
-mod static_bootstrap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -23,7 +22,6 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 pub use cluster::http2_options;
 pub use ext_authz::{DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT};
 pub use route::{HostTranslation, RouteTable};
-pub use static_bootstrap::static_bootstrap;
 
 use crate::model::GatewayModel;
 use crate::store::ObjKey;

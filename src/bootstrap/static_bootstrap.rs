@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::util::pack_any;
 use prost::Message;
 
-use super::GatewayResources;
+use crate::translate::GatewayResources;
 
 /// The static bootstrap equivalent of `res`.
 pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
@@ -52,7 +52,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
             clusters,
             ..Default::default()
         }),
-        layered_runtime: Some(crate::bootstrap::runtime()),
+        layered_runtime: Some(super::runtime()),
         ..Default::default()
     }
 }
