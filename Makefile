@@ -65,6 +65,7 @@ test: deps $(ENVOY) $(HELM_SDK) kube-apiserver lint
 	$(CARGO) test --workspace
 
 lint: deps
+	$(PYTHON) scripts/import-cycles.py
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
