@@ -15,9 +15,15 @@ use serde::de::DeserializeOwned;
 
 use super::{ObjKey, Store};
 
-/// Calls `$then!` with one line per kind: variant, Rust type, [`Store`] field, Kubernetes kind.
+/// The kinds Gatehouse reads, one line each: [`Kind`] variant, Rust type, [`Store`] field,
+/// Kubernetes kind name. The type must be a kube [`Resource`] with a static type (a k8s-openapi
+/// type, or a `#[derive(CustomResource)]`), `PartialEq` and `Debug`.
 ///
-/// The order is [`Kind`]'s order (it sorts by it) and [`Kind::ALL`]'s.
+/// The kind name is spelled out because [`Kind::name`] is a `&'static str` and kube's is a
+/// `Cow`; a test holds each to the type's own. The order is [`Kind`]'s, and kinds sort by it.
+///
+/// It calls back (`$then!`) rather than expanding once because [`Store`] is generated in
+/// `store/mod.rs`, next to its private fields.
 macro_rules! registry {
     ($then:ident) => {
         $then! {
@@ -60,15 +66,13 @@ pub trait StoredKind:
 
 /// kube's resource scopes, as far as generic code over kinds needs them: `Api::namespaced`
 /// accepts namespaced types only, so the choice has to be made where the scope is known.
-pub trait KindScope {
+pub trait KindScope: Sized {
     const NAMESPACED: bool;
     /// An `Api` for objects of `K` in `namespace` (ignored for cluster-scoped kinds).
     fn api<K: Resource<Scope = Self, DynamicType = ()>>(
         client: kube::Client,
         namespace: &str,
-    ) -> kube::Api<K>
-    where
-        Self: Sized;
+    ) -> kube::Api<K>;
 }
 
 impl KindScope for NamespaceResourceScope {
@@ -132,7 +136,7 @@ macro_rules! define_kinds {
         })*
 
         impl Kind {
-            /// Every kind.
+            /// Every kind, in registry order.
             pub const ALL: [Kind; [$(Kind::$variant),*].len()] = [$(Kind::$variant),*];
 
             /// Runs `f` with this kind's Rust type.
@@ -171,7 +175,7 @@ macro_rules! define_kinds {
                 }
             }
 
-            pub(crate) fn meta_mut(&mut self) -> &mut ObjectMeta {
+            pub(super) fn meta_mut(&mut self) -> &mut ObjectMeta {
                 match self {
                     $(Object::$variant(o) => o.meta_mut(),)*
                 }
@@ -182,12 +186,11 @@ macro_rules! define_kinds {
 registry!(define_kinds);
 
 impl Kind {
-    /// The kind a manifest's `apiVersion` and `kind` name, if Gatehouse reads it. Any version
-    /// of the group: the types read every version Gatehouse is tested against.
+    /// The kind a manifest's `apiVersion` and `kind` name, if Gatehouse reads it.
     pub fn from_type_meta(api_version: &str, kind: &str) -> Option<Kind> {
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        struct Named<'a>(&'a str);
-        impl KindFn for Named<'_> {
+        struct InGroup<'a>(&'a str);
+        impl KindFn for InGroup<'_> {
             type Output = bool;
             fn call<K: StoredKind>(self) -> bool {
                 K::group(&()) == self.0
@@ -195,7 +198,7 @@ impl Kind {
         }
         Kind::ALL
             .into_iter()
-            .find(|k| k.name() == kind && k.with(Named(group)))
+            .find(|k| k.name() == kind && k.with(InGroup(group)))
     }
 
     /// True for kinds without a namespace.
@@ -236,5 +239,40 @@ mod tests {
             "GatewayClass and Namespace"
         );
         assert_eq!(Kind::from_type_meta("v1", "HTTPRoute"), None);
+    }
+
+    /// The controller's watch of a kind its role cannot list never syncs, and until every kind
+    /// has synced nothing is served; the README's RBAC table is what the chart's ClusterRole is
+    /// tested against (`tests/helm_chart.rs`).
+    #[test]
+    fn the_controller_may_watch_every_kind() {
+        let grants: Vec<(&str, Vec<&str>, &str)> = include_str!("../../README.md")
+            .lines()
+            .filter_map(|line| {
+                let [_, group, resources, verbs, _] = line.split('|').collect::<Vec<_>>()[..]
+                else {
+                    return None;
+                };
+                let group = group.split('`').nth(1)?.trim_matches('"');
+                Some((group, resources.trim().split(", ").collect(), verbs))
+            })
+            .collect();
+        struct Resource;
+        impl KindFn for Resource {
+            type Output = (String, String);
+            fn call<K: StoredKind>(self) -> Self::Output {
+                (K::group(&()).into(), K::plural(&()).into())
+            }
+        }
+        for kind in Kind::ALL {
+            let (group, plural) = kind.with(Resource);
+            assert!(
+                grants.iter().any(|(g, resources, verbs)| *g == group
+                    && resources.contains(&plural.as_str())
+                    && verbs.contains("list")
+                    && verbs.contains("watch")),
+                "the README's RBAC table grants no list and watch of {plural}.{group}"
+            );
+        }
     }
 }

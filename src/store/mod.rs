@@ -257,6 +257,7 @@ impl Store {
     }
 
     fn put(&mut self, object: Object, key: ObjKey) -> bool {
+        // The one kind with indexes of its own; they follow its map here and in `remove`.
         let Object::EndpointSlice(slice) = &object else {
             return object.with(Put { store: self, key });
         };
