@@ -271,7 +271,7 @@ mod tests {
                     && resources.contains(&plural.as_str())
                     && verbs.contains("list")
                     && verbs.contains("watch")),
-                "the README's RBAC table grants no list and watch of {plural}.{group}"
+                "the README's RBAC table grants no list and watch of {plural} (API group {group:?})"
             );
         }
     }
