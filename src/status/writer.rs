@@ -3,19 +3,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use gateway_api::apis::experimental::httproutes::HttpRoute;
-use gateway_api::apis::standard::{gatewayclasses::GatewayClass, gateways::Gateway};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::Client;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 
 use super::desired::{Desired, desired};
-use crate::api::{GatewayExtension, TrafficPolicy};
 use crate::model::Status;
-use crate::store::{Kind, ObjKey, Store};
+use crate::store::{Kind, KindFn, KindScope, ObjKey, Store, StoredKind};
 
 /// How long a written status is trusted before the watch must show it.
 const WRITE_GRACE: Duration = Duration::from_secs(5);
@@ -75,31 +72,32 @@ impl StatusWriter {
 
     async fn patch(&self, d: &Desired) -> Result<(), kube::Error> {
         let patch = Patch::Merge(json!({ "status": d.status }));
-        let params = PatchParams::default();
-        let (ns, name) = (d.key.namespace.as_str(), d.key.name.as_str());
         tracing::debug!(kind = %d.kind, object = %d.key, "writing status");
-        match d.kind {
-            Kind::GatewayClass => Api::<GatewayClass>::all(self.client.clone())
-                .patch_status(name, &params, &patch)
+        d.kind
+            .with(PatchStatus {
+                client: &self.client,
+                key: &d.key,
+                patch: &patch,
+            })
+            .await
+    }
+}
+
+/// A merge patch of one object's `status`, whichever its kind.
+struct PatchStatus<'a> {
+    client: &'a Client,
+    key: &'a ObjKey,
+    patch: &'a Patch<serde_json::Value>,
+}
+
+impl<'a> KindFn for PatchStatus<'a> {
+    type Output = futures::future::BoxFuture<'a, Result<(), kube::Error>>;
+    fn call<K: StoredKind>(self) -> Self::Output {
+        let api = <K::Scope as KindScope>::api::<K>(self.client.clone(), &self.key.namespace);
+        Box::pin(async move {
+            api.patch_status(&self.key.name, &PatchParams::default(), self.patch)
                 .await
-                .map(drop),
-            Kind::Gateway => Api::<Gateway>::namespaced(self.client.clone(), ns)
-                .patch_status(name, &params, &patch)
-                .await
-                .map(drop),
-            Kind::HttpRoute => Api::<HttpRoute>::namespaced(self.client.clone(), ns)
-                .patch_status(name, &params, &patch)
-                .await
-                .map(drop),
-            Kind::TrafficPolicy => Api::<TrafficPolicy>::namespaced(self.client.clone(), ns)
-                .patch_status(name, &params, &patch)
-                .await
-                .map(drop),
-            Kind::GatewayExtension => Api::<GatewayExtension>::namespaced(self.client.clone(), ns)
-                .patch_status(name, &params, &patch)
-                .await
-                .map(drop),
-            _ => Ok(()),
-        }
+                .map(drop)
+        })
     }
 }

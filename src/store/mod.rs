@@ -5,23 +5,17 @@
 //! the store is deterministic.
 
 mod endpoints;
+mod kinds;
 mod object;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gateway_api::apis::experimental::httproutes::HttpRoute;
-use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, referencegrants::ReferenceGrant,
-};
-use k8s_openapi::api::{
-    core::v1::{Namespace, Service},
-    discovery::v1::EndpointSlice,
-};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
-
-pub use object::{Kind, Object, ObjectRef};
+pub use kinds::{Kind, KindFn, KindScope, Object, ObjectFn, StoredKind};
+pub use object::ObjectRef;
 
 /// Namespace and name of a namespaced object (namespace is empty for cluster-scoped ones).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,28 +54,28 @@ impl std::fmt::Display for ObjKey {
     }
 }
 
-/// Every object Gatehouse reads, by kind and key.
-#[derive(Clone, Debug, Default)]
-pub struct Store {
-    pub gateway_classes: BTreeMap<ObjKey, GatewayClass>,
-    pub gateways: BTreeMap<ObjKey, Gateway>,
-    pub http_routes: BTreeMap<ObjKey, HttpRoute>,
-    pub reference_grants: BTreeMap<ObjKey, ReferenceGrant>,
-    pub gateway_extensions: BTreeMap<ObjKey, GatewayExtension>,
-    pub traffic_policies: BTreeMap<ObjKey, TrafficPolicy>,
-    pub gateway_parameters: BTreeMap<ObjKey, GatewayParameters>,
-    pub services: BTreeMap<ObjKey, Service>,
-    /// Change through [`Store::apply`] and [`Store::delete`] only: `slices_by_service`
-    /// follows it.
-    pub endpoint_slices: BTreeMap<ObjKey, EndpointSlice>,
-    pub namespaces: BTreeMap<ObjKey, Namespace>,
-    /// EndpointSlices by the Service they label (`kubernetes.io/service-name`): resolving a
-    /// backend is a lookup, not a scan of every slice (which made 10,000 routes quadratic).
-    slices_by_service: BTreeMap<ObjKey, std::collections::BTreeSet<ObjKey>>,
-    /// Ready endpoints of each Service with slices, recomputed when one of its slices changes.
-    endpoints: BTreeMap<ObjKey, endpoints::ByPort>,
-    revisions: Revisions,
+macro_rules! define_store {
+    ($($variant:ident($ty:ty) $field:ident $name:literal,)*) => {
+        /// Every object Gatehouse reads, by kind and key. Change `endpoint_slices` through
+        /// [`Store::apply`] and [`Store::delete`] only: `slices_by_service` follows it.
+        #[derive(Clone, Debug, Default)]
+        pub struct Store {
+            $(
+                #[doc = concat!("Every ", $name, ", by key.")]
+                pub $field: BTreeMap<ObjKey, $ty>,
+            )*
+            /// EndpointSlices by the Service they label (`kubernetes.io/service-name`): resolving
+            /// a backend is a lookup, not a scan of every slice (which made 10,000 routes
+            /// quadratic).
+            slices_by_service: BTreeMap<ObjKey, std::collections::BTreeSet<ObjKey>>,
+            /// Ready endpoints of each Service with slices, recomputed when one of its slices
+            /// changes.
+            endpoints: BTreeMap<ObjKey, endpoints::ByPort>,
+            revisions: Revisions,
+        }
+    };
 }
+kinds::registry!(define_store);
 
 pub use endpoints::Endpoint;
 
@@ -263,37 +257,28 @@ impl Store {
     }
 
     fn put(&mut self, object: Object, key: ObjKey) -> bool {
-        match object {
-            Object::GatewayClass(o) => put(&mut self.gateway_classes, key, *o),
-            Object::Gateway(o) => put(&mut self.gateways, key, *o),
-            Object::HttpRoute(o) => put(&mut self.http_routes, key, *o),
-            Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, *o),
-            Object::GatewayExtension(o) => put(&mut self.gateway_extensions, key, *o),
-            Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, *o),
-            Object::GatewayParameters(o) => put(&mut self.gateway_parameters, key, *o),
-            Object::Service(o) => put(&mut self.services, key, *o),
-            Object::EndpointSlice(o) => {
-                let before = self.unindex_slice(&key);
-                let after = slice_service(&key, &o);
-                if let Some(service) = &after {
-                    self.slices_by_service
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-                let changed = put(&mut self.endpoint_slices, key, *o);
-                if changed {
-                    for service in before
-                        .iter()
-                        .chain(after.iter().filter(|a| before.as_ref() != Some(*a)))
-                    {
-                        self.reindex_endpoints(service);
-                    }
-                }
-                changed
-            }
-            Object::Namespace(o) => put(&mut self.namespaces, key, *o),
+        // The one kind with indexes of its own; they follow its map here and in `remove`.
+        let Object::EndpointSlice(slice) = &object else {
+            return object.with(Put { store: self, key });
+        };
+        let before = self.unindex_slice(&key);
+        let after = slice_service(&key, slice);
+        if let Some(service) = &after {
+            self.slices_by_service
+                .entry(service.clone())
+                .or_default()
+                .insert(key.clone());
         }
+        let changed = object.with(Put { store: self, key });
+        if changed {
+            for service in before
+                .iter()
+                .chain(after.iter().filter(|a| before.as_ref() != Some(*a)))
+            {
+                self.reindex_endpoints(service);
+            }
+        }
+        changed
     }
 
     /// Drops `key` from the slice index; returns the Service it belonged to.
@@ -352,44 +337,27 @@ impl Store {
 
     fn remove(&mut self, object: &ObjectRef) -> bool {
         let key = &object.key;
-        match object.kind {
-            Kind::GatewayClass => self.gateway_classes.remove(key).is_some(),
-            Kind::Gateway => self.gateways.remove(key).is_some(),
-            Kind::HttpRoute => self.http_routes.remove(key).is_some(),
-            Kind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
-            Kind::GatewayExtension => self.gateway_extensions.remove(key).is_some(),
-            Kind::TrafficPolicy => self.traffic_policies.remove(key).is_some(),
-            Kind::GatewayParameters => self.gateway_parameters.remove(key).is_some(),
-            Kind::Service => self.services.remove(key).is_some(),
-            Kind::EndpointSlice => {
-                let service = self.unindex_slice(key);
-                let removed = self.endpoint_slices.remove(key).is_some();
-                if let Some(service) = service {
-                    self.reindex_endpoints(&service);
-                }
-                removed
-            }
-            Kind::Namespace => self.namespaces.remove(key).is_some(),
+        let slice_of = match object.kind {
+            Kind::EndpointSlice => self.unindex_slice(key),
+            _ => None,
+        };
+        let removed = object.kind.with(Remove { store: self, key });
+        if let Some(service) = slice_of {
+            self.reindex_endpoints(&service);
         }
+        removed
     }
 
     /// Keys of every object of one kind.
     pub fn keys(&self, kind: Kind) -> Vec<ObjKey> {
-        fn k<T>(m: &BTreeMap<ObjKey, T>) -> Vec<ObjKey> {
-            m.keys().cloned().collect()
+        struct Keys<'a>(&'a Store);
+        impl KindFn for Keys<'_> {
+            type Output = Vec<ObjKey>;
+            fn call<K: StoredKind>(self) -> Vec<ObjKey> {
+                K::map(self.0).keys().cloned().collect()
+            }
         }
-        match kind {
-            Kind::GatewayClass => k(&self.gateway_classes),
-            Kind::Gateway => k(&self.gateways),
-            Kind::HttpRoute => k(&self.http_routes),
-            Kind::ReferenceGrant => k(&self.reference_grants),
-            Kind::GatewayExtension => k(&self.gateway_extensions),
-            Kind::TrafficPolicy => k(&self.traffic_policies),
-            Kind::GatewayParameters => k(&self.gateway_parameters),
-            Kind::Service => k(&self.services),
-            Kind::EndpointSlice => k(&self.endpoint_slices),
-            Kind::Namespace => k(&self.namespaces),
-        }
+        kind.with(Keys(self))
     }
 
     /// Makes `objects` the complete set of `kind` (a re-list): objects not in it are deleted.
@@ -411,16 +379,14 @@ impl Store {
 
     /// Number of objects held, all kinds together.
     pub fn len(&self) -> usize {
-        self.gateway_classes.len()
-            + self.gateways.len()
-            + self.http_routes.len()
-            + self.reference_grants.len()
-            + self.gateway_extensions.len()
-            + self.traffic_policies.len()
-            + self.gateway_parameters.len()
-            + self.services.len()
-            + self.endpoint_slices.len()
-            + self.namespaces.len()
+        struct Len<'a>(&'a Store);
+        impl KindFn for Len<'_> {
+            type Output = usize;
+            fn call<K: StoredKind>(self) -> usize {
+                K::map(self.0).len()
+            }
+        }
+        Kind::ALL.iter().map(|kind| kind.with(Len(self))).sum()
     }
 
     /// True when the store holds nothing.
@@ -429,237 +395,38 @@ impl Store {
     }
 }
 
-fn put<T: PartialEq>(map: &mut BTreeMap<ObjKey, T>, key: ObjKey, value: T) -> bool {
-    match map.get(&key) {
-        Some(old) if *old == value => false,
-        _ => {
-            map.insert(key, value);
-            true
+/// Stores an object in its kind's map; true when the stored value changed.
+struct Put<'a> {
+    store: &'a mut Store,
+    key: ObjKey,
+}
+
+impl ObjectFn for Put<'_> {
+    type Output = bool;
+    fn call<K: StoredKind>(self, object: K) -> bool {
+        let map = K::map_mut(self.store);
+        match map.get(&self.key) {
+            Some(old) if *old == object => false,
+            _ => {
+                map.insert(self.key, object);
+                true
+            }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing;
+/// Drops an object from its kind's map; true when it was there.
+struct Remove<'a> {
+    store: &'a mut Store,
+    key: &'a ObjKey,
+}
 
-    #[test]
-    fn revisions_move_only_when_content_changes() {
-        let route = |path: &str| {
-            format!(
-                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: a}}\nspec:\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}]\n"
-            )
-        };
-        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n";
-        let mut store = testing::store(&(route("/") + "---\n" + svc));
-        let key = ObjKey::new("a", "r");
-        let (context, r1) = (store.context_revision(), store.route_revision(&key));
-        assert_ne!(r1, 0);
-        let same = testing::store(&route("/")).http_routes[&key].clone();
-        assert!(!store.apply(Object::HttpRoute(Box::new(same))));
-        assert_eq!(store.route_revision(&key), r1, "an identical apply");
-        let moved = testing::store(&route("/v2")).http_routes[&key].clone();
-        assert!(store.apply(Object::HttpRoute(Box::new(moved))));
-        let r2 = store.route_revision(&key);
-        assert!(
-            r2 != r1 && store.context_revision() == context,
-            "a route change"
-        );
-        let copy = store.clone();
-        assert!(store.delete(&ObjectRef {
-            kind: Kind::Service,
-            key: ObjKey::new("a", "s"),
-        }));
-        assert!(store.context_revision() != context && store.route_revision(&key) == r2);
-        assert_eq!(copy.context_revision(), context, "a clone keeps its own");
-        assert!(store.delete(&ObjectRef {
-            kind: Kind::HttpRoute,
-            key: key.clone(),
-        }));
-        assert_eq!(store.route_revision(&key), 0);
-        assert_ne!(
-            Store::new().context_revision(),
-            Store::new().context_revision(),
-            "two empty stores never look like the same build input"
-        );
-    }
-
-    #[test]
-    fn replace_kind_deletes_what_a_relist_no_longer_has() {
-        let mut store = testing::store(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n",
-        );
-        let relist = testing::store(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n",
-        );
-        let objects: Vec<Object> = relist
-            .namespaces
-            .values()
-            .map(|n| Object::Namespace(Box::new(n.clone())))
-            .collect();
-        assert!(store.replace_kind(Kind::Namespace, objects.clone()));
-        assert_eq!(
-            store.keys(Kind::Namespace),
-            vec![ObjKey::cluster("b"), ObjKey::cluster("c")]
-        );
-        assert_eq!(store.services.len(), 1, "other kinds untouched");
-        assert!(
-            !store.replace_kind(Kind::Namespace, objects),
-            "same list, no change"
-        );
+impl KindFn for Remove<'_> {
+    type Output = bool;
+    fn call<K: StoredKind>(self) -> bool {
+        K::map_mut(self.store).remove(self.key).is_some()
     }
 }
 
 #[cfg(test)]
-mod history_tests {
-    use super::*;
-    use crate::testing;
-
-    fn route(name: &str, path: &str) -> Object {
-        let yaml = format!(
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: a}}\nspec:\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}]\n"
-        );
-        let key = ObjKey::new("a", name);
-        Object::HttpRoute(Box::new(testing::store(&yaml).http_routes[&key].clone()))
-    }
-
-    fn gone(name: &str) -> ObjectRef {
-        ObjectRef {
-            kind: Kind::HttpRoute,
-            key: ObjKey::new("a", name),
-        }
-    }
-
-    /// (name, present) of each change since `since`.
-    fn changes(store: &Store, since: RouteCursor) -> Option<Vec<(String, bool)>> {
-        store.http_route_changes(since).map(|c| {
-            c.into_iter()
-                .map(|(k, now)| (k.name.clone(), now.is_some()))
-                .collect()
-        })
-    }
-
-    #[test]
-    fn changes_since_a_cursor_name_each_route_once() {
-        let mut store = Store::new();
-        let start = store.route_cursor();
-        store.apply(route("a", "/"));
-        store.apply(route("b", "/"));
-        assert_eq!(
-            changes(&store, start),
-            Some(vec![("a".into(), true), ("b".into(), true)])
-        );
-        let seen = store.route_cursor();
-        assert_eq!(changes(&store, seen), Some(vec![]));
-        assert!(!store.apply(route("a", "/")), "an identical apply");
-        assert_eq!(changes(&store, seen), Some(vec![]));
-        store.apply(route("a", "/v2"));
-        store.delete(&gone("b"));
-        store.apply(route("a", "/v3"));
-        store.apply(route("c", "/"));
-        // In the order of each route's last change; `a` once.
-        assert_eq!(
-            changes(&store, seen),
-            Some(vec![
-                ("b".into(), false),
-                ("a".into(), true),
-                ("c".into(), true)
-            ])
-        );
-        // A route deleted and back is one change, present.
-        let seen = store.route_cursor();
-        store.delete(&gone("c"));
-        store.apply(route("c", "/"));
-        assert_eq!(changes(&store, seen), Some(vec![("c".into(), true)]));
-        // Other kinds are not in the route history.
-        let seen = store.route_cursor();
-        store.apply(
-            testing::store("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n")
-                .services
-                .into_values()
-                .map(|s| Object::Service(Box::new(s)))
-                .next()
-                .expect("a service"),
-        );
-        assert_eq!(changes(&store, seen), Some(vec![]));
-    }
-
-    #[test]
-    fn a_clone_or_a_forgotten_deletion_asks_for_a_full_walk() {
-        let mut store = Store::new();
-        store.apply(route("a", "/"));
-        let seen = store.route_cursor();
-        let mut copy = store.clone();
-        copy.apply(route("b", "/"));
-        assert_eq!(changes(&copy, seen), None, "a cursor of another history");
-        assert_eq!(changes(&store, seen), Some(vec![]));
-
-        for i in 0..=REMEMBERED_DELETIONS {
-            let name = format!("d{i}");
-            store.apply(route(&name, "/"));
-            store.delete(&gone(&name));
-        }
-        assert_eq!(changes(&store, seen), None, "a deletion was forgotten");
-        let recent = store.route_cursor();
-        store.delete(&gone("a"));
-        assert_eq!(changes(&store, recent), Some(vec![("a".into(), false)]));
-        // Superseded deletions are not what gets forgotten: the history stays bounded.
-        assert!(store.revisions.deleted.len() <= REMEMBERED_DELETIONS);
-        assert_eq!(store.revisions.log.len(), store.revisions.deleted.len());
-    }
-}
-
-#[cfg(test)]
-mod endpoint_tests {
-    use super::*;
-    use crate::testing;
-
-    fn slice(name: &str, service: &str, addresses: &[&str]) -> Object {
-        let yaml = format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: a, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{port: 9090}}]\nendpoints:\n- addresses: [{}]\n- addresses: [10.9.9.9]\n  conditions: {{ready: false}}\n",
-            addresses.join(", ")
-        );
-        let key = ObjKey::new("a", name);
-        Object::EndpointSlice(Box::new(
-            testing::store(&yaml).endpoint_slices[&key].clone(),
-        ))
-    }
-
-    fn addresses(store: &Store, service: &str, port: &str) -> Vec<String> {
-        store
-            .endpoints_of(&ObjKey::new("a", service), port)
-            .iter()
-            .map(|e| format!("{}:{}", e.address, e.port))
-            .collect()
-    }
-
-    #[test]
-    fn endpoints_follow_slices_as_they_change_move_and_go() {
-        let mut store = Store::new();
-        store.apply(slice("s1", "web", &["10.0.0.2", "10.0.0.1"]));
-        store.apply(slice("s2", "web", &["10.0.0.1", "10.0.0.3"]));
-        // Sorted, without repeats, ready only, by port name.
-        assert_eq!(
-            addresses(&store, "web", "http"),
-            ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"]
-        );
-        assert_eq!(addresses(&store, "web", "").len(), 3, "the unnamed port");
-        assert!(addresses(&store, "web", "grpc").is_empty());
-
-        // s2 moves to another Service: both Services change.
-        store.apply(slice("s2", "api", &["10.0.0.3"]));
-        assert_eq!(
-            addresses(&store, "web", "http"),
-            ["10.0.0.1:8080", "10.0.0.2:8080"]
-        );
-        assert_eq!(addresses(&store, "api", "http"), ["10.0.0.3:8080"]);
-
-        store.delete(&ObjectRef {
-            kind: Kind::EndpointSlice,
-            key: ObjKey::new("a", "s1"),
-        });
-        assert!(addresses(&store, "web", "http").is_empty());
-        assert_eq!(addresses(&store, "api", "http"), ["10.0.0.3:8080"]);
-    }
-}
+mod tests;

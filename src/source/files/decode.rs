@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{FileLoad, LoadError};
-use crate::store::{Kind, Object};
+use crate::store::{Kind, KindFn, Object, StoredKind};
 
 /// Decodes one document (`index` is 1-based; `first_line` places YAML errors in the file).
 pub fn decode_document(path: &Path, index: usize, first_line: usize, text: &str) -> FileLoad {
@@ -88,13 +88,12 @@ fn describe(kind: &str, map: &serde_json::Map<String, Value>) -> String {
 
 /// Decodes `value` as `T`. A field `T` does not have is an error naming it, as `kubectl apply`
 /// (strict field validation) reports it: a setting dropped unread could be a protection.
-fn parse<T: DeserializeOwned>(value: Value) -> Result<Box<T>, String> {
+fn parse<T: DeserializeOwned>(value: Value) -> Result<T, String> {
     let mut unknown = Vec::new();
     let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         value,
         &mut |path: serde_ignored::Path<'_>| unknown.push(field_path(&path)),
     ))
-    .map(Box::new)
     .map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
@@ -129,40 +128,16 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 }
 
 fn typed(kind: Kind, value: Value) -> Result<Object, String> {
-    let mut object = match kind {
-        Kind::GatewayClass => Object::GatewayClass(parse(value)?),
-        Kind::Gateway => Object::Gateway(parse(value)?),
-        Kind::HttpRoute => Object::HttpRoute(parse(value)?),
-        Kind::ReferenceGrant => Object::ReferenceGrant(parse(value)?),
-        Kind::GatewayExtension => Object::GatewayExtension(parse(value)?),
-        Kind::TrafficPolicy => Object::TrafficPolicy(parse(value)?),
-        Kind::GatewayParameters => Object::GatewayParameters(parse(value)?),
-        Kind::Service => Object::Service(parse(value)?),
-        Kind::EndpointSlice => Object::EndpointSlice(parse(value)?),
-        Kind::Namespace => Object::Namespace(parse(value)?),
-    };
-    default_namespace(&mut object);
-    Ok(object)
-}
-
-/// Namespaced objects without a namespace go to `default`, as `kubectl apply` would put them.
-fn default_namespace(object: &mut Object) {
-    fn set(meta: &mut kube::core::ObjectMeta) {
-        if meta.namespace.as_deref().unwrap_or("").is_empty() {
-            meta.namespace = Some("default".into());
+    struct Typed(Value);
+    impl KindFn for Typed {
+        type Output = Result<Object, String>;
+        fn call<K: StoredKind>(self) -> Self::Output {
+            parse::<K>(self.0).map(K::into_object)
         }
     }
-    match object {
-        Object::GatewayClass(_) | Object::Namespace(_) => {}
-        Object::Gateway(o) => set(&mut o.metadata),
-        Object::HttpRoute(o) => set(&mut o.metadata),
-        Object::ReferenceGrant(o) => set(&mut o.metadata),
-        Object::GatewayExtension(o) => set(&mut o.metadata),
-        Object::TrafficPolicy(o) => set(&mut o.metadata),
-        Object::GatewayParameters(o) => set(&mut o.metadata),
-        Object::Service(o) => set(&mut o.metadata),
-        Object::EndpointSlice(o) => set(&mut o.metadata),
-    }
+    let mut object = kind.with(Typed(value))?;
+    object.set_default_namespace();
+    Ok(object)
 }
 
 /// What the API server would refuse: a missing or malformed name or namespace, and our CRDs'

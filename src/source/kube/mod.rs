@@ -7,76 +7,40 @@
 
 mod state;
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use gateway_api::apis::experimental::httproutes::HttpRoute;
-use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, referencegrants::ReferenceGrant,
-};
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
 
 pub use state::KubeState;
 
-use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
-use crate::store::{Kind, Object, ObjectRef};
+use crate::store::{Kind, KindFn, Object, ObjectRef, StoredKind};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Starts one watcher per kind; they run until the runtime stops.
 pub fn spawn(client: Client, state: Arc<KubeState>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        spawn_kind::<Namespace>(&client, Kind::Namespace, &state, |o| {
-            Object::Namespace(Box::new(o))
-        }),
-        spawn_kind::<GatewayClass>(&client, Kind::GatewayClass, &state, |o| {
-            Object::GatewayClass(Box::new(o))
-        }),
-        spawn_kind::<Gateway>(&client, Kind::Gateway, &state, |o| {
-            Object::Gateway(Box::new(o))
-        }),
-        spawn_kind::<HttpRoute>(&client, Kind::HttpRoute, &state, |o| {
-            Object::HttpRoute(Box::new(o))
-        }),
-        spawn_kind::<ReferenceGrant>(&client, Kind::ReferenceGrant, &state, |o| {
-            Object::ReferenceGrant(Box::new(o))
-        }),
-        spawn_kind::<GatewayExtension>(&client, Kind::GatewayExtension, &state, |o| {
-            Object::GatewayExtension(Box::new(o))
-        }),
-        spawn_kind::<GatewayParameters>(&client, Kind::GatewayParameters, &state, |o| {
-            Object::GatewayParameters(Box::new(o))
-        }),
-        spawn_kind::<TrafficPolicy>(&client, Kind::TrafficPolicy, &state, |o| {
-            Object::TrafficPolicy(Box::new(o))
-        }),
-        spawn_kind::<Service>(&client, Kind::Service, &state, |o| {
-            Object::Service(Box::new(o))
-        }),
-        spawn_kind::<EndpointSlice>(&client, Kind::EndpointSlice, &state, |o| {
-            Object::EndpointSlice(Box::new(o))
-        }),
-    ]
-}
-
-fn spawn_kind<K>(
-    client: &Client,
-    kind: Kind,
-    state: &Arc<KubeState>,
-    into: fn(K) -> Object,
-) -> tokio::task::JoinHandle<()>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::all(client.clone());
-    let state = state.clone();
-    tokio::spawn(async move { run_kind(api, kind, state, into).await })
+    struct Spawn<'a> {
+        client: &'a Client,
+        state: &'a Arc<KubeState>,
+    }
+    impl KindFn for Spawn<'_> {
+        type Output = tokio::task::JoinHandle<()>;
+        fn call<K: StoredKind>(self) -> Self::Output {
+            let api: Api<K> = Api::all(self.client.clone());
+            tokio::spawn(run_kind(api, self.state.clone()))
+        }
+    }
+    Kind::ALL
+        .iter()
+        .map(|kind| {
+            kind.with(Spawn {
+                client: &client,
+                state: &state,
+            })
+        })
+        .collect()
 }
 
 /// Drops what Gatehouse never reads and that changes on every write.
@@ -89,11 +53,8 @@ fn trim<K: Resource>(mut o: K) -> K {
     o
 }
 
-async fn run_kind<K>(api: Api<K>, kind: Kind, state: Arc<KubeState>, into: fn(K) -> Object)
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default,
-{
+async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
+    let kind = K::KIND;
     let mut buffer: Vec<Object> = Vec::new();
     let mut stream = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -101,11 +62,11 @@ where
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Init) => buffer.clear(),
-            Ok(watcher::Event::InitApply(o)) => buffer.push(into(trim(o))),
+            Ok(watcher::Event::InitApply(o)) => buffer.push(K::into_object(trim(o))),
             Ok(watcher::Event::InitDone) => state.relisted(kind, std::mem::take(&mut buffer)),
-            Ok(watcher::Event::Apply(o)) => state.apply(into(trim(o))),
+            Ok(watcher::Event::Apply(o)) => state.apply(K::into_object(trim(o))),
             Ok(watcher::Event::Delete(o)) => {
-                let key = into(o).key();
+                let key = K::into_object(o).key();
                 state.delete(ObjectRef { kind, key });
             }
             Err(e) => state.failed(kind, describe(kind, &e)),
