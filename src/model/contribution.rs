@@ -13,6 +13,7 @@ use super::types::{ClusterModel, Provider, RouteAction, RouteAuth, RouteModel};
 use super::validate::{self, Problem};
 use super::validate_route::{self, RuleCheck};
 use super::{FAIL_CLOSED_STATUS, external_auth, matches, routes};
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// What the matches of an invalid rule answer.
@@ -98,8 +99,12 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         .find_map(|r| r.error.as_ref())
         .or(inline_error)
     {
-        Some(e) => Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
-        None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all backendRefs resolved"),
+        Some(e) => Condition::fail(cond::RESOLVED_REFS, e.reason, e.message.clone()),
+        None => Condition::ok(
+            cond::RESOLVED_REFS,
+            cond::RESOLVED_REFS,
+            "all backendRefs resolved",
+        ),
     };
     let named: Vec<Vec<(usize, ObjKey)>> = rules
         .iter()
@@ -130,10 +135,10 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         if let Some(c) = &validity
             && p.conditions
                 .iter()
-                .any(|c| c.type_ == "Accepted" && c.is_true())
+                .any(|c| c.type_ == cond::ACCEPTED && c.is_true())
         {
-            if c.type_ == "Accepted" {
-                p.conditions.retain(|c| c.type_ != "Accepted");
+            if c.type_ == cond::ACCEPTED {
+                p.conditions.retain(|c| c.type_ != cond::ACCEPTED);
             }
             p.conditions.push(c.clone());
         }
@@ -278,8 +283,8 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
 fn validity_condition(hosts: &[Problem], checks: &[RuleCheck]) -> Option<Condition> {
     if !hosts.is_empty() {
         return Some(Condition::fail(
-            "Accepted",
-            "UnsupportedValue",
+            cond::ACCEPTED,
+            cond::UNSUPPORTED_VALUE,
             format!("the route serves no traffic: {}", validate::summary(hosts)),
         ));
     }
@@ -296,15 +301,15 @@ fn validity_condition(hosts: &[Problem], checks: &[RuleCheck]) -> Option<Conditi
     let problems = validate::summary(&problems);
     if invalid.len() == checks.len() {
         return Some(Condition::fail(
-            "Accepted",
-            "UnsupportedValue",
+            cond::ACCEPTED,
+            cond::UNSUPPORTED_VALUE,
             format!("every rule is invalid and answers 500 on its valid matches: {problems}"),
         ));
     }
     let list: Vec<String> = invalid.iter().map(|i| i.to_string()).collect();
     Some(Condition::ok(
-        "PartiallyInvalid",
-        "UnsupportedValue",
+        cond::PARTIALLY_INVALID,
+        cond::UNSUPPORTED_VALUE,
         format!(
             "Dropped Rule {}: it answers 500 on its valid matches: {problems}",
             list.join(", ")

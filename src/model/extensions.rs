@@ -9,6 +9,7 @@ use super::types::{
 };
 use super::{validate, validate_auth};
 use crate::api::{BackendRef, ExtAuthProvider, GROUP, GatewayExtension};
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// A provider ready to use, or why it is not.
@@ -21,16 +22,20 @@ pub fn providers(store: &Store, status: &mut Status) -> BTreeMap<ObjKey, Provide
         let result = resolve(store, key, ext);
         let conditions = match &result {
             Ok(_) => vec![
-                Condition::ok("Accepted", "Accepted", "ext auth provider is valid"),
-                Condition::ok("ResolvedRefs", "ResolvedRefs", "backendRef resolved"),
+                Condition::ok(cond::ACCEPTED, cond::ACCEPTED, "ext auth provider is valid"),
+                Condition::ok(
+                    cond::RESOLVED_REFS,
+                    cond::RESOLVED_REFS,
+                    "backendRef resolved",
+                ),
             ],
-            Err(e) if e.reason == "InvalidSpec" => vec![
-                Condition::fail("Accepted", "InvalidSpec", e.message.clone()),
-                Condition::fail("ResolvedRefs", "InvalidSpec", "spec is invalid"),
+            Err(e) if e.reason == cond::INVALID_SPEC => vec![
+                Condition::fail(cond::ACCEPTED, cond::INVALID_SPEC, e.message.clone()),
+                Condition::fail(cond::RESOLVED_REFS, cond::INVALID_SPEC, "spec is invalid"),
             ],
             Err(e) => vec![
-                Condition::ok("Accepted", "Accepted", "ext auth provider is valid"),
-                Condition::fail("ResolvedRefs", e.reason, e.message.clone()),
+                Condition::ok(cond::ACCEPTED, cond::ACCEPTED, "ext auth provider is valid"),
+                Condition::fail(cond::RESOLVED_REFS, e.reason, e.message.clone()),
             ],
         };
         status.gateway_extensions.insert(key.clone(), conditions);
@@ -40,7 +45,7 @@ pub fn providers(store: &Store, status: &mut Status) -> BTreeMap<ObjKey, Provide
 }
 
 fn resolve(store: &Store, key: &ObjKey, ext: &GatewayExtension) -> ProviderResult {
-    let invalid = |m: &str| RefError::new("InvalidSpec", m);
+    let invalid = |m: &str| RefError::new(cond::INVALID_SPEC, m);
     let spec = ext
         .spec
         .ext_auth

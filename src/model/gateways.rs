@@ -9,6 +9,7 @@ use gateway_api::apis::standard::gateways::{
 use super::ModelConfig;
 use super::conditions::{Condition, GatewayStatus, ListenerStatus, Status};
 use super::types::PathPolicy;
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// A Gateway listener as the model uses it.
@@ -71,8 +72,8 @@ pub fn owned_classes(store: &Store, config: &ModelConfig, status: &mut Status) -
             // provisioner leaves their proxies as they are, and cutting those proxies' config
             // would turn a typo into an outage.
             let accepted = match super::parameters::of_class(store, class) {
-                Ok(_) => Condition::ok("Accepted", "Accepted", "handled by Gatehouse"),
-                Err(why) => Condition::fail("Accepted", "InvalidParameters", why),
+                Ok(_) => Condition::ok(cond::ACCEPTED, cond::ACCEPTED, "handled by Gatehouse"),
+                Err(why) => Condition::fail(cond::ACCEPTED, cond::INVALID_PARAMETERS, why),
             };
             status.gateway_classes.insert(key.clone(), vec![accepted]);
         }
@@ -109,12 +110,12 @@ fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
     let any_valid = listeners.iter().any(|l| l.valid);
     let programmed = if any_valid {
         Condition::ok(
-            "Programmed",
-            "Programmed",
+            cond::PROGRAMMED,
+            cond::PROGRAMMED,
             "configuration is served to Envoy",
         )
     } else {
-        Condition::fail("Programmed", "Invalid", "no listener is valid")
+        Condition::fail(cond::PROGRAMMED, cond::INVALID, "no listener is valid")
     };
     let class = store
         .gateway_classes
@@ -126,8 +127,8 @@ fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
         conditions: vec![
             // Served either way, as for a class with bad parameters (see `owned_classes`).
             match super::parameters::of_gateway(store, key, gw) {
-                Ok(_) => Condition::ok("Accepted", "Accepted", accepted_message(&path)),
-                Err(why) => Condition::fail("Accepted", "InvalidParameters", why),
+                Ok(_) => Condition::ok(cond::ACCEPTED, cond::ACCEPTED, accepted_message(&path)),
+                Err(why) => Condition::fail(cond::ACCEPTED, cond::INVALID_PARAMETERS, why),
             },
             programmed,
         ],
@@ -189,54 +190,62 @@ fn listener_info(
     if l.protocol != "HTTP" {
         valid = false;
         conditions.push(Condition::fail(
-            "Accepted",
-            "UnsupportedProtocol",
+            cond::ACCEPTED,
+            cond::UNSUPPORTED_PROTOCOL,
             format!("protocol {} is not supported; use HTTP", l.protocol),
         ));
     } else if port.is_none() {
         valid = false;
         conditions.push(Condition::fail(
-            "Accepted",
-            "PortUnavailable",
+            cond::ACCEPTED,
+            cond::PORT_UNAVAILABLE,
             format!("port {} is out of range", l.port),
         ));
     } else {
-        conditions.push(Condition::ok("Accepted", "Accepted", "listener is valid"));
+        conditions.push(Condition::ok(
+            cond::ACCEPTED,
+            cond::ACCEPTED,
+            "listener is valid",
+        ));
     }
     let host = l.hostname.clone().unwrap_or_else(|| "*".into());
     if valid && !seen.insert((l.port, host.clone())) {
         valid = false;
         conditions.push(Condition::ok(
-            "Conflicted",
-            "HostnameConflict",
+            cond::CONFLICTED,
+            cond::HOSTNAME_CONFLICT,
             format!("another listener on port {} serves hostname {host}", l.port),
         ));
     } else {
-        conditions.push(Condition::fail("Conflicted", "NoConflicts", "no conflicts"));
+        conditions.push(Condition::fail(
+            cond::CONFLICTED,
+            cond::NO_CONFLICTS,
+            "no conflicts",
+        ));
     }
     if allows_http_route {
         conditions.push(Condition::ok(
-            "ResolvedRefs",
-            "ResolvedRefs",
+            cond::RESOLVED_REFS,
+            cond::RESOLVED_REFS,
             "all references resolved",
         ));
     } else {
         conditions.push(Condition::fail(
-            "ResolvedRefs",
-            "InvalidRouteKinds",
+            cond::RESOLVED_REFS,
+            cond::INVALID_ROUTE_KINDS,
             "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute",
         ));
     }
     if valid {
         conditions.push(Condition::ok(
-            "Programmed",
-            "Programmed",
+            cond::PROGRAMMED,
+            cond::PROGRAMMED,
             "listener is served to Envoy",
         ));
     } else {
         conditions.push(Condition::fail(
-            "Programmed",
-            "Invalid",
+            cond::PROGRAMMED,
+            cond::INVALID,
             "listener is not served",
         ));
     }

@@ -8,6 +8,7 @@ mod attachment_tests;
 mod build;
 #[cfg(test)]
 mod build_tests;
+pub mod condition_names;
 mod conditions;
 mod contribution;
 mod counts;

@@ -6,6 +6,7 @@ use gateway_api::apis::standard::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 
 use super::types::{Endpoint, UpstreamProtocol};
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// Why a reference does not resolve, with the Gateway API reason it reports.
@@ -139,33 +140,32 @@ pub fn resolve_service(
     let kind = r.kind.unwrap_or("Service");
     if !(group.is_empty() || group == "core") || kind != "Service" {
         return Err(RefError::new(
-            "InvalidKind",
+            cond::INVALID_KIND,
             format!("backend kind {group}/{kind} is not supported; use a core Service"),
         ));
     }
     let key = ObjKey::new(r.namespace, r.name);
     if !permitted(store, from, "", "Service", &key) {
         return Err(RefError::new(
-            "RefNotPermitted",
+            cond::REF_NOT_PERMITTED,
             format!(
                 "no ReferenceGrant in namespace {} allows {} {}/* to reference Service {key}",
                 key.namespace, from.kind, from.namespace
             ),
         ));
     }
-    let service = store
-        .services
-        .get(&key)
-        .ok_or_else(|| RefError::new("BackendNotFound", format!("Service {key} not found")))?;
+    let service = store.services.get(&key).ok_or_else(|| {
+        RefError::new(cond::BACKEND_NOT_FOUND, format!("Service {key} not found"))
+    })?;
     let Some(port) = r.port else {
         return Err(RefError::new(
-            "BackendNotFound",
+            cond::BACKEND_NOT_FOUND,
             format!("reference to Service {key} needs a port"),
         ));
     };
     let service_port = find_port(service, port).ok_or_else(|| {
         RefError::new(
-            "BackendNotFound",
+            cond::BACKEND_NOT_FOUND,
             format!("Service {key} has no port {port}"),
         )
     })?;

@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::conditions::{Condition, Status};
 use super::types::{GatewayModel, RouteAuth};
+use crate::model::condition_names as cond;
 use crate::store::ObjKey;
 
 /// Condition type of the warning; `False` means the risk exists.
-pub const CONDITION: &str = "RouteCacheSafe";
+pub const CONDITION: &str = cond::ROUTE_CACHE_SAFE;
 
 /// Adds the warning to every policy that enables a route-cache-clearing provider on a port
 /// where other routes are checked differently (another provider, auth off, or none).
@@ -66,7 +67,7 @@ pub fn warn(gateways: &[std::sync::Arc<GatewayModel>], status: &mut Status) {
             }) {
                 a.conditions.push(Condition::fail(
                     CONDITION,
-                    "ClearRouteCache",
+                    cond::CLEAR_ROUTE_CACHE,
                     format!(
                         "provider {} sets clearRouteCache on a listener whose other routes are checked differently; a header the auth service adds can re-route a request to a route whose own auth never runs. Set clearRouteCache: false or give those routes the same provider",
                         where_.iter().cloned().collect::<Vec<_>>().join(", ")

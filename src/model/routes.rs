@@ -13,6 +13,7 @@ use super::refs;
 use super::types::RouteFilters;
 use super::types::{ClusterKey, ClusterModel, RouteAction, WeightedBackend};
 use crate::api::GATEWAY_API_GROUP;
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// One route attached to one listener, with the hostnames it serves there.
@@ -57,8 +58,8 @@ pub fn attach(
         let Some(gw_index) = gateways.iter().position(|g| g.key == gw_key) else {
             if report_unknown && !store.gateways.contains_key(&gw_key) {
                 let c = Condition::fail(
-                    "Accepted",
-                    "NoMatchingParent",
+                    cond::ACCEPTED,
+                    cond::NO_MATCHING_PARENT,
                     format!("Gateway {gw_key} not found"),
                 );
                 statuses.push(RouteParentStatus {
@@ -78,8 +79,8 @@ pub fn attach(
             .collect();
         let accepted = if candidates.is_empty() {
             Condition::fail(
-                "Accepted",
-                "NoMatchingParent",
+                cond::ACCEPTED,
+                cond::NO_MATCHING_PARENT,
                 "no listener of the Gateway matches sectionName/port",
             )
         } else {
@@ -94,8 +95,8 @@ pub fn attach(
                 .collect();
             if allowed.is_empty() {
                 Condition::fail(
-                    "Accepted",
-                    "NotAllowedByListeners",
+                    cond::ACCEPTED,
+                    cond::NOT_ALLOWED_BY_LISTENERS,
                     "no listener allows routes from this namespace or of this kind",
                 )
             } else {
@@ -118,11 +119,11 @@ pub fn attach(
                     }
                 }
                 if any {
-                    Condition::ok("Accepted", "Accepted", "route is attached")
+                    Condition::ok(cond::ACCEPTED, cond::ACCEPTED, "route is attached")
                 } else {
                     Condition::fail(
-                        "Accepted",
-                        "NoMatchingListenerHostname",
+                        cond::ACCEPTED,
+                        cond::NO_MATCHING_LISTENER_HOSTNAME,
                         "no listener hostname intersects the route's hostnames",
                     )
                 }

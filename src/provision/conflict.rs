@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::model::Condition;
+use crate::model::condition_names as cond;
 use crate::provisioned::MANAGED_BY;
 
 /// An object with a provisioned name that is not Gatehouse's.
@@ -29,8 +30,8 @@ pub fn conflict_condition(conflicts: &[Conflict]) -> Condition {
         .collect::<Vec<_>>()
         .join(", ");
     Condition::fail(
-        "Programmed",
-        "NoResources",
+        cond::PROGRAMMED,
+        cond::NO_RESOURCES,
         format!(
             "{list} already exist{s} without Gatehouse's label app.kubernetes.io/managed-by={MANAGED_BY} \
              and an ownerReference to this Gateway; Gatehouse will not adopt, change or delete \

@@ -9,6 +9,7 @@ use super::super::refs;
 use super::super::{validate, validate_auth};
 use super::Resolution;
 use crate::api::{GROUP, TrafficPolicy};
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// The TrafficPolicies a rule names in `ExtensionRef` filters, as kgateway attaches a policy
@@ -44,7 +45,7 @@ pub(super) fn resolve(
     if !denying.is_empty() {
         // Served without these, the policy would let through requests it is there to refuse.
         return Resolution::Broken {
-            reason: "UnsupportedField",
+            reason: cond::UNSUPPORTED_FIELD,
             message: format!("{} not implemented by Gatehouse", denying.join(", ")),
         };
     }
@@ -54,7 +55,7 @@ pub(super) fn resolve(
     let problems = validate_auth::policy(ext_auth);
     if !problems.is_empty() {
         return Resolution::Broken {
-            reason: "InvalidSpec",
+            reason: cond::INVALID_SPEC,
             message: validate::summary(&problems),
         };
     }
@@ -72,7 +73,7 @@ pub(super) fn resolve(
             };
             if !refs::permitted(store, &from, GROUP, "GatewayExtension", &ext) {
                 return Resolution::Broken {
-                    reason: "RefNotPermitted",
+                    reason: cond::REF_NOT_PERMITTED,
                     message: format!(
                         "no ReferenceGrant in namespace {} allows TrafficPolicies in {} to use GatewayExtension {ext}",
                         ext.namespace, key.namespace
@@ -81,11 +82,11 @@ pub(super) fn resolve(
             }
             match providers.get(&ext) {
                 None => Resolution::Broken {
-                    reason: "ExtensionNotFound",
+                    reason: cond::EXTENSION_NOT_FOUND,
                     message: format!("GatewayExtension {ext} not found"),
                 },
                 Some(Err(e)) => Resolution::Broken {
-                    reason: "InvalidExtension",
+                    reason: cond::INVALID_EXTENSION,
                     message: format!(
                         "GatewayExtension {ext} is not usable: {}: {}",
                         e.reason, e.message
@@ -95,7 +96,7 @@ pub(super) fn resolve(
             }
         }
         _ => Resolution::Broken {
-            reason: "InvalidSpec",
+            reason: cond::INVALID_SPEC,
             message: "exactly one of extensionRef or disable must be set".into(),
         },
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::conditions::{AncestorRef, Condition, PolicyAncestorStatus, Status};
 use super::{PolicyIndex, Target};
+use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 impl PolicyIndex {
@@ -77,8 +78,12 @@ impl PolicyIndex {
                             section_name: section.clone(),
                         },
                         vec![
-                            Condition::fail("Accepted", "TargetNotFound", message.clone()),
-                            Condition::fail("Attached", "TargetNotFound", message),
+                            Condition::fail(
+                                cond::ACCEPTED,
+                                cond::TARGET_NOT_FOUND,
+                                message.clone(),
+                            ),
+                            Condition::fail(cond::ATTACHED, cond::TARGET_NOT_FOUND, message),
                         ],
                     );
                     continue;
@@ -110,43 +115,43 @@ impl PolicyIndex {
         let unimplemented = self.unimplemented.get(policy);
         let accepted = match self.broken.get(policy) {
             Some((reason, message)) => Condition::fail(
-                "Accepted",
+                cond::ACCEPTED,
                 reason,
                 format!("{message}; the routes it decides fail closed"),
             ),
-            None => Condition::ok("Accepted", "Accepted", "policy is valid"),
+            None => Condition::ok(cond::ACCEPTED, cond::ACCEPTED, "policy is valid"),
         };
         let pair = (policy.clone(), gateway.clone());
         let attached = if !self.by_key.contains_key(policy) {
             Condition::fail(
-                "Attached",
-                "NoEffect",
+                cond::ATTACHED,
+                cond::NO_EFFECT,
                 "the policy sets nothing Gatehouse serves",
             )
         } else if self.decided.contains_key(&pair) {
             Condition::ok(
-                "Attached",
-                "Attached",
+                cond::ATTACHED,
+                cond::ATTACHED,
                 "decides ext auth for at least one route",
             )
         } else if self.overridden.contains_key(&pair) {
             Condition::fail(
-                "Attached",
-                "Overridden",
+                cond::ATTACHED,
+                cond::OVERRIDDEN,
                 "an older policy at the same level decides instead",
             )
         } else {
             Condition::fail(
-                "Attached",
-                "Overridden",
+                cond::ATTACHED,
+                cond::OVERRIDDEN,
                 "more specific policies decide every route it targets",
             )
         };
         let mut conditions = vec![accepted, attached];
         if let Some(fields) = unimplemented {
             conditions.push(Condition::fail(
-                "Implemented",
-                "UnsupportedField",
+                cond::IMPLEMENTED,
+                cond::UNSUPPORTED_FIELD,
                 unimplemented_message(fields),
             ));
         }
