@@ -72,8 +72,8 @@ pub(super) fn log_status_changes(old: &Status, new: &Status) -> isize {
 }
 
 /// Logs the objects of one kind whose status is new or changed. Walks both maps together
-/// rather than looking each key up: the walk is linear, the lookups were not cheap at 10,000
-/// routes (BENCHMARKS.md, item 15).
+/// rather than looking each key up, so that the diff stays a small part of a one-route
+/// rebuild (BENCHMARKS.md, item 15).
 fn log_changed<K: Ord + Display, V: Debug>(
     kind: &str,
     old: &BTreeMap<K, V>,
