@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{BOOTSTRAP_DIR, BOOTSTRAP_FILE, DRAIN_TIME_S, Proxy, READINESS_PORT, TLS_DIR};
-use crate::provision::names::{self, CONFIG_HASH_ANNOTATION};
 use crate::provision::settings::ProxySettings;
+use crate::provisioned::names::{self, CONFIG_HASH_ANNOTATION};
 
 /// uid/gid of the `envoy` user in the official image.
 const ENVOY_UID: i64 = 101;

@@ -1,7 +1,7 @@
 use gateway_api::apis::standard::gateways::{GatewayInfrastructure, GatewayListeners, GatewaySpec};
 
 use super::*;
-use crate::provision::names::CONFIG_HASH_ANNOTATION;
+use crate::provisioned::names::CONFIG_HASH_ANNOTATION;
 
 fn gateway(ports: &[i32]) -> Gateway {
     Gateway {
