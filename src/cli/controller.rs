@@ -3,16 +3,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gatehouse::engine::{Engine, Shared};
+use gatehouse::engine::{Engine, Shared, XdsAuth};
+use gatehouse::metrics::Metrics;
 use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
+use gatehouse::pki::Ca;
+use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
 use gatehouse::source::kube::{self as kube_source, KubeState};
 use gatehouse::status::{LeaderConfig, LeaderElector, StatusWriter};
 use gatehouse::translate::TranslateOptions;
-use tokio::sync::{Notify, watch};
-
-use gatehouse::engine::XdsAuth;
-use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
 use gatehouse_xds::TlsOptions;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
@@ -119,13 +120,62 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         args.xds_server_names.clone()
     };
-    let (security, ca) = match args.xds_auth {
+    let (security, ca) = xds_security(&client, &args, &namespace, &server_names).await?;
+    let serving = start_serving(&args, security, &shutdown).await?;
+    tracing::info!(xds = %args.xds_address, admin = %args.admin_address, controller = %args.controller_name, "gatehouse controller starting");
+    let state = Arc::new(KubeState::default());
+    let watchers = kube_source::spawn(client.clone(), state.clone());
+    // Held until every task reading `leading` has ended.
+    let leadership = Leadership::start(&client, &args, &namespace, &shutdown);
+    let tasks = Tasks {
+        client,
+        state: state.clone(),
+        metrics: serving.metrics.clone(),
+        shared: serving.shared.clone(),
+        leading: leadership.leading.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let built = Arc::new(Notify::new());
+    let provisioned = Arc::new(Notify::new());
+    let provision_task = tasks.spawn_provisioner(&args, &server_names, ca, provisioned.clone());
+    let status_task = tasks.spawn_status_writer(args.controller_name, built.clone());
+
+    rebuild_loop(
+        &state,
+        &serving.engine,
+        &[&built, &provisioned],
+        shutdown.wait(),
+    )
+    .await;
+    shutdown.trigger();
+    for w in watchers {
+        w.abort();
+    }
+    status_task.await.context("status task")?;
+    if let Some(t) = provision_task {
+        t.await.context("provisioning task")?;
+    }
+    leadership.finish().await?;
+    serving.finish().await?;
+    tracing::info!("gatehouse controller stopped");
+    Ok(0)
+}
+
+/// How the xDS server authenticates proxies, and the CA that issues their certificates
+/// (`None` with `--xds-auth none`).
+async fn xds_security(
+    client: &kube::Client,
+    args: &Args,
+    namespace: &str,
+    server_names: &[String],
+) -> anyhow::Result<(XdsSecurity, Option<Arc<Ca>>)> {
+    match args.xds_auth {
         AuthMode::Mtls => {
-            let ca = provision::ca_secret::load_or_create(&client, &namespace, &args.ca_secret)
+            let ca = provision::ca_secret::load_or_create(client, namespace, &args.ca_secret)
                 .await
                 .with_context(|| format!("xDS CA in Secret {namespace}/{}", args.ca_secret))?;
             let server = ca
-                .issue_server(&server_names, time::OffsetDateTime::now_utc())
+                .issue_server(server_names, time::OffsetDateTime::now_utc())
                 .context("issuing the xDS server certificate")?;
             let tls = TlsOptions {
                 cert_pem: server.cert_pem,
@@ -136,16 +186,24 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 auth: XdsAuth::ClientCertificate,
                 tls: Some(tls),
             };
-            (security, Some(Arc::new(ca)))
+            Ok((security, Some(Arc::new(ca))))
         }
         AuthMode::None => {
             tracing::warn!(
                 "xDS authentication is off (--xds-auth none): any client that reaches the xDS port can read any Gateway's configuration"
             );
-            (XdsSecurity::plain(), None)
+            Ok((XdsSecurity::plain(), None))
         }
-    };
-    let serving = Serving::start(
+    }
+}
+
+/// Binds the xDS, admin and debug addresses and starts serving.
+async fn start_serving(
+    args: &Args,
+    security: XdsSecurity,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Serving> {
+    Serving::start(
         Addresses {
             xds: args.xds_address,
             admin: args.admin_address,
@@ -161,25 +219,43 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         },
         security,
         args.removal_grace.duration(),
-        &shutdown,
+        shutdown,
     )
-    .await?;
-    tracing::info!(xds = %args.xds_address, admin = %args.admin_address, controller = %args.controller_name, "gatehouse controller starting");
-    let (engine, metrics, shared) = (
-        serving.engine.clone(),
-        serving.metrics.clone(),
-        serving.shared.clone(),
-    );
-    let state = Arc::new(KubeState::default());
-    let watchers = kube_source::spawn(client.clone(), state.clone());
+    .await
+}
 
-    // Leadership: with election off this replica always leads.
-    let (leading, elector_task) = if args.leader_elect {
+/// Whether this replica leads, and the owner of that answer: the controller holds it until
+/// every task reading `leading` has ended.
+struct Leadership {
+    leading: watch::Receiver<bool>,
+    owner: LeadershipOwner,
+}
+
+enum LeadershipOwner {
+    /// The Lease elector's task, which publishes whether this replica holds the Lease until
+    /// shutdown.
+    Elected(JoinHandle<()>),
+    /// Election is off: this replica always leads. The sender is never used, only kept: the
+    /// provisioning and status loops take a closed channel as their end, so it must live as
+    /// long as they do.
+    Always(watch::Sender<bool>),
+}
+
+impl Leadership {
+    /// Leadership: with election off this replica always leads.
+    fn start(client: &kube::Client, args: &Args, namespace: &str, shutdown: &Shutdown) -> Self {
+        if !args.leader_elect {
+            let (always, leading) = watch::channel(true);
+            return Leadership {
+                leading,
+                owner: LeadershipOwner::Always(always),
+            };
+        }
         let config = LeaderConfig {
             namespace: args
                 .lease_namespace
                 .clone()
-                .unwrap_or_else(|| namespace.clone()),
+                .unwrap_or_else(|| namespace.to_string()),
             name: args.lease_name.clone(),
             identity: args.identity.clone().unwrap_or_else(identity),
             lease_duration: Duration::from_secs(15),
@@ -187,79 +263,100 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         };
         tracing::info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "leader election on");
         let elector = LeaderElector::new(client.clone(), config);
-        let rx = elector.subscribe();
-        (rx, Some(tokio::spawn(elector.run(shutdown.wait()))))
-    } else {
-        let (_tx, rx) = watch::channel(true);
-        std::mem::forget(_tx); // keep "always leading" for the process lifetime
-        (rx, None)
-    };
-
-    let built = Arc::new(Notify::new());
-    let provisioned = Arc::new(Notify::new());
-    let provision_task = match (args.provision, ca) {
-        (true, Some(ca)) => {
-            let config = ProvisionConfig {
-                controller_name: args.controller_name.clone(),
-                defaults: ProxySettings {
-                    image: args.proxy_image.clone(),
-                    service_type: args.proxy_service_type.clone(),
-                    ..Default::default()
-                },
-                xds: XdsEndpoint {
-                    host: server_names[0].clone(),
-                    port: args.xds_service_port,
-                    server_name: server_names[0].clone(),
-                },
-            };
-            let provisioner = Provisioner::new(client.clone(), config, ca);
-            Some(tokio::spawn(provision_loop(
-                provisioner,
-                state.clone(),
-                provisioned.clone(),
-                leading.clone(),
-                metrics.clone(),
-                shared.clone(),
-                shutdown.wait(),
-            )))
+        let leading = elector.subscribe();
+        let task = tokio::spawn(elector.run(shutdown.wait()));
+        Leadership {
+            leading,
+            owner: LeadershipOwner::Elected(task),
         }
-        (true, None) => {
-            tracing::warn!(
-                "not provisioning proxies: provisioned proxies authenticate with mTLS, and --xds-auth is none"
-            );
-            None
-        }
-        (false, _) => None,
-    };
-    let status_task = tokio::spawn(write_status(
-        StatusWriter::new(
-            client,
-            args.controller_name,
-            metrics.status_writes.clone(),
-            metrics.status_write_errors.clone(),
-        ),
-        state.clone(),
-        shared,
-        built.clone(),
-        leading,
-        shutdown.wait(),
-    ));
+    }
 
-    rebuild_loop(&state, &engine, &[&built, &provisioned], shutdown.wait()).await;
-    shutdown.trigger();
-    for w in watchers {
-        w.abort();
+    /// Waits for the elector to stop, or lets go of the "always leading" sender; call once
+    /// the tasks reading `leading` are done.
+    async fn finish(self) -> anyhow::Result<()> {
+        match self.owner {
+            LeadershipOwner::Elected(task) => task.await.context("leader election task"),
+            LeadershipOwner::Always(always) => {
+                drop(always);
+                Ok(())
+            }
+        }
     }
-    status_task.await.context("status task")?;
-    if let Some(t) = provision_task {
-        t.await.context("provisioning task")?;
+}
+
+/// What the controller's background tasks share.
+struct Tasks {
+    client: kube::Client,
+    state: Arc<KubeState>,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    leading: watch::Receiver<bool>,
+    shutdown: Shutdown,
+}
+
+impl Tasks {
+    /// Starts provisioning proxies, when asked to and able to (it needs the CA of mTLS).
+    fn spawn_provisioner(
+        &self,
+        args: &Args,
+        server_names: &[String],
+        ca: Option<Arc<Ca>>,
+        provisioned: Arc<Notify>,
+    ) -> Option<JoinHandle<()>> {
+        match (args.provision, ca) {
+            (true, Some(ca)) => {
+                let config = ProvisionConfig {
+                    controller_name: args.controller_name.clone(),
+                    defaults: ProxySettings {
+                        image: args.proxy_image.clone(),
+                        service_type: args.proxy_service_type.clone(),
+                        ..Default::default()
+                    },
+                    xds: XdsEndpoint {
+                        host: server_names[0].clone(),
+                        port: args.xds_service_port,
+                        server_name: server_names[0].clone(),
+                    },
+                };
+                let provisioner = Provisioner::new(self.client.clone(), config, ca);
+                Some(tokio::spawn(provision_loop(
+                    provisioner,
+                    self.state.clone(),
+                    provisioned,
+                    self.leading.clone(),
+                    self.metrics.clone(),
+                    self.shared.clone(),
+                    self.shutdown.wait(),
+                )))
+            }
+            (true, None) => {
+                tracing::warn!(
+                    "not provisioning proxies: provisioned proxies authenticate with mTLS, and --xds-auth is none"
+                );
+                None
+            }
+            (false, _) => None,
+        }
     }
-    if let Some(t) = elector_task {
-        t.await.context("leader election task")?;
+
+    /// Starts writing status (consumes the task context: the writer is the last to need the
+    /// client).
+    fn spawn_status_writer(self, controller_name: String, built: Arc<Notify>) -> JoinHandle<()> {
+        let writer = StatusWriter::new(
+            self.client,
+            controller_name,
+            self.metrics.status_writes.clone(),
+            self.metrics.status_write_errors.clone(),
+        );
+        tokio::spawn(write_status(
+            writer,
+            self.state,
+            self.shared,
+            built,
+            self.leading,
+            self.shutdown.wait(),
+        ))
     }
-    serving.finish().await?;
-    tracing::info!("gatehouse controller stopped");
-    Ok(0)
 }
 
 /// Rebuilds after each debounced burst of changes, once every kind has synced.
@@ -315,7 +412,7 @@ async fn provision_loop(
     state: Arc<KubeState>,
     built: Arc<Notify>,
     mut leading: watch::Receiver<bool>,
-    metrics: Arc<gatehouse::metrics::Metrics>,
+    metrics: Arc<Metrics>,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {

@@ -5,17 +5,14 @@ use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl,
-    Volume, VolumeMount,
+    ConfigMap, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::names::{self, CONFIG_HASH_ANNOTATION};
+use super::names;
 use super::settings::ProxySettings;
 use crate::bootstrap::{BootstrapOptions, XdsTls, bootstrap};
 use crate::pki::Issued;
@@ -29,10 +26,8 @@ pub const TLS_DIR: &str = "/etc/gatehouse/xds-tls";
 pub const ENVOY_ADMIN_PORT: u16 = 19000;
 /// The readiness listener the kubelet probes.
 pub const READINESS_PORT: u16 = 19003;
-/// uid/gid of the `envoy` user in the official image.
 /// Seconds a drained filter chain keeps its connections (Envoy Gateway uses the same 60 s).
 pub const DRAIN_TIME_S: u32 = 60;
-const ENVOY_UID: i64 = 101;
 
 /// How provisioned proxies reach the xDS server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,243 +153,133 @@ pub fn render(
     cert: &Issued,
     ca_pem: &str,
 ) -> Result<ProxyObjects, RenderError> {
-    let gateway_name = gateway.metadata.name.as_deref().unwrap_or_default();
-    let namespace = gateway.metadata.namespace.clone().unwrap_or_default();
-    let key = ObjKey::new(namespace.clone(), gateway_name);
-    let infra = gateway.spec.infrastructure.as_ref();
-    let meta = Meta {
-        namespace,
-        owner: owner(gateway)?,
-        labels: infra.and_then(|i| i.labels.clone()).unwrap_or_default(),
-        annotations: infra
-            .and_then(|i| i.annotations.clone())
-            .unwrap_or_default(),
-        gateway_name,
-    };
-    let name = names::proxy_name(gateway_name);
-    let secret_name = names::tls_secret_name(gateway_name);
-    let none = BTreeMap::new();
-    let bootstrap = bootstrap_json(&key, xds)?;
-    let ports = ports(gateway);
-
-    let service_account = ServiceAccount {
-        metadata: meta.object(
-            name.clone(),
-            &settings.service_account_labels,
-            &settings.service_account_annotations,
-        ),
-        // Envoy never calls the API server.
-        automount_service_account_token: Some(false),
-        ..Default::default()
-    };
-    let tls_secret = Secret {
-        metadata: meta.object(secret_name.clone(), &none, &none),
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            (
-                "tls.crt".into(),
-                ByteString(cert.cert_pem.clone().into_bytes()),
-            ),
-            (
-                "tls.key".into(),
-                ByteString(cert.key_pem.clone().into_bytes()),
-            ),
-            ("ca.crt".into(), ByteString(ca_pem.as_bytes().to_vec())),
-        ])),
-        ..Default::default()
-    };
-    let config_map = ConfigMap {
-        metadata: meta.object(name.clone(), &none, &none),
-        data: Some(BTreeMap::from([(BOOTSTRAP_FILE.into(), bootstrap.clone())])),
-        ..Default::default()
-    };
-    let service = Service {
-        metadata: meta.object(
-            name.clone(),
-            &settings.service_labels,
-            &settings.service_annotations,
-        ),
-        spec: Some(ServiceSpec {
-            type_: Some(settings.service_type.clone()),
-            selector: Some(names::selector(gateway_name)),
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|p| ServicePort {
-                        name: Some(format!("http-{p}")),
-                        port: i32::from(*p),
-                        target_port: Some(IntOrString::Int(i32::from(*p))),
-                        protocol: Some("TCP".into()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-
-    let mut pod_labels = settings.pod_labels.clone();
-    pod_labels.extend(names::selector(gateway_name));
-    let mut pod_annotations = settings.pod_annotations.clone();
-    pod_annotations.insert(
-        CONFIG_HASH_ANNOTATION.into(),
-        hash(&[&bootstrap, &cert.cert_pem, ca_pem]),
-    );
-    let mut container_ports: Vec<ContainerPort> = ports
-        .iter()
-        .map(|p| ContainerPort {
-            name: Some(format!("http-{p}")),
-            container_port: i32::from(*p),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        })
-        .collect();
-    container_ports.push(ContainerPort {
-        name: Some("readiness".into()),
-        container_port: i32::from(READINESS_PORT),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    });
-    let container = Container {
-        name: "envoy".into(),
-        image: Some(settings.image.clone()),
-        image_pull_policy: settings.pull_policy.clone(),
-        command: Some(vec!["envoy".into()]),
-        args: Some(vec![
-            "-c".into(),
-            format!("{BOOTSTRAP_DIR}/{BOOTSTRAP_FILE}"),
-            "--log-level".into(),
-            settings.log_level.clone(),
-            "--disable-hot-restart".into(),
-            // A listener update drains the old filter chain: every connection on it is told to
-            // close at once (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY) and is cut after
-            // DRAIN_TIME_S, so old provider settings do not linger for Envoy's default 600 s.
-            // The chain guard keeps draining chains fail closed either way
-            // (docs/security-model.md).
-            "--drain-strategy".into(),
-            "immediate".into(),
-            "--drain-time-s".into(),
-            DRAIN_TIME_S.to_string(),
-        ]),
-        ports: Some(container_ports),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some(crate::bootstrap::READINESS_PATH.into()),
-                port: IntOrString::Int(i32::from(READINESS_PORT)),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            ..Default::default()
-        }),
-        resources: settings.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        volume_mounts: Some(vec![
-            mount("bootstrap", BOOTSTRAP_DIR),
-            mount("xds-tls", TLS_DIR),
-            mount("tmp", "/tmp"),
-        ]),
-        ..Default::default()
-    };
-    let deployment = Deployment {
-        metadata: meta.object(name.clone(), &none, &none),
-        spec: Some(DeploymentSpec {
-            replicas: Some(settings.replicas),
-            selector: LabelSelector {
-                match_labels: Some(names::selector(gateway_name)),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name.clone()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    node_selector: (!settings.node_selector.is_empty())
-                        .then(|| settings.node_selector.clone()),
-                    tolerations: (!settings.tolerations.is_empty())
-                        .then(|| settings.tolerations.clone()),
-                    image_pull_secrets: (!settings.image_pull_secrets.is_empty())
-                        .then(|| settings.image_pull_secrets.clone()),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(ENVOY_UID),
-                        run_as_group: Some(ENVOY_UID),
-                        // Group-owns the mounted certificate so mode 0440 lets Envoy read it.
-                        fs_group: Some(ENVOY_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        // Lets the non-root Envoy bind listener ports below 1024 (a "safe"
-                        // sysctl: allowed without extra kubelet flags).
-                        sysctls: Some(vec![Sysctl {
-                            name: "net.ipv4.ip_unprivileged_port_start".into(),
-                            value: "0".into(),
-                        }]),
-                        ..Default::default()
-                    }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "bootstrap".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: name.clone(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "xds-tls".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(secret_name),
-                                default_mode: Some(0o440),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                    ]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let proxy = Proxy::new(gateway, settings)?;
+    let bootstrap = bootstrap_json(&proxy.key, xds)?;
+    // Rolls the proxies when their bootstrap or certificate changes.
+    let config_hash = hash(&[&bootstrap, &cert.cert_pem, ca_pem]);
     Ok(ProxyObjects {
-        service_account,
-        tls_secret,
-        config_map,
-        service,
-        deployment,
+        service_account: proxy.service_account(),
+        tls_secret: proxy.tls_secret(cert, ca_pem),
+        config_map: proxy.config_map(bootstrap),
+        service: proxy.service(),
+        deployment: proxy.deployment(config_hash),
     })
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: Some(true),
-        ..Default::default()
+/// One Gateway's proxies: what each of their objects is named, labelled and configured from.
+struct Proxy<'a> {
+    key: ObjKey,
+    meta: Meta<'a>,
+    settings: &'a ProxySettings,
+    gateway_name: &'a str,
+    /// Name of the ServiceAccount, ConfigMap, Service and Deployment.
+    name: String,
+    secret_name: String,
+    ports: Vec<u16>,
+}
+
+impl<'a> Proxy<'a> {
+    fn new(gateway: &'a Gateway, settings: &'a ProxySettings) -> Result<Self, RenderError> {
+        let gateway_name = gateway.metadata.name.as_deref().unwrap_or_default();
+        let namespace = gateway.metadata.namespace.clone().unwrap_or_default();
+        let key = ObjKey::new(namespace.clone(), gateway_name);
+        let infra = gateway.spec.infrastructure.as_ref();
+        let meta = Meta {
+            namespace,
+            owner: owner(gateway)?,
+            labels: infra.and_then(|i| i.labels.clone()).unwrap_or_default(),
+            annotations: infra
+                .and_then(|i| i.annotations.clone())
+                .unwrap_or_default(),
+            gateway_name,
+        };
+        Ok(Proxy {
+            key,
+            meta,
+            settings,
+            gateway_name,
+            name: names::proxy_name(gateway_name),
+            secret_name: names::tls_secret_name(gateway_name),
+            ports: ports(gateway),
+        })
+    }
+
+    /// Metadata of an object named `name` with no labels or annotations of its own.
+    fn plain_meta(&self, name: &str) -> ObjectMeta {
+        let none = BTreeMap::new();
+        self.meta.object(name.to_string(), &none, &none)
+    }
+
+    fn service_account(&self) -> ServiceAccount {
+        ServiceAccount {
+            metadata: self.meta.object(
+                self.name.clone(),
+                &self.settings.service_account_labels,
+                &self.settings.service_account_annotations,
+            ),
+            // Envoy never calls the API server.
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        }
+    }
+
+    fn tls_secret(&self, cert: &Issued, ca_pem: &str) -> Secret {
+        Secret {
+            metadata: self.plain_meta(&self.secret_name),
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(BTreeMap::from([
+                (
+                    "tls.crt".into(),
+                    ByteString(cert.cert_pem.clone().into_bytes()),
+                ),
+                (
+                    "tls.key".into(),
+                    ByteString(cert.key_pem.clone().into_bytes()),
+                ),
+                ("ca.crt".into(), ByteString(ca_pem.as_bytes().to_vec())),
+            ])),
+            ..Default::default()
+        }
+    }
+
+    fn config_map(&self, bootstrap: String) -> ConfigMap {
+        ConfigMap {
+            metadata: self.plain_meta(&self.name),
+            data: Some(BTreeMap::from([(BOOTSTRAP_FILE.into(), bootstrap)])),
+            ..Default::default()
+        }
+    }
+
+    fn service(&self) -> Service {
+        Service {
+            metadata: self.meta.object(
+                self.name.clone(),
+                &self.settings.service_labels,
+                &self.settings.service_annotations,
+            ),
+            spec: Some(ServiceSpec {
+                type_: Some(self.settings.service_type.clone()),
+                selector: Some(names::selector(self.gateway_name)),
+                ports: Some(
+                    self.ports
+                        .iter()
+                        .map(|p| ServicePort {
+                            name: Some(format!("http-{p}")),
+                            port: i32::from(*p),
+                            target_port: Some(IntOrString::Int(i32::from(*p))),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 }
+
+mod deployment;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 use gateway_api::apis::standard::gateways::{GatewayInfrastructure, GatewayListeners, GatewaySpec};
 
 use super::*;
+use crate::provisioned::names::CONFIG_HASH_ANNOTATION;
 
 fn gateway(ports: &[i32]) -> Gateway {
     Gateway {
