@@ -194,8 +194,8 @@ fn rejected_condition(rejections: &[Rejection]) -> model::Condition {
         .collect::<Vec<_>>()
         .join("; ");
     model::Condition::fail(
-        "Programmed",
-        "Invalid",
+        model::condition_names::PROGRAMMED,
+        model::condition_names::INVALID,
         format!("{message}; it keeps serving its previous configuration"),
     )
 }
