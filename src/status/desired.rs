@@ -5,16 +5,17 @@
 //! nothing.
 
 use gateway_api::apis::experimental::httproutes::{
-    HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
+    HttpRoute, HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
 };
 use gateway_api::apis::standard::gateways::{
     GatewayStatus, GatewayStatusAddresses, GatewayStatusListeners,
     GatewayStatusListenersSupportedKinds,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
-use crate::api::{ConditionsStatus, PolicyAncestorStatus, PolicyStatus};
+use crate::api::{ConditionsStatus, PolicyAncestorStatus, PolicyStatus, TrafficPolicy};
 use crate::model::{self, Status};
 use crate::store::{Kind, ObjKey, Store};
 
@@ -62,51 +63,122 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 
 /// Every object whose status Gatehouse owns, with what it should hold.
 pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> Vec<Desired> {
+    let cx = Cx { controller, now };
     let mut out = Vec::new();
-    let mut push = |kind, key: &ObjKey, status: Value, current: Value| {
-        out.push(Desired {
-            kind,
-            key: key.clone(),
-            status,
-            current,
-        });
-    };
+    let (classes, gateways) = (&status.gateway_classes, &status.gateways);
+    each(
+        &mut out,
+        Kind::GatewayClass,
+        classes,
+        &store.gateway_classes,
+        |o, c| {
+            let old = o.status.clone().unwrap_or_default();
+            let mut new = old.clone();
+            new.conditions = Some(cx.conditions(c, old.conditions.as_deref(), &o.metadata));
+            (to_value(&new), to_value(&old))
+        },
+    );
+    each(
+        &mut out,
+        Kind::Gateway,
+        gateways,
+        &store.gateways,
+        |o, g| {
+            let old = o.status.clone().unwrap_or_default();
+            (to_value(&cx.gateway(&old, g, &o.metadata)), to_value(&old))
+        },
+    );
+    let routes = &status.http_routes;
+    each(
+        &mut out,
+        Kind::HttpRoute,
+        routes,
+        &store.http_routes,
+        |o, p| cx.route(o, p),
+    );
+    let policies = &status.traffic_policies;
+    each(
+        &mut out,
+        Kind::TrafficPolicy,
+        policies,
+        &store.traffic_policies,
+        |o, a| cx.policy(o, a),
+    );
+    let extensions = &status.gateway_extensions;
+    each(
+        &mut out,
+        Kind::GatewayExtension,
+        extensions,
+        &store.gateway_extensions,
+        |o, c| {
+            let old: ConditionsStatus = o.status.clone().unwrap_or_default();
+            let new = ConditionsStatus {
+                conditions: cx.conditions(c, Some(&old.conditions), &o.metadata),
+            };
+            (to_value(&new), to_value(&old))
+        },
+    );
+    out
+}
 
-    for (key, conds) in &status.gateway_classes {
-        let Some(obj) = store.gateway_classes.get(key) else {
-            continue;
-        };
-        let old = obj.status.clone().unwrap_or_default();
-        let mut new = old.clone();
-        new.conditions = Some(conditions(
-            conds,
-            old.conditions.as_deref().unwrap_or_default(),
-            obj.metadata.generation,
-            now,
-        ));
-        push(Kind::GatewayClass, key, to_value(&new), to_value(&old));
+/// One kind's desired statuses: `status_of` gives (new, current) for an object and what the
+/// model says of it. Objects gone from the store are skipped.
+fn each<'m, T, S: 'm, K: std::borrow::Borrow<ObjKey> + 'm>(
+    out: &mut Vec<Desired>,
+    kind: Kind,
+    model: impl IntoIterator<Item = (&'m K, &'m S)>,
+    objects: &BTreeMap<ObjKey, T>,
+    status_of: impl Fn(&T, &S) -> (Value, Value),
+) {
+    for (key, said) in model {
+        let key: &ObjKey = key.borrow();
+        if let Some(obj) = objects.get(key) {
+            let (status, current) = status_of(obj, said);
+            out.push(Desired {
+                kind,
+                key: key.clone(),
+                status,
+                current,
+            });
+        }
+    }
+}
+
+/// What every status computation shares: who writes and when.
+struct Cx<'a> {
+    controller: &'a str,
+    now: &'a Time,
+}
+
+impl Cx<'_> {
+    fn conditions(
+        &self,
+        new: &[model::Condition],
+        old: Option<&[Condition]>,
+        meta: &ObjectMeta,
+    ) -> Vec<Condition> {
+        conditions(new, old.unwrap_or_default(), meta.generation, self.now)
     }
 
-    for (key, gs) in &status.gateways {
-        let Some(obj) = store.gateways.get(key) else {
-            continue;
-        };
-        let generation = obj.metadata.generation;
-        let old: GatewayStatus = obj.status.clone().unwrap_or_default();
+    fn gateway(
+        &self,
+        old: &GatewayStatus,
+        g: &model::GatewayStatus,
+        meta: &ObjectMeta,
+    ) -> GatewayStatus {
         let old_listeners = old.listeners.clone().unwrap_or_default();
-        let listeners = gs
+        let listeners = g
             .listeners
             .iter()
             .map(|l| {
                 let prev = old_listeners
                     .iter()
                     .find(|o| o.name == l.name)
-                    .map(|o| o.conditions.as_slice())
-                    .unwrap_or_default();
+                    .map(|o| o.conditions.as_slice());
                 GatewayStatusListeners {
                     name: l.name.clone(),
                     attached_routes: l.attached_routes,
-                    conditions: conditions(&l.conditions, prev, generation, now),
+                    conditions: self.conditions(&l.conditions, prev, meta),
                     supported_kinds: Some(vec![GatewayStatusListenersSupportedKinds {
                         group: Some(GATEWAY_GROUP.into()),
                         kind: "HTTPRoute".into(),
@@ -115,16 +187,11 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
             })
             .collect();
         let mut new = old.clone();
-        new.conditions = Some(conditions(
-            &gs.conditions,
-            old.conditions.as_deref().unwrap_or_default(),
-            generation,
-            now,
-        ));
+        new.conditions = Some(self.conditions(&g.conditions, old.conditions.as_deref(), meta));
         new.listeners = Some(listeners);
-        if !gs.addresses.is_empty() {
+        if !g.addresses.is_empty() {
             new.addresses = Some(
-                gs.addresses
+                g.addresses
                     .iter()
                     .map(|(t, v)| GatewayStatusAddresses {
                         r#type: Some(t.clone()),
@@ -133,21 +200,12 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
                     .collect(),
             );
         }
-        push(Kind::Gateway, key, to_value(&new), to_value(&old));
+        new
     }
 
-    for (key, parents) in &status.http_routes {
-        let Some(obj) = store.http_routes.get(key) else {
-            continue;
-        };
-        let old: HttpRouteStatus = obj.status.clone().unwrap_or_default();
-        let mut list: Vec<HttpRouteStatusParents> = old
-            .parents
-            .iter()
-            .filter(|p| p.controller_name != controller)
-            .cloned()
-            .collect();
-        for p in parents.iter() {
+    fn route(&self, o: &HttpRoute, parents: &[model::RouteParentStatus]) -> (Value, Value) {
+        let old: HttpRouteStatus = o.status.clone().unwrap_or_default();
+        let fresh = parents.iter().map(|p| {
             let parent_ref = HttpRouteStatusParentsParentRef {
                 group: Some(GATEWAY_GROUP.into()),
                 kind: Some("Gateway".into()),
@@ -156,41 +214,19 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
                 port: p.parent_ref.port,
                 section_name: p.parent_ref.section_name.clone(),
             };
-            let prev = old
-                .parents
-                .iter()
-                .find(|o| {
-                    o.controller_name == controller
-                        && same_parent(&o.parent_ref, &parent_ref, &key.namespace)
-                })
-                .map(|o| o.conditions.as_slice())
-                .unwrap_or_default();
-            list.push(HttpRouteStatusParents {
-                conditions: conditions(&p.conditions, prev, obj.metadata.generation, now),
-                controller_name: controller.into(),
-                parent_ref,
-            });
-        }
-        push(
-            Kind::HttpRoute,
-            key,
-            to_value(&HttpRouteStatus { parents: list }),
-            to_value(&old),
-        );
+            (parent_ref, p.conditions.as_slice())
+        });
+        let parents = self.merge(&old.parents, fresh, &o.metadata);
+        (to_value(&HttpRouteStatus { parents }), to_value(&old))
     }
 
-    for (key, ancestors) in &status.traffic_policies {
-        let Some(obj) = store.traffic_policies.get(key) else {
-            continue;
-        };
-        let old: PolicyStatus = obj.status.clone().unwrap_or_default();
-        let mut list: Vec<PolicyAncestorStatus> = old
-            .ancestors
-            .iter()
-            .filter(|a| a.controller_name != controller)
-            .cloned()
-            .collect();
-        for a in ancestors.iter() {
+    fn policy(
+        &self,
+        o: &TrafficPolicy,
+        ancestors: &[model::PolicyAncestorStatus],
+    ) -> (Value, Value) {
+        let old: PolicyStatus = o.status.clone().unwrap_or_default();
+        let fresh = ancestors.iter().map(|a| {
             let ancestor_ref = HttpRouteStatusParentsParentRef {
                 group: Some(GATEWAY_GROUP.into()),
                 kind: Some(a.ancestor_ref.kind.clone()),
@@ -199,37 +235,98 @@ pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> 
                 port: None,
                 section_name: a.ancestor_ref.section_name.clone(),
             };
-            let prev = old
-                .ancestors
-                .iter()
-                .find(|o| o.controller_name == controller && o.ancestor_ref == ancestor_ref)
-                .map(|o| o.conditions.as_slice())
-                .unwrap_or_default();
-            list.push(PolicyAncestorStatus {
-                ancestor_ref,
-                controller_name: controller.into(),
-                conditions: conditions(&a.conditions, prev, obj.metadata.generation, now),
-            });
-        }
-        push(
-            Kind::TrafficPolicy,
-            key,
-            to_value(&PolicyStatus { ancestors: list }),
-            to_value(&old),
-        );
+            (ancestor_ref, a.conditions.as_slice())
+        });
+        let ancestors = self.merge(&old.ancestors, fresh, &o.metadata);
+        (to_value(&PolicyStatus { ancestors }), to_value(&old))
     }
 
-    for (key, conds) in &status.gateway_extensions {
-        let Some(obj) = store.gateway_extensions.get(key) else {
-            continue;
-        };
-        let old: ConditionsStatus = obj.status.clone().unwrap_or_default();
-        let new = ConditionsStatus {
-            conditions: conditions(conds, &old.conditions, obj.metadata.generation, now),
-        };
-        push(Kind::GatewayExtension, key, to_value(&new), to_value(&old));
+    /// Route parents and policy ancestors alike: other controllers' entries stay as they are;
+    /// ours are replaced by `fresh`, keeping each condition's transition time.
+    fn merge<'s, E: ParentEntry>(
+        &self,
+        old: &[E],
+        fresh: impl Iterator<Item = (HttpRouteStatusParentsParentRef, &'s [model::Condition])>,
+        meta: &ObjectMeta,
+    ) -> Vec<E> {
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let mut list: Vec<E> = old
+            .iter()
+            .filter(|e| e.controller() != self.controller)
+            .cloned()
+            .collect();
+        for (parent_ref, conds) in fresh {
+            let prev = old
+                .iter()
+                .find(|o| {
+                    o.controller() == self.controller
+                        && same_parent(o.parent_ref(), &parent_ref, namespace)
+                })
+                .map(|o| o.conditions());
+            let conditions = self.conditions(conds, prev, meta);
+            list.push(E::new(parent_ref, self.controller, conditions));
+        }
+        list
     }
-    out
+}
+
+/// An HTTPRoute parent or a policy ancestor: a parent reference with one controller's
+/// conditions.
+trait ParentEntry: Clone {
+    fn controller(&self) -> &str;
+    fn parent_ref(&self) -> &HttpRouteStatusParentsParentRef;
+    fn conditions(&self) -> &[Condition];
+    fn new(
+        parent_ref: HttpRouteStatusParentsParentRef,
+        controller: &str,
+        conditions: Vec<Condition>,
+    ) -> Self;
+}
+
+impl ParentEntry for HttpRouteStatusParents {
+    fn controller(&self) -> &str {
+        &self.controller_name
+    }
+    fn parent_ref(&self) -> &HttpRouteStatusParentsParentRef {
+        &self.parent_ref
+    }
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn new(
+        parent_ref: HttpRouteStatusParentsParentRef,
+        controller: &str,
+        conditions: Vec<Condition>,
+    ) -> Self {
+        HttpRouteStatusParents {
+            conditions,
+            controller_name: controller.into(),
+            parent_ref,
+        }
+    }
+}
+
+impl ParentEntry for PolicyAncestorStatus {
+    fn controller(&self) -> &str {
+        &self.controller_name
+    }
+    fn parent_ref(&self) -> &HttpRouteStatusParentsParentRef {
+        &self.ancestor_ref
+    }
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn new(
+        ancestor_ref: HttpRouteStatusParentsParentRef,
+        controller: &str,
+        conditions: Vec<Condition>,
+    ) -> Self {
+        PolicyAncestorStatus {
+            ancestor_ref,
+            controller_name: controller.into(),
+            conditions,
+        }
+    }
 }
 
 /// Parent refs are equal once defaults (group, kind, namespace) are filled in.
