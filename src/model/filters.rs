@@ -142,8 +142,7 @@ pub fn literal_substitution(s: &str) -> String {
 
 /// A Gateway API duration (`1h2m3s4ms`); the CRD validates the format.
 fn duration(s: &Option<String>) -> Option<Duration> {
-    let d = s.as_deref()?.parse::<gateway_api::Duration>().ok()?;
-    Some(Duration::new(d.as_secs(), d.subsec_nanos()))
+    s.as_deref().and_then(super::validate::parse_duration)
 }
 
 /// The filters, timeouts and retry of `rule` of route `route`.

@@ -45,7 +45,9 @@ pub use conditions::{
 };
 pub use filters::{literal_substitution, prefix_rewrite_regex};
 pub use types::*;
-pub use validate::{ENVOY_REGEX_PROGRAM_SIZE_LIMIT, MAX_REGEX_PROGRAM_SIZE, Problem};
+pub use validate::{
+    ENVOY_REGEX_PROGRAM_SIZE_LIMIT, MAX_REGEX_PROGRAM_SIZE, Problem, parse_duration,
+};
 pub use validate_auth::{Argument as FormatArgument, FORMAT_COMMANDS};
 
 use crate::store::{ObjKey, Store};

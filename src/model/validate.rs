@@ -192,6 +192,13 @@ pub fn hostname(p: &mut Problems, field: &str, host: &str, wildcard: bool) {
     }
 }
 
+/// Parses a Gateway API duration (`1h2m3s4ms`), the one format every duration field of the
+/// served kinds uses; [`duration`] says what is wrong with one that does not parse.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let d = s.parse::<gateway_api::Duration>().ok()?;
+    Some(std::time::Duration::new(d.as_secs(), d.subsec_nanos()))
+}
+
 /// A Gateway API duration (`1h2m3s4ms`); `positive` for intervals Envoy requires above zero.
 pub fn duration(p: &mut Problems, field: &str, value: &str, positive: bool) {
     match value.parse::<gateway_api::Duration>() {

@@ -62,11 +62,3 @@ pub fn duration(d: std::time::Duration) -> Duration {
         nanos: d.subsec_nanos() as i32,
     }
 }
-
-/// Parses a Gateway API duration (`1h2m3s4ms`); the CRD validates the format, so a failure
-/// here means input bypassed validation.
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    s.parse::<gateway_api::Duration>()
-        .ok()
-        .map(|d| std::time::Duration::new(d.as_secs(), d.subsec_nanos()))
-}

@@ -22,10 +22,11 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
 
-use super::common::{duration, exact_ignore_case, parse_duration, string_match};
+use super::common::{duration, exact_ignore_case, string_match};
 use super::guard::ChainProviders;
 use super::names;
 use crate::api::{ExtAuthBufferSettings, ExtSvcRetryPolicy};
+use crate::model::parse_duration;
 use crate::model::{BackendHeaders, Provider, ProviderService, RouteAuth};
 
 /// Timeout of an authorization call when `requestTimeout` is unset, for gRPC and HTTP alike.
