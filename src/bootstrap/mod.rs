@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::config::bootstrap::v3::{
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService, Node,
-    SocketAddress, address, api_config_source, config_source, grpc_service, socket_address,
+    api_config_source, config_source, grpc_service,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -132,7 +132,7 @@ fn xds_cluster(host: &str, port: u16, tls: Option<&XdsTls>) -> Cluster {
             endpoints: vec![LocalityLbEndpoints {
                 lb_endpoints: vec![LbEndpoint {
                     host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(socket(host, port)),
+                        address: Some(crate::translate::socket(host, port)),
                         ..Default::default()
                     })),
                     ..Default::default()
@@ -142,16 +142,6 @@ fn xds_cluster(host: &str, port: u16, tls: Option<&XdsTls>) -> Cluster {
             ..Default::default()
         }),
         ..Default::default()
-    }
-}
-
-fn socket(host: &str, port: u16) -> envoy_types::pb::envoy::config::core::v3::Address {
-    envoy_types::pb::envoy::config::core::v3::Address {
-        address: Some(address::Address::SocketAddress(SocketAddress {
-            address: host.into(),
-            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
-            ..Default::default()
-        })),
     }
 }
 
@@ -228,7 +218,7 @@ pub fn bootstrap(options: &BootstrapOptions) -> Bootstrap {
             ..Default::default()
         }),
         admin: options.admin_port.map(|port| Admin {
-            address: Some(socket("127.0.0.1", port)),
+            address: Some(crate::translate::socket("127.0.0.1", port)),
             ..Default::default()
         }),
         layered_runtime: Some(runtime()),

@@ -4,7 +4,7 @@
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, TransportSocket, data_source, transport_socket,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route, route_match,
 };
@@ -116,16 +116,9 @@ pub fn readiness_listener(port: u16) -> Listener {
         }],
         ..Default::default()
     };
-    Listener {
-        name: READINESS_LISTENER.into(),
-        address: Some(super::socket("0.0.0.0", port)),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    crate::translate::hcm_listener(
+        READINESS_LISTENER.into(),
+        crate::translate::socket("0.0.0.0", port),
+        hcm,
+    )
 }

@@ -18,6 +18,29 @@ pub fn ads() -> ConfigSource {
     }
 }
 
+/// A listener whose one filter chain is `hcm`.
+pub fn hcm_listener(
+    name: String,
+    address: envoy_types::pb::envoy::config::core::v3::Address,
+    hcm: envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager,
+) -> envoy_types::pb::envoy::config::listener::v3::Listener {
+    use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+    Listener {
+        name,
+        address: Some(address),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(
+                    envoy_types::util::pack_any(hcm),
+                )),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// A TCP socket address.
 pub fn socket(address: &str, port: u16) -> envoy_types::pb::envoy::config::core::v3::Address {
     envoy_types::pb::envoy::config::core::v3::Address {

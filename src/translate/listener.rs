@@ -2,7 +2,7 @@
 //! see `scopes`): the chain guard (see `guard`), one disabled-by-default ext_authz filter per
 //! provider, the router.
 
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::BoolValue;
 
 use envoy_types::util::pack_any;
 
-use super::common::{ads, duration, socket};
+use super::common::{ads, duration, hcm_listener, socket};
 use super::guard::{self, ChainProviders};
 use super::{TranslateOptions, ext_authz, names, scopes};
 use crate::model::{EscapedSlashes, PathPolicy, PortModel, Provider};
@@ -83,18 +83,7 @@ pub fn listener(
         }],
         ..Default::default()
     };
-    Listener {
-        name,
-        address: Some(socket(&options.bind_address, port.port)),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    hcm_listener(name, socket(&options.bind_address, port.port), hcm)
 }
 
 fn escaped_slashes_action(

@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
 pub use cluster::http2_options;
+pub use common::{hcm_listener, socket};
 pub use ext_authz::{DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT};
 pub use route::{HostTranslation, RouteTable};
 
