@@ -63,6 +63,27 @@ enum Outcome {
     Conflicts(Vec<Conflict>),
 }
 
+/// What every provisioned kind is to the API client: namespaced, typed, encodable.
+trait ProvisionedKind:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + k8s_openapi::Resource
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+{
+}
+
+impl<K> ProvisionedKind for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+{
+}
+
 impl Provisioner {
     pub fn new(client: Client, config: ProvisionConfig, ca: Arc<Ca>) -> Provisioner {
         Provisioner {
@@ -308,11 +329,7 @@ impl Provisioner {
         gateway_uid: &str,
     ) -> Result<(Option<Conflict>, Ownership), ProvisionError>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + k8s_openapi::Resource
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: ProvisionedKind,
     {
         let name = pending.object.meta().name.clone().unwrap_or_default();
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
@@ -358,11 +375,7 @@ impl Provisioner {
         gateway_uid: &str,
     ) -> Result<Deleted, ProvisionError>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + k8s_openapi::Resource
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: ProvisionedKind,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), &gateway.namespace);
         let outcome = guard::delete(&api, name, gateway_uid).await?;
@@ -379,12 +392,7 @@ impl Provisioner {
         found: &Ownership,
     ) -> Result<usize, ProvisionError>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + k8s_openapi::Resource
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + std::fmt::Debug,
+        K: ProvisionedKind,
     {
         let Pending { object, body } = pending;
         let Some(body) = body else {
