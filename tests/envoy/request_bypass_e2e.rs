@@ -1,7 +1,7 @@
 //! No request-level bypass through a real Envoy: a path spelled another way reaches the rule
 //! that protects it, never a public neighbour (docs/security-model.md).
 
-mod support;
+use crate::support;
 
 use support::http;
 use support::standalone::{World, gateway_manifest, http_listener};

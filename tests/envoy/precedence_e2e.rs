@@ -1,7 +1,7 @@
 //! The precedence model with real Envoy: Gateway < listener < HTTPRoute < rule, each level
 //! naming one of two providers or disabling auth; every case asserts which provider answered.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -16,7 +16,7 @@
 //! (default 6) × `GATEHOUSE_TRANSITION_STEPS` (default 5) changes, seeded by
 //! `GATEHOUSE_TRANSITION_SEED` (printed); `make transitions` runs 200 sequences.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

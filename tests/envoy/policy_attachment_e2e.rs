@@ -2,7 +2,7 @@
 //! `ExtensionRef` filter and `targetSelectors` protect what they name; a policy with an
 //! access-control field Gatehouse does not serve answers 500 instead of serving unchecked.
 
-mod support;
+use crate::support;
 
 use support::http;
 use support::standalone::{POLICY_GRANT, World, http_route};

@@ -1,7 +1,7 @@
 //! Every invalid reference fails closed — HTTP 500 — for exactly the routes its policy decides,
 //! through a real Envoy; a neighbouring route keeps working, and the status says why.
 
-mod support;
+use crate::support;
 
 use support::http;
 use support::standalone::World;

@@ -4,7 +4,7 @@
 //! alone is left out (or answers 500), its status names the field, `100%` reaches the backend
 //! as written, Envoy refuses nothing, and other routes on the same host keep updating.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

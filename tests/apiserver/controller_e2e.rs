@@ -1,7 +1,7 @@
 //! Controller mode against a real kube-apiserver: the walkthrough's objects are created,
 //! updated and deleted through the API; a real Envoy follows; status is written back.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
 //! (`GATEHOUSE_TEST_REMOVAL_GRACE=0`, i.e. `--cluster-removal-grace 0`, brings it back: 194 of
 //! 3,186 allowed requests refused in 86 rounds, an error in nearly every round).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::Mutex;

@@ -3,7 +3,7 @@
 //! Gateway says why it has no proxies, and gets them once the name is free. Against a real
 //! kube-apiserver (no controller-manager: nothing but Gatehouse deletes).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! Gateway) and serves a Gateway's xDS only to a proxy holding that Gateway's certificate.
 //! Against a real kube-apiserver; the xDS clients are real gRPC/TLS clients.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
