@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::conn::{Conn, Proto};
+use support::manifests::{gateway_manifest, http_listener};
 use support::procs::free_port;
-use support::standalone::{World, gateway_manifest, http_listener};
+use support::standalone::World;
 
 const NS: &str = "kgateway-system";
 const ALLOW: (&str, &str) = ("x-ext-authz", "allow");
