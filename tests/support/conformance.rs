@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{self, Response};
-use super::procs::{Proc, free_port, gatehouse, wait_for_port, workspace_bin};
+use super::procs::{Proc, free_port, gatehouse, standalone_command, wait_for_port, workspace_bin};
 
 /// Where the upstream manifests are; missing means the test fails loudly.
 pub fn conformance_dir() -> PathBuf {
@@ -201,14 +201,8 @@ impl Conformance {
         let docs = w.prepare(&base);
         w.write("01-base.yaml", &docs);
 
-        let mut gh = Command::new(gatehouse());
-        gh.args(["standalone", "--listener-address", "127.0.0.1"])
-            .arg("--manifests")
-            .arg(&w.manifests)
-            .args(["--xds-address", &format!("127.0.0.1:{}", w.xds_port)])
-            .args(["--admin-address", &format!("127.0.0.1:{}", w.admin_port)])
-            .args(["--debug-address", &format!("127.0.0.1:{}", w.debug_port)])
-            .env("RUST_LOG", "info");
+        let mut gh = standalone_command(&w.manifests, w.xds_port, w.admin_port, w.debug_port);
+        gh.env("RUST_LOG", "info");
         w.procs.push(Proc::spawn("gatehouse", gh, w.dir.path()));
         wait_for_port(w.admin_port, Duration::from_secs(10), "gatehouse admin");
         w

@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod conn;
 pub mod helm;
 pub mod http;
+pub mod manifests;
 pub mod options;
 pub mod procs;
 pub mod standalone;

@@ -98,6 +98,24 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// `gatehouse standalone` serving the directory `manifests` on loopback, with its xDS, admin and
+/// debug endpoints on these ports.
+pub fn standalone_command(
+    manifests: &Path,
+    xds_port: u16,
+    admin_port: u16,
+    debug_port: u16,
+) -> Command {
+    let mut gh = Command::new(gatehouse());
+    gh.args(["standalone", "--listener-address", "127.0.0.1"])
+        .arg("--manifests")
+        .arg(manifests)
+        .args(["--xds-address", &format!("127.0.0.1:{xds_port}")])
+        .args(["--admin-address", &format!("127.0.0.1:{admin_port}")])
+        .args(["--debug-address", &format!("127.0.0.1:{debug_port}")]);
+    gh
+}
+
 /// The gatehouse binary under test.
 pub fn gatehouse() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))

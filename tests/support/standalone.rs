@@ -7,62 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::http::{self, Response};
-use super::procs::{Proc, free_port, gatehouse, wait_for_port, workspace_bin};
+use super::procs::{Proc, free_port, gatehouse, standalone_command, wait_for_port, workspace_bin};
 
 pub const HOST: &str = "www.example.com";
 pub const GATEWAY: &str = "kgateway-system/http";
-
-/// The walkthrough's GatewayClass and Gateway `kgateway-system/http` with these listeners
-/// (YAML flow mappings, one per line item).
-pub fn gateway_manifest(listeners: &[String]) -> String {
-    let items: String = listeners.iter().map(|l| format!("  - {l}\n")).collect();
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gatehouse}}
-spec: {{controllerName: gatehouse.dev/gatehouse}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: http, namespace: kgateway-system}}
-spec:
-  gatewayClassName: gatehouse
-  listeners:
-{items}"
-    )
-}
-
-/// An HTTP listener of `port` admitting routes from every namespace.
-pub fn http_listener(name: &str, hostname: Option<&str>, port: u16) -> String {
-    let host = hostname.map_or(String::new(), |h| format!(", hostname: \"{h}\""));
-    format!(
-        "{{name: {name}{host}, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}"
-    )
-}
-
-/// Lets TrafficPolicies in `httpbin` use the walkthrough's GatewayExtension `basic-ext-auth`.
-pub const POLICY_GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {name: policies-use-auth, namespace: kgateway-system}
-spec:
-  from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}]
-  to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]
-";
-
-/// HTTPRoute `httpbin/NAME` on the walkthrough's Gateway for `host`, with `labels` (a YAML
-/// flow mapping's body) and `rules` (YAML list items indented by two spaces).
-pub fn http_route(name: &str, host: &str, labels: &str, rules: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}, namespace: httpbin, labels: {{{labels}}}}}
-spec:
-  parentRefs: [{{name: http, namespace: kgateway-system}}]
-  hostnames: [{host}]
-  rules:
-{rules}"
-    )
-}
 
 /// Every process of one test, killed on drop.
 pub struct World {
@@ -167,14 +115,13 @@ impl World {
 
     /// Starts `gatehouse standalone` on the world's ports and waits until it is ready.
     fn start_gatehouse(&mut self) {
-        let mut gh = Command::new(gatehouse());
-        gh.args(["standalone", "--listener-address", "127.0.0.1"])
-            .arg("--manifests")
-            .arg(&self.manifests)
-            .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
-            .args(["--admin-address", &format!("127.0.0.1:{}", self.admin_port)])
-            .args(["--debug-address", &format!("127.0.0.1:{}", self.debug_port)])
-            .args(&self.gatehouse_args)
+        let mut gh = standalone_command(
+            &self.manifests,
+            self.xds_port,
+            self.admin_port,
+            self.debug_port,
+        );
+        gh.args(&self.gatehouse_args)
             .env("RUST_LOG", "info,gatehouse_xds=debug");
         self.spawn("gatehouse", gh);
         wait_for_port(self.admin_port, Duration::from_secs(10), "gatehouse admin");

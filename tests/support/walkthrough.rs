@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::cluster::{ClusterWorld, HOST};
+use super::manifests;
 
 pub const GW: &str = "gateway.networking.k8s.io/v1";
 pub const KG: &str = "gateway.kgateway.dev/v1alpha1";
@@ -18,14 +19,12 @@ pub fn holds(conditions: &Value, type_: &str) -> bool {
     condition(conditions, type_).is_some_and(|c| c["status"] == "True")
 }
 
-const BROKEN: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: broken, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [broken.example.com]
-  rules: [{backendRefs: [{name: httpbin, port: 8000}]}]
----
+/// A route whose policy names a GatewayExtension that does not exist.
+fn broken() -> String {
+    manifests::route("broken", "broken.example.com", manifests::TO_HTTPBIN) + BROKEN_POLICY
+}
+
+const BROKEN_POLICY: &str = "---
 apiVersion: gateway.kgateway.dev/v1alpha1
 kind: TrafficPolicy
 metadata: {name: missing-extension, namespace: httpbin}
@@ -41,12 +40,7 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
     // 2. Gateway policy created: 403 with the verdict.
     w.apply_step("01-gateway-policy.yaml").await;
     let denied = w
-        .wait_for(
-            "403 after the gateway policy",
-            HOST,
-            |r| r.status == 403,
-            &[],
-        )
+        .wait_for_code("403 after the gateway policy", HOST, 403)
         .await;
     assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
     // 3. Allowed with the header.
@@ -59,12 +53,7 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
     // 4. Route-level disable created: 200 without auth.
     w.apply_step("02-route-disable.yaml").await;
     let open = w
-        .wait_for(
-            "200 after the route disable",
-            HOST,
-            |r| r.status == 200,
-            &[],
-        )
+        .wait_for_code("200 after the route disable", HOST, 200)
         .await;
     assert_eq!(open.echoed_header("x-ext-authz-check-result"), None);
     // Updated to point at the provider instead: auth again.
@@ -80,22 +69,12 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
     )
     .await;
     // (cross-namespace extensionRef without a ReferenceGrant: fails closed)
-    w.wait_for(
-        "500 for the ungranted cross-namespace reference",
-        HOST,
-        |r| r.status == 500,
-        &[],
-    )
-    .await;
+    w.wait_for_code("500 for the ungranted cross-namespace reference", HOST, 500)
+        .await;
     // Deleted: the gateway policy decides again.
     w.delete_step("02-route-disable.yaml").await;
-    w.wait_for(
-        "403 after deleting the route policy",
-        HOST,
-        |r| r.status == 403,
-        &[],
-    )
-    .await;
+    w.wait_for_code("403 after deleting the route policy", HOST, 403)
+        .await;
 
     // Status written back.
     let gw = w
@@ -167,7 +146,7 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
     assert!(holds(&ext["conditions"], "Accepted"));
 
     // A policy pointing at a missing GatewayExtension: not accepted, its route fails closed.
-    w.apply_yaml(BROKEN).await;
+    w.apply_yaml(&broken()).await;
     let broken = w
         .wait_status(
             "missing extension reported",
@@ -187,12 +166,7 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
         "ExtensionNotFound"
     );
     let closed = w
-        .wait_for(
-            "the broken route to fail closed",
-            "broken.example.com",
-            |r| r.status == 500,
-            &[],
-        )
+        .wait_for_code("the broken route to fail closed", "broken.example.com", 500)
         .await;
     assert!(closed.body.contains("misconfigured"), "{}", closed.body);
     assert_eq!(

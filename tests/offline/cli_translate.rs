@@ -1,6 +1,6 @@
 //! `gatehouse translate` as users run it: exit codes, messages, partial output.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! flags, the RBAC table exactly, a non-root read-only container with /healthz and /readyz
 //! probes, and the schema rejecting wrong types.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

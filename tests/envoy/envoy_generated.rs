@@ -10,7 +10,7 @@
 //! of cases (default 300; `make envoy-generated` runs 10,000), `GATEHOUSE_VALIDATE_SEED` the
 //! seed; `GATEHOUSE_VALIDATE_DUMP=1` prints the status of every route validation rejected.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

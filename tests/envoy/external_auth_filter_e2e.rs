@@ -1,6 +1,6 @@
 //! Gateway API's ExternalAuth HTTPRoute filter (GEP-1494) through a real Envoy, gRPC and HTTP.
 
-mod support;
+use crate::support;
 
 use support::http;
 use support::procs::free_port;

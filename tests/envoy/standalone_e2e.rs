@@ -1,7 +1,7 @@
 //! The seed walkthrough, end to end: real Envoy ← ADS ← `gatehouse standalone` ← a watched
 //! directory, with the demo ext_authz server and the echo backend on loopback.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

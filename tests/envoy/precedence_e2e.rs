@@ -1,12 +1,13 @@
 //! The precedence model with real Envoy: Gateway < listener < HTTPRoute < rule, each level
 //! naming one of two providers or disabling auth; every case asserts which provider answered.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;
 
 use support::http;
+use support::manifests::{RULES_A_B, policy_grant, route};
 use support::procs::{Proc, free_port, wait_for_port, workspace_bin};
 use support::standalone::World;
 
@@ -46,27 +47,10 @@ kind: GatewayExtension
 metadata: {{name: second, namespace: kgateway-system}}
 spec: {{extAuth: {{grpcService: {{backendRef: {{name: ext-authz-second, port: 4445}}}}}}}}
 ---
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {{name: httpbin-policies, namespace: kgateway-system}}
-spec:
-  from: [{{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}}]
-  to: [{{group: gateway.kgateway.dev, kind: GatewayExtension}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: matrix, namespace: httpbin}}
-spec:
-  parentRefs: [{{name: http, namespace: kgateway-system}}]
-  hostnames: [{HOST}]
-  rules:
-  - name: a
-    matches: [{{path: {{type: PathPrefix, value: /a}}}}]
-    backendRefs: [{{name: httpbin, port: 8000}}]
-  - name: b
-    matches: [{{path: {{type: PathPrefix, value: /b}}}}]
-    backendRefs: [{{name: httpbin, port: 8000}}]
-"
+{}---
+{}",
+            policy_grant("kgateway-system", "httpbin-policies"),
+            route("matrix", HOST, RULES_A_B)
         ),
     );
 }

@@ -1,21 +1,17 @@
 //! Every invalid reference fails closed — HTTP 500 — for exactly the routes its policy decides,
 //! through a real Envoy; a neighbouring route keeps working, and the status says why.
 
-mod support;
+use crate::support;
 
 use support::http;
+use support::manifests::{TO_HTTPBIN, route};
 use support::standalone::World;
 
 const NEIGHBOUR: &str = "neighbour.example.com";
 
-const NEIGHBOUR_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: neighbour, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [neighbour.example.com]
-  rules: [{backendRefs: [{name: httpbin, port: 8000}]}]
-";
+fn neighbour_route() -> String {
+    route("neighbour", NEIGHBOUR, TO_HTTPBIN)
+}
 
 fn extension(name: &str, backend: &str) -> String {
     format!(
@@ -37,7 +33,7 @@ fn debug_status(w: &World) -> serde_json::Value {
 #[test]
 fn invalid_references_fail_closed_for_their_routes_only() {
     let w = World::start(false);
-    w.write_and_wait("neighbour.yaml", NEIGHBOUR_ROUTE);
+    w.write_and_wait("neighbour.yaml", &neighbour_route());
     let cases = [
         (
             "missing extension",

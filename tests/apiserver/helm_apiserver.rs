@@ -2,7 +2,7 @@
 //! apply, and the controller, holding only the chart's RBAC (a token for the chart's
 //! ServiceAccount), provisions its proxy and completes the seed walkthrough.
 
-mod support;
+use crate::support;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -64,7 +64,7 @@ async fn rendered_chart_passes_server_side_dry_run() {
         let mut checked = Vec::new();
         for doc in &objects {
             let kind = doc["kind"].as_str().expect("kind");
-            // Installed above from crds/, which tests/helm_chart.rs proves identical.
+            // Installed above from crds/, which tests/offline/helm_chart.rs proves identical.
             if kind == "CustomResourceDefinition" {
                 continue;
             }

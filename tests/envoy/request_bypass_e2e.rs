@@ -1,34 +1,32 @@
 //! No request-level bypass through a real Envoy: a path spelled another way reaches the rule
 //! that protects it, never a public neighbour (docs/security-model.md).
 
-mod support;
+use crate::support;
 
 use support::http;
-use support::standalone::{World, gateway_manifest, http_listener};
+use support::manifests::{self, gateway_manifest, http_listener};
+use support::standalone::World;
 
 const HOST: &str = "tricks.example.com";
 
-const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: tricks, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [tricks.example.com]
-  rules:
-  - name: public
+/// A public rule and a protected `/admin` rule on one route, its grant and its policy.
+fn route() -> String {
+    format!(
+        "{}---\n{}{PROTECT_ADMIN}",
+        manifests::route("tricks", HOST, TRICKS_RULES),
+        manifests::policy_grant("kgateway-system", "policies-use-auth")
+    )
+}
+
+const TRICKS_RULES: &str = "  - name: public
     matches: [{path: {type: PathPrefix, value: /}}]
     backendRefs: [{name: httpbin, port: 8000}]
   - name: admin
     matches: [{path: {type: PathPrefix, value: /admin}}]
     backendRefs: [{name: httpbin, port: 8000}]
----
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {name: policies-use-auth, namespace: kgateway-system}
-spec:
-  from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}]
-  to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]
----
+";
+
+const PROTECT_ADMIN: &str = "---
 apiVersion: gateway.kgateway.dev/v1alpha1
 kind: TrafficPolicy
 metadata: {name: protect-admin, namespace: httpbin}
@@ -46,7 +44,7 @@ fn upstream_path(r: &http::Response) -> Option<String> {
 #[test]
 fn other_spellings_of_a_protected_path_are_checked() {
     let w = World::start(false);
-    w.write_and_wait("tricks.yaml", ROUTE);
+    w.write_and_wait("tricks.yaml", &route());
     let get = |path: &str, headers: &[(&str, &str)]| {
         http::get(w.listener_port, HOST, path, headers).expect("request through Envoy")
     };
@@ -165,7 +163,7 @@ spec:
 fn an_invalid_protected_match_fails_closed_instead_of_falling_through() {
     let w = World::start(false);
     let route = |regex: &str| {
-        ROUTE.replace(
+        route().replace(
             "matches: [{path: {type: PathPrefix, value: /admin}}]",
             &format!("matches: [{{path: {{type: RegularExpression, value: '{regex}'}}}}]"),
         )
@@ -212,18 +210,15 @@ fn an_unsupported_filter_fails_its_rule_closed() {
     let w = World::start(false);
     w.write_and_wait(
         "extref.yaml",
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: extref, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [extref.example.com]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /admin}}]
+        &manifests::route(
+            "extref",
+            "extref.example.com",
+            "  - matches: [{path: {type: PathPrefix, value: /admin}}]
     filters: [{type: ExtensionRef, extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: protect}}]
     backendRefs: [{name: httpbin, port: 8000}]
   - backendRefs: [{name: httpbin, port: 8000}]
 ",
+        ),
     );
     w.wait_for_response(
         "the rule with the ExtensionRef answering 500",

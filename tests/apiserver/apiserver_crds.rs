@@ -4,7 +4,7 @@
 //! stop/restart keeps etcd's data, RBAC applies to extra tokens, and a TestNet host is
 //! reachable from the root namespace, directly and through Envoy.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};

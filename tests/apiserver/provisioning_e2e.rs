@@ -2,7 +2,8 @@
 //! Gateway) and serves a Gateway's xDS only to a proxy holding that Gateway's certificate.
 //! Against a real kube-apiserver; the xDS clients are real gRPC/TLS clients.
 
-mod support;
+use crate::support;
+use support::manifests;
 
 use std::time::{Duration, Instant};
 
@@ -179,16 +180,14 @@ async fn gateways_get_owned_proxy_objects_that_follow_their_listeners() {
 
     // A second listener: the Service gets its port, the Deployment its container port.
     let extra = i32::from(support::procs::free_port());
-    w.apply_yaml(&format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: http, namespace: {NS}}}
-spec:
-  gatewayClassName: gatehouse
-  listeners:
-  - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
-  - {{name: extra, protocol: HTTP, port: {extra}}}
-"
+    w.apply_yaml(&manifests::gateway(
+        NS,
+        "http",
+        "gatehouse",
+        &[
+            format!("{{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}"),
+            format!("{{name: extra, protocol: HTTP, port: {extra}}}"),
+        ],
     ))
     .await;
     let mut want = vec![port, extra];
@@ -308,22 +307,7 @@ spec:
     );
 
     // A Gateway that moves to another controller's class loses its proxies.
-    w.apply_yaml(&format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: theirs}}
-spec: {{controllerName: example.com/other}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: http, namespace: {NS}}}
-spec:
-  gatewayClassName: theirs
-  listeners:
-  - {{name: http, protocol: HTTP, port: {port}}}
-"
-    ))
-    .await;
+    w.apply_yaml(&manifests::foreign_gateway(NS, port)).await;
     wait_gone::<Deployment>(&w, "gatehouse-http").await;
     wait_gone::<Service>(&w, "gatehouse-http").await;
     wait_gone::<ConfigMap>(&w, "gatehouse-http").await;

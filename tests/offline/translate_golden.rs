@@ -1,8 +1,8 @@
 //! Golden tests: every case under tests/testdata/translate translates to its `expected.yaml`.
-//! `UPDATE_GOLDEN=1 cargo test --test translate_golden` rewrites the files after a reviewed
-//! change; the assertions below pin the behaviour the goldens must keep.
+//! `make golden` (`UPDATE_GOLDEN=1 cargo test --test offline translate_golden::`) rewrites the
+//! files after a reviewed change; the assertions below pin the behaviour the goldens must keep.
 
-mod support;
+use crate::support;
 
 use gatehouse::model::{self, ModelConfig};
 use gatehouse::source::files;

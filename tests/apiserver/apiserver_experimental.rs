@@ -1,7 +1,7 @@
 //! With Gateway API's experimental channel installed, the API server accepts an HTTPRoute with
 //! an ExternalAuth filter, and Gatehouse reads it back with the filter intact.
 
-mod support;
+use crate::support;
 
 use gateway_api::apis::experimental::httproutes::{
     HttpRoute, HttpRouteRulesFiltersExternalAuthProtocol, HttpRouteRulesFiltersType,

@@ -1,7 +1,7 @@
 //! Faults with real processes: a Gatehouse restart under traffic, and manifests that break
 //! while Envoy serves. Each asserts zero failed requests where the design promises it.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! Controller mode against a real kube-apiserver: the walkthrough's objects are created,
 //! updated and deleted through the API; a real Envoy follows; status is written back.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -51,13 +51,8 @@ async fn survives_an_api_server_restart_and_elects_one_leader() {
     let b = w.start_replica("replica-b");
     w.start_envoy(a).await;
     w.apply_step("01-gateway-policy.yaml").await;
-    w.wait_for(
-        "403 after the gateway policy",
-        HOST,
-        |r| r.status == 403,
-        &[],
-    )
-    .await;
+    w.wait_for_code("403 after the gateway policy", HOST, 403)
+        .await;
     w.wait_status(
         "Gateway Programmed",
         GW,
@@ -94,13 +89,8 @@ async fn survives_an_api_server_restart_and_elects_one_leader() {
     );
     w.api.restart();
     w.apply_step("02-route-disable.yaml").await;
-    w.wait_for(
-        "the new policy after the API server restart",
-        HOST,
-        |r| r.status == 200,
-        &[],
-    )
-    .await;
+    w.wait_for_code("the new policy after the API server restart", HOST, 200)
+        .await;
     for r in [a, b] {
         assert!(
             w.replicas[r].proc.child.try_wait().expect("wait").is_none(),

@@ -1,7 +1,7 @@
 //! `crds/` holds exactly what `gatehouse crds` generates, and the CRDs carry the CEL rules the
 //! API server must enforce.
 
-mod support;
+use crate::support;
 
 #[test]
 fn checked_in_crds_match_the_generated_ones() {

@@ -3,7 +3,8 @@
 //! Gateway says why it has no proxies, and gets them once the name is free. Against a real
 //! kube-apiserver (no controller-manager: nothing but Gatehouse deletes).
 
-mod support;
+use crate::support;
+use support::manifests;
 
 use std::time::{Duration, Instant};
 
@@ -20,14 +21,27 @@ use support::walkthrough::{GW, condition};
 const NS: &str = "kgateway-system";
 const NAME: &str = "gatehouse-http";
 
-/// Creates `object` as a tenant would (its own field manager, none of Gatehouse's marks).
-async fn create<K>(w: &ClusterWorld, object: Value) -> K
-where
+/// A namespaced kind the helpers below read and write.
+trait Namespaced:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
+        + std::fmt::Debug
+{
+}
+
+/// Creates `object` as a tenant would (its own field manager, none of Gatehouse's marks).
+async fn create<K>(w: &ClusterWorld, object: Value) -> K
+where
+    K: Namespaced + serde::Serialize,
 {
     let api: Api<K> = Api::namespaced(w.client.clone(), NS);
     let object: K = serde_json::from_value(object).expect("object");
@@ -40,10 +54,7 @@ where
 
 async fn get<K>(w: &ClusterWorld, name: &str) -> Option<K>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(w.client.clone(), NS);
     api.get_opt(name).await.expect("get")
@@ -51,10 +62,7 @@ where
 
 async fn delete<K>(w: &ClusterWorld, name: &str)
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(w.client.clone(), NS);
     api.delete(name, &DeleteParams::default())
@@ -65,10 +73,7 @@ where
 /// Polls for 30 s until `done` holds for the object `name` (None: absent).
 async fn wait_for<K>(w: &ClusterWorld, name: &str, what: &str, done: impl Fn(Option<&K>) -> bool)
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Namespaced,
 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -288,22 +293,7 @@ spec:
     let sa: ServiceAccount = create(&w, json!({"metadata": {"name": NAME, "namespace": NS}})).await;
 
     // The Gateway moves to another controller: Gatehouse removes its proxies, and only those.
-    w.apply_yaml(&format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: theirs}}
-spec: {{controllerName: example.com/other}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: http, namespace: {NS}}}
-spec:
-  gatewayClassName: theirs
-  listeners:
-  - {{name: http, protocol: HTTP, port: {port}}}
-"
-    ))
-    .await;
+    w.apply_yaml(&manifests::foreign_gateway(NS, port)).await;
     wait_for::<Deployment>(&w, NAME, "Deployment deleted", |o| o.is_none()).await;
     wait_for::<Service>(&w, NAME, "Service deleted", |o| o.is_none()).await;
     wait_for::<Secret>(&w, "gatehouse-http-xds-tls", "Secret deleted", |o| {

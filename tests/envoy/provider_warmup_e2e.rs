@@ -12,7 +12,7 @@
 //! (`GATEHOUSE_TEST_REMOVAL_GRACE=0`, i.e. `--cluster-removal-grace 0`, brings it back: 194 of
 //! 3,186 allowed requests refused in 86 rounds, an error in nearly every round).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::http;
+use support::manifests;
 use support::procs::free_port;
 use support::standalone::World;
 
@@ -37,27 +38,9 @@ const LOAD_THREADS: usize = 4;
 /// in the route's namespace name providers in the Gateway's.
 fn route() -> String {
     format!(
-        "apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {{name: warm-policies, namespace: {NS}}}
-spec:
-  from: [{{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: httpbin}}]
-  to: [{{group: gateway.kgateway.dev, kind: GatewayExtension}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: warm, namespace: httpbin}}
-spec:
-  parentRefs: [{{name: http, namespace: {NS}}}]
-  hostnames: [{HOST}]
-  rules:
-  - name: a
-    matches: [{{path: {{type: PathPrefix, value: /a}}}}]
-    backendRefs: [{{name: httpbin, port: 8000}}]
-  - name: b
-    matches: [{{path: {{type: PathPrefix, value: /b}}}}]
-    backendRefs: [{{name: httpbin, port: 8000}}]
-"
+        "{}---\n{}",
+        manifests::policy_grant(NS, "warm-policies"),
+        manifests::route("warm", HOST, manifests::RULES_A_B)
     )
 }
 

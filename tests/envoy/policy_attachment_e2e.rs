@@ -2,10 +2,11 @@
 //! `ExtensionRef` filter and `targetSelectors` protect what they name; a policy with an
 //! access-control field Gatehouse does not serve answers 500 instead of serving unchecked.
 
-mod support;
+use crate::support;
 
 use support::http;
-use support::standalone::{POLICY_GRANT, World, http_route};
+use support::manifests::{http_route, policy_grant};
+use support::standalone::World;
 
 const ALLOW: &[(&str, &str)] = &[("x-ext-authz", "allow")];
 
@@ -55,7 +56,10 @@ spec:
 #[test]
 fn kgateway_attachments_protect_what_they_name() {
     let w = World::start(false);
-    w.write("grant.yaml", POLICY_GRANT);
+    w.write(
+        "grant.yaml",
+        &policy_grant("kgateway-system", "policies-use-auth"),
+    );
     w.write("by-ref-policy.yaml", EXTENSION_REF);
     w.write_and_wait(
         "by-ref.yaml",
@@ -120,7 +124,10 @@ fn kgateway_attachments_protect_what_they_name() {
 #[test]
 fn unknown_fields_are_load_errors() {
     let w = World::start(false);
-    w.write("grant.yaml", POLICY_GRANT);
+    w.write(
+        "grant.yaml",
+        &policy_grant("kgateway-system", "policies-use-auth"),
+    );
     w.write(
         "selector.yaml",
         &SELECTOR.replace("matchLabels:", "matchLabelz: {a: b}, matchLabels:"),

@@ -3,7 +3,7 @@
 //! answered, status and headers; route status where the test asserts it; and each scenario's
 //! config through `gatehouse translate -o bootstrap` and `envoy --mode validate`.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

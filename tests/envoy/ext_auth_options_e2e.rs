@@ -7,7 +7,7 @@
 //! `x-ext-authz-body-bytes`, `x-ext-authz-provider`. On allow these travel upstream (the echo
 //! backend returns them), on deny to the client.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `gatehouse explain`: the effective ext auth of every route and what decided it.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

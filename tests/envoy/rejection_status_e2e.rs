@@ -7,7 +7,7 @@
 //! forced the way `standalone_e2e` forces it: a Gateway listener hostname in upper case, which
 //! duplicates the walkthrough route's domain (Envoy compares domains ignoring case).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

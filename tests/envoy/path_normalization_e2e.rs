@@ -1,7 +1,7 @@
 //! A Gateway's path normalization through a real Envoy: the safe default, and each
 //! GatewayParameters `spec.path` choice the Gateway's listeners then apply.
 
-mod support;
+use crate::support;
 
 use support::http;
 use support::standalone::{HOST, World};

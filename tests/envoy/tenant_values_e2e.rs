@@ -4,22 +4,20 @@
 //! alone is left out (or answers 500), its status names the field, `100%` reaches the backend
 //! as written, Envoy refuses nothing, and other routes on the same host keep updating.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use support::http;
+use support::manifests;
 use support::standalone::{HOST, World};
 
 /// Same host and port as the walkthrough's route: the worst case, one shared virtual host.
-const TENANT_B: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: tenant-b, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [www.example.com]
-  rules:
-  - matches: [{path: {type: RegularExpression, value: '/(ab|cd|ef|gh|ij|kl|mn|op){3,10}'}}]
+fn tenant_b() -> String {
+    manifests::route("tenant-b", HOST, TENANT_B_RULES)
+}
+
+const TENANT_B_RULES: &str = "  - matches: [{path: {type: RegularExpression, value: '/(ab|cd|ef|gh|ij|kl|mn|op){3,10}'}}]
     backendRefs: [{name: httpbin, port: 8000}]
   - matches: [{path: {type: Exact, value: /pct}}]
     filters:
@@ -35,14 +33,11 @@ spec:
     backendRefs: [{name: httpbin, port: 8000}]
 ";
 
-const TENANT_A: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: tenant-a, namespace: httpbin}
-spec:
-  parentRefs: [{name: http, namespace: kgateway-system}]
-  hostnames: [www.example.com]
-  rules:
-  - matches: [{path: {type: Exact, value: /a-PATH}}]
+fn tenant_a() -> String {
+    manifests::route("tenant-a", HOST, TENANT_A_RULES)
+}
+
+const TENANT_A_RULES: &str = "  - matches: [{path: {type: Exact, value: /a-PATH}}]
     filters:
     - type: ResponseHeaderModifier
       responseHeaderModifier: {set: [{name: x-tenant-a, value: VERSION}]}
@@ -62,10 +57,10 @@ fn wait_path(w: &World, path: &str, what: &str, check: impl Fn(&http::Response) 
 #[test]
 fn one_tenants_invalid_values_never_make_envoy_refuse_the_port() {
     let w = World::start(false);
-    w.write_and_wait("tenant-a.yaml", &TENANT_A.replace("PATH", "1"));
+    w.write_and_wait("tenant-a.yaml", &tenant_a().replace("PATH", "1"));
     wait_path(&w, "/a-1", "tenant A's first route", |r| r.status == 200);
 
-    w.write_and_wait("tenant-b.yaml", TENANT_B);
+    w.write_and_wait("tenant-b.yaml", &tenant_b());
     // `100%` is literal: it reaches the backend as written, and `%REQ(host)%` is not expanded.
     wait_path(&w, "/pct", "tenant B's /pct rule", |r| r.status == 200);
     let r = get(&w, "/pct");
@@ -82,7 +77,7 @@ fn one_tenants_invalid_values_never_make_envoy_refuse_the_port() {
     assert_eq!(get(&w, "/abc").status, 200);
 
     // Tenant A keeps updating: a NACKed table would freeze this change.
-    w.write_and_wait("tenant-a.yaml", &TENANT_A.replace("PATH", "2"));
+    w.write_and_wait("tenant-a.yaml", &tenant_a().replace("PATH", "2"));
     wait_path(&w, "/a-2", "tenant A's change", |r| {
         r.status == 200 && r.header("x-tenant-a") == Some("VERSION")
     });

@@ -2,7 +2,7 @@
 //! served one RouteConfiguration per host, selected by the Host header; a change re-applies
 //! only its host's table; a wildcard host brings the port back to one table.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

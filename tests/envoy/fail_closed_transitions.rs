@@ -16,7 +16,7 @@
 //! (default 6) × `GATEHOUSE_TRANSITION_STEPS` (default 5) changes, seeded by
 //! `GATEHOUSE_TRANSITION_SEED` (printed); `make transitions` runs 200 sequences.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::conn::{Conn, Proto};
+use support::manifests::{gateway_manifest, http_listener};
 use support::procs::free_port;
-use support::standalone::{World, gateway_manifest, http_listener};
+use support::standalone::World;
 
 const NS: &str = "kgateway-system";
 const ALLOW: (&str, &str) = ("x-ext-authz", "allow");

@@ -2,7 +2,7 @@
 //! real Envoy binary in `--mode validate`, with its routes in one table per port and with
 //! every port that can be scoped served as route scopes.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

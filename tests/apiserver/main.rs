@@ -1,0 +1,18 @@
+//! End-to-end tests against a real kube-apiserver and etcd (`make kube-apiserver`, or
+//! `$GATEHOUSE_KUBE_BIN_DIR`): the CRDs and their CEL rules, controller mode with real Envoy,
+//! provisioning and xDS authentication, the Helm chart's RBAC. They run as root: Services'
+//! endpoints live in a network namespace of each test's own (`support::testnet`).
+//!
+//! One binary for all of them; a module per area (`cargo test --test apiserver
+//! provisioning_e2e::`). Every test starts its own API server, etcd and namespace on ports
+//! and subnets of its own; none sets environment variables.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod apiserver_crds;
+mod apiserver_experimental;
+mod controller_e2e;
+mod helm_apiserver;
+mod provisioning_adoption_e2e;
+mod provisioning_e2e;
