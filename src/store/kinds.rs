@@ -243,7 +243,7 @@ mod tests {
 
     /// The controller's watch of a kind its role cannot list never syncs, and until every kind
     /// has synced nothing is served; the README's RBAC table is what the chart's ClusterRole is
-    /// tested against (`tests/helm_chart.rs`).
+    /// tested against (`tests/offline/helm_chart.rs`).
     #[test]
     fn the_controller_may_watch_every_kind() {
         let grants: Vec<(&str, Vec<&str>, &str)> = include_str!("../../README.md")

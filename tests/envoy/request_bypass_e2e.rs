@@ -214,7 +214,10 @@ fn an_unsupported_filter_fails_its_rule_closed() {
             "extref",
             "extref.example.com",
             "  - matches: [{path: {type: PathPrefix, value: /admin}}]
-    filters: [{type: ExtensionRef, extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: protect}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: AuthFilter, name: protect}}]
+    backendRefs: [{name: httpbin, port: 8000}]
+  - matches: [{path: {type: PathPrefix, value: /named}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: absent}}]
     backendRefs: [{name: httpbin, port: 8000}]
   - backendRefs: [{name: httpbin, port: 8000}]
 ",
@@ -225,15 +228,21 @@ fn an_unsupported_filter_fails_its_rule_closed() {
         || http::get(w.listener_port, "extref.example.com", "/admin/x", &[]),
         |r| r.status == 500,
     );
-    assert_eq!(
-        http::get(w.listener_port, "extref.example.com", "/other", &[])
+    let status_of = |path: &str| {
+        http::get(w.listener_port, "extref.example.com", path, &[])
             .map(|r| r.status)
-            .ok(),
-        Some(200)
-    );
+            .ok()
+    };
+    // A TrafficPolicy the rule names but that does not exist: never a fallback to no policy.
+    assert_eq!(status_of("/named/x"), Some(500));
+    assert_eq!(status_of("/other"), Some(200));
     let status = w.admin("/debug/status").map(|r| r.body).unwrap_or_default();
     assert!(
-        status.contains("ExtensionRef to gateway.kgateway.dev/TrafficPolicy"),
+        status.contains("ExtensionRef to example.com/AuthFilter"),
+        "{status}"
+    );
+    assert!(
+        status.contains("TrafficPolicy httpbin/absent, which does not exist"),
         "{status}"
     );
 }
