@@ -16,15 +16,19 @@ pub use traffic_policy::*;
 
 /// API group of the Gatehouse (kgateway-compatible) custom resources.
 pub const GROUP: &str = "gateway.kgateway.dev";
+/// Annotation the file loader puts on an HTTPRoute or TrafficPolicy it refused (an unknown
+/// field, a CEL rule): the object stays, so that the model fails it closed instead of leaving
+/// its paths or targets to a broader rule. Set by hand, it does the same.
+pub const REFUSED_ANNOTATION: &str = "gatehouse.dev/refused";
 /// API group of Gateway API's kinds.
 pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 /// API version of the Gatehouse custom resources.
 pub const VERSION: &str = "v1alpha1";
 
-/// Schema of a kgateway field Gatehouse keeps without reading: any object, stored as written.
+/// Schema of a kgateway field Gatehouse keeps without reading: any value (kgateway's are
+/// objects, strings or booleans), stored as written.
 pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
-        "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }

@@ -96,6 +96,21 @@ pub struct TrafficPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::any_object")]
     pub ai: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub acl: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub fault_injection: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub internal_redirect: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub tracing: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub stat_prefix: Option<serde_json::Value>,
 }
 
 /// kgateway fields Gatehouse accepts but does not serve. Those that deny requests
@@ -105,7 +120,9 @@ impl TrafficPolicySpec {
     /// The set fields, by their manifest names, and whether each denies requests (so the
     /// policy cannot be served without it).
     pub fn unimplemented(&self) -> Vec<(&'static str, bool)> {
-        let fields: [(&'static str, bool, bool); 19] = [
+        // `true`: the field refuses requests (authentication, authorization, CSRF, IP ACLs,
+        // rate limits, size limits, external processing such as a WAF, prompt guards).
+        let fields: [(&'static str, bool, bool); 24] = [
             ("jwtAuth", true, self.jwt_auth.is_some()),
             ("basicAuth", true, self.basic_auth.is_some()),
             ("apiKeyAuth", true, self.api_key_auth.is_some()),
@@ -117,18 +134,23 @@ impl TrafficPolicySpec {
             ("oauth2", true, self.oauth2.is_some()),
             ("rbac", true, self.rbac.is_some()),
             ("csrf", true, self.csrf.is_some()),
+            ("acl", true, self.acl.is_some()),
+            ("rateLimit", true, self.rate_limit.is_some()),
+            ("buffer", true, self.buffer.is_some()),
+            ("extProc", true, self.ext_proc.is_some()),
+            ("ai", true, self.ai.is_some()),
             ("cors", false, self.cors.is_some()),
-            ("rateLimit", false, self.rate_limit.is_some()),
             ("transformation", false, self.transformation.is_some()),
-            ("extProc", false, self.ext_proc.is_some()),
             ("headerModifiers", false, self.header_modifiers.is_some()),
             ("autoHostRewrite", false, self.auto_host_rewrite.is_some()),
-            ("buffer", false, self.buffer.is_some()),
             ("timeouts", false, self.timeouts.is_some()),
             ("retry", false, self.retry.is_some()),
             ("urlRewrite", false, self.url_rewrite.is_some()),
             ("compression", false, self.compression.is_some()),
-            ("ai", false, self.ai.is_some()),
+            ("faultInjection", false, self.fault_injection.is_some()),
+            ("internalRedirect", false, self.internal_redirect.is_some()),
+            ("tracing", false, self.tracing.is_some()),
+            ("statPrefix", false, self.stat_prefix.is_some()),
         ];
         fields
             .into_iter()

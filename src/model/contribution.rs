@@ -115,6 +115,16 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         .enumerate()
         .map(|(i, r)| validate_route::rule(i, r))
         .collect();
+    if let Some(why) = policy::refused(&route.metadata) {
+        // Its rules cannot be read as written: each answers 500 rather than leave its paths
+        // to a broader route.
+        for (i, check) in checks.iter_mut().enumerate() {
+            check.problems.push(Problem {
+                field: format!("spec.rules[{i}]"),
+                message: format!("the route was refused when loaded: {why}"),
+            });
+        }
+    }
     for (i, refs) in named.iter().enumerate() {
         for (j, missing) in refs.iter().filter(|(_, k)| !cx.policies.exists(k)) {
             checks[i].problems.push(Problem {

@@ -48,6 +48,14 @@ impl Object {
         }
     }
 
+    /// Sets an annotation (the file loader marks objects it refused).
+    pub fn annotate(&mut self, key: &str, value: String) {
+        self.meta_mut()
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
+    }
+
     /// Kind and key.
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef {

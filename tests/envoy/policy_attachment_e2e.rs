@@ -119,26 +119,67 @@ fn kgateway_attachments_protect_what_they_name() {
     );
 }
 
-/// Standalone mode refuses a field no kind has, as `kubectl apply` does, naming it; the
-/// objects already loaded keep serving.
+/// Standalone mode reports a field no kind has, as `kubectl apply` does, naming it. A refused
+/// HTTPRoute or TrafficPolicy is not dropped — dropping it would leave its paths to a broader
+/// route, or its targets unprotected — but fails closed (500); other objects keep serving.
 #[test]
-fn unknown_fields_are_load_errors() {
+fn unknown_fields_are_load_errors_and_fail_closed() {
     let w = World::start(false);
     w.write(
         "grant.yaml",
         &policy_grant("kgateway-system", "policies-use-auth"),
     );
+    // A public route for the whole host, and the protected /admin route in another file with a
+    // typo in its rule.
+    w.write(
+        "site.yaml",
+        &http_route("site", "typo.example.com", "", OPEN_RULE),
+    );
+    w.write("by-ref-policy.yaml", EXTENSION_REF);
+    let admin_rules = "  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    filters:
+    - type: ExtensionRef
+      extensionRef: {group: gateway.kgateway.dev, kind: TrafficPolicy, name: admin-auth}
+    timeouts: {requst: 10s}
+    backendRefs: [{name: httpbin, port: 8000}]
+";
+    w.write(
+        "admin.yaml",
+        &http_route("admin", "typo.example.com", "", admin_rules),
+    );
     w.write(
         "selector.yaml",
         &SELECTOR.replace("matchLabels:", "matchLabelz: {a: b}, matchLabels:"),
     );
+    w.write_and_wait("selected.yaml", &labelled_route("protect: 'yes'"));
     w.wait_until(
-        "the load error reported",
+        "the load errors reported",
         std::time::Duration::from_secs(10),
         |w| {
-            w.logs()
-                .contains("unknown field `spec.targetSelectors[0].matchLabelz`")
+            let logs = w.logs();
+            logs.contains("unknown field `spec.targetSelectors[0].matchLabelz`")
+                && logs.contains("unknown field `spec.rules[0].timeouts.requst`")
         },
+    );
+    w.wait_for_response(
+        "the refused route failing closed",
+        || http::get(w.listener_port, "typo.example.com", "/admin/x", ALLOW),
+        |r| r.status == 500,
+    );
+    let get = |host: &str, path: &str| {
+        http::get(w.listener_port, host, path, ALLOW)
+            .map(|r| r.status)
+            .ok()
+    };
+    assert_eq!(
+        get("selected.example.com", "/"),
+        Some(500),
+        "the refused policy's target"
+    );
+    assert_eq!(
+        get("typo.example.com", "/public"),
+        Some(200),
+        "the site route serves"
     );
     assert_eq!(
         w.get(&[]).map(|r| r.status).ok(),

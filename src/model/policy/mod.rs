@@ -13,7 +13,7 @@ mod resolve;
 mod status;
 
 use resolve::resolve;
-pub use resolve::{extension_refs, is_policy_ref};
+pub use resolve::{extension_refs, is_policy_ref, refused};
 
 /// Precedence at one level: the oldest policy, then the first by namespace and name.
 fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
@@ -142,7 +142,9 @@ impl PolicyIndex {
                     .unimplemented
                     .insert(key.clone(), unimplemented.clone());
             }
-            let decides = policy.spec.ext_auth.is_some() || unimplemented.iter().any(|f| f.1);
+            let decides = policy.spec.ext_auth.is_some()
+                || unimplemented.iter().any(|f| f.1)
+                || refused(&policy.metadata).is_some();
             let entry = decides.then(|| {
                 let resolution = resolve(store, key, policy, providers);
                 if let Resolution::Broken { reason, message } = &resolution {

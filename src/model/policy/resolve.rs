@@ -27,6 +27,15 @@ pub fn extension_refs(route: &ObjKey, rule: &HttpRouteRules) -> Vec<(usize, ObjK
         .collect()
 }
 
+/// Why the file loader refused an object it kept so as to fail it closed
+/// ([`crate::api::REFUSED_ANNOTATION`]).
+pub fn refused(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(crate::api::REFUSED_ANNOTATION)
+        .map(String::as_str)
+}
+
 /// Whether an `ExtensionRef` names a TrafficPolicy.
 pub fn is_policy_ref(group: &str, kind: &str) -> bool {
     group == GROUP && kind == "TrafficPolicy"
@@ -38,6 +47,12 @@ pub(super) fn resolve(
     policy: &TrafficPolicy,
     providers: &BTreeMap<ObjKey, ProviderResult>,
 ) -> Resolution {
+    if let Some(why) = refused(&policy.metadata) {
+        return Resolution::Broken {
+            reason: cond::INVALID_SPEC,
+            message: format!("refused when loaded: {why}"),
+        };
+    }
     let denying: Vec<&str> = (policy.spec.unimplemented().into_iter())
         .filter(|f| f.1)
         .map(|f| f.0)

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{FileLoad, LoadError};
+use crate::api::REFUSED_ANNOTATION;
 use crate::store::{Kind, KindFn, Object, StoredKind};
 
 /// Decodes one document (`index` is 1-based; `first_line` places YAML errors in the file).
@@ -67,13 +68,28 @@ fn decode_value(
         ));
         return;
     };
-    match typed(kind, value) {
-        Ok(object) => match validate(&object) {
-            Ok(()) => out.objects.push(object),
-            Err(message) => out.errors.push(err(Some(label), message)),
-        },
-        Err(message) => out.errors.push(err(Some(label), message)),
+    let (mut object, unknown) = match typed(kind, value) {
+        Ok(typed) => typed,
+        Err(message) => return out.errors.push(err(Some(label), message)),
+    };
+    if let Err(message) = validate_names(&object) {
+        return out.errors.push(err(Some(label), message));
     }
+    let refused = match unknown.as_slice() {
+        [] => validate_cel(&object).err(),
+        [one] => Some(format!("unknown field `{one}`")),
+        many => Some(format!("unknown fields `{}`", many.join("`, `"))),
+    };
+    let Some(message) = refused else {
+        return out.objects.push(object);
+    };
+    // A route or policy that is left out would leave its paths to a broader route, or its
+    // targets unprotected: it stays, marked, and the model fails it closed.
+    if matches!(kind, Kind::HttpRoute | Kind::TrafficPolicy) {
+        object.annotate(REFUSED_ANNOTATION, message.clone());
+        out.objects.push(object);
+    }
+    out.errors.push(err(Some(label), message));
 }
 
 fn describe(kind: &str, map: &serde_json::Map<String, Value>) -> String {
@@ -86,9 +102,9 @@ fn describe(kind: &str, map: &serde_json::Map<String, Value>) -> String {
     }
 }
 
-/// Decodes `value` as `T`. A field `T` does not have is an error naming it, as `kubectl apply`
-/// (strict field validation) reports it: a setting dropped unread could be a protection.
-fn parse<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+/// Decodes `value` as `T`, with the fields `T` does not have (which `kubectl apply`, with
+/// strict field validation, reports): a setting dropped unread could be a protection.
+fn parse<T: DeserializeOwned>(value: Value) -> Result<(T, Vec<String>), String> {
     let mut unknown = Vec::new();
     let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         value,
@@ -104,11 +120,7 @@ fn parse<T: DeserializeOwned>(value: Value) -> Result<T, String> {
     })?;
     // Custom resource types take their type meta from the kind, not from fields.
     unknown.retain(|p| p != "apiVersion" && p != "kind");
-    match unknown.as_slice() {
-        [] => Ok(parsed),
-        [one] => Err(format!("unknown field `{one}`")),
-        many => Err(format!("unknown fields `{}`", many.join("`, `"))),
-    }
+    Ok((parsed, unknown))
 }
 
 /// `spec.targetSelectors[0].matchLabelz`, as the API server names a field.
@@ -127,23 +139,24 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-fn typed(kind: Kind, value: Value) -> Result<Object, String> {
+/// The object, with its unknown fields.
+fn typed(kind: Kind, value: Value) -> Result<(Object, Vec<String>), String> {
     struct Typed(Value);
     impl KindFn for Typed {
-        type Output = Result<Object, String>;
+        type Output = Result<(Object, Vec<String>), String>;
         fn call<K: StoredKind>(self) -> Self::Output {
-            parse::<K>(self.0).map(K::into_object)
+            parse::<K>(self.0).map(|(o, unknown)| (K::into_object(o), unknown))
         }
     }
-    let mut object = kind.with(Typed(value))?;
+    let (mut object, unknown) = kind.with(Typed(value))?;
     object.set_default_namespace();
-    Ok(object)
+    Ok((object, unknown))
 }
 
-/// What the API server would refuse: a missing or malformed name or namespace, and our CRDs'
-/// CEL rules. Names matter beyond tidiness: Gatehouse derives keys no object can have from
-/// characters a name cannot hold (an inline provider's `ROUTE:ruleN:externalauth`).
-fn validate(object: &Object) -> Result<(), String> {
+/// What the API server would refuse of a name or namespace. Names matter beyond tidiness:
+/// Gatehouse derives keys no object can have from characters a name cannot hold (an inline
+/// provider's `ROUTE:ruleN:externalauth`).
+fn validate_names(object: &Object) -> Result<(), String> {
     let key = object.key();
     if key.name.is_empty() {
         return Err("metadata.name is required".into());
@@ -162,6 +175,11 @@ fn validate(object: &Object) -> Result<(), String> {
             key.namespace
         ));
     }
+    Ok(())
+}
+
+/// Our CRDs' CEL rules, as the API server would apply them.
+fn validate_cel(object: &Object) -> Result<(), String> {
     let cel = match object {
         Object::GatewayExtension(o) => super::cel::gateway_extension(o),
         Object::TrafficPolicy(o) => super::cel::traffic_policy(o),

@@ -98,7 +98,27 @@ fn unknown_fields_are_errors_naming_the_field() {
                     "{}",
                     out.errors[0].message
                 );
-                assert!(out.objects.is_empty());
+                // A refused route or policy stays, marked, so the model fails it closed.
+                let refused: Vec<_> = out
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        let meta = match o {
+                            Object::TrafficPolicy(p) => &p.metadata,
+                            Object::HttpRoute(r) => &r.metadata,
+                            other => panic!("{other:?} kept"),
+                        };
+                        let annotations = meta.annotations.as_ref();
+                        annotations
+                            .and_then(|a| a.get(crate::api::REFUSED_ANNOTATION))
+                            .cloned()
+                    })
+                    .collect();
+                assert_eq!(refused.len(), 1, "{text}");
+                assert!(
+                    refused[0].as_deref().is_some_and(|m| m.contains(want)),
+                    "{refused:?}"
+                );
             }
             None => assert!(
                 out.errors.is_empty() && out.objects.len() == 1,
@@ -121,7 +141,17 @@ spec:
     disable: {}
 ";
     let out = load(text);
-    assert!(out.objects.is_empty());
+    // Kept, marked refused: the model fails its targets closed (a dropped policy would leave
+    // them unprotected).
+    let [Object::TrafficPolicy(p)] = out.objects.as_slice() else {
+        panic!("{:?}", out.objects)
+    };
+    let refused = p
+        .metadata
+        .annotations
+        .as_ref()
+        .map(|a| a.contains_key(crate::api::REFUSED_ANNOTATION));
+    assert_eq!(refused, Some(true));
     let shown = out.errors[0].to_string();
     assert!(shown.contains("(TrafficPolicy app/both)"), "{shown}");
     assert!(
