@@ -35,3 +35,185 @@ kind: Service
 metadata: {name: web, namespace: app}
 spec: {ports: [{name: http, port: 80}]}
 "#;
+
+// Builders for one object each. Every one returns a YAML document starting with `---`, so they
+// concatenate with each other and with the constants above in any order.
+
+/// A reference to `kind`/`name` in `gateway.networking.k8s.io`, optionally to one section:
+/// `{group: gateway.networking.k8s.io, kind: KIND, name: NAME[, sectionName: SECTION]}`.
+pub fn target_ref(kind: &str, name: &str, section: Option<&str>) -> String {
+    let section = section
+        .map(|s| format!(", sectionName: {s}"))
+        .unwrap_or_default();
+    format!("{{group: gateway.networking.k8s.io, kind: {kind}, name: {name}{section}}}")
+}
+
+/// A TrafficPolicy `ns/name` targeting one `target_kind` `target` (or one of its sections) with
+/// `extAuth: ext_auth` (a YAML flow value such as `{disable: {}}`).
+pub fn traffic_policy(
+    ns: &str,
+    name: &str,
+    target_kind: &str,
+    target: &str,
+    section: Option<&str>,
+    ext_auth: &str,
+) -> String {
+    let target = target_ref(target_kind, target, section);
+    format!(
+        r"---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  targetRefs: [{target}]
+  extAuth: {ext_auth}
+"
+    )
+}
+
+/// A TrafficPolicy `ns/name` whose `spec` is the YAML flow mapping body `spec` (without braces).
+pub fn traffic_policy_spec(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        r"---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{{spec}}}
+"
+    )
+}
+
+/// A ReferenceGrant `to_ns/g` letting `from_kind` objects of `from_ns` refer to every `to_kind`
+/// object of `to_ns` (both kinds in `gateway.kgateway.dev`).
+pub fn reference_grant(from_kind: &str, from_ns: &str, to_kind: &str, to_ns: &str) -> String {
+    grant(from_kind, from_ns, to_kind, to_ns, "")
+}
+
+/// [`reference_grant`] narrowed to the one `to_kind` object `to_name`.
+pub fn reference_grant_to(
+    from_kind: &str,
+    from_ns: &str,
+    to_kind: &str,
+    to_ns: &str,
+    to_name: &str,
+) -> String {
+    grant(
+        from_kind,
+        from_ns,
+        to_kind,
+        to_ns,
+        &format!(", name: {to_name}"),
+    )
+}
+
+fn grant(from_kind: &str, from_ns: &str, to_kind: &str, to_ns: &str, to_name: &str) -> String {
+    format!(
+        r"---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: g, namespace: {to_ns}}}
+spec:
+  from: [{{group: gateway.kgateway.dev, kind: {from_kind}, namespace: {from_ns}}}]
+  to: [{{group: gateway.kgateway.dev, kind: {to_kind}{to_name}}}]
+"
+    )
+}
+
+/// A GatewayExtension `ns/name` with `extAuth` the YAML flow mapping body `ext_auth` (without
+/// braces), e.g. `grpcService: {backendRef: {name: authz, port: 9000}}`.
+pub fn gateway_extension(ns: &str, name: &str, ext_auth: &str) -> String {
+    format!(
+        r"---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayExtension
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{extAuth: {{{ext_auth}}}}}
+"
+    )
+}
+
+/// A GatewayParameters `ns/name` whose `spec` is the YAML flow mapping body `spec`.
+pub fn gateway_parameters(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        r"---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{{spec}}}
+"
+    )
+}
+
+/// A GatewayClass `name` of the controller `controller` (with `extra` appended to its spec
+/// mapping body, e.g. `, parametersRef: {...}`, or empty).
+pub fn gateway_class(name: &str, controller: &str, extra: &str) -> String {
+    format!(
+        r"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: {name}}}
+spec: {{controllerName: {controller}{extra}}}
+"
+    )
+}
+
+/// A Gateway `ns/name` of class `class` whose `spec` continues with the YAML flow mapping
+/// entries `rest`, e.g. `listeners: [{name: http, protocol: HTTP, port: 80}]`.
+pub fn gateway(ns: &str, name: &str, class: &str, rest: &str) -> String {
+    format!(
+        r"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{gatewayClassName: {class}, {rest}}}
+"
+    )
+}
+
+/// An HTTPRoute `ns/name`. `parent` is a Gateway `ns/name` or a bare `name` (same namespace),
+/// or empty for no parentRefs; `hosts` may be empty; `rules` are the block sequence items under
+/// `rules:`, each line indented by two spaces (`  - backendRefs: [...]\n`).
+pub fn http_route(ns: &str, name: &str, parent: &str, hosts: &[&str], rules: &str) -> String {
+    let parent = match parent.split_once('/') {
+        _ if parent.is_empty() => String::new(),
+        Some((gw_ns, gw)) => format!("  parentRefs: [{{name: {gw}, namespace: {gw_ns}}}]\n"),
+        None => format!("  parentRefs: [{{name: {parent}}}]\n"),
+    };
+    let hosts = if hosts.is_empty() {
+        String::new()
+    } else {
+        format!("  hostnames: [{}]\n", hosts.join(", "))
+    };
+    format!(
+        r"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+{parent}{hosts}  rules:
+{rules}"
+    )
+}
+
+/// A Service `ns/name` with the one unnamed port `port`.
+pub fn service(ns: &str, name: &str, port: u16) -> String {
+    format!(
+        r"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{ports: [{{port: {port}}}]}}
+"
+    )
+}
+
+/// A Namespace `name`.
+pub fn namespace(name: &str) -> String {
+    format!(
+        r"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {name}}}
+"
+    )
+}

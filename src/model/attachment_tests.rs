@@ -3,13 +3,11 @@
 
 use super::tests::{DISABLE, USE_LOCAL, auth_on, cond, model, pairs};
 use super::*;
-use crate::testing::store;
+use crate::testing::{store, target_ref, traffic_policy, traffic_policy_spec};
 
 /// A TrafficPolicy `app/NAME` with `spec` (YAML flow mapping body, without braces).
 fn tp(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: {name}, namespace: app}}\nspec: {{{spec}}}\n"
-    )
+    traffic_policy_spec("app", name, spec)
 }
 
 /// Route `app/c` on the Gateway with a protected rule naming `policy` and a public rule.
@@ -61,9 +59,9 @@ fn extension_ref_attaches_its_policy_to_that_rule_only() {
 
 #[test]
 fn extension_ref_outranks_every_targeted_policy() {
-    let route_off = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: off, namespace: app}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: c, sectionName: guarded}], extAuth: {disable: {}}}\n";
+    let route_off = traffic_policy("app", "off", "HTTPRoute", "c", Some("guarded"), DISABLE);
     let m = model(
-        &(route_naming("guard", "") + &tp("guard", &format!("extAuth: {USE_LOCAL}")) + route_off),
+        &(route_naming("guard", "") + &tp("guard", &format!("extAuth: {USE_LOCAL}")) + &route_off),
     );
     assert_eq!(
         auth_of(&m, "c")[0],
@@ -119,8 +117,12 @@ fn selectors_attach_to_labelled_routes_and_rules() {
         ),
     )
     .replace("namespace: app}", "namespace: app, creationTimestamp: '2026-01-01T00:00:00Z'}");
-    let rule_ref = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: rule-ref, namespace: app, creationTimestamp: '2026-02-01T00:00:00Z'}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: c, sectionName: open}], extAuth: {disable: {}}}\n";
-    let m = model(&(labelled + &rule_sel + rule_ref));
+    let rule_ref = traffic_policy("app", "rule-ref", "HTTPRoute", "c", Some("open"), DISABLE)
+        .replace(
+            "namespace: app}",
+            "namespace: app, creationTimestamp: '2026-02-01T00:00:00Z'}",
+        );
+    let m = model(&(labelled + &rule_sel + &rule_ref));
     assert_eq!(
         auth_of(&m, "c"),
         pairs(&[("c/guarded", "none"), ("c/open", "on:app/local")])
@@ -131,11 +133,14 @@ fn selectors_attach_to_labelled_routes_and_rules() {
 
 #[test]
 fn gateway_selectors_attach_to_labelled_gateways() {
-    let labels = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra, labels: {edge: public}}";
-    let sel = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: all, namespace: infra}\nspec: {targetSelectors: [{group: gateway.networking.k8s.io, kind: Gateway, matchLabels: {edge: public}, sectionName: admin}], extAuth: {disable: {}}}\n";
+    let sel = traffic_policy_spec(
+        "infra",
+        "all",
+        "targetSelectors: [{group: gateway.networking.k8s.io, kind: Gateway, matchLabels: {edge: public}, sectionName: admin}], extAuth: {disable: {}}",
+    );
     let base_labelled = super::tests::BASE.replace(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}",
-        labels,
+        "metadata: {name: gw, namespace: infra}",
+        "metadata: {name: gw, namespace: infra, labels: {edge: public}}",
     );
     let m = build(
         &store(&format!("{base_labelled}{sel}")),
@@ -143,7 +148,7 @@ fn gateway_selectors_attach_to_labelled_gateways() {
     );
     assert!(auth_on(&m, 9090).iter().all(|(_, d)| d == "off:infra/all"));
     assert!(auth_on(&m, 8080).iter().all(|(_, d)| d == "none"));
-    let m = model(sel);
+    let m = model(&sel);
     assert!(auth_on(&m, 9090).iter().all(|(_, d)| d == "none"));
     let _ = DISABLE;
 }
@@ -155,7 +160,14 @@ fn a_denying_field_gatehouse_lacks_fails_the_policy_closed() {
         "rbac: {policy: {}}",
         "basicAuth: {users: []}",
     ] {
-        let p = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: jwt, namespace: app}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}]\n  FIELD\n".replace("FIELD", field);
+        let p = traffic_policy_spec(
+            "app",
+            "jwt",
+            &format!(
+                "targetRefs: [{}], {field}",
+                target_ref("HTTPRoute", "b", None)
+            ),
+        );
         let m = model(&p);
         assert_eq!(
             auth_of(&m, "b"),
@@ -179,8 +191,13 @@ fn a_denying_field_gatehouse_lacks_fails_the_policy_closed() {
 
 #[test]
 fn other_fields_gatehouse_lacks_are_reported_and_ext_auth_still_applies() {
-    let with_ext_auth = format!(
-        "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: p, namespace: app}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}}]\n  extAuth: {USE_LOCAL}\n  cors: {{allowOrigins: ['*']}}\n  timeouts: {{request: 5s}}\n"
+    let with_ext_auth = traffic_policy_spec(
+        "app",
+        "p",
+        &format!(
+            "targetRefs: [{}], extAuth: {USE_LOCAL}, cors: {{allowOrigins: ['*']}}, timeouts: {{request: 5s}}",
+            target_ref("HTTPRoute", "b", None)
+        ),
     );
     let m = model(&with_ext_auth);
     assert_eq!(auth_of(&m, "b"), pairs(&[("b/", "on:app/local")]));
@@ -194,8 +211,12 @@ fn other_fields_gatehouse_lacks_are_reported_and_ext_auth_still_applies() {
         implemented.message
     );
     // A policy with nothing Gatehouse serves still gets a status saying so.
-    let only_cors = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: c, namespace: app}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}], cors: {}}\n";
-    let m = model(only_cors);
+    let only_cors = traffic_policy_spec(
+        "app",
+        "c",
+        "targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}], cors: {}",
+    );
+    let m = model(&only_cors);
     assert_eq!(auth_of(&m, "b"), pairs(&[("b/", "none")]));
     let st = &m.status.traffic_policies[&ObjKey::new("app", "c")][0];
     assert_eq!(cond(&st.conditions, "Attached").reason, "NoEffect");

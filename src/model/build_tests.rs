@@ -7,6 +7,7 @@ use super::{Builder, Model, ModelConfig, build};
 use crate::scale::{self, NAMESPACE, Scale, Targets};
 use crate::source::files::load_str;
 use crate::store::{Kind, ObjKey, ObjectRef, Store};
+use crate::testing::{http_route, traffic_policy};
 
 fn apply(store: &mut Store, yaml: &str) {
     let out = load_str(Path::new("change.yaml"), yaml);
@@ -77,8 +78,13 @@ fn world() -> (Store, Builder, Model) {
 
 /// A TrafficPolicy turning ext auth on for all of gw-0.
 fn gateway_wide_policy() -> String {
-    format!(
-        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: gw-wide, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw-0}}]\n  extAuth: {{extensionRef: {{name: authz}}}}\n"
+    traffic_policy(
+        NAMESPACE,
+        "gw-wide",
+        "Gateway",
+        "gw-0",
+        None,
+        "{extensionRef: {name: authz}}",
     )
 }
 
@@ -172,8 +178,18 @@ fn route_changes_rebuild_only_the_gateways_they_touch() {
 #[test]
 fn incremental_builds_follow_every_kind_of_change() {
     let (mut store, mut builder, _) = world();
-    let inline_auth = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: inline, namespace: {NAMESPACE}}}\nspec:\n  parentRefs: [{{name: gw-1}}]\n  hostnames: [inline.example.com]\n  rules:\n  - filters:\n    - type: ExternalAuth\n      externalAuth: {{protocol: GRPC, backendRef: {{name: authz, port: 9000}}}}\n    backendRefs: [{{name: svc-1, port: 80}}]\n  - matches: [{{path: {{type: PathPrefix, value: /broken}}}}]\n    backendRefs: [{{name: nowhere, port: 80}}]\n"
+    let inline_auth = http_route(
+        NAMESPACE,
+        "inline",
+        "gw-1",
+        &["inline.example.com"],
+        r"  - filters:
+    - type: ExternalAuth
+      externalAuth: {protocol: GRPC, backendRef: {name: authz, port: 9000}}
+    backendRefs: [{name: svc-1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /broken}}]
+    backendRefs: [{name: nowhere, port: 80}]
+",
     );
     apply(&mut store, &inline_auth);
     check(&mut builder, &store, "a route with an inline provider");
@@ -190,9 +206,7 @@ fn incremental_builds_follow_every_kind_of_change() {
             Box::new(|s| {
                 apply(
                     s,
-                    &format!(
-                        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: off, namespace: {NAMESPACE}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r0}}]\n  extAuth: {{disable: {{}}}}\n"
-                    ),
+                    &traffic_policy(NAMESPACE, "off", "HTTPRoute", "r0", None, "{disable: {}}"),
                 )
             }),
         ),

@@ -146,13 +146,20 @@ fn provider(
 mod tests {
     use crate::model::{BackendHeaders, ModelConfig, Provider, ProviderService, build};
     use crate::store::ObjKey;
-    use crate::testing::{GATEWAY_AND_WEB, store};
+    use crate::testing::{GATEWAY_AND_WEB, http_route, service, store};
 
     /// The one inline provider of a route whose only rule carries `settings`.
     fn provider(settings: &str) -> Provider {
-        let yaml = format!(
-            "{GATEWAY_AND_WEB}---\napiVersion: v1\nkind: Service\nmetadata: {{name: authz, namespace: app}}\nspec: {{ports: [{{port: 9000}}]}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: app}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  rules:\n  - filters: [{{type: ExternalAuth, externalAuth: {{{settings}}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"
+        let route = http_route(
+            "app",
+            "r",
+            "infra/gw",
+            &[],
+            &format!(
+                "  - filters: [{{type: ExternalAuth, externalAuth: {{{settings}}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"
+            ),
         );
+        let yaml = format!("{GATEWAY_AND_WEB}{}{route}", service("app", "authz", 9000));
         let m = build(&store(&yaml), &ModelConfig::default());
         let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
         let mut providers = gw.providers.values();

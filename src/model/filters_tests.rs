@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::testing::store;
+use crate::testing::{http_route, store};
 
 const MIRROR: &str = "apiVersion: v1
 kind: Service
@@ -26,9 +26,7 @@ fn routes(route: &str) -> Vec<RouteModel> {
 }
 
 fn route_with(rule: &str) -> RouteModel {
-    let text = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: app}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  rules:\n  - {rule}\n"
-    );
+    let text = http_route("app", "r", "infra/gw", &[], &format!("  - {rule}\n"));
     routes(&text).into_iter().next().expect("one route")
 }
 
@@ -118,7 +116,15 @@ fn timeouts_and_retries_are_parsed() {
 
 #[test]
 fn an_unresolved_mirror_is_dropped_and_reported() {
-    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: app}\nspec:\n  parentRefs: [{name: gw, namespace: infra}]\n  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: nowhere, port: 80}}}]\n    backendRefs: [{name: web, port: 80}]\n";
+    let text = http_route(
+        "app",
+        "r",
+        "infra/gw",
+        &[],
+        r"  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: nowhere, port: 80}}}]
+    backendRefs: [{name: web, port: 80}]
+",
+    );
     let m = build(
         &store(&format!(
             "{}---\n{MIRROR}---\n{text}",

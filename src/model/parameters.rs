@@ -107,16 +107,27 @@ fn find<'s>(store: &'s Store, ns: &str, name: &str) -> Result<&'s GatewayParamet
 mod tests {
     use crate::model::{EscapedSlashes, ModelConfig, PathPolicy, build, find};
     use crate::store::ObjKey;
-    use crate::testing::store;
+    use crate::testing::{gateway, gateway_class, gateway_parameters, store};
 
-    const PARAMS: &str = "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {name: small, namespace: infra}\nspec: {kube: {deployment: {replicas: 2}}}\n---\n";
+    /// The class `gatehouse` (its spec continued by `class_ref`) and its Gateway `infra/gw`
+    /// with `infrastructure: {gateway_ref}` and one HTTP listener on 80.
+    fn class_and_gateway(class_ref: &str, gateway_ref: &str) -> String {
+        gateway_class("gatehouse", "gatehouse.dev/gatehouse", class_ref)
+            + &gateway(
+                "infra",
+                "gw",
+                "gatehouse",
+                &format!(
+                    "infrastructure: {{{gateway_ref}}}, listeners: [{{name: http, protocol: HTTP, port: 80}}]"
+                ),
+            )
+    }
 
     /// (class Accepted reason, Gateway Accepted reason, Gateway served) for a class reference
     /// and a Gateway reference.
     fn judge(class_ref: &str, gateway_ref: &str) -> (String, String, bool) {
-        let yaml = format!(
-            "{PARAMS}apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: gatehouse}}\nspec: {{controllerName: gatehouse.dev/gatehouse{class_ref}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: infra}}\nspec:\n  gatewayClassName: gatehouse\n  infrastructure: {{{gateway_ref}}}\n  listeners: [{{name: http, protocol: HTTP, port: 80}}]\n"
-        );
+        let yaml = gateway_parameters("infra", "small", "kube: {deployment: {replicas: 2}}")
+            + &class_and_gateway(class_ref, gateway_ref);
         let m = build(&store(&yaml), &ModelConfig::default());
         let class = &m.status.gateway_classes[&ObjKey::cluster("gatehouse")];
         let gw = &m.status.gateways[&ObjKey::new("infra", "gw")];
@@ -136,7 +147,8 @@ mod tests {
     /// GatewayParameters (`None`: no reference), and its Accepted message.
     fn path_of(class_path: Option<&str>, gateway_path: Option<&str>) -> (PathPolicy, String) {
         let params = |name: &str, path: Option<&str>| {
-            path.map(|p| format!("apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {{name: {name}, namespace: infra}}\nspec: {{path: {p}}}\n---\n")).unwrap_or_default()
+            path.map(|p| gateway_parameters("infra", name, &format!("path: {p}")))
+                .unwrap_or_default()
         };
         let class_ref = if class_path.is_some() {
             ", parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: class, namespace: infra}"
@@ -148,11 +160,9 @@ mod tests {
         } else {
             ""
         };
-        let yaml = format!(
-            "{}{}apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: gatehouse}}\nspec: {{controllerName: gatehouse.dev/gatehouse{class_ref}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: infra}}\nspec:\n  gatewayClassName: gatehouse\n  infrastructure: {{{gateway_ref}}}\n  listeners: [{{name: http, protocol: HTTP, port: 80}}]\n",
-            params("class", class_path),
-            params("gw", gateway_path),
-        );
+        let yaml = params("class", class_path)
+            + &params("gw", gateway_path)
+            + &class_and_gateway(class_ref, gateway_ref);
         let m = build(&store(&yaml), &ModelConfig::default());
         let key = ObjKey::new("infra", "gw");
         let accepted = find(&m.status.gateways[&key].conditions, "Accepted")
@@ -213,8 +223,17 @@ mod tests {
     fn a_parameters_ref_that_cannot_be_used_keeps_the_default_path_policy() {
         // A Gateway's reference is to its own namespace: `other/weak` is not `infra/weak`, so the
         // Gateway is served (see above) with the safe defaults.
-        let yaml = "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {name: weak, namespace: other}\nspec: {path: {escapedSlashesAction: KeepUnchanged}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\nspec:\n  gatewayClassName: gatehouse\n  infrastructure: {parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: weak}}\n  listeners: [{name: http, protocol: HTTP, port: 80}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n";
-        let m = build(&store(yaml), &ModelConfig::default());
+        let yaml = gateway_parameters(
+            "other",
+            "weak",
+            "path: {escapedSlashesAction: KeepUnchanged}",
+        ) + &gateway(
+            "infra",
+            "gw",
+            "gatehouse",
+            "infrastructure: {parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: weak}}, listeners: [{name: http, protocol: HTTP, port: 80}]",
+        ) + &gateway_class("gatehouse", "gatehouse.dev/gatehouse", "");
+        let m = build(&store(&yaml), &ModelConfig::default());
         let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
         assert_eq!(gw.path, PathPolicy::default());
     }

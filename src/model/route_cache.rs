@@ -130,9 +130,16 @@ spec:
         assert_eq!((w.status, w.reason.as_str()), ("False", "ClearRouteCache"));
         assert!(w.message.contains("ns/ext:80"), "{}", w.message);
         assert_eq!(warning(false, ""), None, "no clearing, no risk");
-        let same = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: protect-public, namespace: ns}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: public}]\n  extAuth: {extensionRef: {name: ext}}\n";
+        let same = testing::traffic_policy(
+            "ns",
+            "protect-public",
+            "HTTPRoute",
+            "public",
+            None,
+            "{extensionRef: {name: ext}}",
+        );
         assert_eq!(
-            warning(true, same),
+            warning(true, &same),
             None,
             "every route checked by the same provider"
         );

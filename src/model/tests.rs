@@ -1,5 +1,8 @@
 use super::*;
-use crate::testing::store;
+use crate::testing::{
+    gateway, gateway_class, gateway_extension, http_route, reference_grant, reference_grant_to,
+    store, traffic_policy,
+};
 
 /// Gateway `infra/gw` (listener `http` :8080 from all namespaces, `admin` :9090 from the same
 /// namespace), Service `app/web`, routes `app/a` (rules `secure` and `public`) and `app/b`,
@@ -70,22 +73,6 @@ metadata: {name: local, namespace: app}
 spec: {extAuth: {grpcService: {backendRef: {name: authz, port: 9000}}}}
 "#;
 
-fn policy(
-    ns: &str,
-    name: &str,
-    kind: &str,
-    target: &str,
-    section: Option<&str>,
-    ext_auth: &str,
-) -> String {
-    let section = section
-        .map(|s| format!(", sectionName: {s}"))
-        .unwrap_or_default();
-    format!(
-        "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: {kind}, name: {target}{section}}}]\n  extAuth: {ext_auth}\n"
-    )
-}
-
 pub(super) fn model(extra: &str) -> Model {
     build(&store(&format!("{BASE}{extra}")), &ModelConfig::default())
 }
@@ -150,14 +137,14 @@ fn precedence_matrix() {
         ),
         (
             "gateway level",
-            policy(
+            traffic_policy(
                 "infra",
                 "gw-auth",
                 "Gateway",
                 "gw",
                 None,
                 "{extensionRef: {name: local, namespace: app}}",
-            ) + "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: app}\nspec: {from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: infra}], to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]}\n",
+            ) + &reference_grant("TrafficPolicy", "infra", "GatewayExtension", "app"),
             8080,
             vec![
                 ("a/secure", "on:app/local"),
@@ -167,28 +154,28 @@ fn precedence_matrix() {
         ),
         (
             "listener level covers only its listener",
-            policy(
+            traffic_policy(
                 "infra",
                 "l",
                 "Gateway",
                 "gw",
                 Some("admin"),
                 "{extensionRef: {name: ext, namespace: auth}}",
-            ) + "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: auth}\nspec: {from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: infra}], to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]}\n",
+            ) + &reference_grant("TrafficPolicy", "infra", "GatewayExtension", "auth"),
             9090,
             vec![("b/", "on:auth/ext")],
         ),
         (
             "route level disable beats gateway level",
-            policy(
+            traffic_policy(
                 "infra",
                 "gw-auth",
                 "Gateway",
                 "gw",
                 None,
                 "{extensionRef: {name: local, namespace: app}}",
-            ) + "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: app}\nspec: {from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: infra}], to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]}\n"
-                + &policy("app", "off", "HTTPRoute", "a", None, DISABLE),
+            ) + &reference_grant("TrafficPolicy", "infra", "GatewayExtension", "app")
+                + &traffic_policy("app", "off", "HTTPRoute", "a", None, DISABLE),
             8080,
             vec![
                 ("a/secure", "off:app/off"),
@@ -198,8 +185,8 @@ fn precedence_matrix() {
         ),
         (
             "rule level turns auth back on",
-            policy("app", "off", "HTTPRoute", "a", None, DISABLE)
-                + &policy("app", "rule", "HTTPRoute", "a", Some("secure"), USE_LOCAL),
+            traffic_policy("app", "off", "HTTPRoute", "a", None, DISABLE)
+                + &traffic_policy("app", "rule", "HTTPRoute", "a", Some("secure"), USE_LOCAL),
             8080,
             vec![
                 ("a/secure", "on:app/local"),
@@ -220,7 +207,7 @@ fn precedence_matrix() {
 
 #[test]
 fn listener_policy_leaves_other_listener_alone() {
-    let m = model(&policy(
+    let m = model(&traffic_policy(
         "infra",
         "l",
         "Gateway",
@@ -234,11 +221,11 @@ fn listener_policy_leaves_other_listener_alone() {
 
 #[test]
 fn oldest_policy_wins_at_one_level_and_the_loser_is_overridden() {
-    let newer = policy("app", "newer", "HTTPRoute", "b", None, DISABLE).replace(
+    let newer = traffic_policy("app", "newer", "HTTPRoute", "b", None, DISABLE).replace(
         "namespace: app}",
         "namespace: app, creationTimestamp: '2026-01-02T00:00:00Z'}",
     );
-    let older = policy("app", "older", "HTTPRoute", "b", None, USE_LOCAL).replace(
+    let older = traffic_policy("app", "older", "HTTPRoute", "b", None, USE_LOCAL).replace(
         "namespace: app}",
         "namespace: app, creationTimestamp: '2026-01-01T00:00:00Z'}",
     );
@@ -256,7 +243,7 @@ fn oldest_policy_wins_at_one_level_and_the_loser_is_overridden() {
 
 #[test]
 fn missing_extension_fails_closed_for_its_targets_only() {
-    let m = model(&policy(
+    let m = model(&traffic_policy(
         "app",
         "broken",
         "HTTPRoute",
@@ -301,7 +288,7 @@ fn missing_extension_fails_closed_for_its_targets_only() {
 
 #[test]
 fn cross_namespace_extension_needs_a_reference_grant() {
-    let p = policy(
+    let p = traffic_policy(
         "app",
         "x",
         "HTTPRoute",
@@ -314,17 +301,21 @@ fn cross_namespace_extension_needs_a_reference_grant() {
     let st = &without.status.traffic_policies[&ObjKey::new("app", "x")][0];
     assert_eq!(cond(&st.conditions, "Accepted").reason, "RefNotPermitted");
 
-    let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: auth}\nspec: {from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: app}], to: [{group: gateway.kgateway.dev, kind: GatewayExtension, name: ext}]}\n";
-    let with = model(&(p + grant));
+    let grant = reference_grant_to("TrafficPolicy", "app", "GatewayExtension", "auth", "ext");
+    let with = model(&(p + &grant));
     assert!(auth_on(&with, 8080).contains(&("b/".into(), "on:auth/ext".into())));
 }
 
 #[test]
 fn extension_with_missing_service_reports_on_itself_and_fails_closed() {
-    let ext = "---\napiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayExtension\nmetadata: {name: gone, namespace: app}\nspec: {extAuth: {httpService: {backendRef: {name: missing, port: 80}}}}\n";
+    let ext = gateway_extension(
+        "app",
+        "gone",
+        "httpService: {backendRef: {name: missing, port: 80}}",
+    );
     let m = model(
-        &(ext.to_string()
-            + &policy(
+        &(ext
+            + &traffic_policy(
                 "app",
                 "p",
                 "HTTPRoute",
@@ -348,16 +339,16 @@ fn extension_with_missing_service_reports_on_itself_and_fails_closed() {
 #[test]
 fn gateway_policy_installs_its_filter_even_where_routes_disable_it() {
     let m = model(
-        &(policy(
+        &(traffic_policy(
             "infra",
             "gw-auth",
             "Gateway",
             "gw",
             None,
             "{extensionRef: {name: ext, namespace: auth}}",
-        ) + "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: auth}\nspec: {from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: infra}], to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]}\n"
-            + &policy("app", "off-a", "HTTPRoute", "a", None, DISABLE)
-            + &policy("app", "off-b", "HTTPRoute", "b", None, DISABLE)),
+        ) + &reference_grant("TrafficPolicy", "infra", "GatewayExtension", "auth")
+            + &traffic_policy("app", "off-a", "HTTPRoute", "a", None, DISABLE)
+            + &traffic_policy("app", "off-b", "HTTPRoute", "b", None, DISABLE)),
     );
     let gw = m.gateway(&ObjKey::new("infra", "gw")).expect("served");
     let port = &gw.ports[0];
@@ -445,8 +436,13 @@ spec: {parentRefs: [{name: gw, namespace: infra}], hostnames: [bk.example.com], 
 
 #[test]
 fn gateway_and_listener_status() {
-    let conflict = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: c, namespace: infra}\nspec: {gatewayClassName: gatehouse, listeners: [{name: one, protocol: HTTP, port: 80}, {name: two, protocol: HTTP, port: 80}, {name: tls, protocol: HTTPS, port: 443}]}\n";
-    let m = model(conflict);
+    let conflict = gateway(
+        "infra",
+        "c",
+        "gatehouse",
+        "listeners: [{name: one, protocol: HTTP, port: 80}, {name: two, protocol: HTTP, port: 80}, {name: tls, protocol: HTTPS, port: 443}]",
+    );
+    let m = model(&conflict);
     let gw = &m.status.gateways[&ObjKey::new("infra", "gw")];
     assert!(cond(&gw.conditions, "Accepted").is_true());
     assert!(cond(&gw.conditions, "Programmed").is_true());
@@ -480,8 +476,14 @@ fn gateway_and_listener_status() {
 
 #[test]
 fn gateways_of_other_controllers_are_ignored() {
-    let other = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: theirs}\nspec: {controllerName: example.com/other}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: foreign, namespace: infra}\nspec: {gatewayClassName: theirs, listeners: [{name: http, protocol: HTTP, port: 80}]}\n";
-    let m = model(other);
+    let other = gateway_class("theirs", "example.com/other", "")
+        + &gateway(
+            "infra",
+            "foreign",
+            "theirs",
+            "listeners: [{name: http, protocol: HTTP, port: 80}]",
+        );
+    let m = model(&other);
     assert!(m.gateway(&ObjKey::new("infra", "foreign")).is_none());
     assert!(
         !m.status
@@ -553,7 +555,7 @@ spec:
 fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
     let mut extra = String::new();
     for i in 0..10_000 {
-        let p = policy(
+        let p = traffic_policy(
             "app",
             &format!("p{i:05}"),
             "HTTPRoute",
@@ -576,7 +578,13 @@ fn many_policies_on_one_route_and_large_routes_build_with_clear_status() {
     // 121 labels, 253 characters: the longest name DNS allows.
     let deep = format!("{}example.com", "a.".repeat(121));
     assert_eq!(deep.len(), 253);
-    extra.push_str(&format!("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: big, namespace: app}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  hostnames: [big.example.com, {deep}]\n  rules:\n"));
+    extra.push_str(&http_route(
+        "app",
+        "big",
+        "infra/gw",
+        &["big.example.com", &deep],
+        "",
+    ));
     for r in 0..500 {
         extra.push_str(&format!(
             "  - matches: [{{path: {{type: PathPrefix, value: /r{r}}}, headers: [{{name: x-long, value: {long_value}}}]}}]\n    backendRefs: [{{name: web, port: 80}}]\n"

@@ -8,9 +8,7 @@ use crate::testing::store;
 const BASE: &str = crate::testing::GATEWAY_AND_WEB;
 
 fn route(rules: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: app}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  hostnames: [r.example.com]\n  rules:\n{rules}"
-    )
+    crate::testing::http_route("app", "r", "infra/gw", &["r.example.com"], rules)
 }
 
 fn model(extra: &str) -> Model {
@@ -391,7 +389,7 @@ fn format_strings_take_only_known_commands() {
 
 #[test]
 fn an_external_auth_filter_envoy_would_refuse_fails_its_rule_closed() {
-    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: authz, namespace: app}\nspec: {ports: [{port: 9000}]}\n---\n";
+    let service = crate::testing::service("app", "authz", 9000);
     for (settings, field) in [
         (
             "protocol: HTTP, backendRef: {name: authz, port: 9000}, http: {path: check}",
