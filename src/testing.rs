@@ -122,12 +122,17 @@ spec:
 /// A GatewayExtension `ns/name` with `extAuth` the YAML flow mapping body `ext_auth` (without
 /// braces), e.g. `grpcService: {backendRef: {name: authz, port: 9000}}`.
 pub fn gateway_extension(ns: &str, name: &str, ext_auth: &str) -> String {
+    gateway_extension_spec(ns, name, &format!("extAuth: {{{ext_auth}}}"))
+}
+
+/// A GatewayExtension `ns/name` whose `spec` is the YAML flow mapping body `spec`.
+pub fn gateway_extension_spec(ns: &str, name: &str, spec: &str) -> String {
     format!(
         r"---
 apiVersion: gateway.kgateway.dev/v1alpha1
 kind: GatewayExtension
 metadata: {{name: {name}, namespace: {ns}}}
-spec: {{extAuth: {{{ext_auth}}}}}
+spec: {{{spec}}}
 "
     )
 }
@@ -209,11 +214,31 @@ spec: {{ports: [{{port: {port}}}]}}
 
 /// A Namespace `name`.
 pub fn namespace(name: &str) -> String {
+    bare("v1", "Namespace", None, name)
+}
+
+/// An object of `kind` with nothing but its name (and namespace, if any): no spec.
+pub fn bare(api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> String {
+    let ns = ns
+        .map(|ns| format!(", namespace: {ns}"))
+        .unwrap_or_default();
     format!(
         r"---
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {name}}}
+apiVersion: {api_version}
+kind: {kind}
+metadata: {{name: {name}{ns}}}
 "
+    )
+}
+
+/// An EndpointSlice `ns/name` of the Service `service`; `rest` is the block after its metadata
+/// (`addressType`, `ports`, `endpoints`).
+pub fn endpoint_slice(ns: &str, name: &str, service: &str, rest: &str) -> String {
+    format!(
+        r"---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}}}
+{rest}"
     )
 }

@@ -192,7 +192,13 @@ fn a_panicking_build_keeps_the_previous_snapshots_and_reports_degraded() {
         TranslateOptions::default(),
     );
     let store = crate::testing::store(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec:\n  gatewayClassName: gatehouse\n  listeners: [{name: http, protocol: HTTP, port: 8080}]\n",
+        &(crate::testing::gateway_class("gatehouse", "gatehouse.dev/gatehouse", "")
+            + &crate::testing::gateway(
+                "ns",
+                "gw",
+                "gatehouse",
+                "listeners: [{name: http, protocol: HTTP, port: 8080}]",
+            )),
     );
     engine.rebuild(&store, Vec::new());
     let key = group(&ObjKey::new("ns", "gw"));

@@ -7,12 +7,16 @@ mod basics {
     #[test]
     fn revisions_move_only_when_content_changes() {
         let route = |path: &str| {
-            format!(
-                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: a}}\nspec:\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}]\n"
+            testing::http_route(
+                "a",
+                "r",
+                "",
+                &[],
+                &format!("  - {{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}\n"),
             )
         };
-        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n";
-        let mut store = testing::store(&(route("/") + "---\n" + svc));
+        let svc = testing::bare("v1", "Service", Some("a"), "s");
+        let mut store = testing::store(&(route("/") + &svc));
         let key = ObjKey::new("a", "r");
         let (context, r1) = (store.context_revision(), store.route_revision(&key));
         assert_ne!(r1, 0);
@@ -48,11 +52,11 @@ mod basics {
     #[test]
     fn replace_kind_deletes_what_a_relist_no_longer_has() {
         let mut store = testing::store(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n",
+            &(testing::namespace("a")
+                + &testing::namespace("b")
+                + &testing::bare("v1", "Service", Some("a"), "s")),
         );
-        let relist = testing::store(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n",
-        );
+        let relist = testing::store(&(testing::namespace("b") + &testing::namespace("c")));
         let objects: Vec<Object> = relist
             .namespaces
             .values()
@@ -76,8 +80,12 @@ mod history {
     use crate::testing;
 
     fn route(name: &str, path: &str) -> Object {
-        let yaml = format!(
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: a}}\nspec:\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}]\n"
+        let yaml = testing::http_route(
+            "a",
+            name,
+            "",
+            &[],
+            &format!("  - {{matches: [{{path: {{type: PathPrefix, value: {path}}}}}]}}\n"),
         );
         let key = ObjKey::new("a", name);
         Object::HttpRoute(Box::new(testing::store(&yaml).http_routes[&key].clone()))
@@ -134,7 +142,7 @@ mod history {
         // Other kinds are not in the route history.
         let seen = store.route_cursor();
         store.apply(
-            testing::store("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n")
+            testing::store(&testing::bare("v1", "Service", Some("a"), "s"))
                 .services
                 .into_values()
                 .map(|s| Object::Service(Box::new(s)))
@@ -174,9 +182,20 @@ mod endpoints {
     use crate::testing;
 
     fn slice(name: &str, service: &str, addresses: &[&str]) -> Object {
-        let yaml = format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: a, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{port: 9090}}]\nendpoints:\n- addresses: [{}]\n- addresses: [10.9.9.9]\n  conditions: {{ready: false}}\n",
-            addresses.join(", ")
+        let yaml = testing::endpoint_slice(
+            "a",
+            name,
+            service,
+            &format!(
+                r"addressType: IPv4
+ports: [{{name: http, port: 8080}}, {{port: 9090}}]
+endpoints:
+- addresses: [{}]
+- addresses: [10.9.9.9]
+  conditions: {{ready: false}}
+",
+                addresses.join(", ")
+            ),
         );
         let key = ObjKey::new("a", name);
         Object::EndpointSlice(Box::new(

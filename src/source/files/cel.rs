@@ -62,19 +62,18 @@ pub fn gateway_parameters(o: &GatewayParameters) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing;
 
     /// The cached rules judge exactly as kube-derive's `validate_cel`.
     #[test]
     fn compiled_rules_agree_with_validate_cel() {
         let cases = [
-            "spec: {targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}], extAuth: {extensionRef: {name: e}}}",
-            "spec: {targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}], extAuth: {extensionRef: {name: e}, disable: {}}}",
-            "spec: {targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}], extAuth: {}}",
+            "targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}], extAuth: {extensionRef: {name: e}}",
+            "targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}], extAuth: {extensionRef: {name: e}, disable: {}}",
+            "targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}], extAuth: {}",
         ];
         for spec in cases {
-            let text = format!(
-                "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: p, namespace: n}}\n{spec}\n"
-            );
+            let text = testing::traffic_policy_spec("n", "p", spec);
             let p: TrafficPolicy = yaml_serde::from_str(&text).expect("parses");
             assert_eq!(
                 traffic_policy(&p).is_ok(),
@@ -82,13 +81,15 @@ mod tests {
                 "{spec}"
             );
         }
-        let bad = "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayExtension\nmetadata: {name: e, namespace: n}\nspec: {type: ExtAuth, extAuth: {}}\n";
-        let e: GatewayExtension = yaml_serde::from_str(bad).expect("parses");
+        let bad = testing::gateway_extension_spec("n", "e", "type: ExtAuth, extAuth: {}");
+        let e: GatewayExtension = yaml_serde::from_str(&bad).expect("parses");
         assert!(gateway_extension(&e).is_err());
         assert_eq!(gateway_extension(&e).is_ok(), e.validate_cel().is_ok());
         for replicas in [1, 5000] {
-            let text = format!(
-                "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayParameters\nmetadata: {{name: p, namespace: n}}\nspec: {{kube: {{deployment: {{replicas: {replicas}}}}}}}\n"
+            let text = testing::gateway_parameters(
+                "n",
+                "p",
+                &format!("kube: {{deployment: {{replicas: {replicas}}}}}"),
             );
             let p: GatewayParameters = yaml_serde::from_str(&text).expect("parses");
             assert_eq!(gateway_parameters(&p).is_ok(), replicas == 1, "{text}");

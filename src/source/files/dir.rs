@@ -210,13 +210,16 @@ mod tests {
     use super::*;
     use crate::store::ObjKey;
 
-    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: ns}\nspec: {ports: [{port: 80}]}\n";
+    /// A Service `ns/NAME` on port 80.
+    fn svc(name: &str) -> String {
+        crate::testing::service("ns", name, 80)
+    }
 
     #[test]
     fn broken_or_emptied_file_keeps_its_last_good_objects() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("svc.yaml");
-        std::fs::write(&file, SVC).expect("write");
+        std::fs::write(&file, svc("a")).expect("write");
         let mut src = DirSource::new(dir.path());
         assert!(src.rescan());
         assert!(src.store().services.contains_key(&ObjKey::new("ns", "a")));
@@ -237,7 +240,7 @@ mod tests {
         );
         assert!(src.problems()[0].contains("file is empty"));
 
-        std::fs::write(&file, SVC.replace("name: a", "name: b")).expect("write");
+        std::fs::write(&file, svc("b")).expect("write");
         assert!(src.reload(&file));
         assert!(src.problems().is_empty());
         let store = src.store();
@@ -255,7 +258,7 @@ mod tests {
         let mut src = DirSource::new(dir.path());
         assert!(!src.rescan());
         std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
-        std::fs::write(dir.path().join("sub/svc.yml"), SVC).expect("write");
+        std::fs::write(dir.path().join("sub/svc.yml"), svc("a")).expect("write");
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").expect("write");
         assert!(src.rescan());
         assert_eq!(src.store().len(), 1);

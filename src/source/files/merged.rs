@@ -108,9 +108,7 @@ mod tests {
     }
 
     fn svc(name: &str, port: u16) -> String {
-        format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{ports: [{{port: {port}}}]}}\n"
-        )
+        crate::testing::service("ns", name, port)
     }
 
     /// Files as path → objects, merged incrementally after each step and from scratch.

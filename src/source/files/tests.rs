@@ -2,6 +2,9 @@ use std::path::Path;
 
 use super::load_str;
 use crate::store::{Kind, Object};
+use crate::testing::{
+    bare, gateway_extension, gateway_extension_spec, http_route, traffic_policy_spec,
+};
 
 fn load(text: &str) -> super::FileLoad {
     load_str(Path::new("m.yaml"), text)
@@ -53,8 +56,7 @@ spec:
 
 #[test]
 fn unknown_kind_is_a_warning_not_an_error() {
-    let text =
-        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n---\n{ROUTE}");
+    let text = format!("{}---\n{ROUTE}", bare("apps/v1", "Deployment", None, "d"));
     let out = load(&text);
     assert!(out.errors.is_empty());
     assert_eq!(out.objects.len(), 1);
@@ -72,24 +74,42 @@ fn unknown_kind_is_a_warning_not_an_error() {
 fn unknown_fields_are_errors_naming_the_field() {
     let cases = [
         (
-            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: a}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}], extAuth: {disable: {}}, jwtAuth2: {}}\n",
+            traffic_policy_spec(
+                "a",
+                "p",
+                "targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}], extAuth: {disable: {}}, jwtAuth2: {}",
+            ),
             Some("unknown field `spec.jwtAuth2`"),
         ),
         (
-            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: a}\nspec: {targetSelectors: [{group: gateway.networking.k8s.io, kind: HTTPRoute, matchLabels: {a: b}, selector: x}]}\n",
+            traffic_policy_spec(
+                "a",
+                "p",
+                "targetSelectors: [{group: gateway.networking.k8s.io, kind: HTTPRoute, matchLabels: {a: b}, selector: x}]",
+            ),
             Some("unknown field `spec.targetSelectors[0].selector`"),
         ),
         (
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: a}\nspec: {rules: [{backendRefs: [{name: s, port: 80, wieght: 1}]}]}\n",
+            http_route(
+                "a",
+                "r",
+                "",
+                &[],
+                "  - {backendRefs: [{name: s, port: 80, wieght: 1}]}\n",
+            ),
             Some("unknown field `spec.rules[0].backendRefs[0].wieght`"),
         ),
         (
-            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: a}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}], jwtAuth: {anything: [1]}, cors: {x: y}}\n",
+            traffic_policy_spec(
+                "a",
+                "p",
+                "targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}], jwtAuth: {anything: [1]}, cors: {x: y}",
+            ),
             None,
         ),
     ];
     for (text, want) in cases {
-        let out = load(text);
+        let out = load(&text);
         match want {
             Some(want) => {
                 assert_eq!(out.errors.len(), 1, "{text}");
@@ -162,26 +182,22 @@ spec:
 
 #[test]
 fn extension_cel_rules_are_enforced() {
-    let ext = |body: &str| {
-        format!(
-            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayExtension\nmetadata: {{name: e, namespace: auth}}\nspec:\n  extAuth:\n{body}"
-        )
-    };
+    let ext = |body: &str| gateway_extension("auth", "e", body);
     let cases = [
         (
-            "    grpcService: {backendRef: {name: a, port: 1}}\n    httpService: {backendRef: {name: a, port: 1}}\n",
+            "grpcService: {backendRef: {name: a, port: 1}}, httpService: {backendRef: {name: a, port: 1}}",
             "exactly one of grpcService or httpService",
         ),
         (
-            "    grpcService: {backendRef: {name: a, port: 1}}\n    statusOnError: 600\n",
+            "grpcService: {backendRef: {name: a, port: 1}}, statusOnError: 600",
             "statusOnError must be between 100 and 511",
         ),
         (
-            "    grpcService: {backendRef: {name: a, port: 1}, requestTimeout: 5 seconds}\n",
+            "grpcService: {backendRef: {name: a, port: 1}, requestTimeout: 5 seconds}",
             "invalid timeout value",
         ),
         (
-            "    grpcService:\n      backendRef: {name: a, port: 1}\n      retry: {backoff: {baseInterval: 2s, maxInterval: 1s}}\n",
+            "grpcService: {backendRef: {name: a, port: 1}, retry: {backoff: {baseInterval: 2s, maxInterval: 1s}}}",
             "maxInterval must be greater than or equal to baseInterval",
         ),
     ];
@@ -192,7 +208,7 @@ fn extension_cel_rules_are_enforced() {
         assert!(shown.contains(want), "{body}: {shown}");
     }
     let ok = load(&ext(
-        "    grpcService: {backendRef: {name: a, port: 1}, requestTimeout: 1s500ms}\n    statusOnError: 503\n",
+        "grpcService: {backendRef: {name: a, port: 1}, requestTimeout: 1s500ms}, statusOnError: 503",
     ));
     assert!(ok.errors.is_empty(), "{:?}", ok.errors);
     assert_eq!(ok.objects.len(), 1);
@@ -200,8 +216,7 @@ fn extension_cel_rules_are_enforced() {
 
 #[test]
 fn namespaced_objects_without_namespace_land_in_default() {
-    let out =
-        load("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n");
+    let out = load(&(bare("v1", "Service", None, "s") + "spec: {ports: [{port: 80}]}\n"));
     let [Object::Service(svc)] = out.objects.as_slice() else {
         panic!("{:?}", out.errors)
     };
@@ -222,7 +237,12 @@ fn missing_kind_and_non_mapping_documents_are_errors() {
 #[test]
 fn list_items_are_loaded() {
     let out = load(
-        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n",
+        r"apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Namespace, metadata: {name: a}}
+- {apiVersion: v1, kind: Namespace, metadata: {name: b}}
+",
     );
     assert_eq!(out.objects.len(), 2);
 }
@@ -248,9 +268,12 @@ fn a_file_turned_directory_is_dropped_and_unchanged_files_are_not_reread() {
 
 #[test]
 fn names_the_api_server_would_refuse_are_load_errors() {
+    // Quoted: some of the names are not plain YAML scalars.
     let ext = |name: &str, ns: &str| {
-        format!(
-            "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: GatewayExtension\nmetadata: {{name: '{name}', namespace: '{ns}'}}\nspec: {{type: ExtAuth, extAuth: {{grpcService: {{backendRef: {{name: a, port: 1}}}}}}}}\n"
+        gateway_extension_spec(
+            &format!("'{ns}'"),
+            &format!("'{name}'"),
+            "type: ExtAuth, extAuth: {grpcService: {backendRef: {name: a, port: 1}}}",
         )
     };
     // The key of an inline ExternalAuth provider is out of reach of every object.

@@ -156,7 +156,10 @@ mod tests {
     use super::{Burst, watch};
     use crate::store::ObjKey;
 
-    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: NAME, namespace: ns}\nspec: {ports: [{port: 80}]}\n";
+    /// A Service `ns/NAME` on port 80.
+    fn svc(name: &str) -> String {
+        crate::testing::service("ns", name, 80)
+    }
 
     /// Waits for the next change the watcher reports, as the set of Service names.
     async fn next(rx: &mut mpsc::UnboundedReceiver<Vec<String>>) -> Vec<String> {
@@ -240,7 +243,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let watched = dir.path().join("m");
         std::fs::create_dir(&watched).expect("mkdir");
-        std::fs::write(watched.join("a.yaml"), SVC.replace("NAME", "a")).expect("write");
+        std::fs::write(watched.join("a.yaml"), svc("a")).expect("write");
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(watch(
@@ -260,18 +263,18 @@ mod tests {
         ));
         assert_eq!(next(&mut rx).await, ["a"], "initial load");
 
-        std::fs::write(watched.join("b.yaml"), SVC.replace("NAME", "b")).expect("write in place");
+        std::fs::write(watched.join("b.yaml"), svc("b")).expect("write in place");
         assert_eq!(next(&mut rx).await, ["a", "b"]);
 
         let tmp = dir.path().join("c.tmp");
-        std::fs::write(&tmp, SVC.replace("NAME", "c")).expect("write tmp");
+        std::fs::write(&tmp, svc("c")).expect("write tmp");
         std::fs::rename(&tmp, watched.join("c.yaml")).expect("rename into place");
         assert_eq!(next(&mut rx).await, ["a", "b", "c"]);
 
         std::fs::remove_file(watched.join("a.yaml")).expect("remove");
         assert_eq!(next(&mut rx).await, ["b", "c"]);
 
-        std::fs::write(watched.join("d.yaml"), SVC.replace("NAME", "d")).expect("write");
+        std::fs::write(watched.join("d.yaml"), svc("d")).expect("write");
         assert_eq!(next(&mut rx).await, ["b", "c", "d"]);
         // A broken rewrite keeps what the file held; the rebuild only reports the problem.
         std::fs::write(watched.join("b.yaml"), "kind: [").expect("break");
