@@ -39,6 +39,31 @@ spec: {ports: [{name: http, port: 80}]}
 // Builders for one object each. Every one returns a YAML document starting with `---`, so they
 // concatenate with each other and with the constants above in any order.
 
+/// One YAML document: `apiVersion`, `kind`, `metadata: {METADATA}`, then `rest` (block lines,
+/// each ending in a newline; empty for none).
+fn object(api_version: &str, kind: &str, metadata: &str, rest: &str) -> String {
+    format!(
+        r"---
+apiVersion: {api_version}
+kind: {kind}
+metadata: {{{metadata}}}
+{rest}"
+    )
+}
+
+/// [`object`] named `ns/name` whose `spec` is the YAML flow mapping body `spec`.
+fn namespaced(api_version: &str, kind: &str, ns: &str, name: &str, spec: &str) -> String {
+    object(
+        api_version,
+        kind,
+        &format!("name: {name}, namespace: {ns}"),
+        &format!("spec: {{{spec}}}\n"),
+    )
+}
+
+const KGATEWAY: &str = "gateway.kgateway.dev/v1alpha1";
+const GATEWAY_API: &str = "gateway.networking.k8s.io/v1";
+
 /// A reference to `kind`/`name` in `gateway.networking.k8s.io`, optionally to one section:
 /// `{group: gateway.networking.k8s.io, kind: KIND, name: NAME[, sectionName: SECTION]}`.
 pub fn target_ref(kind: &str, name: &str, section: Option<&str>) -> String {
@@ -59,28 +84,17 @@ pub fn traffic_policy(
     ext_auth: &str,
 ) -> String {
     let target = target_ref(target_kind, target, section);
-    format!(
-        r"---
-apiVersion: gateway.kgateway.dev/v1alpha1
-kind: TrafficPolicy
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  targetRefs: [{target}]
-  extAuth: {ext_auth}
-"
+    object(
+        KGATEWAY,
+        "TrafficPolicy",
+        &format!("name: {name}, namespace: {ns}"),
+        &format!("spec:\n  targetRefs: [{target}]\n  extAuth: {ext_auth}\n"),
     )
 }
 
 /// A TrafficPolicy `ns/name` whose `spec` is the YAML flow mapping body `spec` (without braces).
 pub fn traffic_policy_spec(ns: &str, name: &str, spec: &str) -> String {
-    format!(
-        r"---
-apiVersion: gateway.kgateway.dev/v1alpha1
-kind: TrafficPolicy
-metadata: {{name: {name}, namespace: {ns}}}
-spec: {{{spec}}}
-"
-    )
+    namespaced(KGATEWAY, "TrafficPolicy", ns, name, spec)
 }
 
 /// A ReferenceGrant `to_ns/g` letting `from_kind` objects of `from_ns` refer to every `to_kind`
@@ -107,15 +121,16 @@ pub fn reference_grant_to(
 }
 
 fn grant(from_kind: &str, from_ns: &str, to_kind: &str, to_ns: &str, to_name: &str) -> String {
-    format!(
-        r"---
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {{name: g, namespace: {to_ns}}}
-spec:
+    object(
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        &format!("name: g, namespace: {to_ns}"),
+        &format!(
+            r"spec:
   from: [{{group: gateway.kgateway.dev, kind: {from_kind}, namespace: {from_ns}}}]
   to: [{{group: gateway.kgateway.dev, kind: {to_kind}{to_name}}}]
 "
+        ),
     )
 }
 
@@ -127,51 +142,34 @@ pub fn gateway_extension(ns: &str, name: &str, ext_auth: &str) -> String {
 
 /// A GatewayExtension `ns/name` whose `spec` is the YAML flow mapping body `spec`.
 pub fn gateway_extension_spec(ns: &str, name: &str, spec: &str) -> String {
-    format!(
-        r"---
-apiVersion: gateway.kgateway.dev/v1alpha1
-kind: GatewayExtension
-metadata: {{name: {name}, namespace: {ns}}}
-spec: {{{spec}}}
-"
-    )
+    namespaced(KGATEWAY, "GatewayExtension", ns, name, spec)
 }
 
 /// A GatewayParameters `ns/name` whose `spec` is the YAML flow mapping body `spec`.
 pub fn gateway_parameters(ns: &str, name: &str, spec: &str) -> String {
-    format!(
-        r"---
-apiVersion: gateway.kgateway.dev/v1alpha1
-kind: GatewayParameters
-metadata: {{name: {name}, namespace: {ns}}}
-spec: {{{spec}}}
-"
-    )
+    namespaced(KGATEWAY, "GatewayParameters", ns, name, spec)
 }
 
 /// A GatewayClass `name` of the controller `controller` (with `extra` appended to its spec
 /// mapping body, e.g. `, parametersRef: {...}`, or empty).
 pub fn gateway_class(name: &str, controller: &str, extra: &str) -> String {
-    format!(
-        r"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: {name}}}
-spec: {{controllerName: {controller}{extra}}}
-"
+    object(
+        GATEWAY_API,
+        "GatewayClass",
+        &format!("name: {name}"),
+        &format!("spec: {{controllerName: {controller}{extra}}}\n"),
     )
 }
 
 /// A Gateway `ns/name` of class `class` whose `spec` continues with the YAML flow mapping
 /// entries `rest`, e.g. `listeners: [{name: http, protocol: HTTP, port: 80}]`.
 pub fn gateway(ns: &str, name: &str, class: &str, rest: &str) -> String {
-    format!(
-        r"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: {name}, namespace: {ns}}}
-spec: {{gatewayClassName: {class}, {rest}}}
-"
+    namespaced(
+        GATEWAY_API,
+        "Gateway",
+        ns,
+        name,
+        &format!("gatewayClassName: {class}, {rest}"),
     )
 }
 
@@ -189,26 +187,22 @@ pub fn http_route(ns: &str, name: &str, parent: &str, hosts: &[&str], rules: &st
     } else {
         format!("  hostnames: [{}]\n", hosts.join(", "))
     };
-    format!(
-        r"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-{parent}{hosts}  rules:
-{rules}"
+    object(
+        GATEWAY_API,
+        "HTTPRoute",
+        &format!("name: {name}, namespace: {ns}"),
+        &format!("spec:\n{parent}{hosts}  rules:\n{rules}"),
     )
 }
 
 /// A Service `ns/name` with the one unnamed port `port`.
 pub fn service(ns: &str, name: &str, port: u16) -> String {
-    format!(
-        r"---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec: {{ports: [{{port: {port}}}]}}
-"
+    namespaced(
+        "v1",
+        "Service",
+        ns,
+        name,
+        &format!("ports: [{{port: {port}}}]"),
     )
 }
 
@@ -222,23 +216,13 @@ pub fn bare(api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> Stri
     let ns = ns
         .map(|ns| format!(", namespace: {ns}"))
         .unwrap_or_default();
-    format!(
-        r"---
-apiVersion: {api_version}
-kind: {kind}
-metadata: {{name: {name}{ns}}}
-"
-    )
+    object(api_version, kind, &format!("name: {name}{ns}"), "")
 }
 
 /// An EndpointSlice `ns/name` of the Service `service`; `rest` is the block after its metadata
 /// (`addressType`, `ports`, `endpoints`).
 pub fn endpoint_slice(ns: &str, name: &str, service: &str, rest: &str) -> String {
-    format!(
-        r"---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}}}
-{rest}"
-    )
+    let metadata =
+        format!("name: {name}, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}");
+    object("discovery.k8s.io/v1", "EndpointSlice", &metadata, rest)
 }

@@ -10,6 +10,17 @@ fn tp(name: &str, spec: &str) -> String {
     traffic_policy_spec("app", name, spec)
 }
 
+/// A TrafficPolicy `app/NAME` targeting route `app/b`, with the further spec entries `rest`.
+fn on_b(name: &str, rest: &str) -> String {
+    tp(
+        name,
+        &format!(
+            "targetRefs: [{}], {rest}",
+            target_ref("HTTPRoute", "b", None)
+        ),
+    )
+}
+
 /// Route `app/c` on the Gateway with a protected rule naming `policy` and a public rule.
 fn route_naming(policy: &str, labels: &str) -> String {
     format!(
@@ -160,14 +171,7 @@ fn a_denying_field_gatehouse_lacks_fails_the_policy_closed() {
         "rbac: {policy: {}}",
         "basicAuth: {users: []}",
     ] {
-        let p = traffic_policy_spec(
-            "app",
-            "jwt",
-            &format!(
-                "targetRefs: [{}], {field}",
-                target_ref("HTTPRoute", "b", None)
-            ),
-        );
+        let p = on_b("jwt", field);
         let m = model(&p);
         assert_eq!(
             auth_of(&m, "b"),
@@ -191,13 +195,9 @@ fn a_denying_field_gatehouse_lacks_fails_the_policy_closed() {
 
 #[test]
 fn other_fields_gatehouse_lacks_are_reported_and_ext_auth_still_applies() {
-    let with_ext_auth = traffic_policy_spec(
-        "app",
+    let with_ext_auth = on_b(
         "p",
-        &format!(
-            "targetRefs: [{}], extAuth: {USE_LOCAL}, cors: {{allowOrigins: ['*']}}, timeouts: {{request: 5s}}",
-            target_ref("HTTPRoute", "b", None)
-        ),
+        &format!("extAuth: {USE_LOCAL}, cors: {{allowOrigins: ['*']}}, timeouts: {{request: 5s}}"),
     );
     let m = model(&with_ext_auth);
     assert_eq!(auth_of(&m, "b"), pairs(&[("b/", "on:app/local")]));
@@ -211,11 +211,7 @@ fn other_fields_gatehouse_lacks_are_reported_and_ext_auth_still_applies() {
         implemented.message
     );
     // A policy with nothing Gatehouse serves still gets a status saying so.
-    let only_cors = traffic_policy_spec(
-        "app",
-        "c",
-        "targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}], cors: {}",
-    );
+    let only_cors = on_b("c", "cors: {}");
     let m = model(&only_cors);
     assert_eq!(auth_of(&m, "b"), pairs(&[("b/", "none")]));
     let st = &m.status.traffic_policies[&ObjKey::new("app", "c")][0];
