@@ -149,7 +149,7 @@ fn gateway_selectors_attach_to_labelled_gateways() {
         "all",
         "targetSelectors: [{group: gateway.networking.k8s.io, kind: Gateway, matchLabels: {edge: public}, sectionName: admin}], extAuth: {disable: {}}",
     );
-    let base_labelled = super::tests::BASE.replace(
+    let base_labelled = super::tests::base().replace(
         "metadata: {name: gw, namespace: infra}",
         "metadata: {name: gw, namespace: infra, labels: {edge: public}}",
     );
@@ -238,7 +238,7 @@ fn incremental_builds_follow_route_labels_and_extension_refs() {
     let mut builder = Builder::default();
     let config = ModelConfig::default();
     for step in steps {
-        let s = store(&format!("{}{policies}{step}", super::tests::BASE));
+        let s = store(&format!("{}{policies}{step}", super::tests::base()));
         let incremental = builder.build(&s, &config);
         let fresh = build(&s, &config);
         assert_eq!(incremental.gateways, fresh.gateways, "{step}");

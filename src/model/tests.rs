@@ -1,13 +1,13 @@
 use super::*;
 use crate::testing::{
     gateway, gateway_class, gateway_extension, http_route, reference_grant, reference_grant_to,
-    store, traffic_policy,
+    service, store, traffic_policy,
 };
 
 /// Gateway `infra/gw` (listener `http` :8080 from all namespaces, `admin` :9090 from the same
-/// namespace), Service `app/web`, routes `app/a` (rules `secure` and `public`) and `app/b`,
-/// providers `auth/ext` (needs a grant from `app`) and `app/local`.
-pub(super) const BASE: &str = r#"
+/// namespace), Service `app/web`, routes `app/a` (rules `secure` and `public`) and `app/b`;
+/// [`base`] adds the providers `auth/ext` (needs a grant from `app`) and `app/local`.
+const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: infra}
@@ -51,30 +51,25 @@ spec:
   hostnames: [b.example.com]
   rules:
   - backendRefs: [{name: web, port: 80}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: authz, namespace: auth}
-spec: {ports: [{port: 9000}]}
----
-apiVersion: gateway.kgateway.dev/v1alpha1
-kind: GatewayExtension
-metadata: {name: ext, namespace: auth}
-spec: {extAuth: {grpcService: {backendRef: {name: authz, port: 9000}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: authz, namespace: app}
-spec: {ports: [{port: 9000}]}
----
-apiVersion: gateway.kgateway.dev/v1alpha1
-kind: GatewayExtension
-metadata: {name: local, namespace: app}
-spec: {extAuth: {grpcService: {backendRef: {name: authz, port: 9000}}}}
 "#;
 
+/// [`BASE`] with its providers: `auth/ext` and `app/local`, each a gRPC GatewayExtension on
+/// the Service `authz:9000` of its namespace.
+pub(super) fn base() -> String {
+    let mut out = BASE.to_string();
+    for (ns, name) in [("auth", "ext"), ("app", "local")] {
+        out += &service(ns, "authz", 9000);
+        out += &gateway_extension(
+            ns,
+            name,
+            "grpcService: {backendRef: {name: authz, port: 9000}}",
+        );
+    }
+    out
+}
+
 pub(super) fn model(extra: &str) -> Model {
-    build(&store(&format!("{BASE}{extra}")), &ModelConfig::default())
+    build(&store(&(base() + extra)), &ModelConfig::default())
 }
 
 /// Auth of every route on a port, as `(route name, decision)` with decisions shortened to
