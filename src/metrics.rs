@@ -18,6 +18,9 @@ pub struct Metrics {
     pub snapshot_builds: Counter,
     /// Seconds one build took.
     pub build_seconds: Histogram,
+    /// HTTPRoutes resolved by builds: one per changed route, every route after a change to
+    /// anything else.
+    pub route_resolutions: Counter,
     /// Manifest documents that currently fail to load.
     pub load_errors: Gauge,
     /// Objects whose status currently has a condition that does not hold.
@@ -42,6 +45,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("gatehouse");
         let snapshot_builds = Counter::default();
         let build_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let route_resolutions = Counter::default();
         let load_errors = Gauge::default();
         let unhealthy_objects = Gauge::default();
         registry.register(
@@ -53,6 +57,11 @@ impl Metrics {
             "snapshot_build_seconds",
             "Duration of one snapshot build",
             build_seconds.clone(),
+        );
+        registry.register(
+            "route_resolutions",
+            "HTTPRoutes resolved by builds (one per changed route; every route after another kind changed)",
+            route_resolutions.clone(),
         );
         registry.register(
             "load_errors",
@@ -105,6 +114,7 @@ impl Metrics {
             registry,
             snapshot_builds,
             build_seconds,
+            route_resolutions,
             load_errors,
             unhealthy_objects,
             status_writes,

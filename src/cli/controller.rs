@@ -18,12 +18,9 @@ use tokio::task::JoinHandle;
 use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
-/// Quiet time that ends a burst of API events.
-const QUIET: Duration = Duration::from_millis(30);
-/// Longest a burst may delay a rebuild.
-const MAX_DELAY: Duration = Duration::from_millis(150);
-/// Status is re-checked this often even without changes (repairs lost writes).
-const STATUS_RESYNC: Duration = Duration::from_secs(30);
+/// Every object's status is re-checked this often, not only the changed ones (repairs what
+/// no event told of).
+const STATUS_RESYNC: Duration = Duration::from_secs(300);
 
 /// Arguments of `controller`.
 #[derive(Debug, clap::Args)]
@@ -359,10 +356,12 @@ impl Tasks {
     }
 }
 
-/// Rebuilds after each debounced burst of changes, once every kind has synced.
+/// Rebuilds as soon as something changed, once every kind has synced. No debounce: changes
+/// that arrive during a build are taken together by the next one, so a burst costs a few
+/// builds of a few changes each, and a lone change waits for nothing.
 async fn rebuild_loop(
-    state: &KubeState,
-    engine: &Engine,
+    state: &Arc<KubeState>,
+    engine: &Arc<Engine>,
     built: &[&Notify],
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -373,16 +372,6 @@ async fn rebuild_loop(
             _ = &mut shutdown => return,
             _ = state.changed() => {}
         }
-        let deadline = tokio::time::Instant::now() + MAX_DELAY;
-        loop {
-            let quiet = (tokio::time::Instant::now() + QUIET).min(deadline);
-            if tokio::time::timeout_at(quiet, state.changed())
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
         if !state.synced() {
             if !waiting_logged {
                 tracing::info!(waiting_for = ?state.unsynced(), "not serving yet: waiting for the first complete list of every kind");
@@ -390,7 +379,16 @@ async fn rebuild_loop(
             }
             continue;
         }
-        engine.rebuild(&state.store(), state.problems());
+        // On a blocking thread: the build holds the store's lock, and the watchers' tasks
+        // that wait for it must not stall the runtime's workers.
+        let (state, engine) = (state.clone(), engine.clone());
+        let build = tokio::task::spawn_blocking(move || {
+            let problems = state.problems();
+            state.with_store(|store| engine.rebuild(store, problems));
+        });
+        if let Err(e) = build.await {
+            tracing::error!(error = %e, "the build task failed");
+        }
         for b in built {
             b.notify_one();
         }
@@ -439,7 +437,8 @@ async fn provision_loop(
         if !*leading.borrow() || !state.synced() {
             continue;
         }
-        let report = provisioner.sync(&state.store()).await;
+        let inputs = state.with_store(provision::inputs);
+        let report = provisioner.sync(&inputs).await;
         metrics.provision_applies.inc_by(report.applied as u64);
         metrics.provision_errors.inc_by(report.failed as u64);
         let conflicts = provisioner.conflicts();
@@ -460,7 +459,8 @@ async fn provision_loop(
     }
 }
 
-/// Writes status after each build and periodically, while this replica leads.
+/// Writes status after each build, after changes to stored objects (our own writes' echoes,
+/// someone else's edits) and periodically, while this replica leads.
 async fn write_status(
     mut writer: StatusWriter,
     state: Arc<KubeState>,
@@ -475,16 +475,26 @@ async fn write_status(
         tokio::select! {
             _ = &mut shutdown => return,
             _ = built.notified() => {}
+            _ = state.observed() => {}
             // A proxy rejecting (or accepting again) shows on its Gateway within a second.
             _ = shared.status_changed.notified() => {}
-            _ = resync.tick() => {}
-            changed = leading.changed() => if changed.is_err() { return },
+            _ = resync.tick() => writer.forget(),
+            changed = leading.changed() => {
+                if changed.is_err() { return }
+                writer.forget();
+            }
         }
         if !*leading.borrow() || !shared.ready() {
             continue;
         }
         let view = shared.view();
-        let written = writer.sync(&state.store(), &view.status()).await;
+        let plan =
+            state.with_store(|store| writer.plan(store, &view.status(), state.take_touched()));
+        drop(view);
+        if plan.is_empty() {
+            continue;
+        }
+        let written = writer.write(plan).await;
         if written > 0 {
             tracing::info!(written, "status written");
         }

@@ -114,6 +114,9 @@ impl Engine {
             #[cfg(test)]
             tests::maybe_panic();
             let model = memo.builder.build(store, &self.model_config);
+            self.metrics
+                .route_resolutions
+                .inc_by(memo.builder.last_resolved() as u64);
             let (translated, changed) = self.translate_changed(&memo.translated, &model);
             Built {
                 model,

@@ -223,3 +223,60 @@ fn a_panicking_build_keeps_the_previous_snapshots_and_reports_degraded() {
     engine.rebuild(&store, Vec::new());
     assert!(shared.degraded().is_none(), "a good build clears it");
 }
+
+/// The controller's path: the watchers' state, built under its lock as `rebuild_loop` does. A
+/// one-route change resolves that route only, and the echo of a status write builds nothing.
+#[test]
+fn a_controller_rebuild_after_one_change_visits_only_that_route() {
+    use crate::scale::{self, Scale, Targets};
+    use crate::source::kube::KubeState;
+    let scale = Scale {
+        gateways: 2,
+        routes: 200,
+        policies: 4,
+        services: 4,
+    };
+    let state = KubeState::default();
+    let world = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
+    for kind in crate::store::Kind::ALL {
+        struct All<'a>(&'a crate::store::Store);
+        impl crate::store::KindFn for All<'_> {
+            type Output = Vec<crate::store::Object>;
+            fn call<K: crate::store::StoredKind>(self) -> Self::Output {
+                K::map(self.0)
+                    .values()
+                    .map(|o| o.clone().into_object())
+                    .collect()
+            }
+        }
+        state.relisted(kind, kind.with(All(&world)));
+    }
+    let engine = Engine::new(
+        SnapshotCache::new(),
+        Arc::new(Shared::default()),
+        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+        ModelConfig::default(),
+        TranslateOptions::default(),
+    );
+    let resolutions = || engine.metrics.route_resolutions.get();
+    let build = || state.with_store(|s| engine.rebuild(s, state.problems()));
+    let rebuild_asked = || futures::FutureExt::now_or_never(state.changed()).is_some();
+    assert!(rebuild_asked());
+    build();
+    assert_eq!(resolutions(), 200, "the first build resolves every route");
+
+    let changed = crate::testing::store(&scale::route(7, &scale, 1));
+    let route = changed.http_routes.into_values().next().expect("a route");
+    state.apply(crate::store::Object::HttpRoute(Box::new(route.clone())));
+    assert!(rebuild_asked());
+    build();
+    assert_eq!(resolutions(), 201, "a one-route change resolves that route");
+
+    let mut echo = route;
+    echo.status = Some(Default::default());
+    echo.metadata.resource_version = Some("99".into());
+    state.apply(crate::store::Object::HttpRoute(Box::new(echo)));
+    assert!(!rebuild_asked(), "a status echo asks for no rebuild");
+    build();
+    assert_eq!(resolutions(), 201, "and a build after it resolves nothing");
+}

@@ -19,6 +19,8 @@ pub struct Builder {
     /// Store context revision and config the state below was computed with.
     context: Option<(u64, ModelConfig)>,
     state: Option<State>,
+    /// Routes the last build resolved.
+    resolved: usize,
 }
 
 /// What a build keeps for the next one; valid for one store context.
@@ -157,6 +159,11 @@ impl State {
 }
 
 impl Builder {
+    /// How many HTTPRoutes the last build resolved: the changed ones, or all of them.
+    pub fn last_resolved(&self) -> usize {
+        self.resolved
+    }
+
     /// Builds the model of `store`; equal to a fresh [`super::build`] of it. Visits only the
     /// routes changed since the last build, and assembles only the Gateways they touch.
     pub fn build(&mut self, store: &Store, config: &ModelConfig) -> Model {
@@ -196,6 +203,7 @@ impl Builder {
                 (key, c)
             })
             .collect();
+        self.resolved = fresh.len();
         for (key, c) in fresh {
             state.replace(key, c);
         }

@@ -13,7 +13,8 @@ use gateway_api::apis::standard::gateways::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::api::{ConditionsStatus, PolicyAncestorStatus, PolicyStatus, TrafficPolicy};
 use crate::model::{self, Status};
@@ -61,77 +62,173 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Every object whose status Gatehouse owns, with what it should hold.
-pub fn desired(store: &Store, status: &Status, controller: &str, now: &Time) -> Vec<Desired> {
+/// Which objects a status computation looks at, by kind; `None` means every object the model
+/// has a status for.
+pub type Scope = BTreeMap<Kind, BTreeSet<ObjKey>>;
+
+/// The objects whose model status differs between `before` and `after`: added or changed
+/// entries (an object the model no longer speaks of keeps what it has).
+pub fn changed_between(before: &Status, after: &Status) -> Scope {
+    let mut scope = Scope::new();
+    let mut add = |kind: Kind, key: &ObjKey| {
+        scope.entry(kind).or_default().insert(key.clone());
+    };
+    fn changed<'m, S: PartialEq + 'm>(
+        before: &'m BTreeMap<ObjKey, S>,
+        after: &'m BTreeMap<ObjKey, S>,
+    ) -> impl Iterator<Item = &'m ObjKey> {
+        after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+    }
+    changed(&before.gateway_classes, &after.gateway_classes)
+        .for_each(|k| add(Kind::GatewayClass, k));
+    changed(&before.gateways, &after.gateways).for_each(|k| add(Kind::Gateway, k));
+    changed(&before.traffic_policies, &after.traffic_policies)
+        .for_each(|k| add(Kind::TrafficPolicy, k));
+    changed(&before.gateway_extensions, &after.gateway_extensions)
+        .for_each(|k| add(Kind::GatewayExtension, k));
+    // A persistent map: the diff skips what the two builds share, so a one-route change
+    // costs O(log n) here, not a walk of every route.
+    for item in before.http_routes.diff(&after.http_routes) {
+        match item {
+            imbl::ordmap::DiffItem::Add(k, _) => add(Kind::HttpRoute, k),
+            imbl::ordmap::DiffItem::Update { new: (k, v), old } if *old.1 != *v => {
+                add(Kind::HttpRoute, k)
+            }
+            _ => {}
+        }
+    }
+    scope
+}
+
+/// Every object whose status Gatehouse owns, within `scope`, with what it should hold.
+pub fn desired(
+    store: &Store,
+    status: &Status,
+    controller: &str,
+    now: &Time,
+    scope: Option<&Scope>,
+) -> Vec<Desired> {
     let cx = Cx { controller, now };
     let mut out = Vec::new();
-    let (classes, gateways) = (&status.gateway_classes, &status.gateways);
-    each(
-        &mut out,
-        Kind::GatewayClass,
-        classes,
-        &store.gateway_classes,
-        |o, c| {
-            let old = o.status.clone().unwrap_or_default();
-            let mut new = old.clone();
-            new.conditions = Some(cx.conditions(c, old.conditions.as_deref(), &o.metadata));
-            (to_value(&new), to_value(&old))
-        },
-    );
-    each(
-        &mut out,
-        Kind::Gateway,
-        gateways,
-        &store.gateways,
-        |o, g| {
-            let old = o.status.clone().unwrap_or_default();
-            (to_value(&cx.gateway(&old, g, &o.metadata)), to_value(&old))
-        },
-    );
-    let routes = &status.http_routes;
-    each(
-        &mut out,
-        Kind::HttpRoute,
-        routes,
-        &store.http_routes,
-        |o, p| cx.route(o, p),
-    );
-    let policies = &status.traffic_policies;
-    each(
-        &mut out,
-        Kind::TrafficPolicy,
-        policies,
-        &store.traffic_policies,
-        |o, a| cx.policy(o, a),
-    );
-    let extensions = &status.gateway_extensions;
-    each(
-        &mut out,
-        Kind::GatewayExtension,
-        extensions,
-        &store.gateway_extensions,
-        |o, c| {
-            let old: ConditionsStatus = o.status.clone().unwrap_or_default();
-            let new = ConditionsStatus {
-                conditions: cx.conditions(c, Some(&old.conditions), &o.metadata),
-            };
-            (to_value(&new), to_value(&old))
-        },
-    );
+    // `None`: the kind is out of scope; `Some(None)`: all of it.
+    let keys = |kind: Kind| match scope {
+        None => Some(None),
+        Some(scope) => scope.get(&kind).map(Some),
+    };
+    if let Some(keys) = keys(Kind::GatewayClass) {
+        let model = &status.gateway_classes;
+        one_kind(
+            &mut out,
+            Kind::GatewayClass,
+            model,
+            keys,
+            &store.gateway_classes,
+            |o, c| {
+                let old = o.status.clone().unwrap_or_default();
+                let mut new = old.clone();
+                new.conditions = Some(cx.conditions(c, old.conditions.as_deref(), &o.metadata));
+                (to_value(&new), to_value(&old))
+            },
+        );
+    }
+    if let Some(keys) = keys(Kind::Gateway) {
+        one_kind(
+            &mut out,
+            Kind::Gateway,
+            &status.gateways,
+            keys,
+            &store.gateways,
+            |o, g| {
+                let old = o.status.clone().unwrap_or_default();
+                (to_value(&cx.gateway(&old, g, &o.metadata)), to_value(&old))
+            },
+        );
+    }
+    if let Some(keys) = keys(Kind::HttpRoute) {
+        let model = &status.http_routes;
+        one_kind(
+            &mut out,
+            Kind::HttpRoute,
+            model,
+            keys,
+            &store.http_routes,
+            |o, p| cx.route(o, p),
+        );
+    }
+    if let Some(keys) = keys(Kind::TrafficPolicy) {
+        let model = &status.traffic_policies;
+        one_kind(
+            &mut out,
+            Kind::TrafficPolicy,
+            model,
+            keys,
+            &store.traffic_policies,
+            |o, a| cx.policy(o, a),
+        );
+    }
+    if let Some(keys) = keys(Kind::GatewayExtension) {
+        let model = &status.gateway_extensions;
+        one_kind(
+            &mut out,
+            Kind::GatewayExtension,
+            model,
+            keys,
+            &store.gateway_extensions,
+            |o, c| {
+                let old: ConditionsStatus = o.status.clone().unwrap_or_default();
+                let new = ConditionsStatus {
+                    conditions: cx.conditions(c, Some(&old.conditions), &o.metadata),
+                };
+                (to_value(&new), to_value(&old))
+            },
+        );
+    }
     out
 }
 
-/// One kind's desired statuses: `status_of` gives (new, current) for an object and what the
-/// model says of it. Objects gone from the store are skipped.
-fn each<'m, T, S: 'm, K: std::borrow::Borrow<ObjKey> + 'm>(
+/// A kind's model statuses, as a sorted map or as the builder's persistent map of routes.
+trait StatusMap<S> {
+    fn entries(&self) -> Box<dyn Iterator<Item = (&ObjKey, &S)> + '_>;
+    fn lookup(&self, key: &ObjKey) -> Option<&S>;
+}
+
+impl<S> StatusMap<S> for BTreeMap<ObjKey, S> {
+    fn entries(&self) -> Box<dyn Iterator<Item = (&ObjKey, &S)> + '_> {
+        Box::new(self.iter())
+    }
+    fn lookup(&self, key: &ObjKey) -> Option<&S> {
+        self.get(key)
+    }
+}
+
+impl<S: Clone> StatusMap<S> for imbl::OrdMap<Arc<ObjKey>, S> {
+    fn entries(&self) -> Box<dyn Iterator<Item = (&ObjKey, &S)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (&**k, v)))
+    }
+    fn lookup(&self, key: &ObjKey) -> Option<&S> {
+        self.get(key)
+    }
+}
+
+/// One kind's desired statuses, for `keys` or every object the model speaks of: `status_of`
+/// gives (new, current) for an object and what the model says of it. Objects gone from the
+/// store are skipped.
+fn one_kind<T, S>(
     out: &mut Vec<Desired>,
     kind: Kind,
-    model: impl IntoIterator<Item = (&'m K, &'m S)>,
+    model: &dyn StatusMap<S>,
+    keys: Option<&BTreeSet<ObjKey>>,
     objects: &BTreeMap<ObjKey, T>,
     status_of: impl Fn(&T, &S) -> (Value, Value),
 ) {
-    for (key, said) in model {
-        let key: &ObjKey = key.borrow();
+    let entries: Box<dyn Iterator<Item = (&ObjKey, &S)>> = match keys {
+        None => model.entries(),
+        Some(keys) => Box::new(keys.iter().filter_map(|k| Some((k, model.lookup(k)?)))),
+    };
+    for (key, said) in entries {
         if let Some(obj) = objects.get(key) {
             let (status, current) = status_of(obj, said);
             out.push(Desired {
@@ -392,6 +489,7 @@ status:
             &status,
             "gatehouse.dev/gatehouse",
             &now("2026-01-01T00:00:00Z"),
+            None,
         );
         assert_eq!(first.len(), 3, "class, gateway, route");
         assert!(
@@ -433,6 +531,7 @@ status:
             &status,
             "gatehouse.dev/gatehouse",
             &now("2026-01-02T00:00:00Z"),
+            None,
         );
         for d in &again {
             assert_eq!(

@@ -4,6 +4,6 @@ mod desired;
 mod leader;
 mod writer;
 
-pub use desired::{Desired, desired};
+pub use desired::{Desired, Scope, changed_between, desired};
 pub use leader::{LeaderConfig, LeaderElector};
 pub use writer::StatusWriter;

@@ -1,6 +1,6 @@
 //! Patches `status` where it differs from what the model computed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -10,14 +10,25 @@ use kube::api::{Patch, PatchParams};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 
-use super::desired::{Desired, desired};
+use futures::StreamExt;
+
+use super::desired::{Desired, changed_between, desired};
 use crate::model::Status;
+use crate::source::kube::Touched;
 use crate::store::{Kind, KindFn, KindScope, ObjKey, Store, StoredKind};
 
 /// How long a written status is trusted before the watch must show it.
 const WRITE_GRACE: Duration = Duration::from_secs(5);
+/// Status patches in flight at once: the first status of 10,000 routes takes seconds, not a
+/// minute, and the API server's fairness queues keep other clients served.
+const IN_FLIGHT: usize = 16;
 
 /// Writes status for the leader.
+///
+/// Each round is two steps: [`StatusWriter::plan`] computes, under the store's lock, the
+/// statuses that differ — only for objects whose model status changed since the last plan or
+/// whose stored object changed, so a one-route change looks at one route — and
+/// [`StatusWriter::write`] patches them without the lock.
 pub struct StatusWriter {
     client: Client,
     controller: String,
@@ -25,6 +36,11 @@ pub struct StatusWriter {
     errors: Counter,
     /// What was written last per object, and when: the watch may not show it yet.
     recent: HashMap<(Kind, ObjKey), (serde_json::Value, Instant)>,
+    /// The model status the last plan looked at; `None` makes the next plan look at every
+    /// object.
+    last: Option<Status>,
+    /// Objects whose write failed: the next plan looks at them again.
+    retry: BTreeSet<(Kind, ObjKey)>,
 }
 
 impl StatusWriter {
@@ -35,25 +51,57 @@ impl StatusWriter {
             writes,
             errors,
             recent: HashMap::new(),
+            last: None,
+            retry: BTreeSet::new(),
         }
     }
 
-    /// Writes every status that differs; returns how many were written.
-    pub async fn sync(&mut self, store: &Store, status: &Status) -> usize {
+    /// Makes the next plan look at every object (after gaining leadership, and periodically:
+    /// what nobody told us about, e.g. a lost watch event, is repaired).
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+
+    /// The statuses to write: the objects in `touched`, the objects whose model status
+    /// changed since the last plan and those whose write failed, where what they hold differs
+    /// from what the model says and was not just written.
+    pub fn plan(&mut self, store: &Store, status: &Status, touched: Touched) -> Vec<Desired> {
+        let scope = match &self.last {
+            Some(last) if !touched.all => {
+                let mut scope = changed_between(last, status);
+                let again = std::mem::take(&mut self.retry);
+                for (kind, key) in touched.objects.into_iter().chain(again) {
+                    scope.entry(kind).or_default().insert(key);
+                }
+                Some(scope)
+            }
+            _ => None,
+        };
+        self.last = Some(status.clone());
         let now = Time(Timestamp::now());
+        self.recent.retain(|_, (_, at)| at.elapsed() < WRITE_GRACE);
+        desired(store, status, &self.controller, &now, scope.as_ref())
+            .into_iter()
+            .filter(|d| d.status != d.current)
+            .filter(|d| {
+                // Written already; the watch has not caught up.
+                !matches!(self.recent.get(&(d.kind, d.key.clone())), Some((value, _)) if *value == d.status)
+            })
+            .collect()
+    }
+
+    /// Patches each planned status, a few at a time; returns how many were written.
+    pub async fn write(&mut self, plan: Vec<Desired>) -> usize {
+        let this = &*self;
+        let results: Vec<_> = futures::stream::iter(plan)
+            .map(|d| async move { (this.patch(&d).await, d) })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
         let mut written = 0;
-        for d in desired(store, status, &self.controller, &now) {
-            if d.status == d.current {
-                continue;
-            }
+        for (result, d) in results {
             let id = (d.kind, d.key.clone());
-            if let Some((value, at)) = self.recent.get(&id)
-                && *value == d.status
-                && at.elapsed() < WRITE_GRACE
-            {
-                continue; // written already; the watch has not caught up
-            }
-            match self.patch(&d).await {
+            match result {
                 Ok(()) => {
                     written += 1;
                     self.writes.inc();
@@ -62,11 +110,11 @@ impl StatusWriter {
                 Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
                 Err(e) => {
                     self.errors.inc();
+                    self.retry.insert(id);
                     tracing::warn!(kind = %d.kind, object = %d.key, error = %e, "status write failed");
                 }
             }
         }
-        self.recent.retain(|_, (_, at)| at.elapsed() < WRITE_GRACE);
         written
     }
 
@@ -99,5 +147,110 @@ impl<'a> KindFn for PatchStatus<'a> {
                 .await
                 .map(drop)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelConfig, build};
+    use crate::store::ObjKey;
+    use crate::testing;
+
+    fn world(backend: &str) -> String {
+        testing::gateway_class("gatehouse", "gatehouse.dev/gatehouse", "")
+            + &testing::gateway(
+                "infra",
+                "gw",
+                "gatehouse",
+                "listeners: [{name: http, protocol: HTTP, port: 80}]",
+            )
+            + &testing::http_route(
+                "infra",
+                "r",
+                "gw",
+                &[],
+                &format!("  - backendRefs: [{{name: {backend}, port: 80}}]\n"),
+            )
+    }
+
+    /// What the API server would hold after the planned patches: each object's status as
+    /// planned (the watch's echo).
+    fn written(store: &mut Store, plan: &[Desired]) -> Touched {
+        let mut touched = Touched::default();
+        for d in plan {
+            let value = d.status.clone();
+            match d.kind {
+                Kind::GatewayClass => store.gateway_classes.get_mut(&d.key).map(|o| {
+                    o.status = serde_json::from_value(value).ok();
+                }),
+                Kind::Gateway => store.gateways.get_mut(&d.key).map(|o| {
+                    o.status = serde_json::from_value(value).ok();
+                }),
+                Kind::HttpRoute => store.http_routes.get_mut(&d.key).map(|o| {
+                    o.status = serde_json::from_value(value).ok();
+                }),
+                other => panic!("no {other} in this world"),
+            };
+            touched.objects.insert((d.kind, d.key.clone()));
+        }
+        touched
+    }
+
+    fn writer() -> StatusWriter {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("a client; it is never called");
+        StatusWriter::new(
+            client,
+            "gatehouse.dev/gatehouse".into(),
+            Counter::default(),
+            Counter::default(),
+        )
+    }
+
+    /// After the first plan, a plan looks only at what changed — in the model or in the
+    /// store — so a one-route change costs one route; `forget` looks at everything again.
+    #[tokio::test]
+    async fn plans_look_at_what_changed_and_forget_repairs_the_rest() {
+        let config = ModelConfig {
+            accept_unknown_classes: false,
+            ..ModelConfig::default()
+        };
+        let mut store = testing::store(&world("missing"));
+        let mut w = writer();
+        let status = build(&store, &config).status;
+        let first = w.plan(&store, &status, Touched::default());
+        assert_eq!(first.len(), 3, "the first plan looks at everything");
+        let echo = written(&mut store, &first);
+        assert_eq!(w.plan(&store, &status, echo), vec![], "the echoes match");
+
+        // Someone rewrote the route's status and we missed the event: an incremental plan
+        // does not look, a forgetful one repairs it.
+        let route = ObjKey::new("infra", "r");
+        store.http_routes.get_mut(&route).expect("route").status = None;
+        assert_eq!(w.plan(&store, &status, Touched::default()), vec![]);
+        w.forget();
+        let repaired = w.plan(&store, &status, Touched::default());
+        assert_eq!(
+            repaired
+                .iter()
+                .map(|d| (d.kind, &d.key))
+                .collect::<Vec<_>>(),
+            vec![(Kind::HttpRoute, &route)]
+        );
+        written(&mut store, &repaired);
+
+        // The model changes for one object: the plan has it, from the model's diff alone.
+        let fixed = testing::store(&(world("missing") + &testing::service("infra", "missing", 80)));
+        for (_, svc) in fixed.services {
+            store.apply(crate::store::Object::Service(Box::new(svc)));
+        }
+        let status = build(&store, &config).status;
+        let plan = w.plan(&store, &status, Touched::default());
+        assert_eq!(
+            plan.iter().map(|d| (d.kind, &d.key)).collect::<Vec<_>>(),
+            vec![(Kind::HttpRoute, &route)],
+            "the backend now resolves"
+        );
     }
 }

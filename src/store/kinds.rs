@@ -45,6 +45,7 @@ pub(super) use registry;
 /// A kind's Rust type, as the registry knows it.
 pub trait StoredKind:
     Resource<DynamicType = (), Scope: KindScope>
+    + Observed
     + Clone
     + Debug
     + PartialEq
@@ -62,6 +63,50 @@ pub trait StoredKind:
     /// Only [`Store`] writes through this: some kinds have indexes that must follow.
     fn map_mut(store: &mut Store) -> &mut BTreeMap<ObjKey, Self>;
     fn into_object(self) -> Object;
+}
+
+/// The parts of an object that change without it changing for Gatehouse's model: its
+/// `status` (which Gatehouse itself writes, and reads only to write it) and its
+/// `resourceVersion`. A status write's echo must not rebuild anything.
+pub trait Observed: Resource + Clone + PartialEq {
+    /// Copies `from`'s status into `self`.
+    fn keep_status_of(&mut self, from: &Self);
+
+    /// True when `self` and `other` differ at most in what is observed.
+    fn same_but_observed(&self, other: &Self) -> bool {
+        let mut probe = self.clone();
+        probe.keep_status_of(other);
+        probe.meta_mut().resource_version = other.meta().resource_version.clone();
+        probe == *other
+    }
+}
+
+macro_rules! observed {
+    (status: $($with:ty),*; none: $($without:ty),*) => {
+        $(impl Observed for $with {
+            fn keep_status_of(&mut self, from: &Self) {
+                self.status = from.status.clone();
+            }
+        })*
+        $(impl Observed for $without {
+            fn keep_status_of(&mut self, _: &Self) {}
+        })*
+    };
+}
+
+observed! {
+    status:
+        gateway_api::apis::standard::gatewayclasses::GatewayClass,
+        gateway_api::apis::standard::gateways::Gateway,
+        gateway_api::apis::experimental::httproutes::HttpRoute,
+        crate::api::GatewayExtension,
+        crate::api::TrafficPolicy,
+        k8s_openapi::api::core::v1::Service,
+        k8s_openapi::api::core::v1::Namespace;
+    none:
+        gateway_api::apis::standard::referencegrants::ReferenceGrant,
+        crate::api::GatewayParameters,
+        k8s_openapi::api::discovery::v1::EndpointSlice
 }
 
 /// kube's resource scopes, as far as generic code over kinds needs them: `Api::namespaced`

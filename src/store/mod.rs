@@ -14,7 +14,7 @@ use std::sync::Arc;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-pub use kinds::{Kind, KindFn, KindScope, Object, ObjectFn, StoredKind};
+pub use kinds::{Kind, KindFn, KindScope, Object, ObjectFn, Observed, StoredKind};
 pub use object::ObjectRef;
 
 /// Namespace and name of a namespaced object (namespace is empty for cluster-scoped ones).
@@ -186,6 +186,25 @@ fn next_revision() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// What [`Store::apply`] did. Ordered: a batch did the most of what its objects did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Applied {
+    /// The store held this object already.
+    Unchanged,
+    /// Only its status or `resourceVersion` moved (see [`Observed`]): stored, so the status
+    /// writer reads it, but no revision moves and nothing needs rebuilding.
+    Observed,
+    /// The object is new, or changed in what the model reads.
+    Changed,
+}
+
+impl Applied {
+    /// True when the model must be rebuilt.
+    pub fn changed(self) -> bool {
+        self == Applied::Changed
+    }
+}
+
 /// The Service an EndpointSlice belongs to, from its `kubernetes.io/service-name` label.
 fn slice_service(key: &ObjKey, slice: &EndpointSlice) -> Option<ObjKey> {
     let name = slice
@@ -245,18 +264,18 @@ impl Store {
         }
     }
 
-    /// Inserts or replaces an object; returns true when the stored value changed.
-    pub fn apply(&mut self, object: Object) -> bool {
+    /// Inserts or replaces an object; says whether that changed it, and how.
+    pub fn apply(&mut self, object: Object) -> Applied {
         let kind = object.kind();
         let key = object.key();
-        let changed = self.put(object, key.clone());
-        if changed {
+        let applied = self.put(object, key.clone());
+        if applied.changed() {
             self.changed(kind, &key, true);
         }
-        changed
+        applied
     }
 
-    fn put(&mut self, object: Object, key: ObjKey) -> bool {
+    fn put(&mut self, object: Object, key: ObjKey) -> Applied {
         // The one kind with indexes of its own; they follow its map here and in `remove`.
         let Object::EndpointSlice(slice) = &object else {
             return object.with(Put { store: self, key });
@@ -269,8 +288,8 @@ impl Store {
                 .or_default()
                 .insert(key.clone());
         }
-        let changed = object.with(Put { store: self, key });
-        if changed {
+        let applied = object.with(Put { store: self, key });
+        if applied.changed() {
             for service in before
                 .iter()
                 .chain(after.iter().filter(|a| before.as_ref() != Some(*a)))
@@ -278,7 +297,7 @@ impl Store {
                 self.reindex_endpoints(service);
             }
         }
-        changed
+        applied
     }
 
     /// Drops `key` from the slice index; returns the Service it belonged to.
@@ -361,20 +380,20 @@ impl Store {
     }
 
     /// Makes `objects` the complete set of `kind` (a re-list): objects not in it are deleted.
-    /// Returns true when anything changed.
-    pub fn replace_kind(&mut self, kind: Kind, objects: Vec<Object>) -> bool {
+    /// Returns the most any object's change did.
+    pub fn replace_kind(&mut self, kind: Kind, objects: Vec<Object>) -> Applied {
         let keep: std::collections::BTreeSet<ObjKey> = objects.iter().map(Object::key).collect();
-        let mut changed = false;
+        let mut applied = Applied::Unchanged;
         for key in self.keys(kind) {
-            if !keep.contains(&key) {
-                changed |= self.delete(&ObjectRef { kind, key });
+            if !keep.contains(&key) && self.delete(&ObjectRef { kind, key }) {
+                applied = Applied::Changed;
             }
         }
         for o in objects {
             debug_assert_eq!(o.kind(), kind);
-            changed |= self.apply(o);
+            applied = applied.max(self.apply(o));
         }
-        changed
+        applied
     }
 
     /// Number of objects held, all kinds together.
@@ -395,23 +414,23 @@ impl Store {
     }
 }
 
-/// Stores an object in its kind's map; true when the stored value changed.
+/// Stores an object in its kind's map, saying how the stored value changed.
 struct Put<'a> {
     store: &'a mut Store,
     key: ObjKey,
 }
 
 impl ObjectFn for Put<'_> {
-    type Output = bool;
-    fn call<K: StoredKind>(self, object: K) -> bool {
+    type Output = Applied;
+    fn call<K: StoredKind>(self, object: K) -> Applied {
         let map = K::map_mut(self.store);
-        match map.get(&self.key) {
-            Some(old) if *old == object => false,
-            _ => {
-                map.insert(self.key, object);
-                true
-            }
-        }
+        let applied = match map.get(&self.key) {
+            Some(old) if *old == object => return Applied::Unchanged,
+            Some(old) if object.same_but_observed(old) => Applied::Observed,
+            _ => Applied::Changed,
+        };
+        map.insert(self.key, object);
+        applied
     }
 }
 

@@ -21,10 +21,16 @@ mod basics {
         let (context, r1) = (store.context_revision(), store.route_revision(&key));
         assert_ne!(r1, 0);
         let same = testing::store(&route("/")).http_routes[&key].clone();
-        assert!(!store.apply(Object::HttpRoute(Box::new(same))));
+        assert_eq!(
+            store.apply(Object::HttpRoute(Box::new(same))),
+            Applied::Unchanged
+        );
         assert_eq!(store.route_revision(&key), r1, "an identical apply");
         let moved = testing::store(&route("/v2")).http_routes[&key].clone();
-        assert!(store.apply(Object::HttpRoute(Box::new(moved))));
+        assert_eq!(
+            store.apply(Object::HttpRoute(Box::new(moved))),
+            Applied::Changed
+        );
         let r2 = store.route_revision(&key);
         assert!(
             r2 != r1 && store.context_revision() == context,
@@ -62,14 +68,18 @@ mod basics {
             .values()
             .map(|n| Object::Namespace(Box::new(n.clone())))
             .collect();
-        assert!(store.replace_kind(Kind::Namespace, objects.clone()));
+        assert_eq!(
+            store.replace_kind(Kind::Namespace, objects.clone()),
+            Applied::Changed
+        );
         assert_eq!(
             store.keys(Kind::Namespace),
             vec![ObjKey::cluster("b"), ObjKey::cluster("c")]
         );
         assert_eq!(store.services.len(), 1, "other kinds untouched");
-        assert!(
-            !store.replace_kind(Kind::Namespace, objects),
+        assert_eq!(
+            store.replace_kind(Kind::Namespace, objects),
+            Applied::Unchanged,
             "same list, no change"
         );
     }
@@ -119,7 +129,11 @@ mod history {
         );
         let seen = store.route_cursor();
         assert_eq!(changes(&store, seen), Some(vec![]));
-        assert!(!store.apply(route("a", "/")), "an identical apply");
+        assert_eq!(
+            store.apply(route("a", "/")),
+            Applied::Unchanged,
+            "an identical apply"
+        );
         assert_eq!(changes(&store, seen), Some(vec![]));
         store.apply(route("a", "/v2"));
         store.delete(&gone("b"));
@@ -150,6 +164,56 @@ mod history {
                 .expect("a service"),
         );
         assert_eq!(changes(&store, seen), Some(vec![]));
+    }
+
+    /// A status write's echo (new status, new resourceVersion) is stored for the status
+    /// writer but is no change for the model: no revision moves, so nothing is rebuilt.
+    #[test]
+    fn status_and_resource_version_are_observed_not_changes() {
+        let mut store = Store::new();
+        store.apply(route("a", "/"));
+        let seen = store.route_cursor();
+        let context = store.context_revision();
+        let Object::HttpRoute(mut echo) = route("a", "/") else {
+            unreachable!("route() makes HTTPRoutes")
+        };
+        echo.metadata.resource_version = Some("42".into());
+        echo.status = Some(Default::default());
+        assert_eq!(
+            store.apply(Object::HttpRoute(echo.clone())),
+            Applied::Observed
+        );
+        assert_eq!(changes(&store, seen), Some(vec![]), "no route revision");
+        assert_eq!(store.context_revision(), context);
+        let stored = &store.http_routes[&ObjKey::new("a", "a")];
+        assert_eq!(stored.metadata.resource_version.as_deref(), Some("42"));
+        assert!(stored.status.is_some(), "the status writer reads it");
+
+        // A label is something the model reads (policies select routes by label).
+        echo.metadata.labels = Some([("team".to_string(), "x".to_string())].into());
+        assert_eq!(store.apply(Object::HttpRoute(echo)), Applied::Changed);
+        assert_eq!(changes(&store, seen), Some(vec![("a".into(), true)]));
+
+        // The same for a kind in the context: a Gateway's status write moves nothing.
+        let gw = testing::store(&testing::gateway(
+            "infra",
+            "gw",
+            "gatehouse",
+            "listeners: [{name: http, protocol: HTTP, port: 80}]",
+        ))
+        .gateways
+        .into_values()
+        .next()
+        .expect("a gateway");
+        store.apply(Object::Gateway(Box::new(gw.clone())));
+        let context = store.context_revision();
+        let mut written = gw;
+        written.status = Some(Default::default());
+        assert_eq!(
+            store.apply(Object::Gateway(Box::new(written))),
+            Applied::Observed
+        );
+        assert_eq!(store.context_revision(), context);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 
-pub use state::KubeState;
+pub use state::{KubeState, Touched};
 
 use crate::store::{Kind, KindFn, Object, ObjectRef, StoredKind};
 
