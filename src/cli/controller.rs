@@ -9,12 +9,13 @@ use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
 use gatehouse::pki::Ca;
 use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
 use gatehouse::source::kube::{self as kube_source, KubeState};
-use gatehouse::status::{LeaderConfig, LeaderElector, StatusWriter};
+use gatehouse::status::StatusWriter;
 use gatehouse::translate::TranslateOptions;
 use gatehouse_xds::TlsOptions;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::leadership::{Election, Leadership};
 use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
@@ -93,14 +94,6 @@ pub enum AuthMode {
     None,
 }
 
-fn identity() -> String {
-    let host = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()))
-        .unwrap_or_else(|_| "gatehouse".into());
-    format!("{host}-{}", std::process::id())
-}
-
 /// Watches the API server, serves xDS, writes status; until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     let client = kube::Client::try_default()
@@ -123,7 +116,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let state = Arc::new(KubeState::default());
     let watchers = kube_source::spawn(client.clone(), state.clone());
     // Held until every task reading `leading` has ended.
-    let leadership = Leadership::start(&client, &args, &namespace, &shutdown);
+    let election = args.leader_elect.then(|| Election {
+        namespace: args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| namespace.clone()),
+        name: args.lease_name.clone(),
+        identity: args.identity.clone(),
+    });
+    let leadership = Leadership::start(&client, election, &shutdown);
     let tasks = Tasks {
         client,
         state: state.clone(),
@@ -221,66 +222,6 @@ async fn start_serving(
     .await
 }
 
-/// Whether this replica leads, and the owner of that answer: the controller holds it until
-/// every task reading `leading` has ended.
-struct Leadership {
-    leading: watch::Receiver<bool>,
-    owner: LeadershipOwner,
-}
-
-enum LeadershipOwner {
-    /// The Lease elector's task, which publishes whether this replica holds the Lease until
-    /// shutdown.
-    Elected(JoinHandle<()>),
-    /// Election is off: this replica always leads. The sender is never used, only kept: the
-    /// provisioning and status loops take a closed channel as their end, so it must live as
-    /// long as they do.
-    Always(watch::Sender<bool>),
-}
-
-impl Leadership {
-    /// Leadership: with election off this replica always leads.
-    fn start(client: &kube::Client, args: &Args, namespace: &str, shutdown: &Shutdown) -> Self {
-        if !args.leader_elect {
-            let (always, leading) = watch::channel(true);
-            return Leadership {
-                leading,
-                owner: LeadershipOwner::Always(always),
-            };
-        }
-        let config = LeaderConfig {
-            namespace: args
-                .lease_namespace
-                .clone()
-                .unwrap_or_else(|| namespace.to_string()),
-            name: args.lease_name.clone(),
-            identity: args.identity.clone().unwrap_or_else(identity),
-            lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(2),
-        };
-        tracing::info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "leader election on");
-        let elector = LeaderElector::new(client.clone(), config);
-        let leading = elector.subscribe();
-        let task = tokio::spawn(elector.run(shutdown.wait()));
-        Leadership {
-            leading,
-            owner: LeadershipOwner::Elected(task),
-        }
-    }
-
-    /// Waits for the elector to stop, or lets go of the "always leading" sender; call once
-    /// the tasks reading `leading` are done.
-    async fn finish(self) -> anyhow::Result<()> {
-        match self.owner {
-            LeadershipOwner::Elected(task) => task.await.context("leader election task"),
-            LeadershipOwner::Always(always) => {
-                drop(always);
-                Ok(())
-            }
-        }
-    }
-}
-
 /// What the controller's background tasks share.
 struct Tasks {
     client: kube::Client,
@@ -356,9 +297,8 @@ impl Tasks {
     }
 }
 
-/// Rebuilds as soon as something changed, once every kind has synced. No debounce: changes
-/// that arrive during a build are taken together by the next one, so a burst costs a few
-/// builds of a few changes each, and a lone change waits for nothing.
+/// Rebuilds as soon as something changed, once every kind has synced. No debounce: what
+/// arrives during a build is taken together by the next one, and a lone change waits for none.
 async fn rebuild_loop(
     state: &Arc<KubeState>,
     engine: &Arc<Engine>,

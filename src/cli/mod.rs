@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod controller;
 pub mod crds;
 pub mod explain;
+mod leadership;
 mod serve;
 mod shutdown;
 pub mod standalone;
