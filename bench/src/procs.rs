@@ -62,6 +62,10 @@ impl Drop for Proc {
     /// SIGTERM first, so a process can finish its log (and print allocator statistics when
     /// asked to with `MIMALLOC_SHOW_STATS=1`); SIGKILL after 2 s.
     fn drop(&mut self) {
+        // Already exited and reaped (e.g. a controller stopped for a restart).
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let pid = self.child.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
