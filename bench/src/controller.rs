@@ -31,7 +31,8 @@ pub async fn run(
     let name = "controller";
 
     // The world, created through the API before the controller starts.
-    let base = shared::documents(&shared::base(&scale, &c.targets))?;
+    let mut base = shared::documents(&shared::base(&scale, &c.targets))?;
+    shared::headless(&mut base);
     let (namespace, rest) = base.split_first().context("no objects")?;
     c.create(namespace).await?;
     c.create_all(rest, IN_FLIGHT).await?;
