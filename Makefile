@@ -82,12 +82,14 @@ golden: deps
 	UPDATE_GOLDEN=1 $(CARGO) test --test offline translate_golden::
 
 ## bench: criterion benchmarks of the pure pipeline (100 / 1,000 / 10,000 routes), then
-## gatehouse-bench with the release binaries, real Envoy and real backends; prints the table
-## BENCHMARKS.md records.
-bench: deps $(ENVOY)
+## gatehouse-bench with the release binaries, real Envoy and real backends — standalone, and
+## controller mode through a real kube-apiserver side by side with it; prints the table
+## BENCHMARKS.md records. BENCH_ARGS limits a run (e.g. BENCH_ARGS="--only controller,compare
+## --sizes 1000"; `target/release/gatehouse-bench --help` lists the flags).
+bench: deps $(ENVOY) kube-apiserver
 	$(CARGO) bench --bench pipeline
 	$(CARGO) build --release --workspace --bins
-	target/release/gatehouse-bench
+	target/release/gatehouse-bench $(BENCH_ARGS)
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (nightly toolchain; cargo-fuzz is
 ## installed into $(FUZZ_TOOLS) once). Seeds come from fuzz/seeds/ (read only); new inputs go

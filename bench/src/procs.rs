@@ -62,6 +62,10 @@ impl Drop for Proc {
     /// SIGTERM first, so a process can finish its log (and print allocator statistics when
     /// asked to with `MIMALLOC_SHOW_STATS=1`); SIGKILL after 2 s.
     fn drop(&mut self) {
+        // Already exited and reaped (e.g. a controller stopped for a restart).
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let pid = self.child.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -83,10 +87,14 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 pub fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+    wait_port_on("127.0.0.1", port, what)
+}
+
+pub fn wait_port_on(ip: &str, port: u16, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect((ip, port)).is_err() {
         if Instant::now() > deadline {
-            bail!("{what} did not listen on {port}");
+            bail!("{what} did not listen on {ip}:{port}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -116,4 +124,21 @@ pub fn envoy() -> anyhow::Result<PathBuf> {
         bail!("{} is missing: run `make envoy`", path.display());
     }
     Ok(path)
+}
+
+/// A non-loopback IPv4 address of this machine (`ip -4 -o addr show scope global`): the API
+/// server refuses loopback addresses in EndpointSlices, so backends the controller's world
+/// points at listen there.
+pub fn host_ip() -> anyhow::Result<String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .context("running `ip -4 -o addr show scope global`")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .context("no non-loopback IPv4 address: the API server refuses loopback EndpointSlice addresses, so controller mode needs one")
 }
