@@ -19,6 +19,10 @@ use super::leadership::{Election, Leadership};
 use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
 
+/// Least time between two status plans: in a burst of changes, a Gateway's status (its
+/// attached route count) is written a few times a second, not once per change — each write
+/// costs the API server its CRD validation, and it shares the machine with the proxies.
+const STATUS_BATCH: Duration = Duration::from_millis(250);
 /// Every object's status is re-checked this often, not only the changed ones (repairs what
 /// no event told of).
 const STATUS_RESYNC: Duration = Duration::from_secs(300);
@@ -411,6 +415,7 @@ async fn write_status(
 ) {
     tokio::pin!(shutdown);
     let mut resync = tokio::time::interval(STATUS_RESYNC);
+    let mut planned = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
@@ -427,6 +432,11 @@ async fn write_status(
         if !*leading.borrow() || !shared.ready() {
             continue;
         }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep_until(planned + STATUS_BATCH) => {}
+        }
+        planned = tokio::time::Instant::now();
         let view = shared.view();
         let plan =
             state.with_store(|store| writer.plan(store, &view.status(), state.take_touched()));

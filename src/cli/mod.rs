@@ -14,9 +14,9 @@ pub mod translate;
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct RouteScopes {
     /// Serve a single-port Gateway's routes as one RouteConfiguration per hostname (Envoy's
-    /// scoped RDS) from this many hostnames on, so that over delta ADS a route change sends,
-    /// and Envoy re-applies, one host's table; 0 never scopes. Only ports whose hostnames are
-    /// all exact are scoped.
+    /// scoped RDS) from this many hostnames on — or from two, when they hold 2,000 routes —
+    /// so that over delta ADS a route change sends, and Envoy re-applies, one host's table;
+    /// 0 never scopes. Only ports whose hostnames are all exact are scoped.
     #[arg(long = "route-scopes-from", default_value_t = gatehouse::translate::scopes::DEFAULT_ROUTE_SCOPES_FROM)]
     pub from: usize,
 }

@@ -88,6 +88,36 @@ fn the_only_port_of_exact_hostnames_at_the_threshold_is_scoped() {
         gw.ports = ports;
         assert_eq!(scopes::scoped_port(&gw, from), want, "{what}");
     }
+
+    // Few hosts, many routes: scoped from SCOPE_ROUTES_FROM routes over two hosts or more.
+    let route = gateway().ports[0].virtual_hosts[0].routes[0].clone();
+    let with_routes = |hosts: &[&str], routes: usize| {
+        let mut p = port(80, hosts);
+        for vh in &mut p.virtual_hosts {
+            Arc::make_mut(vh).routes = vec![route.clone(); routes / hosts.len()];
+        }
+        p
+    };
+    let large = scopes::SCOPE_ROUTES_FROM;
+    let cases = [
+        (
+            "two hosts, many routes",
+            with_routes(&["a", "b"], large),
+            Some(80),
+        ),
+        ("one route short", with_routes(&["a", "b"], large - 2), None),
+        ("one host, many routes", with_routes(&["a"], large), None),
+        (
+            "a wildcard among them",
+            with_routes(&["*.a", "b"], large),
+            None,
+        ),
+    ];
+    for (what, p, want) in cases {
+        gw.ports = vec![p];
+        assert_eq!(scopes::scoped_port(&gw, 1000), want, "{what}");
+        assert_eq!(scopes::scoped_port(&gw, 0), None, "{what}: 0 never scopes");
+    }
 }
 
 #[test]
