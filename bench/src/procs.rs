@@ -15,7 +15,11 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> anyhow::Result<Proc> {
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
+        // Appended: a restarted process (the controller's restart figure) keeps the first's log.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone()?))

@@ -23,6 +23,9 @@ use super::shutdown::Shutdown;
 /// attached route count) is written a few times a second, not once per change — each write
 /// costs the API server its CRD validation, and it shares the machine with the proxies.
 const STATUS_BATCH: Duration = Duration::from_millis(250);
+/// A status batch this large (the first status of every object) is followed by handing the
+/// memory it used back to the kernel.
+const LARGE_STATUS_BATCH: usize = 1000;
 /// Every object's status is re-checked this often, not only the changed ones (repairs what
 /// no event told of).
 const STATUS_RESYNC: Duration = Duration::from_secs(300);
@@ -447,6 +450,9 @@ async fn write_status(
         let written = writer.write(plan).await;
         if written > 0 {
             tracing::info!(written, "status written");
+        }
+        if written >= LARGE_STATUS_BATCH {
+            gatehouse::engine::release_freed_memory();
         }
     }
 }

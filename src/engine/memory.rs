@@ -13,10 +13,16 @@ pub(super) fn release_freed_memory(objects: usize) {
     let largest = LARGEST.fetch_max(objects, Ordering::Relaxed).max(objects);
     if shrank(largest, objects) {
         LARGEST.store(objects, Ordering::Relaxed);
-        // SAFETY: mi_collect has no preconditions; `force` also collects abandoned thread heaps.
-        unsafe {
-            libmimalloc_sys::mi_collect(true);
-        }
+        release_now();
+    }
+}
+
+/// Hands freed memory back to the kernel now (after a large one-off batch of work outside a
+/// build, e.g. the first status of every object).
+pub fn release_now() {
+    // SAFETY: mi_collect has no preconditions; `force` also collects abandoned thread heaps.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
     }
 }
 

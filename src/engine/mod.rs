@@ -17,6 +17,7 @@ use std::time::Instant;
 use gatehouse_xds::{Snapshot, SnapshotCache};
 
 pub use self::grouper::{XdsAuth, group};
+pub use self::memory::release_now as release_freed_memory;
 pub use self::view::{Shared, View};
 use crate::metrics::Metrics;
 use crate::model::{self, GatewayModel, Model, ModelConfig};

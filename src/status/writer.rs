@@ -35,7 +35,9 @@ pub struct StatusWriter {
     writes: Counter,
     errors: Counter,
     /// What was written last per object, and when: the watch may not show it yet.
-    recent: HashMap<(Kind, ObjKey), (serde_json::Value, Instant)>,
+    /// A digest, not the value: the first status of 10,000 objects would keep 10,000 JSON
+    /// trees alive for the grace period.
+    recent: HashMap<(Kind, ObjKey), (u64, Instant)>,
     /// The model status the last plan looked at; `None` makes the next plan look at every
     /// object.
     last: Option<Status>,
@@ -85,7 +87,7 @@ impl StatusWriter {
             .filter(|d| d.status != d.current)
             .filter(|d| {
                 // Written already; the watch has not caught up.
-                !matches!(self.recent.get(&(d.kind, d.key.clone())), Some((value, _)) if *value == d.status)
+                !matches!(self.recent.get(&(d.kind, d.key.clone())), Some((digest, _)) if *digest == digest_of(&d.status))
             })
             .collect()
     }
@@ -105,7 +107,7 @@ impl StatusWriter {
                 Ok(()) => {
                     written += 1;
                     self.writes.inc();
-                    self.recent.insert(id, (d.status, Instant::now()));
+                    self.recent.insert(id, (digest_of(&d.status), Instant::now()));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
                 Err(e) => {
@@ -129,6 +131,15 @@ impl StatusWriter {
             })
             .await
     }
+}
+
+/// A digest of a status value: its JSON text, hashed (object keys are sorted, so equal values
+/// print alike).
+fn digest_of(value: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut h);
+    h.finish()
 }
 
 /// A merge patch of one object's `status`, whichever its kind.
