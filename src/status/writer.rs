@@ -107,7 +107,8 @@ impl StatusWriter {
                 Ok(()) => {
                     written += 1;
                     self.writes.inc();
-                    self.recent.insert(id, (digest_of(&d.status), Instant::now()));
+                    self.recent
+                        .insert(id, (digest_of(&d.status), Instant::now()));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
                 Err(e) => {
