@@ -364,6 +364,9 @@ async fn provision_loop(
     tokio::pin!(shutdown);
     let mut resync = tokio::time::interval(PROVISION_RESYNC);
     let mut retry: Option<Duration> = None;
+    // What the last sync read: a build that changed only routes needs no sync (rendering the
+    // proxies' objects and checking their certificate cost more than the build).
+    let mut synced: Option<gatehouse::store::Store> = None;
     loop {
         let backoff = async {
             match retry {
@@ -374,17 +377,27 @@ async fn provision_loop(
         tokio::select! {
             _ = &mut shutdown => return,
             _ = built.notified() => {}
-            _ = backoff => {}
-            _ = resync.tick() => provisioner.forget(),
+            _ = backoff => synced = None,
+            _ = resync.tick() => {
+                provisioner.forget();
+                synced = None;
+            }
             changed = leading.changed() => {
                 if changed.is_err() { return }
                 provisioner.forget();
+                synced = None;
             }
         }
         if !*leading.borrow() || !state.synced() {
             continue;
         }
         let inputs = state.with_store(provision::inputs);
+        if synced
+            .as_ref()
+            .is_some_and(|last| provision::same_inputs(last, &inputs))
+        {
+            continue;
+        }
         let report = provisioner.sync(&inputs).await;
         metrics.provision_applies.inc_by(report.applied as u64);
         metrics.provision_errors.inc_by(report.failed as u64);
@@ -396,6 +409,7 @@ async fn provision_loop(
                 .map(|(k, c)| (k.clone(), provision::conflict_condition(c)))
                 .collect(),
         );
+        synced = Some(inputs);
         retry = if report.failed > 0 {
             Some(PROVISION_RETRY)
         } else if !conflicts.is_empty() {

@@ -8,7 +8,7 @@
 //! mistake or not yet recreated must not take traffic down.
 
 use super::names::{GATEWAY_NAME_LABEL, MANAGED_BY, label_value, proxy_name};
-use crate::store::{ObjKey, Object, Store, StoredKind};
+use crate::store::{ObjKey, Object, Observed, Store, StoredKind};
 
 /// What provisioning reads, copied out of the store so that a sync can await the API server
 /// without holding the store: GatewayClasses, Gateways, GatewayParameters, and the Services
@@ -30,6 +30,24 @@ pub fn inputs(store: &Store) -> Store {
             out.apply(o);
         });
     out
+}
+
+/// True when two [`inputs`] hold the same objects but for their status (a Gateway's status
+/// changes with every route attached to it; provisioning never reads it).
+pub fn same_inputs(a: &Store, b: &Store) -> bool {
+    fn same<K: StoredKind>(
+        a: &std::collections::BTreeMap<ObjKey, K>,
+        b: &std::collections::BTreeMap<ObjKey, K>,
+    ) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|((ka, va), (kb, vb))| ka == kb && (va == vb || va.same_but_observed(vb)))
+    }
+    same(&a.gateway_classes, &b.gateway_classes)
+        && same(&a.gateways, &b.gateways)
+        && same(&a.gateway_parameters, &b.gateway_parameters)
+        && same(&a.services, &b.services)
 }
 
 fn managed(svc: &k8s_openapi::api::core::v1::Service) -> bool {
@@ -137,5 +155,41 @@ spec: {{ports: [{{port: 80}}]}}
             abandoned(&world("gw", "u-1", "someone-else"), OURS).is_empty(),
             "not ours"
         );
+    }
+
+    /// Provisioning reads a copy of what it needs: our Services, not others, and no routes;
+    /// two copies that differ only in status are the same input.
+    #[test]
+    fn inputs_copy_what_provisioning_reads_and_ignore_status() {
+        let mut world = world("gw", "u-1", "gatehouse");
+        let theirs = crate::testing::store(
+            &(crate::testing::service("ns", "backend", 80)
+                + &crate::testing::http_route("ns", "r", "gw", &[], "  - {}\n")),
+        );
+        for o in theirs.services.into_values() {
+            world.apply(Object::Service(Box::new(o)));
+        }
+        for o in theirs.http_routes.into_values() {
+            world.apply(Object::HttpRoute(Box::new(o)));
+        }
+        let copy = inputs(&world);
+        assert_eq!(
+            copy.services.keys().collect::<Vec<_>>(),
+            [&ObjKey::new("ns", "gatehouse-gw")]
+        );
+        assert!(copy.http_routes.is_empty());
+        assert_eq!(abandoned(&copy, OURS), abandoned(&world, OURS));
+
+        let gw = ObjKey::new("ns", "gw");
+        let mut written = world.gateways[&gw].clone();
+        written.status = Some(Default::default());
+        world.apply(Object::Gateway(Box::new(written.clone())));
+        assert!(
+            same_inputs(&copy, &inputs(&world)),
+            "a status write is no input"
+        );
+        written.spec.listeners[0].port = 81;
+        world.apply(Object::Gateway(Box::new(written)));
+        assert!(!same_inputs(&copy, &inputs(&world)), "a listener is");
     }
 }

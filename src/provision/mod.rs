@@ -18,7 +18,7 @@ pub use crate::provisioned::{
     GATEWAY_NAME_LABEL, MANAGED_BY, Ownership, labels, ownership, proxy_name, tls_secret_name,
 };
 pub use apply::{ProvisionConfig, Provisioner, SyncReport};
-pub use cleanup::inputs;
+pub use cleanup::{inputs, same_inputs};
 
 /// Server-side apply field manager of everything Gatehouse provisions.
 pub const FIELD_MANAGER: &str = "gatehouse";
