@@ -8,7 +8,7 @@
 //! mistake or not yet recreated must not take traffic down.
 
 use super::names::{GATEWAY_NAME_LABEL, MANAGED_BY, label_value, proxy_name};
-use crate::store::{ObjKey, Object, Observed, Store, StoredKind};
+use crate::store::{ObjKey, Object, Store, StoredKind};
 
 /// What provisioning reads, copied out of the store so that a sync can await the API server
 /// without holding the store: GatewayClasses, Gateways, GatewayParameters, and the Services
