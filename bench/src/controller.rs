@@ -133,6 +133,25 @@ pub async fn run(
 }
 
 /// Rebuilds and status writes so far.
+/// Waits until builds and status writes have not moved for a second (the back-to-back run's
+/// last statuses are still being written when its routes answer): the next figure measures
+/// its own changes only.
+async fn quiet(c: &Cluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = counters(c)?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = counters(c)?;
+        if now == last {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("builds and status writes still moving after 60 s: {now:?}");
+        }
+        last = now;
+    }
+}
+
 fn counters(c: &Cluster) -> anyhow::Result<(u64, u64)> {
     let k = c.controller()?;
     Ok((k.builds(), k.status_writes()))
@@ -171,6 +190,7 @@ async fn cpu_per_change(c: &Cluster, n: usize, args: &Args, rows: &mut Rows) -> 
     let mode = Mode::Controller(c);
     let mut conn = Conn::new(c.targets.listener_port);
     let k = c.controller()?;
+    quiet(c).await?;
     let (b0, w0) = counters(c)?;
     let cpu0 = k.proc.cpu()?;
     for i in cpu_routes(args) {

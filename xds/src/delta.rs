@@ -286,9 +286,8 @@ impl Ordered for DeltaConnection {
             .into_iter()
             .filter_map(|t| self.types.get(t).map(|st| (t, st)))
             .flat_map(|(t, st)| {
-                st.client_has
-                    .keys()
-                    .filter(move |n| snap.get(t, n).is_none())
+                snap.missing(t, st.client_has.keys())
+                    .into_iter()
                     .map(move |n| (t, n.clone()))
             })
             .collect()

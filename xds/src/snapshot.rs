@@ -67,6 +67,24 @@ impl Snapshot {
         self.types.get(type_url).into_iter().flatten()
     }
 
+    /// The names among `sorted` (ascending, as a `BTreeMap`'s keys are) that have no resource
+    /// of `type_url` here: one merge walk. A lookup per name was 9% of a controller's CPU per
+    /// change with 1,000 clusters (`perf`, BENCHMARKS.md).
+    pub fn missing<'n>(
+        &self,
+        type_url: &str,
+        sorted: impl IntoIterator<Item = &'n String>,
+    ) -> Vec<&'n String> {
+        let mut have = self.resources(type_url).map(|r| r.name.as_str()).peekable();
+        sorted
+            .into_iter()
+            .filter(|n| {
+                while have.next_if(|h| *h < n.as_str()).is_some() {}
+                have.peek() != Some(&n.as_str())
+            })
+            .collect()
+    }
+
     /// Number of resources of one type.
     pub fn count(&self, type_url: &str) -> usize {
         self.types.get(type_url).map_or(0, Vec::len)
@@ -144,6 +162,34 @@ mod tests {
         assert!(s.get(CLUSTER, "a").is_some());
         assert!(s.get(ROUTE, "a").is_none());
         assert_eq!(s.resources(ROUTE).count(), 0);
+    }
+
+    /// The merge walk agrees with a lookup per name, whatever interleaves.
+    #[test]
+    fn missing_names_are_those_without_a_resource() {
+        let mut s = Snapshot::new();
+        for name in ["b", "d", "e", "h"] {
+            s.insert(CLUSTER, name, any(name));
+        }
+        let held: std::collections::BTreeSet<String> =
+            ["a", "b", "c", "e", "f", "h", "z"].map(String::from).into();
+        let walked: Vec<&String> = s.missing(CLUSTER, &held);
+        let looked: Vec<&String> = held
+            .iter()
+            .filter(|n| s.get(CLUSTER, n).is_none())
+            .collect();
+        assert_eq!(walked, looked);
+        assert_eq!(walked, ["a", "c", "f", "z"]);
+        assert_eq!(
+            s.missing(ROUTE, &held).len(),
+            held.len(),
+            "no routes at all"
+        );
+        assert!(
+            Snapshot::new()
+                .missing(CLUSTER, &std::collections::BTreeSet::new())
+                .is_empty()
+        );
     }
 
     #[test]

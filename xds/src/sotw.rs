@@ -251,9 +251,8 @@ impl Ordered for SotwConnection {
         };
         let in_flight = st.in_flight.iter().flat_map(|s| s.content.keys());
         let names: BTreeSet<&String> = in_flight.chain(st.acked.keys()).collect();
-        names
+        snap.missing(CLUSTER, names)
             .into_iter()
-            .filter(|n| snap.get(CLUSTER, n).is_none())
             .map(|n| (CLUSTER, n.clone()))
             .collect()
     }
