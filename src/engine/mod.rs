@@ -42,8 +42,16 @@ struct Memo {
     translated: Translated,
 }
 
-/// Each served Gateway's model and its translation.
-type Translated = BTreeMap<ObjKey, (Arc<GatewayModel>, Arc<GatewayResources>)>;
+/// Each served Gateway's model, its translation and the snapshot made of it.
+type Translated = BTreeMap<ObjKey, Translation>;
+
+#[derive(Clone)]
+struct Translation {
+    model: Arc<GatewayModel>,
+    resources: Arc<GatewayResources>,
+    /// What was published; the next snapshot shares its unchanged clusters' resources.
+    snapshot: Snapshot,
+}
 
 /// What one build made: the model, every Gateway's translation, and the snapshots of the
 /// Gateways whose model changed.
@@ -90,7 +98,7 @@ impl Engine {
         let resources = built
             .translated
             .iter()
-            .map(|(k, (_, res))| (k.clone(), res.clone()))
+            .map(|(k, t)| (k.clone(), t.resources.clone()))
             .collect();
         memo.translated = built.translated;
         drop(memo);
@@ -150,19 +158,27 @@ impl Engine {
         let mut changed = Vec::new();
         let mut translated = BTreeMap::new();
         for gw in &model.gateways {
-            let res = match previous.get(&gw.key) {
-                Some((m, res)) if Arc::ptr_eq(m, gw) => res.clone(),
+            let translation = match previous.get(&gw.key) {
+                Some(t) if Arc::ptr_eq(&t.model, gw) => t.clone(),
                 previous => {
-                    let res = Arc::new(translate::translate_gateway_reusing(
+                    let resources = Arc::new(translate::translate_gateway_after(
                         gw,
                         &self.translate_options,
-                        previous.map(|(_, res)| &**res),
+                        previous.map(|t| (&*t.model, &*t.resources)),
                     ));
-                    changed.push((gw.key.clone(), crate::snapshot::snapshot(&res)));
-                    res
+                    let snapshot = crate::snapshot::snapshot_after(
+                        &resources,
+                        previous.map(|t| (&*t.resources, &t.snapshot)),
+                    );
+                    changed.push((gw.key.clone(), snapshot.clone()));
+                    Translation {
+                        model: gw.clone(),
+                        resources,
+                        snapshot,
+                    }
                 }
             };
-            translated.insert(gw.key.clone(), (gw.clone(), res));
+            translated.insert(gw.key.clone(), translation);
         }
         (translated, changed)
     }

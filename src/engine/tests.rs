@@ -280,3 +280,65 @@ fn a_controller_rebuild_after_one_change_visits_only_that_route() {
     build();
     assert_eq!(resolutions(), 201, "and a build after it resolves nothing");
 }
+
+/// A route change that keeps the Gateway's clusters shares their resources with the previous
+/// snapshot; one that drops a cluster builds them again. Either way the published snapshot is
+/// the one a fresh translation makes.
+#[test]
+fn unchanged_clusters_keep_their_resources_and_snapshots_equal_fresh_ones() {
+    use crate::scale::{self, Scale, Targets};
+    use gatehouse_xds::type_url::{CLUSTER, ENDPOINT};
+    let scale = Scale {
+        gateways: 1,
+        routes: 6,
+        policies: 1,
+        services: 6,
+    };
+    let cache = SnapshotCache::new();
+    let engine = Engine::new(
+        cache.clone(),
+        Arc::new(Shared::default()),
+        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+        ModelConfig::default(),
+        TranslateOptions::default(),
+    );
+    let mut store = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
+    let published = || cache.get(&group(&ObjKey::new(scale::NAMESPACE, "gw-0"))).expect("published");
+    let fresh = || {
+        let model = engine.shared.view().model.clone();
+        crate::snapshot::snapshot(&translate::translate_gateway(
+            &model.gateways[0],
+            &TranslateOptions::default(),
+        ))
+    };
+    let apply = |store: &mut crate::store::Store, yaml: &str| {
+        for (_, r) in crate::testing::store(yaml).http_routes {
+            store.apply(crate::store::Object::HttpRoute(Box::new(r)));
+        }
+    };
+    engine.rebuild(&store, Vec::new());
+    let first = published();
+    assert_eq!(first.count(CLUSTER), 7, "six backends and the auth service");
+
+    apply(&mut store, &scale::route(3, &scale, 1));
+    engine.rebuild(&store, Vec::new());
+    let second = published();
+    assert!(!second.same_versions(&first), "the route changed");
+    for t in [CLUSTER, ENDPOINT] {
+        let shared = second
+            .resources(t)
+            .zip(first.resources(t))
+            .all(|(a, b)| Arc::ptr_eq(a, b));
+        assert!(shared, "{t} resources are the previous snapshot's");
+    }
+    assert_eq!(*second, fresh());
+
+    store.delete(&crate::store::ObjectRef {
+        kind: crate::store::Kind::HttpRoute,
+        key: ObjKey::new(scale::NAMESPACE, "r5"),
+    });
+    engine.rebuild(&store, Vec::new());
+    let third = published();
+    assert_eq!(third.count(CLUSTER), 6, "svc-5 has no route left");
+    assert_eq!(*third, fresh());
+}
