@@ -303,7 +303,11 @@ fn unchanged_clusters_keep_their_resources_and_snapshots_equal_fresh_ones() {
         TranslateOptions::default(),
     );
     let mut store = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
-    let published = || cache.get(&group(&ObjKey::new(scale::NAMESPACE, "gw-0"))).expect("published");
+    let published = || {
+        cache
+            .get(&group(&ObjKey::new(scale::NAMESPACE, "gw-0")))
+            .expect("published")
+    };
     let fresh = || {
         let model = engine.shared.view().model.clone();
         crate::snapshot::snapshot(&translate::translate_gateway(
