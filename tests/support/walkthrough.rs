@@ -84,7 +84,9 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
             "Gateway",
             "kgateway-system",
             "http",
-            |s| holds(&s["conditions"], "Programmed"),
+            // Every build is published as soon as it is made: a status written between the
+            // Gateway and its route arriving is right for that moment. Wait for the last.
+            |s| holds(&s["conditions"], "Programmed") && s["listeners"][0]["attachedRoutes"] == 1,
         )
         .await;
     assert!(holds(&gw["conditions"], "Accepted"), "{gw:#}");
@@ -97,7 +99,13 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
             "HTTPRoute",
             "httpbin",
             "httpbin",
-            |s| s["parents"].as_array().is_some_and(|p| !p.is_empty()),
+            |s| {
+                s["parents"].as_array().is_some_and(|p| {
+                    !p.is_empty()
+                        && holds(&p[0]["conditions"], "Accepted")
+                        && holds(&p[0]["conditions"], "ResolvedRefs")
+                })
+            },
         )
         .await;
     let parent = &route["parents"][0];
@@ -113,7 +121,12 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
             "TrafficPolicy",
             "kgateway-system",
             "gateway-ext-auth-policy",
-            |s| s["ancestors"].as_array().is_some_and(|a| !a.is_empty()),
+            // Before the route arrives the Gateway's policy decides no route (`Overridden`).
+            |s| {
+                s["ancestors"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty() && holds(&a[0]["conditions"], "Attached"))
+            },
         )
         .await;
     let ancestor = &policy["ancestors"][0];
