@@ -18,6 +18,17 @@ pub(super) fn maybe_panic() {
     }
 }
 
+/// An engine with default settings publishing to `cache`.
+fn engine_with(cache: SnapshotCache) -> Engine {
+    Engine::new(
+        cache,
+        Arc::new(Shared::default()),
+        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
+        ModelConfig::default(),
+        TranslateOptions::default(),
+    )
+}
+
 #[test]
 fn a_route_change_retranslates_only_its_gateway() {
     use crate::scale::{self, Scale, Targets};
@@ -28,13 +39,7 @@ fn a_route_change_retranslates_only_its_gateway() {
         services: 2,
     };
     let cache = SnapshotCache::new();
-    let engine = Engine::new(
-        cache.clone(),
-        Arc::new(Shared::default()),
-        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
-        ModelConfig::default(),
-        TranslateOptions::default(),
-    );
+    let engine = engine_with(cache.clone());
     let mut store = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
     engine.rebuild(&store, Vec::new());
     let before = engine.shared.view().resources;
@@ -61,13 +66,7 @@ fn a_route_change_retranslates_only_its_gateway() {
 
 #[test]
 fn a_provisioning_conflict_sets_programmed_false_over_rejections_and_clears() {
-    let engine = Engine::new(
-        SnapshotCache::new(),
-        Arc::new(Shared::default()),
-        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
-        ModelConfig::default(),
-        TranslateOptions::default(),
-    );
+    let engine = engine_with(SnapshotCache::new());
     engine.rebuild(
         &crate::testing::store(crate::testing::GATEWAY_AND_WEB),
         Vec::new(),
@@ -251,13 +250,7 @@ fn a_controller_rebuild_after_one_change_visits_only_that_route() {
         }
         state.relisted(kind, kind.with(All(&world)));
     }
-    let engine = Engine::new(
-        SnapshotCache::new(),
-        Arc::new(Shared::default()),
-        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
-        ModelConfig::default(),
-        TranslateOptions::default(),
-    );
+    let engine = engine_with(SnapshotCache::new());
     let resolutions = || engine.metrics.route_resolutions.get();
     let build = || state.with_store(|s| engine.rebuild(s, state.problems()));
     let rebuild_asked = || futures::FutureExt::now_or_never(state.changed()).is_some();
@@ -295,13 +288,7 @@ fn unchanged_clusters_keep_their_resources_and_snapshots_equal_fresh_ones() {
         services: 6,
     };
     let cache = SnapshotCache::new();
-    let engine = Engine::new(
-        cache.clone(),
-        Arc::new(Shared::default()),
-        Arc::new(Metrics::new(Arc::new(XdsStats::new()))),
-        ModelConfig::default(),
-        TranslateOptions::default(),
-    );
+    let engine = engine_with(cache.clone());
     let mut store = crate::testing::store(&scale::manifests(&scale, &Targets::default()));
     let published = || {
         cache
