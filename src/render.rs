@@ -4,25 +4,26 @@ use serde_json::{Value, json};
 
 use crate::bootstrap::static_bootstrap;
 use crate::model::Status;
-use crate::protojson::{JsonError, message_to_json};
+use crate::protojson::{JsonError, Printer, message_to_json};
 use crate::translate::GatewayResources;
 
 /// The resources of one Gateway as proto3 JSON, grouped by xDS type.
 /// Scoped route tables add `scopedRoutes`, and list one RouteConfiguration per scope.
 pub fn resources_json(res: &GatewayResources) -> Result<Value, JsonError> {
+    let p = Printer::new()?;
     let routes = res.routes.iter().flat_map(|r| r.served_protos());
     let scopes: Vec<_> = res.routes.iter().flat_map(|r| r.scopes(false)).collect();
     let mut doc = json!({
         "gateway": res.gateway.to_string(),
-        "clusters": res.clusters.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
-        "endpoints": res.endpoints.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
-        "listeners": res.listeners.iter().map(message_to_json).collect::<Result<Vec<_>, _>>()?,
-        "routes": routes.map(|r| message_to_json(&r)).collect::<Result<Vec<_>, _>>()?,
+        "clusters": res.clusters.iter().map(|m| p.message_to_json(m)).collect::<Result<Vec<_>, _>>()?,
+        "endpoints": res.endpoints.iter().map(|m| p.message_to_json(m)).collect::<Result<Vec<_>, _>>()?,
+        "listeners": res.listeners.iter().map(|m| p.message_to_json(m)).collect::<Result<Vec<_>, _>>()?,
+        "routes": routes.map(|r| p.message_to_json(&r)).collect::<Result<Vec<_>, _>>()?,
     });
     if !scopes.is_empty() {
         doc["scopedRoutes"] = scopes
             .iter()
-            .map(message_to_json)
+            .map(|m| p.message_to_json(m))
             .collect::<Result<Vec<_>, _>>()?
             .into();
     }
@@ -77,6 +78,8 @@ fn credential_like(header: &str) -> bool {
 
 /// The `translate` document: every Gateway's resources and the computed status.
 pub fn translate_json(all: &[GatewayResources], status: &Status) -> Result<Value, JsonError> {
+    // One pool for every Gateway's document.
+    let _printer = Printer::new()?;
     Ok(json!({
         "gateways": all.iter().map(resources_json).collect::<Result<Vec<_>, _>>()?,
         "status": serde_json::to_value(status)?,

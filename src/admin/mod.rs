@@ -131,6 +131,8 @@ async fn debug_xds(State(s): State<AdminState>, Query(q): Query<XdsQuery>) -> Re
             }
         }
     };
+    // One descriptor pool for every Gateway's document.
+    let printer = crate::protojson::Printer::new();
     let docs: Result<Vec<_>, _> = selected
         .into_iter()
         .map(|r| {
@@ -140,6 +142,7 @@ async fn debug_xds(State(s): State<AdminState>, Query(q): Query<XdsQuery>) -> Re
             })
         })
         .collect();
+    drop(printer);
     match docs {
         Ok(docs) if q.gateway.is_some() => json(&docs[0]),
         Ok(docs) => json(&serde_json::Value::Array(docs)),

@@ -127,6 +127,9 @@ impl Provisioner {
     /// as it was, and never stops the others.
     pub async fn sync(&mut self, store: &Store) -> SyncReport {
         let mut report = SyncReport::default();
+        // Every Gateway's bootstrap is printed with one descriptor pool, dropped after the pass
+        // (an error here reappears, per Gateway, from `render`).
+        let _printer = crate::protojson::Printer::new().ok();
         let gateways = self.ours(store);
         let live: std::collections::HashSet<ObjKey> =
             gateways.iter().map(|(g, _)| key_of(g)).collect();
