@@ -134,7 +134,11 @@ mod tests {
         let second = get().unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         drop((first, second));
-        assert_eq!(*get().unwrap(), 2, "dropped by its last holder, so made again");
+        assert_eq!(
+            *get().unwrap(),
+            2,
+            "dropped by its last holder, so made again"
+        );
     }
 
     #[test]
@@ -146,6 +150,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(printer.message_to_json(&cluster).unwrap()["name"], "c");
-        assert_eq!(super::message_to_json(&cluster).unwrap(), printer.message_to_json(&cluster).unwrap());
+        assert_eq!(
+            super::message_to_json(&cluster).unwrap(),
+            printer.message_to_json(&cluster).unwrap()
+        );
     }
 }

@@ -97,7 +97,7 @@ pub async fn standalone(n: usize, args: &Args, rows: &mut Rows) -> anyhow::Resul
             "standalone: RSS at {} routes (one Gateway, Envoy connected)",
             count(n)
         ),
-        format!("{:.1} MiB", mib(rss_kib)),
+        format!("{:.1} MiB ({})", mib(rss_kib), w.gatehouse.memory_detail()?),
     ));
     let idle_target = (n == 5_000).then_some((Duration::from_millis(15), Duration::MAX));
     propagation_rows(

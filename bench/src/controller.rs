@@ -95,7 +95,11 @@ pub async fn run(
     rows.push(Row::new(
         format!("{name}: RSS at {} routes", count(n)),
         rss_target,
-        format!("{:.1} MiB", mib(rss)),
+        format!(
+            "{:.1} MiB ({})",
+            mib(rss),
+            c.controller()?.proc.memory_detail()?
+        ),
         rss_met,
     ));
 

@@ -44,6 +44,33 @@ impl Proc {
             .context("VmRSS not found")
     }
 
+    /// Where the resident memory is: anonymous (heap, stacks; transparent huge pages of it),
+    /// file-backed (the binary's pages), and the thread count — what tells allocator placement
+    /// from data.
+    pub fn memory_detail(&self) -> anyhow::Result<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |text: &str, name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        if let Some(dir) = std::env::var_os("GATEHOUSE_BENCH_SMAPS") {
+            let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid()))?;
+            std::fs::write(Path::new(&dir).join(format!("smaps-{}", self.pid())), smaps)?;
+        }
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
+            .unwrap_or_default();
+        Ok(format!(
+            "anon {:.1} MiB (huge pages {:.1}), file {:.1} MiB, {} threads",
+            field(&status, "RssAnon:") as f64 / 1024.0,
+            field(&rollup, "AnonHugePages:") as f64 / 1024.0,
+            field(&status, "RssFile:") as f64 / 1024.0,
+            field(&status, "Threads:"),
+        ))
+    }
+
     /// User + system CPU time so far.
     pub fn cpu(&self) -> anyhow::Result<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;

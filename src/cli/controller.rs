@@ -23,8 +23,8 @@ use super::shutdown::Shutdown;
 /// attached route count) is written a few times a second, not once per change — each write
 /// costs the API server its CRD validation, and it shares the machine with the proxies.
 const STATUS_BATCH: Duration = Duration::from_millis(250);
-/// A status batch this large (the first status of every object) is followed by handing the
-/// memory it used back to the kernel.
+/// Status writes this many in a row (the first status of every object) are followed by handing
+/// the memory they used back to the kernel.
 const LARGE_STATUS_BATCH: usize = 1000;
 /// Every object's status is re-checked this often, not only the changed ones (repairs what
 /// no event told of).
@@ -433,40 +433,57 @@ async fn write_status(
     tokio::pin!(shutdown);
     let mut resync = tokio::time::interval(STATUS_RESYNC);
     let mut planned = tokio::time::Instant::now();
+    // Written since the writer last had nothing more to plan.
+    let mut in_a_row = 0;
     loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = built.notified() => {}
-            _ = state.observed() => {}
-            // A proxy rejecting (or accepting again) shows on its Gateway within a second.
-            _ = shared.status_changed.notified() => {}
-            _ = resync.tick() => writer.forget(),
-            changed = leading.changed() => {
-                if changed.is_err() { return }
-                writer.forget();
+        // A full plan left objects for the next one, which follows at once.
+        let more = writer.has_more() && *leading.borrow() && shared.ready();
+        if more {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                _ = std::future::ready(()) => {}
             }
-        }
-        if !*leading.borrow() || !shared.ready() {
-            continue;
-        }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep_until(planned + STATUS_BATCH) => {}
+        } else {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = built.notified() => {}
+                _ = state.observed() => {}
+                // A proxy rejecting (or accepting again) shows on its Gateway within a second.
+                _ = shared.status_changed.notified() => {}
+                _ = resync.tick() => writer.forget(),
+                changed = leading.changed() => {
+                    if changed.is_err() { return }
+                    writer.forget();
+                }
+            }
+            if !*leading.borrow() || !shared.ready() {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep_until(planned + STATUS_BATCH) => {}
+            }
         }
         planned = tokio::time::Instant::now();
         let view = shared.view();
         let plan =
             state.with_store(|store| writer.plan(store, &view.status(), state.take_touched()));
         drop(view);
-        if plan.is_empty() {
-            continue;
-        }
-        let written = writer.write(plan).await;
+        let written = if plan.is_empty() {
+            0
+        } else {
+            writer.write(plan).await
+        };
         if written > 0 {
             tracing::info!(written, "status written");
         }
-        if written >= LARGE_STATUS_BATCH {
-            gatehouse::engine::release_freed_memory();
+        in_a_row += written;
+        if !writer.has_more() {
+            if in_a_row >= LARGE_STATUS_BATCH {
+                gatehouse::engine::release_freed_memory();
+            }
+            in_a_row = 0;
         }
     }
 }

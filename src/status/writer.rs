@@ -12,7 +12,7 @@ use serde_json::json;
 
 use futures::StreamExt;
 
-use super::desired::{Desired, changed_between, desired};
+use super::desired::{Desired, Plan, changed_between, desired};
 use crate::model::Status;
 use crate::source::kube::Touched;
 use crate::store::{Kind, KindFn, KindScope, ObjKey, Store, StoredKind};
@@ -43,7 +43,12 @@ pub struct StatusWriter {
     last: Option<Status>,
     /// Objects whose write failed: the next plan looks at them again.
     retry: BTreeSet<(Kind, ObjKey)>,
+    /// Objects a full plan did not look at: the next plan, which follows at once, does.
+    more: BTreeSet<(Kind, ObjKey)>,
 }
+
+/// The most statuses one plan holds; the rest follow in the next rounds.
+const PLAN_LIMIT: usize = 256;
 
 impl StatusWriter {
     pub fn new(client: Client, controller: String, writes: Counter, errors: Counter) -> Self {
@@ -55,6 +60,7 @@ impl StatusWriter {
             recent: HashMap::new(),
             last: None,
             retry: BTreeSet::new(),
+            more: BTreeSet::new(),
         }
     }
 
@@ -72,7 +78,8 @@ impl StatusWriter {
             Some(last) if !touched.all => {
                 let mut scope = changed_between(last, status);
                 let again = std::mem::take(&mut self.retry);
-                for (kind, key) in touched.objects.into_iter().chain(again) {
+                let more = std::mem::take(&mut self.more);
+                for (kind, key) in touched.objects.into_iter().chain(again).chain(more) {
                     scope.entry(kind).or_default().insert(key);
                 }
                 Some(scope)
@@ -82,14 +89,24 @@ impl StatusWriter {
         self.last = Some(status.clone());
         let now = Time(Timestamp::now());
         self.recent.retain(|_, (_, at)| at.elapsed() < WRITE_GRACE);
-        desired(store, status, &self.controller, &now, scope.as_ref())
-            .into_iter()
-            .filter(|d| d.status != d.current)
-            .filter(|d| {
-                // Written already; the watch has not caught up.
-                !matches!(self.recent.get(&(d.kind, d.key.clone())), Some((digest, _)) if *digest == digest_of(&d.status))
-            })
-            .collect()
+        let recent = &self.recent;
+        let written_already = |kind: Kind, key: &ObjKey, status: &serde_json::Value| matches!(recent.get(&(kind, key.clone())), Some((digest, _)) if *digest == digest_of(status));
+        let mut plan = Plan::new(PLAN_LIMIT, &written_already);
+        desired(
+            store,
+            status,
+            &self.controller,
+            &now,
+            scope.as_ref(),
+            &mut plan,
+        );
+        self.more = plan.later.into_iter().collect();
+        plan.writes
+    }
+
+    /// True when objects wait for a plan because the last one was full.
+    pub fn has_more(&self) -> bool {
+        !self.more.is_empty()
     }
 
     /// Patches each planned status, a few at a time; returns how many were written.
@@ -153,11 +170,19 @@ struct PatchStatus<'a> {
 impl<'a> KindFn for PatchStatus<'a> {
     type Output = futures::future::BoxFuture<'a, Result<(), kube::Error>>;
     fn call<K: StoredKind>(self) -> Self::Output {
-        let api = <K::Scope as KindScope>::api::<K>(self.client.clone(), &self.key.namespace);
+        let namespace = <K::Scope as KindScope>::NAMESPACED.then_some(self.key.namespace.as_str());
+        let request = kube::core::Request::new(K::url_path(&(), namespace)).patch_subresource(
+            "status",
+            &self.key.name,
+            &PatchParams::default(),
+            self.patch,
+        );
         Box::pin(async move {
-            api.patch_status(&self.key.name, &PatchParams::default(), self.patch)
-                .await
-                .map(drop)
+            let request = request.map_err(kube::Error::BuildRequest)?;
+            // The reply is the whole object, and the watch brings it anyway: it is read as
+            // text and dropped, not parsed into the typed object (thousands of small
+            // allocations per write that outlived nothing but scattered the heap).
+            self.client.request_text(request).await.map(drop)
         })
     }
 }
@@ -264,5 +289,41 @@ mod tests {
             vec![(Kind::HttpRoute, &route)],
             "the backend now resolves"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_plan_leaves_the_rest_to_the_next_one() {
+        let config = ModelConfig::default();
+        let routes = PLAN_LIMIT + 10;
+        let mut yaml = world("b") + &testing::service("infra", "b", 80);
+        for i in 0..routes {
+            yaml += &testing::http_route(
+                "infra",
+                &format!("extra-{i}"),
+                "gw",
+                &[],
+                "  - backendRefs: [{name: b, port: 80}]\n",
+            );
+        }
+        let mut store = testing::store(&yaml);
+        let status = build(&store, &config).status;
+        let mut w = writer();
+        let first = w.plan(&store, &status, Touched::default());
+        assert_eq!(first.len(), PLAN_LIMIT);
+        assert!(w.has_more());
+        written(&mut store, &first);
+        let second = w.plan(&store, &status, Touched::default());
+        // The extra routes, the class, the Gateway and route `r`.
+        assert_eq!(first.len() + second.len(), routes + 3);
+        assert!(!w.has_more(), "the second plan had room for the rest");
+        let mut keys: Vec<_> = first
+            .iter()
+            .chain(&second)
+            .map(|d| (d.kind, &d.key))
+            .collect();
+        let all = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), all, "no object is planned twice");
     }
 }
