@@ -23,6 +23,12 @@ use super::shutdown::Shutdown;
 /// attached route count) is written a few times a second, not once per change — each write
 /// costs the API server its CRD validation, and it shares the machine with the proxies.
 const STATUS_BATCH: Duration = Duration::from_millis(250);
+/// Status yields to configuration: while the model keeps changing (a burst of changes), the
+/// plan waits until it has been quiet this long, so the API server's time goes to the changes
+/// themselves (each status write costs it the CRD's validation too) ...
+const STATUS_QUIET: Duration = Duration::from_millis(100);
+/// ... but no longer than this after the first change of the burst.
+const STATUS_MAX_DEFER: Duration = Duration::from_secs(1);
 /// Status writes this many in a row (the first status of every object) are followed by handing
 /// the memory they used back to the kernel.
 const LARGE_STATUS_BATCH: usize = 1000;
@@ -459,6 +465,16 @@ async fn write_status(
             }
             if !*leading.borrow() || !shared.ready() {
                 continue;
+            }
+            let deadline = tokio::time::Instant::now() + STATUS_MAX_DEFER;
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(STATUS_QUIET) => break,
+                    _ = built.notified() => {
+                        if tokio::time::Instant::now() >= deadline { break }
+                    }
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => return,
