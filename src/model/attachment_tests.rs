@@ -245,3 +245,44 @@ fn incremental_builds_follow_route_labels_and_extension_refs() {
         assert_eq!(incremental.status, fresh.status, "{step}");
     }
 }
+
+#[test]
+fn a_policy_with_no_route_under_its_target_is_attached_not_overridden() {
+    // Gateway `infra/two`: listener `used` has route `app/c`, listener `idle` has none.
+    let world = crate::testing::gateway(
+        "infra",
+        "two",
+        "gatehouse",
+        "listeners: [{name: used, protocol: HTTP, port: 8082, allowedRoutes: {namespaces: {from: All}}}, {name: idle, protocol: HTTP, port: 8083}]",
+    ) + r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: c, namespace: app}
+spec:
+  parentRefs: [{name: two, namespace: infra, sectionName: used}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+"#;
+    let policies = traffic_policy("infra", "idle", "Gateway", "two", Some("idle"), DISABLE)
+        + &traffic_policy("infra", "used", "Gateway", "two", Some("used"), DISABLE)
+        + &traffic_policy("app", "route", "HTTPRoute", "c", None, USE_LOCAL);
+    let m = model(&(world + &policies));
+    let attached = |name: &str| {
+        let st = &m.status.traffic_policies
+            [&ObjKey::new(if name == "route" { "app" } else { "infra" }, name)];
+        let c = cond(&st[0].conditions, "Attached");
+        (c.status.to_string(), c.reason.clone())
+    };
+    assert_eq!(
+        attached("idle"),
+        ("True".into(), "Attached".into()),
+        "nothing to decide yet is not being overridden"
+    );
+    assert_eq!(
+        attached("used"),
+        ("False".into(), "Overridden".into()),
+        "the route's own policy decides its only route"
+    );
+    assert_eq!(attached("route"), ("True".into(), "Attached".into()));
+}

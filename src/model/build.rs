@@ -231,8 +231,25 @@ impl Builder {
                     }
                 }
                 let base = &state.base;
-                base.policies
-                    .finish_status(store, parents, &base.served, &referrers, &mut status);
+                let counts = &state.attached_counts;
+                let has_routes = |gateway: &ObjKey, listener: Option<&str>| {
+                    let Some(g) = base.infos.iter().position(|i| i.key == *gateway) else {
+                        return false;
+                    };
+                    base.infos[g]
+                        .listeners
+                        .iter()
+                        .zip(&counts[g])
+                        .any(|(l, n)| *n > 0 && listener.is_none_or(|name| l.name == name))
+                };
+                base.policies.finish_status(
+                    store,
+                    parents,
+                    has_routes,
+                    &base.served,
+                    &referrers,
+                    &mut status,
+                );
                 state.policy_status = Some(status.traffic_policies.clone());
             }
         }

@@ -121,7 +121,7 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
             "TrafficPolicy",
             "kgateway-system",
             "gateway-ext-auth-policy",
-            // Before the route arrives the Gateway's policy decides no route (`Overridden`).
+            // Attached from the start: before the route arrives it has nothing to decide yet.
             |s| {
                 s["ancestors"]
                     .as_array()

@@ -9,12 +9,14 @@ use crate::store::{ObjKey, Store};
 
 impl PolicyIndex {
     /// Writes every policy's ancestor status. `route_parents` gives the Gateways an HTTPRoute
-    /// is attached to; `served` is the set of Gateways Gatehouse serves; `referrers` the
+    /// is attached to; `has_routes` whether any route is attached to a Gateway (through one
+    /// listener, when named); `served` is the set of Gateways Gatehouse serves; `referrers` the
     /// HTTPRoutes whose rules name each policy in an `ExtensionRef` filter.
     pub fn finish_status<'a>(
         &self,
         store: &Store,
         route_parents: impl Fn(&ObjKey) -> Option<&'a BTreeSet<ObjKey>>,
+        has_routes: impl Fn(&ObjKey, Option<&str>) -> bool,
         served: &BTreeSet<ObjKey>,
         referrers: &BTreeMap<ObjKey, BTreeSet<ObjKey>>,
         status: &mut Status,
@@ -45,6 +47,8 @@ impl PolicyIndex {
         }
         for (policy, targets) in &all {
             let mut ancestors: BTreeMap<AncestorRef, Vec<Condition>> = BTreeMap::new();
+            // Each Gateway the policy reaches, and whether any of its targets there has a route.
+            let mut reached: BTreeMap<ObjKey, bool> = BTreeMap::new();
             for target in targets {
                 let gateways: Vec<ObjKey> = match target {
                     Target::Gateway { key, .. } if served.contains(key) => vec![key.clone()],
@@ -89,14 +93,21 @@ impl PolicyIndex {
                     continue;
                 }
                 for gw in gateways {
-                    let ancestor = AncestorRef {
-                        kind: "Gateway".into(),
-                        namespace: gw.namespace.clone(),
-                        name: gw.name.clone(),
-                        section_name: None,
+                    let routed = match target {
+                        Target::Gateway { key, listener } => has_routes(key, listener.as_deref()),
+                        Target::Route { .. } => true,
                     };
-                    ancestors.insert(ancestor, self.conditions(policy, &gw));
+                    *reached.entry(gw).or_default() |= routed;
                 }
+            }
+            for (gw, routed) in reached {
+                let ancestor = AncestorRef {
+                    kind: "Gateway".into(),
+                    namespace: gw.namespace.clone(),
+                    name: gw.name.clone(),
+                    section_name: None,
+                };
+                ancestors.insert(ancestor, self.conditions(policy, &gw, routed));
             }
             let list = ancestors
                 .into_iter()
@@ -111,7 +122,8 @@ impl PolicyIndex {
         }
     }
 
-    fn conditions(&self, policy: &ObjKey, gateway: &ObjKey) -> Vec<Condition> {
+    /// `routed`: some route is attached where the policy targets this Gateway.
+    fn conditions(&self, policy: &ObjKey, gateway: &ObjKey, routed: bool) -> Vec<Condition> {
         let unimplemented = self.unimplemented.get(policy);
         let accepted = match self.broken.get(policy) {
             Some((reason, message)) => Condition::fail(
@@ -139,6 +151,14 @@ impl PolicyIndex {
                 cond::ATTACHED,
                 cond::OVERRIDDEN,
                 "an older policy at the same level decides instead",
+            )
+        } else if !routed {
+            // Nothing to decide yet is not being overridden: the first route that attaches is
+            // decided by this policy unless a more specific one targets it.
+            Condition::ok(
+                cond::ATTACHED,
+                cond::ATTACHED,
+                "attached; no route is attached to its target yet",
             )
         } else {
             Condition::fail(
