@@ -8,6 +8,7 @@ mod leadership;
 mod serve;
 mod shutdown;
 pub mod standalone;
+mod status_loop;
 pub mod translate;
 
 /// `--route-scopes-from`, shared by the commands that translate.
