@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use gatehouse::engine::Shared;
 use gatehouse::source::kube::KubeState;
 use gatehouse::status::StatusWriter;
@@ -44,10 +45,8 @@ pub(super) async fn write_status(
         // A full plan left objects for the next one, which follows at once.
         let more = writer.has_more() && *leading.borrow() && shared.ready();
         if more {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return,
-                _ = std::future::ready(()) => {}
+            if (&mut shutdown).now_or_never().is_some() {
+                return;
             }
         } else {
             tokio::select! {

@@ -28,6 +28,30 @@ fn now(s: &str) -> Time {
     Time(s.parse().expect("timestamp"))
 }
 
+/// Skips nothing.
+const NOTHING: &dyn Fn(Kind, &ObjKey, &Value) -> bool = &|_, _, _| false;
+
+/// A plan with room for `limit` of what `store` should hold on `day`.
+fn plan<'a>(
+    store: &Store,
+    status: &Status,
+    day: &str,
+    limit: usize,
+    skip: &'a dyn Fn(Kind, &ObjKey, &Value) -> bool,
+) -> Plan<'a> {
+    let mut plan = Plan::new(limit, skip);
+    let now = now(day);
+    desired(
+        store,
+        status,
+        "gatehouse.dev/gatehouse",
+        &now,
+        None,
+        &mut plan,
+    );
+    plan
+}
+
 #[test]
 fn steady_state_desires_what_objects_hold() {
     let mut store = testing::store(WORLD);
@@ -36,15 +60,7 @@ fn steady_state_desires_what_objects_hold() {
         ..ModelConfig::default()
     };
     let status = build(&store, &config).status;
-    let mut first = Plan::new(usize::MAX, &|_, _, _| false);
-    desired(
-        &store,
-        &status,
-        "gatehouse.dev/gatehouse",
-        &now("2026-01-01T00:00:00Z"),
-        None,
-        &mut first,
-    );
+    let first = plan(&store, &status, "2026-01-01T00:00:00Z", usize::MAX, NOTHING);
     let first = first.writes;
     assert_eq!(
         first.len(),
@@ -87,43 +103,25 @@ fn steady_state_desires_what_objects_hold() {
     }
     // A day later: each condition keeps its lastTransitionTime, so nothing differs.
     let status = build(&store, &config).status;
-    let mut again = Plan::new(usize::MAX, &|_, _, _| false);
-    desired(
-        &store,
-        &status,
-        "gatehouse.dev/gatehouse",
-        &now("2026-01-02T00:00:00Z"),
-        None,
-        &mut again,
-    );
+    let again = plan(&store, &status, "2026-01-02T00:00:00Z", usize::MAX, NOTHING);
     assert_eq!(again.writes, vec![], "nothing would be rewritten");
     assert!(again.later.is_empty());
 
     // A plan with room for one looks at one object and leaves the others for later.
     let mut store = testing::store(WORLD);
     let status = build(&store, &config).status;
-    let mut one = Plan::new(1, &|_, _, _| false);
-    desired(
-        &store,
-        &status,
-        "gatehouse.dev/gatehouse",
-        &now("2026-01-01T00:00:00Z"),
-        None,
-        &mut one,
-    );
+    let one = plan(&store, &status, "2026-01-01T00:00:00Z", 1, NOTHING);
     assert_eq!(one.writes.len(), 1);
     assert_eq!(one.later.len(), 2, "{:?}", one.later);
     // What is skipped (written, not yet seen) neither counts nor waits.
     store.gateway_classes.clear();
     let skip_routes = |kind: Kind, _: &ObjKey, _: &Value| kind == Kind::HttpRoute;
-    let mut skipping = Plan::new(usize::MAX, &skip_routes);
-    desired(
+    let skipping = plan(
         &store,
         &status,
-        "gatehouse.dev/gatehouse",
-        &now("2026-01-01T00:00:00Z"),
-        None,
-        &mut skipping,
+        "2026-01-01T00:00:00Z",
+        usize::MAX,
+        &skip_routes,
     );
     let kinds: Vec<Kind> = skipping.writes.iter().map(|d| d.kind).collect();
     assert_eq!(kinds, vec![Kind::Gateway]);
