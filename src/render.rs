@@ -20,6 +20,14 @@ pub fn resources_json(res: &GatewayResources) -> Result<Value, JsonError> {
         "listeners": res.listeners.iter().map(|m| p.message_to_json(m)).collect::<Result<Vec<_>, _>>()?,
         "routes": routes.map(|r| p.message_to_json(&r)).collect::<Result<Vec<_>, _>>()?,
     });
+    if !res.secrets.is_empty() {
+        doc["secrets"] = res
+            .secrets
+            .iter()
+            .map(|s| p.message_to_json(&without_private_key(s)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+    }
     if !scopes.is_empty() {
         doc["scopedRoutes"] = scopes
             .iter()
@@ -28,6 +36,23 @@ pub fn resources_json(res: &GatewayResources) -> Result<Value, JsonError> {
             .into();
     }
     Ok(doc)
+}
+
+/// The Secret with its private key replaced by [`REDACTED`]: no rendering of Gatehouse's
+/// (`translate`, `/debug/xds`) ever shows a key, whoever may read it.
+fn without_private_key(
+    secret: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret,
+) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret {
+    use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
+    let mut out = secret.clone();
+    if let Some(Type::TlsCertificate(c)) = out.r#type.as_mut() {
+        c.private_key = Some(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(REDACTED.into())),
+            ..Default::default()
+        });
+    }
+    out
 }
 
 /// Shown instead of a credential-like header value.

@@ -120,6 +120,16 @@ pub fn reference_grant_to(
     )
 }
 
+/// A ReferenceGrant `to_ns/g` with one `from` and one `to`, each a YAML flow mapping.
+pub fn reference_grant_raw(to_ns: &str, from: &str, to: &str) -> String {
+    object(
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        &format!("name: g, namespace: {to_ns}"),
+        &format!("spec:\n  from: [{from}]\n  to: [{to}]\n"),
+    )
+}
+
 fn grant(from_kind: &str, from_ns: &str, to_kind: &str, to_ns: &str, to_name: &str) -> String {
     object(
         "gateway.networking.k8s.io/v1beta1",

@@ -9,7 +9,8 @@ use super::contribution::Contribution;
 use super::extensions::ProviderResult;
 use super::gateways::{GatewayInfo, ListenerInfo};
 use super::types::{
-    ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteAuth, VirtualHostModel,
+    ClusterKey, ClusterModel, GatewayModel, PortModel, Provider, RouteAuth, TlsChain,
+    VirtualHostModel,
 };
 use super::{counts, matches};
 use crate::store::ObjKey;
@@ -194,10 +195,22 @@ impl Assembly {
                 }
             }
             let virtual_hosts = hosts.into_values().collect();
+            let tls = listeners
+                .iter()
+                .filter_map(|l| {
+                    let t = l.tls.as_ref()?;
+                    Some(TlsChain {
+                        listener: l.name.clone(),
+                        hostname: l.hostname.clone(),
+                        certificates: t.certificates.clone(),
+                    })
+                })
+                .collect();
             ports.push(PortModel {
                 port,
                 virtual_hosts,
                 providers: port_providers,
+                tls,
             });
         }
         GatewayModel {

@@ -1,6 +1,8 @@
 //! GatewayClasses and Gateways Gatehouse owns, and the validity of their listeners.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use gateway_api::apis::standard::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
@@ -8,6 +10,7 @@ use gateway_api::apis::standard::gateways::{
 
 use super::ModelConfig;
 use super::conditions::{Condition, GatewayStatus, ListenerStatus, Status};
+use super::tls::{self, ListenerTls};
 use super::types::PathPolicy;
 use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
@@ -23,6 +26,8 @@ pub struct ListenerInfo {
     pub selector: Option<LabelSelector>,
     /// False when `allowedRoutes.kinds` excludes HTTPRoute.
     pub allows_http_route: bool,
+    /// An HTTPS listener's certificates; `None` for HTTP.
+    pub tls: Option<Arc<ListenerTls>>,
 }
 
 /// A label selector over Namespaces.
@@ -99,11 +104,27 @@ pub fn gateways(store: &Store, config: &ModelConfig, owned: &BTreeSet<String>) -
 }
 
 fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
-    let mut seen = BTreeSet::new();
+    // Certificates are checked for expiry when the Gateway's inputs change, not on a timer.
+    let now = SystemTime::now();
+    let mut ports = Ports::default();
     let mut listeners = Vec::new();
     let mut listener_conditions = Vec::new();
+    let frontend = gw
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.frontend.as_ref())
+        .is_some();
     for l in &gw.spec.listeners {
-        let (info, conditions) = listener_info(l, &mut seen);
+        let tls = (l.protocol == "HTTPS").then(|| {
+            if frontend {
+                return Err(tls::Unsupported(
+                    "the Gateway's spec.tls.frontend (client certificate validation) is not served yet; serving this listener without it would accept clients it is meant to refuse".into(),
+                ));
+            }
+            tls::listener_tls(store, key, l.tls.as_ref(), now)
+        });
+        let (info, conditions) = listener_info(l, tls, &mut ports);
         listeners.push(info);
         listener_conditions.push(conditions);
     }
@@ -151,9 +172,20 @@ fn accepted_message(path: &PathPolicy) -> String {
     }
 }
 
+/// What earlier listeners of a Gateway claimed: ports by protocol, and (port, hostname) pairs.
+#[derive(Default)]
+struct Ports {
+    protocols: BTreeMap<i32, String>,
+    hostnames: BTreeSet<(i32, String)>,
+}
+
+/// Protocols Gatehouse serves on a listener.
+const SERVED_PROTOCOLS: [&str; 2] = ["HTTP", "HTTPS"];
+
 fn listener_info(
     l: &GatewayListeners,
-    seen: &mut BTreeSet<(i32, String)>,
+    tls: Option<Result<ListenerTls, tls::Unsupported>>,
+    ports: &mut Ports,
 ) -> (ListenerInfo, Vec<Condition>) {
     let allowed = l.allowed_routes.as_ref();
     let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
@@ -185,23 +217,36 @@ fn listener_info(
         })
     });
     let mut conditions = Vec::new();
-    let mut valid = true;
     let port = u16::try_from(l.port).ok().filter(|p| *p > 0);
-    if l.protocol != "HTTP" {
-        valid = false;
+    let (tls, unsupported) = match tls {
+        Some(Ok(t)) => (Some(Arc::new(t)), None),
+        Some(Err(tls::Unsupported(why))) => (None, Some(why)),
+        None => (None, None),
+    };
+    let mut valid = false;
+    if !SERVED_PROTOCOLS.contains(&l.protocol.as_str()) {
         conditions.push(Condition::fail(
             cond::ACCEPTED,
             cond::UNSUPPORTED_PROTOCOL,
-            format!("protocol {} is not supported; use HTTP", l.protocol),
+            format!(
+                "protocol {} is not supported; use HTTP or HTTPS",
+                l.protocol
+            ),
         ));
     } else if port.is_none() {
-        valid = false;
         conditions.push(Condition::fail(
             cond::ACCEPTED,
             cond::PORT_UNAVAILABLE,
             format!("port {} is out of range", l.port),
         ));
+    } else if let Some(why) = unsupported {
+        conditions.push(Condition::fail(
+            cond::ACCEPTED,
+            cond::UNSUPPORTED_VALUE,
+            why,
+        ));
     } else {
+        valid = true;
         conditions.push(Condition::ok(
             cond::ACCEPTED,
             cond::ACCEPTED,
@@ -209,7 +254,21 @@ fn listener_info(
         ));
     }
     let host = l.hostname.clone().unwrap_or_else(|| "*".into());
-    if valid && !seen.insert((l.port, host.clone())) {
+    let claimed = valid.then(|| {
+        ports
+            .protocols
+            .entry(l.port)
+            .or_insert_with(|| l.protocol.clone())
+    });
+    if let Some(other) = claimed.filter(|p| **p != l.protocol) {
+        let message = format!("an earlier listener serves {other} on port {}", l.port);
+        valid = false;
+        conditions.push(Condition::ok(
+            cond::CONFLICTED,
+            cond::PROTOCOL_CONFLICT,
+            message,
+        ));
+    } else if valid && !ports.hostnames.insert((l.port, host.clone())) {
         valid = false;
         conditions.push(Condition::ok(
             cond::CONFLICTED,
@@ -223,7 +282,14 @@ fn listener_info(
             "no conflicts",
         ));
     }
-    if allows_http_route {
+    let tls_problem = tls.as_ref().and_then(|t| t.problem.clone());
+    if let Some(problem) = &tls_problem {
+        conditions.push(Condition::fail(
+            cond::RESOLVED_REFS,
+            problem.reason,
+            problem.message.clone(),
+        ));
+    } else if allows_http_route {
         conditions.push(Condition::ok(
             cond::RESOLVED_REFS,
             cond::RESOLVED_REFS,
@@ -236,7 +302,15 @@ fn listener_info(
             "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute",
         ));
     }
-    if valid {
+    let no_certificate = tls.as_ref().is_some_and(|t| t.certificates.is_empty());
+    if valid && no_certificate {
+        valid = false;
+        conditions.push(Condition::fail(
+            cond::PROGRAMMED,
+            cond::INVALID,
+            "listener is not served: none of its certificateRefs resolves to a certificate",
+        ));
+    } else if valid {
         conditions.push(Condition::ok(
             cond::PROGRAMMED,
             cond::PROGRAMMED,
@@ -257,6 +331,7 @@ fn listener_info(
         allowed_from,
         selector,
         allows_http_route,
+        tls,
     };
     (info, conditions)
 }

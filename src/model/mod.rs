@@ -26,6 +26,9 @@ pub(crate) mod re2;
 mod refs;
 mod route_cache;
 mod routes;
+pub mod tls;
+#[cfg(test)]
+mod tls_tests;
 mod types;
 mod validate;
 mod validate_auth;

@@ -435,7 +435,7 @@ fn gateway_and_listener_status() {
         "infra",
         "c",
         "gatehouse",
-        "listeners: [{name: one, protocol: HTTP, port: 80}, {name: two, protocol: HTTP, port: 80}, {name: tls, protocol: HTTPS, port: 443}]",
+        "listeners: [{name: one, protocol: HTTP, port: 80}, {name: two, protocol: HTTP, port: 80}, {name: tls, protocol: TLS, port: 443}]",
     );
     let m = model(&conflict);
     let gw = &m.status.gateways[&ObjKey::new("infra", "gw")];

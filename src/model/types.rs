@@ -191,6 +191,21 @@ pub struct PortModel {
     pub virtual_hosts: Vec<std::sync::Arc<VirtualHostModel>>,
     /// Providers some route on this port uses (one ext_authz filter each).
     pub providers: BTreeSet<ObjKey>,
+    /// HTTPS: one TLS filter chain per listener, in the Gateway's listener order. Empty for
+    /// HTTP (a port serves one protocol; a second one on it is a `ProtocolConflict`).
+    pub tls: Vec<TlsChain>,
+}
+
+/// The TLS filter chain of one HTTPS listener. Every chain of a port serves the port's one
+/// route table: the SNI picks the certificate, and the `Host` header the routes, so a request
+/// is checked by the policy of the host it asks for whatever name its connection was opened
+/// with (docs/security-model.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsChain {
+    pub listener: String,
+    /// Matched against the SNI; `None` takes connections no other chain's hostname matches.
+    pub hostname: Option<String>,
+    pub certificates: Vec<std::sync::Arc<crate::model::tls::Certificate>>,
 }
 
 /// What a listener does with `%2F`/`%5C` in a path (GatewayParameters

@@ -41,6 +41,9 @@ pub fn snapshot_after(
             }
         }
     }
+    for secret in &res.secrets {
+        s.insert(type_url::SECRET, secret.name.clone(), any(secret));
+    }
     for l in &res.listeners {
         s.insert(type_url::LISTENER, l.name.clone(), any(l));
     }

@@ -37,6 +37,7 @@ macro_rules! registry {
             Service(k8s_openapi::api::core::v1::Service) services "Service",
             EndpointSlice(k8s_openapi::api::discovery::v1::EndpointSlice) endpoint_slices "EndpointSlice",
             Namespace(k8s_openapi::api::core::v1::Namespace) namespaces "Namespace",
+            Secret(k8s_openapi::api::core::v1::Secret) secrets "Secret",
         }
     };
 }
@@ -106,7 +107,8 @@ observed! {
     none:
         gateway_api::apis::standard::referencegrants::ReferenceGrant,
         crate::api::GatewayParameters,
-        k8s_openapi::api::discovery::v1::EndpointSlice
+        k8s_openapi::api::discovery::v1::EndpointSlice,
+        k8s_openapi::api::core::v1::Secret
 }
 
 /// kube's resource scopes, as far as generic code over kinds needs them: `Api::namespaced`

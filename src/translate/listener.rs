@@ -13,7 +13,7 @@ use envoy_types::util::pack_any;
 
 use super::common::{ads, duration, hcm_listener, socket};
 use super::guard::{self, ChainProviders};
-use super::{TranslateOptions, ext_authz, names, scopes};
+use super::{TranslateOptions, ext_authz, names, scopes, tls};
 use crate::model::{EscapedSlashes, PathPolicy, PortModel, Provider};
 
 /// How long an HTTP/2 connection on a draining chain gets between Envoy's first GOAWAY and the
@@ -83,7 +83,17 @@ pub fn listener(
         }],
         ..Default::default()
     };
-    hcm_listener(name, socket(&options.bind_address, port.port), hcm)
+    let address = socket(&options.bind_address, port.port);
+    if port.tls.is_empty() {
+        return hcm_listener(name, address, hcm);
+    }
+    Listener {
+        name,
+        address: Some(address),
+        listener_filters: vec![tls::inspector()],
+        filter_chains: port.tls.iter().map(|t| tls::chain(t, &hcm)).collect(),
+        ..Default::default()
+    }
 }
 
 fn escaped_slashes_action(
@@ -115,6 +125,7 @@ mod tests {
             port: 8080,
             virtual_hosts: Vec::new(),
             providers: Default::default(),
+            tls: Vec::new(),
         };
         let chain = guard::chain([]);
         let l = listener(

@@ -14,12 +14,14 @@ mod route;
 pub mod scopes;
 #[cfg(test)]
 mod scopes_tests;
+mod tls;
 
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 pub use cluster::http2_options;
 pub use common::{hcm_listener, socket};
@@ -58,6 +60,9 @@ pub struct GatewayResources {
     /// ([`translate_gateway_after`]), so the snapshot reuses their encodings too.
     pub clusters: Arc<Vec<Cluster>>,
     pub endpoints: Arc<Vec<ClusterLoadAssignment>>,
+    /// The certificates of HTTPS listeners (SDS), one per Secret. They hold private keys:
+    /// renderers redact them (`render::resources_json`).
+    pub secrets: Vec<Secret>,
 }
 
 /// Translates one Gateway.
@@ -126,11 +131,20 @@ fn translate_with(
     });
     listeners.sort_by(|a, b| a.name.cmp(&b.name));
     routes.sort_by(|a, b| a.name.cmp(&b.name));
+    let certificates: std::collections::BTreeMap<_, _> = gw
+        .ports
+        .iter()
+        .flat_map(|p| &p.tls)
+        .flat_map(|t| &t.certificates)
+        .map(|c| (&c.secret, c))
+        .collect();
+    let secrets = certificates.values().map(|c| tls::secret(c)).collect();
     GatewayResources {
         gateway: gw.key.clone(),
         listeners,
         routes,
         clusters,
         endpoints,
+        secrets,
     }
 }

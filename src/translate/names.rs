@@ -20,6 +20,16 @@ pub fn route_scope(port: u16, hostname: &str) -> String {
     format!("{}/{hostname}", route_config(port))
 }
 
+/// SDS name of the certificate a Secret holds.
+pub fn secret(secret: &ObjKey) -> String {
+    format!("secret/{}/{}", secret.namespace, secret.name)
+}
+
+/// Name of the TLS filter chain of an HTTPS listener.
+pub fn tls_chain(listener: &str) -> String {
+    format!("https/{listener}")
+}
+
 /// A cluster that is never defined: routes send the share of unresolved backendRefs to it
 /// and answer "cluster not found" with 500.
 pub const INVALID_BACKEND_CLUSTER: &str = "gatehouse/invalid-backend";

@@ -48,6 +48,7 @@ fn port(number: u16, hosts: &[&str]) -> PortModel {
             })
             .collect(),
         providers: Default::default(),
+        tls: Vec::new(),
     }
 }
 

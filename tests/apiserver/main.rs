@@ -14,5 +14,6 @@ mod apiserver_crds;
 mod apiserver_experimental;
 mod controller_e2e;
 mod helm_apiserver;
+mod https_controller_e2e;
 mod provisioning_adoption_e2e;
 mod provisioning_e2e;

@@ -90,7 +90,7 @@ pub fn request_bytes(
 /// Reads one response, stopping where its framing says it ends. Waiting for the server to close
 /// instead costs a second per local reply: Envoy holds a connection it closes for its
 /// `delayed_close_timeout` (1s) until the client closes first.
-fn read_response(stream: &mut TcpStream, method: &str) -> std::io::Result<Vec<u8>> {
+pub fn read_response(stream: &mut impl Read, method: &str) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -160,7 +160,7 @@ fn chunked_len(raw: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-fn parse(raw: &[u8]) -> Option<Response> {
+pub fn parse(raw: &[u8]) -> Option<Response> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.lines();

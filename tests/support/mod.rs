@@ -12,6 +12,7 @@ pub mod options;
 pub mod procs;
 pub mod standalone;
 pub mod testnet;
+pub mod tls;
 pub mod walkthrough;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,8 @@ pub mod type_url {
     /// Scoped RDS: a scope key and the RouteConfiguration it selects.
     pub const SCOPED_ROUTE: &str =
         "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
+    /// SDS: certificates of TLS listeners, asked for by name.
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 }
 
 /// One named resource.

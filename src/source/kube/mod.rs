@@ -56,9 +56,7 @@ fn trim<K: Resource>(mut o: K) -> K {
 async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
     let kind = K::KIND;
     let mut buffer: Vec<Object> = Vec::new();
-    let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream = watcher(api, config(kind)).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Init) => buffer.clear(),
@@ -73,6 +71,19 @@ async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
         }
     }
 }
+
+/// What the watch of `kind` asks the API server for. Secrets: TLS certificates only, so the
+/// controller never holds (or is sent) service-account tokens, Helm releases or other
+/// credentials it has no use for.
+fn config(kind: Kind) -> watcher::Config {
+    match kind {
+        Kind::Secret => watcher::Config::default().fields(TLS_SECRETS),
+        _ => watcher::Config::default(),
+    }
+}
+
+/// The field selector of the Secret watch.
+pub const TLS_SECRETS: &str = "type=kubernetes.io/tls";
 
 fn describe(kind: Kind, e: &watcher::Error) -> String {
     let text = e.to_string();

@@ -1,0 +1,311 @@
+//! HTTPS listeners: `certificateRefs` resolved to certificates Envoy will load.
+//!
+//! A certificate reaches Envoy only after it was parsed and checked here the way Envoy checks
+//! it (docs/tls.md): a Secret Envoy would refuse never reaches it, since a refused SDS update
+//! leaves a new listener warming until its init timeout, and one tenant's bad Secret would
+//! stop every other change to that Gateway's proxies. What Envoy receives is re-encoded from
+//! what was parsed, so nothing unchecked in the Secret (comments, stray blocks) goes with it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use gateway_api::apis::standard::gateways::{GatewayListenersTls, GatewayListenersTlsMode};
+use k8s_openapi::api::core::v1::Secret;
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::refs::{self, RefError};
+use crate::model::condition_names as cond;
+use crate::store::{ObjKey, Store};
+
+/// The Secret type Gateway API's core support names.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// A PEM private key. Never printed: its `Debug` is `[redacted]`, and the renderers replace
+/// it (`render::resources_json`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey(String);
+
+impl PrivateKey {
+    /// The PEM text, for the Envoy Secret only.
+    pub fn pem(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey([redacted])")
+    }
+}
+
+/// The key algorithm of a certificate: Envoy serves at most one of each on a filter chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyType {
+    Rsa,
+    Ecdsa,
+}
+
+/// A certificate chain and its key, as Envoy will load them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    /// The Secret it came from; also its SDS name (`translate::names::secret`).
+    pub secret: ObjKey,
+    /// PEM, leaf first.
+    pub chain_pem: String,
+    pub key: PrivateKey,
+    pub key_type: KeyType,
+}
+
+/// A Terminate listener's certificates (one per key type at most), and what was wrong with
+/// the refs that did not resolve.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListenerTls {
+    pub certificates: Vec<Arc<Certificate>>,
+    /// The first problem, as the listener's `ResolvedRefs` reports it.
+    pub problem: Option<RefError>,
+}
+
+/// Why a listener's TLS settings cannot be served at all (its `Accepted` condition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+/// Resolves the `tls` of an HTTPS listener of the Gateway `gateway`.
+pub fn listener_tls(
+    store: &Store,
+    gateway: &ObjKey,
+    tls: Option<&GatewayListenersTls>,
+    now: SystemTime,
+) -> Result<ListenerTls, Unsupported> {
+    let Some(tls) = tls else {
+        return Err(Unsupported(
+            "an HTTPS listener needs tls.certificateRefs".into(),
+        ));
+    };
+    if tls.mode == Some(GatewayListenersTlsMode::Passthrough) {
+        return Err(Unsupported(
+            "tls.mode Passthrough is not served: Gatehouse terminates TLS (mode Terminate) on HTTPS listeners"
+                .into(),
+        ));
+    }
+    if let Some(options) = tls.options.as_ref().filter(|o| !o.is_empty()) {
+        let names: Vec<&str> = options.keys().map(String::as_str).collect();
+        return Err(Unsupported(format!(
+            "tls.options {} are not supported; Gatehouse reads no TLS options",
+            names.join(", ")
+        )));
+    }
+    let mut out = ListenerTls::default();
+    let fail = |out: &mut ListenerTls, e: RefError| {
+        out.problem.get_or_insert(e);
+    };
+    for r in tls.certificate_refs.iter().flatten() {
+        let group = r.group.as_deref().unwrap_or("");
+        let kind = r.kind.as_deref().unwrap_or("Secret");
+        let key = ObjKey::new(
+            r.namespace
+                .clone()
+                .unwrap_or_else(|| gateway.namespace.clone()),
+            r.name.clone(),
+        );
+        if !group.is_empty() || kind != "Secret" {
+            fail(
+                &mut out,
+                RefError::new(
+                    cond::INVALID_CERTIFICATE_REF,
+                    format!(
+                        "certificateRef {group}/{kind} {key}: only core Secrets hold certificates"
+                    ),
+                ),
+            );
+            continue;
+        }
+        let from = refs::From {
+            group: "gateway.networking.k8s.io",
+            kind: "Gateway",
+            namespace: &gateway.namespace,
+        };
+        if !refs::permitted(store, &from, "", "Secret", &key) {
+            fail(
+                &mut out,
+                RefError::new(
+                    cond::REF_NOT_PERMITTED,
+                    format!(
+                        "Secret {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
+                    ),
+                ),
+            );
+            continue;
+        }
+        let Some(secret) = store.secrets.get(&key) else {
+            fail(
+                &mut out,
+                RefError::new(
+                    cond::INVALID_CERTIFICATE_REF,
+                    format!("Secret {key} does not exist (or is not of type {TLS_SECRET_TYPE})"),
+                ),
+            );
+            continue;
+        };
+        match certificate(&key, secret, now) {
+            Ok(c) if out.certificates.iter().any(|o| o.key_type == c.key_type) => fail(
+                &mut out,
+                RefError::new(
+                    cond::INVALID_CERTIFICATE_REF,
+                    format!(
+                        "Secret {key}: a listener serves at most one {:?} certificate; an earlier certificateRef has one",
+                        c.key_type
+                    ),
+                ),
+            ),
+            Ok(c) => out.certificates.push(Arc::new(c)),
+            Err(why) => fail(
+                &mut out,
+                RefError::new(
+                    cond::INVALID_CERTIFICATE_REF,
+                    format!("Secret {key}: {why}"),
+                ),
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// The certificate a `kubernetes.io/tls` Secret holds, checked as Envoy checks it.
+pub fn certificate(key: &ObjKey, secret: &Secret, now: SystemTime) -> Result<Certificate, String> {
+    let ty = secret.type_.as_deref().unwrap_or("Opaque");
+    if ty != TLS_SECRET_TYPE {
+        return Err(format!(
+            "has type {ty}; certificates come from {TLS_SECRET_TYPE} Secrets"
+        ));
+    }
+    let crt = field(secret, "tls.crt")?;
+    let key_bytes = field(secret, "tls.key")?;
+    let blocks = pem::parse_many(&crt).map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+    let chain: Vec<pem::Pem> = blocks
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .collect();
+    let Some(leaf) = chain.first() else {
+        return Err("tls.crt holds no CERTIFICATE block".into());
+    };
+    for (i, block) in chain.iter().enumerate() {
+        let (_, cert) = X509Certificate::from_der(block.contents())
+            .map_err(|e| format!("certificate {i} of tls.crt does not parse: {e}"))?;
+        if i == 0 {
+            check_validity(&cert, now)?;
+        }
+    }
+    let (_, leaf_cert) = X509Certificate::from_der(leaf.contents())
+        .map_err(|e| format!("tls.crt does not parse: {e}"))?;
+    let key_pem = private_key(&key_bytes)?;
+    let key_type = check_key(&leaf_cert, leaf, &key_pem)?;
+    Ok(Certificate {
+        secret: key.clone(),
+        chain_pem: pem::encode_many_config(&chain, lf()),
+        key: PrivateKey(pem::encode_config(&key_pem, lf())),
+        key_type,
+    })
+}
+
+fn lf() -> pem::EncodeConfig {
+    pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)
+}
+
+/// `data[name]`, or `stringData[name]` in a manifest the API server has not merged yet.
+fn field(secret: &Secret, name: &str) -> Result<Vec<u8>, String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(name))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .map(|s| s.as_bytes().to_vec())
+        })
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("has no {name}"))
+}
+
+fn check_validity(cert: &X509Certificate<'_>, now: SystemTime) -> Result<(), String> {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let validity = cert.validity();
+    if secs > validity.not_after.timestamp() {
+        return Err(format!("the certificate expired at {}", validity.not_after));
+    }
+    if secs < validity.not_before.timestamp() {
+        return Err(format!(
+            "the certificate is not valid before {}",
+            validity.not_before
+        ));
+    }
+    Ok(())
+}
+
+/// The one private key block of `tls.key`.
+fn private_key(bytes: &[u8]) -> Result<pem::Pem, String> {
+    // Not the parser's message: it could quote the key.
+    let blocks = pem::parse_many(bytes).map_err(|_| "tls.key is not PEM".to_string())?;
+    let mut keys = blocks
+        .into_iter()
+        .filter(|b| b.tag().ends_with("PRIVATE KEY"));
+    match (keys.next(), keys.next()) {
+        (Some(k), None) => Ok(k),
+        (None, _) => Err("tls.key holds no PRIVATE KEY block".into()),
+        (Some(_), Some(_)) => Err("tls.key holds more than one private key".into()),
+    }
+}
+
+/// Checks that the key is one Envoy serves and that it belongs to the leaf certificate.
+fn check_key(
+    leaf: &X509Certificate<'_>,
+    leaf_pem: &pem::Pem,
+    key: &pem::Pem,
+) -> Result<KeyType, String> {
+    let der: PrivateKeyDer<'static> = match key.tag() {
+        "PRIVATE KEY" => PrivatePkcs8KeyDer::from(key.contents().to_vec()).into(),
+        "RSA PRIVATE KEY" => PrivatePkcs1KeyDer::from(key.contents().to_vec()).into(),
+        "EC PRIVATE KEY" => PrivateSec1KeyDer::from(key.contents().to_vec()).into(),
+        other => return Err(format!("tls.key is a {other}, which Envoy does not load")),
+    };
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|_| {
+        "tls.key is not an RSA (2048 bits or more) or ECDSA P-256/P-384 private key".to_string()
+    })?;
+    let key_type = match signing.algorithm() {
+        rustls::SignatureAlgorithm::RSA => KeyType::Rsa,
+        rustls::SignatureAlgorithm::ECDSA => KeyType::Ecdsa,
+        other => {
+            return Err(format!(
+                "tls.key is an {other:?} key; Envoy serves RSA and ECDSA certificates only"
+            ));
+        }
+    };
+    if key_type == KeyType::Rsa {
+        let bits = match leaf.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size(),
+            _ => 0,
+        };
+        if bits < 2048 {
+            return Err(format!(
+                "the certificate's RSA key has {bits} bits; Envoy requires 2048 or more"
+            ));
+        }
+    }
+    let certified = rustls::sign::CertifiedKey::new(
+        vec![CertificateDer::from(leaf_pem.contents().to_vec())],
+        signing,
+    );
+    certified
+        .keys_match()
+        .map_err(|_| "tls.key is not the key of the first certificate in tls.crt".to_string())?;
+    Ok(key_type)
+}
