@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ENVOY=${GATEHOUSE_ENVOY:-$PWD/.venv/bin/envoy}
 BIN=${GATEHOUSE_BIN_DIR:-$PWD/target/debug}
 RUN=$PWD/.run
-LISTENER_PORT=8080 XDS_PORT=18000 ADMIN_PORT=19001 DEBUG_PORT=19002 ENVOY_ADMIN_PORT=19000 AUTHZ_PORT=9000 ECHO_PORT=3000
+LISTENER_PORT=8080 HTTPS_PORT=8443 XDS_PORT=18000 ADMIN_PORT=19001 DEBUG_PORT=19002 ENVOY_ADMIN_PORT=19000 AUTHZ_PORT=9000 ECHO_PORT=3000
 AUTO=false
 [[ ${1:-} == --auto ]] && AUTO=true
 
@@ -19,7 +19,7 @@ for bin in "$BIN/gatehouse" "$BIN/gatehouse-ext-authz" "$BIN/gatehouse-echo"; do
   [[ -x $bin ]] || { echo "missing $bin: run 'cargo build --workspace' (make run does)" >&2; exit 1; }
 done
 [[ -x $ENVOY ]] || { echo "missing Envoy at $ENVOY: run 'make envoy'" >&2; exit 1; }
-for port in $LISTENER_PORT $XDS_PORT $ADMIN_PORT $DEBUG_PORT $ENVOY_ADMIN_PORT $AUTHZ_PORT $ECHO_PORT; do
+for port in $LISTENER_PORT $HTTPS_PORT $XDS_PORT $ADMIN_PORT $DEBUG_PORT $ENVOY_ADMIN_PORT $AUTHZ_PORT $ECHO_PORT; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "port $port on 127.0.0.1 is already in use; stop what holds it and try again" >&2; exit 1
   fi
@@ -27,6 +27,9 @@ done
 
 rm -rf "$RUN" && mkdir -p "$RUN/manifests" "$RUN/logs"
 cp examples/ext-auth/base/*.yaml "$RUN/manifests/"
+# The certificate of the HTTPS step (5): a Secret no listener uses until then.
+"$BIN/gatehouse" certificate --hostname www.example.com --secret kgateway-system/www-example-com \
+  --cert-out "$RUN/www.example.com.crt" >"$RUN/manifests/www-example-com-secret.yaml"
 
 pids=()
 sleeper=
@@ -79,6 +82,11 @@ Gatehouse is serving the ext auth walkthrough to a real Envoy.
 4. Switch ext auth off for the httpbin route:
    cp examples/ext-auth/steps/02-route-disable.yaml $RUN/manifests/
    curl -i localhost:$LISTENER_PORT/headers -H "host: www.example.com"                      # 200 without auth
+5. Serve HTTPS too (the certificate is in $RUN/manifests/www-example-com-secret.yaml), auth back on:
+   cp examples/ext-auth/steps/03-https-listener.yaml $RUN/manifests/gateway.yaml
+   rm $RUN/manifests/02-route-disable.yaml
+   curl -i --cacert $RUN/www.example.com.crt --resolve www.example.com:$HTTPS_PORT:127.0.0.1 https://www.example.com:$HTTPS_PORT/headers   # 403
+   curl -i --cacert $RUN/www.example.com.crt --resolve www.example.com:$HTTPS_PORT:127.0.0.1 https://www.example.com:$HTTPS_PORT/headers -H "x-ext-authz: allow"   # 200
 TXT
 
 if ! $AUTO; then
@@ -104,4 +112,11 @@ curl -s "$url" -H "host: www.example.com" -H "x-ext-authz: allow" | grep -o '"X-
 cp examples/ext-auth/steps/02-route-disable.yaml "$RUN/manifests/"
 expect 4 200 code
 if curl -s "$url" -H "host: www.example.com" | grep -q 'X-Ext-Authz-Check-Result'; then echo "step 4: auth still ran" >&2; exit 1; fi
+https=https://www.example.com:$HTTPS_PORT/headers
+tls_code() { curl -s -o /dev/null -w '%{http_code}' --cacert "$RUN/www.example.com.crt" \
+  --resolve "www.example.com:$HTTPS_PORT:127.0.0.1" "$https" "$@"; }
+cp examples/ext-auth/steps/03-https-listener.yaml "$RUN/manifests/gateway.yaml"
+rm "$RUN/manifests/02-route-disable.yaml"
+expect 5 403 tls_code
+expect 5 200 tls_code -H "x-ext-authz: allow"
 echo "walkthrough replayed: every step behaves as the guide shows"

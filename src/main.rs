@@ -37,6 +37,8 @@ enum Command {
     Standalone(cli::standalone::Args),
     /// Print an Envoy bootstrap that connects a proxy for one Gateway to Gatehouse.
     Bootstrap(cli::bootstrap::Args),
+    /// Print a kubernetes.io/tls Secret holding a new self-signed certificate (for trying HTTPS).
+    Certificate(cli::certificate::Args),
     /// Print the CustomResourceDefinitions (or write them into a directory).
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -88,6 +90,7 @@ async fn main() {
         Command::Standalone(args) => cli::standalone::run(args).await,
         Command::Controller(args) => cli::controller::run(args).await,
         Command::Bootstrap(args) => cli::bootstrap::run(args),
+        Command::Certificate(args) => cli::certificate::run(args),
         Command::Crds { dir } => cli::crds::run(dir),
     };
     match result {

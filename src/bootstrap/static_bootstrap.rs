@@ -5,9 +5,13 @@
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
-use envoy_types::pb::envoy::config::listener::v3::filter;
+use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source, transport_socket};
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, filter};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, ScopedRouteConfigurationsList, http_connection_manager, scoped_routes,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, Secret, TlsCertificate, secret,
 };
 use envoy_types::util::pack_any;
 use prost::Message;
@@ -25,6 +29,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
                 for f in &mut chain.filters {
                     inline_routes(f, res);
                 }
+                static_sds(chain);
             }
             l
         })
@@ -50,6 +55,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
         static_resources: Some(bootstrap::StaticResources {
             listeners,
             clusters,
+            secrets: placeholder_secrets(res),
             ..Default::default()
         }),
         layered_runtime: Some(super::runtime()),
@@ -97,4 +103,84 @@ fn inline_routes(
         _ => return,
     }
     *any = pack_any(hcm);
+}
+
+/// Static stand-ins for the Gateway's certificates, one per SDS Secret, of the same key type:
+/// a bootstrap is printed (`translate -o bootstrap`) and Gatehouse never prints a private key.
+/// The stand-ins are public test material, so `envoy --mode validate` checks everything but
+/// the real certificates, which the model already checked the way Envoy does.
+fn placeholder_secrets(res: &GatewayResources) -> Vec<Secret> {
+    res.secrets
+        .iter()
+        .map(|s| {
+            let (crt, key) = if is_rsa(s) {
+                (
+                    include_str!("placeholder/rsa.crt"),
+                    include_str!("placeholder/rsa.key"),
+                )
+            } else {
+                (
+                    include_str!("placeholder/ecdsa.crt"),
+                    include_str!("placeholder/ecdsa.key"),
+                )
+            };
+            let inline = |s: &str| DataSource {
+                specifier: Some(data_source::Specifier::InlineString(s.into())),
+                ..Default::default()
+            };
+            Secret {
+                name: s.name.clone(),
+                r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                    certificate_chain: Some(inline(crt)),
+                    private_key: Some(inline(key)),
+                    ..Default::default()
+                })),
+            }
+        })
+        .collect()
+}
+
+/// Whether the Secret's leaf certificate has an RSA key.
+fn is_rsa(s: &Secret) -> bool {
+    let Some(secret::Type::TlsCertificate(c)) = &s.r#type else {
+        return false;
+    };
+    let Some(data_source::Specifier::InlineString(chain)) = c
+        .certificate_chain
+        .as_ref()
+        .and_then(|d| d.specifier.as_ref())
+    else {
+        return false;
+    };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(chain.as_bytes()) else {
+        return false;
+    };
+    pem.parse_x509().is_ok_and(|cert| {
+        matches!(
+            cert.public_key().parsed(),
+            Ok(x509_parser::public_key::PublicKey::RSA(_))
+        )
+    })
+}
+
+/// Points a TLS filter chain's SDS configs at the static Secrets.
+fn static_sds(chain: &mut FilterChain) {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = chain
+        .transport_socket
+        .as_mut()
+        .and_then(|t| t.config_type.as_mut())
+    else {
+        return;
+    };
+    let Ok(mut tls) = DownstreamTlsContext::decode(any.value.as_slice()) else {
+        return;
+    };
+    for sds in tls
+        .common_tls_context
+        .iter_mut()
+        .flat_map(|c| &mut c.tls_certificate_sds_secret_configs)
+    {
+        sds.sds_config = None;
+    }
+    *any = pack_any(tls);
 }

@@ -42,7 +42,8 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// The key algorithm of a certificate: Envoy serves at most one of each on a filter chain.
+/// The key algorithm of a certificate. A chain may serve several of either: Envoy picks the
+/// one whose names match the SNI, of a type the client accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum KeyType {
     Rsa,
@@ -60,8 +61,7 @@ pub struct Certificate {
     pub key_type: KeyType,
 }
 
-/// A Terminate listener's certificates (one per key type at most), and what was wrong with
-/// the refs that did not resolve.
+/// A Terminate listener's certificates, and what was wrong with the refs that did not resolve.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ListenerTls {
     pub certificates: Vec<Arc<Certificate>>,
@@ -151,16 +151,6 @@ pub fn listener_tls(
             continue;
         };
         match certificate(&key, secret, now) {
-            Ok(c) if out.certificates.iter().any(|o| o.key_type == c.key_type) => fail(
-                &mut out,
-                RefError::new(
-                    cond::INVALID_CERTIFICATE_REF,
-                    format!(
-                        "Secret {key}: a listener serves at most one {:?} certificate; an earlier certificateRef has one",
-                        c.key_type
-                    ),
-                ),
-            ),
             Ok(c) => out.certificates.push(Arc::new(c)),
             Err(why) => fail(
                 &mut out,

@@ -220,7 +220,7 @@ fn certificate_refs_resolve_within_the_namespace_or_through_a_reference_grant() 
 }
 
 #[test]
-fn a_listener_serves_one_certificate_per_key_type() {
+fn a_listener_serves_every_certificate_that_resolves() {
     let rsa = KeyPair::from_pem(RSA_2048).expect("rsa key");
     let rsa = (cert("a.example.com", &rsa, -1, 30), RSA_2048.to_string());
     let yaml = https_gateway("{name: rsa}, {name: ec1}, {name: ec2}")
@@ -228,9 +228,9 @@ fn a_listener_serves_one_certificate_per_key_type() {
         + &tls_secret("infra", "ec1", &ecdsa("a.example.com"))
         + &tls_secret("infra", "ec2", &ecdsa("a.example.com"));
     let (reason, programmed, served) = listener(&yaml, "a");
-    assert_eq!(reason, "InvalidCertificateRef");
+    assert_eq!(reason, "ResolvedRefs");
     assert!(programmed);
-    assert_eq!(served, ["infra/rsa", "infra/ec1"]);
+    assert_eq!(served, ["infra/rsa", "infra/ec1", "infra/ec2"]);
 }
 
 #[test]

@@ -15,6 +15,27 @@ use support::http::{self, Response};
 const DEFAULT_NS: &str = "gateway-conformance-infra";
 const TEST_FILE: &str = "10-test.yaml";
 
+/// Sends a case's request: over TLS, trusting the harness's CA, when its scheme is `https`.
+fn send_to(w: &Conformance, port: u16, c: &Case) -> std::io::Result<Response> {
+    if c.request.scheme.as_deref() != Some("https") {
+        return send(port, c);
+    }
+    let host = if c.request.host.is_empty() {
+        "gateway.local"
+    } else {
+        &c.request.host
+    };
+    let headers: Vec<(&str, &str)> = c
+        .request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let sni = c.request.tls_sni.as_deref().unwrap_or(host);
+    let client = support::tls::client(&[&w.ca.cert_pem]);
+    support::tls::get(&client, port, sni, host, &c.request.path, &headers).map(|(r, _)| r)
+}
+
 fn send(port: u16, c: &Case) -> std::io::Result<Response> {
     let set: String = c
         .request
@@ -184,12 +205,10 @@ fn redirect_mismatch(
         Some(other) => other.to_string(),
         None => well_known.to_string(),
     };
-    // The listener's port moved here: a redirect that keeps the listener port shows the new
-    // one (and for a port-80 listener it is no longer the scheme's default).
     // The listener's port moved here: where the redirect keeps the listener port, the new one
-    // stands for the manifest's (including for a port-80 listener, no longer the default).
-    let listener_kept =
-        scheme == "http" && want_port == manifest_port.to_string() && port == port_here.to_string();
+    // stands for the manifest's (including for a port-80 or 443 listener, no longer the
+    // scheme's default).
+    let listener_kept = want_port == manifest_port.to_string() && port == port_here.to_string();
     let port_ok =
         listener_kept || port == want_port || (port.is_empty() && want_port == well_known);
     if !port_ok {
@@ -228,7 +247,7 @@ fn check_case(w: &Conformance, port: u16, manifest_port: i64, c: &Case) -> Resul
                 )
             })
             .collect();
-        match send(port, c) {
+        match send_to(w, port, c) {
             Ok(r) => match mismatch(c, &r, (manifest_port, port)) {
                 None => {
                     let exact = c.expect.mirrored_to.iter().filter(|m| m.percent.is_none());
@@ -313,12 +332,53 @@ fn check_status(w: &Conformance, t: &Test) -> Result<(), String> {
                 }
             }
         }
+        for l in &t.listeners {
+            if let Err(e) = listener_holds(&doc, l) {
+                ok = false;
+                last = e;
+            }
+        }
         if ok {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(last)
+}
+
+/// Whether a Gateway listener's status in `/debug/status` meets `want`.
+fn listener_holds(
+    doc: &Value,
+    want: &support::conformance::ListenerExpectation,
+) -> Result<(), String> {
+    let listener = doc["status"]["gateways"][&want.gateway]["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == want.listener.as_str()))
+        .ok_or_else(|| format!("{} has no listener {}", want.gateway, want.listener))?;
+    if let Some(n) = want.attached_routes
+        && listener["attachedRoutes"] != n
+    {
+        return Err(format!(
+            "{}/{}: attachedRoutes {} (want {n})",
+            want.gateway, want.listener, listener["attachedRoutes"]
+        ));
+    }
+    for c in &want.conditions {
+        let got = listener["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|x| x["type"] == c.type_.as_str()));
+        let good = got.is_some_and(|g| {
+            g["status"] == c.status.as_str()
+                && c.reason.as_ref().is_none_or(|r| g["reason"] == r.as_str())
+        });
+        if !good {
+            return Err(format!(
+                "{}/{}: {} want {:?}/{:?}, got {:?}",
+                want.gateway, want.listener, c.type_, c.status, c.reason, got
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `gatehouse translate -o bootstrap` of the gateway, accepted by `envoy --mode validate`.
@@ -359,7 +419,7 @@ fn deleted_grant(action: &str) -> Option<&str> {
         .next()
 }
 
-fn run(w: &mut Conformance, t: &Test, skipped: &mut usize) -> Result<usize, String> {
+fn run(w: &mut Conformance, t: &Test) -> Result<usize, String> {
     let manifests = if t.manifests.is_empty() {
         std::slice::from_ref(&t.name)
     } else {
@@ -387,15 +447,6 @@ fn run(w: &mut Conformance, t: &Test, skipped: &mut usize) -> Result<usize, Stri
     check_status(w, t)?;
     let mut sent = 0;
     for c in &t.cases {
-        if c.request.scheme.as_deref() == Some("https") {
-            // HTTPS listeners are not served (README "Routing"); counted and reported.
-            eprintln!(
-                "SKIP {}: HTTPS case {} (TLS listeners are not served)",
-                t.name, c.request.path
-            );
-            *skipped += 1;
-            continue;
-        }
         if let Some(action) = &c.pre_action {
             if let Some(grant) = deleted_grant(action) {
                 docs.retain(|d| {
@@ -420,8 +471,8 @@ fn run(w: &mut Conformance, t: &Test, skipped: &mut usize) -> Result<usize, Stri
         let gw = c.gateway.clone().unwrap_or_else(|| gateway.clone());
         w.envoy_for(&gw);
         let (manifest_port, port) = w
-            .listener(&gw)
-            .ok_or_else(|| format!("Gateway {gw} has no HTTP listener here"))?;
+            .listener(&gw, c.request.scheme.as_deref() == Some("https"))
+            .ok_or_else(|| format!("Gateway {gw} has no listener for the case here"))?;
         check_case(w, port, manifest_port, c)?;
         sent += 1;
     }
@@ -578,9 +629,8 @@ fn httproute_conformance() {
     let mut w = Conformance::start();
     let mut failures = Vec::new();
     let mut cases = 0;
-    let mut skipped = 0;
     for t in &tests {
-        match run(&mut w, t, &mut skipped) {
+        match run(&mut w, t) {
             Ok(n) => {
                 cases += n;
                 eprintln!("PASS {} ({n} requests)", t.name);
@@ -600,16 +650,11 @@ fn httproute_conformance() {
         failures.join("\n"),
         w.logs()
     );
-    eprintln!(
-        "{} tests, {cases} requests passed; {skipped} skipped",
-        tests.len()
-    );
+    eprintln!("{} tests, {cases} requests passed", tests.len());
     if only.is_some() {
         // The totals below describe the whole suite.
         return;
     }
-    // The HTTPS listener cases of httproute-redirect-port-and-scheme, and nothing else.
-    assert_eq!(skipped, 6, "skipped cases changed");
     assert!(
         tests.len() >= 30 && cases >= 100,
         "only {} tests / {cases} requests ran",

@@ -89,7 +89,17 @@ fn wait_for_cert(
 
 #[test]
 fn https_listeners_choose_certificates_by_sni_rotate_without_a_failure_and_never_show_keys() {
-    let mut w = World::start(false);
+    https_scenario(false);
+}
+
+/// The same over state-of-the-world xDS, where Envoy asks for Secrets by name on the stream.
+#[test]
+fn https_over_sotw() {
+    https_scenario(true);
+}
+
+fn https_scenario(sotw: bool) {
+    let mut w = World::start(sotw);
     let port = free_port();
     let ca = TestCa::new("test CA");
     let (a1, a2) = (ca.leaf(&["a.example.com"]), ca.leaf(&["a.example.com"]));
@@ -248,4 +258,59 @@ fn https_listeners_choose_certificates_by_sni_rotate_without_a_failure_and_never
         }
     }
     w.procs.clear();
+}
+
+/// The walkthrough's HTTPS step (README, `make run`): `gatehouse certificate` makes the Secret,
+/// `03-https-listener.yaml` replaces the Gateway, and the Gateway's policy checks HTTPS too.
+#[test]
+fn the_walkthrough_https_step_serves_what_gatehouse_certificate_made() {
+    let w = World::start(false);
+    let port = free_port();
+    let crt = w.path().join("www.crt");
+    let out = std::process::Command::new(crate::support::procs::gatehouse())
+        .args(["certificate", "--hostname", "www.example.com"])
+        .args(["--secret", "kgateway-system/www-example-com", "--cert-out"])
+        .arg(&crt)
+        .output()
+        .expect("gatehouse certificate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.write(
+        "www-example-com-secret.yaml",
+        &String::from_utf8_lossy(&out.stdout),
+    );
+    let step = std::fs::read_to_string(
+        crate::support::repo().join("examples/ext-auth/steps/03-https-listener.yaml"),
+    )
+    .expect("step");
+    assert!(step.contains("port: 8080") && step.contains("port: 8443"));
+    w.apply_step("01-gateway-policy.yaml");
+    w.write(
+        "gateway.yaml",
+        &step
+            .replace("port: 8080", &format!("port: {}", w.listener_port))
+            .replace("port: 8443", &format!("port: {port}")),
+    );
+    let ca = std::fs::read_to_string(&crt).expect("certificate");
+    let client = tls::client(&[&ca]);
+    let get = |headers: &[(&str, &str)]| {
+        tls::get(
+            &client,
+            port,
+            "www.example.com",
+            "www.example.com",
+            "/headers",
+            headers,
+        )
+    };
+    w.wait_for_response(
+        "403 over HTTPS",
+        || get(&[]).map(|(r, _)| r),
+        |r| r.status == 403,
+    );
+    let (allowed, _) = get(&[ALLOW]).expect("https");
+    assert_eq!(allowed.status, 200, "{allowed:?}");
 }

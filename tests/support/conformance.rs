@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::http::{self, Response};
 use super::procs::{Proc, free_port, gatehouse, standalone_command, wait_for_port, workspace_bin};
+use super::tls::TestCa;
 
 /// Where the upstream manifests are; missing means the test fails loudly.
 pub fn conformance_dir() -> PathBuf {
@@ -41,9 +42,12 @@ pub struct Request {
     /// Headers the echo must put on its response (sent as `X-Echo-Set-Header`).
     #[serde(default)]
     pub backend_set_response_headers: BTreeMap<String, String>,
-    /// `https` cases need TLS listeners, which Gatehouse does not serve.
+    /// `https`: sent over TLS to the Gateway's HTTPS listener (upstream's port 443).
     #[serde(default)]
     pub scheme: Option<String>,
+    /// The SNI of an HTTPS request; the host when unset.
+    #[serde(default)]
+    pub tls_sni: Option<String>,
 }
 
 fn slash() -> String {
@@ -110,6 +114,15 @@ pub struct StatusCondition {
     pub reason: Option<String>,
 }
 
+/// Conditions one Gateway listener must have (upstream's `GatewayStatusMustHaveListeners`).
+#[derive(Debug, Deserialize, Clone)]
+pub struct ListenerExpectation {
+    pub gateway: String,
+    pub listener: String,
+    pub attached_routes: Option<i64>,
+    pub conditions: Vec<StatusCondition>,
+}
+
 #[derive(Debug, Deserialize, Clone)]
 pub struct StatusExpectation {
     pub route: String,
@@ -129,6 +142,8 @@ pub struct Test {
     pub routes: Vec<String>,
     #[serde(default)]
     pub status: Vec<StatusExpectation>,
+    #[serde(default)]
+    pub listeners: Vec<ListenerExpectation>,
     #[serde(default)]
     pub cases: Vec<Case>,
     /// Statistical checks (weights, backend header filters, mirror percentages).
@@ -176,6 +191,8 @@ pub struct Conformance {
     /// Gateway → Envoy.
     pub envoys: BTreeMap<String, Proc>,
     pub procs: Vec<Proc>,
+    /// Issues the certificates upstream's suite makes at start (`suite.go`).
+    pub ca: TestCa,
 }
 
 impl Conformance {
@@ -193,6 +210,7 @@ impl Conformance {
             ports: BTreeMap::new(),
             envoys: BTreeMap::new(),
             procs: Vec::new(),
+            ca: TestCa::new("conformance CA"),
         };
         let class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n";
         std::fs::write(w.manifests.join("00-class.yaml"), class).expect("write class");
@@ -200,6 +218,8 @@ impl Conformance {
             .expect("base manifests");
         let docs = w.prepare(&base);
         w.write("01-base.yaml", &docs);
+        std::fs::write(w.manifests.join("02-certificates.yaml"), w.certificates())
+            .expect("write certificates");
 
         let mut gh = standalone_command(&w.manifests, w.xds_port, w.admin_port, w.debug_port);
         gh.env("RUST_LOG", "info");
@@ -208,26 +228,47 @@ impl Conformance {
         w
     }
 
-    /// Turns upstream documents into what runs here: Deployments and Secrets dropped (the
-    /// echoes replace the pods), HTTPS listeners dropped (Gatehouse serves HTTP listeners),
-    /// listener ports mapped to free ports, and every Service given an echo process and an
-    /// EndpointSlice pointing at it.
+    /// The Secrets upstream's suite creates before the tests (`suite.go`) that HTTPS listeners
+    /// use. Upstream's Go client matches `*.org` to `example.org`; the exact names are added
+    /// for rustls, which the client here uses. Envoy does not read the names.
+    fn certificates(&self) -> String {
+        let validity = self.ca.leaf(&[
+            "*",
+            "*.org",
+            "*.wildcard.org",
+            "example.org",
+            "second-example.org",
+            "unknown-example.org",
+        ]);
+        let web = self.ca.leaf(&["*"]);
+        [
+            super::tls::secret(
+                "gateway-conformance-infra",
+                "tls-validity-checks-certificate",
+                &validity,
+            ),
+            super::tls::secret("gateway-conformance-web-backend", "certificate", &web),
+        ]
+        .join("---\n")
+    }
+
+    /// Turns upstream documents into what runs here: Deployments dropped (the echoes replace
+    /// the pods), listener ports mapped to free ports, and every Service given an echo process
+    /// and an EndpointSlice pointing at it.
     pub fn prepare(&mut self, text: &str) -> Vec<Value> {
         let mut out = Vec::new();
         for mut doc in documents(text) {
             match doc["kind"].as_str().unwrap_or_default() {
-                "Deployment" | "Secret" | "Pod" => continue,
+                "Deployment" | "Pod" => continue,
                 "Gateway" => {
                     let gw = key(&doc);
                     let listeners = doc["spec"]["listeners"]
                         .as_array()
                         .cloned()
                         .unwrap_or_default();
-                    // Non-HTTP listeners stay (Gatehouse reports them unsupported) but move
-                    // off their privileged ports too; HTTPS needs certificates not served here.
+                    // Every listener moves off its privileged port to a free one.
                     let kept: Vec<Value> = listeners
                         .into_iter()
-                        .filter(|l| l["protocol"] != "HTTPS")
                         .map(|mut l| {
                             let port = l["port"].as_i64().unwrap_or(80);
                             let mapped = *self
@@ -368,8 +409,11 @@ impl Conformance {
     }
 
     /// (manifest port, port here) of the listener requests go to: port 80 when the Gateway has
-    /// one, else its lowest.
-    pub fn listener(&self, gateway: &str) -> Option<(i64, u16)> {
+    /// one, else its lowest; 443 for HTTPS requests.
+    pub fn listener(&self, gateway: &str, https: bool) -> Option<(i64, u16)> {
+        if https {
+            return self.port(gateway, 443).map(|p| (443, p));
+        }
         let mut ports: Vec<(i64, u16)> = self
             .ports
             .iter()
