@@ -56,7 +56,6 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
             listeners,
             clusters,
             secrets: placeholder_secrets(res),
-            ..Default::default()
         }),
         layered_runtime: Some(super::runtime()),
         ..Default::default()
