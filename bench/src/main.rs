@@ -14,6 +14,7 @@ mod report;
 mod routing;
 mod shared;
 mod standalone;
+mod tls;
 mod world;
 
 use clap::{Parser, ValueEnum};
@@ -29,6 +30,8 @@ enum Part {
     Compare,
     /// Controller mode through a real kube-apiserver at each of --sizes.
     Controller,
+    /// HTTPS: --tls-hostnames listeners with their own certificates on one port; rotation.
+    Tls,
 }
 
 /// Measures Gatehouse and prints the table of BENCHMARKS.md.
@@ -71,6 +74,9 @@ pub struct Args {
     /// Seconds after a restarted controller is Ready in which its status writes are counted.
     #[arg(long, default_value_t = 30)]
     restart_seconds: u64,
+    /// HTTPS listeners (each with its own certificate and route) of the TLS part.
+    #[arg(long, default_value_t = 1000)]
+    tls_hostnames: usize,
 }
 
 impl Args {
@@ -104,6 +110,9 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(routing::routing(&args, &mut rows))?;
             rt.block_on(standalone::fan_out(&args, &mut rows))?;
         }
+    }
+    if args.runs(Part::Tls) {
+        tls::run(&args, &mut rows)?;
     }
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     for &n in &args.sizes {

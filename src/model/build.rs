@@ -21,6 +21,8 @@ pub struct Builder {
     state: Option<State>,
     /// Routes the last build resolved.
     resolved: usize,
+    /// Certificates of HTTPS listeners, parsed once per Secret content.
+    certificates: super::tls::CertificateCache,
 }
 
 /// What a build keeps for the next one; valid for one store context.
@@ -59,10 +61,15 @@ struct Base {
 }
 
 impl Base {
-    fn new(store: &Store, config: &ModelConfig) -> Self {
+    fn new(
+        store: &Store,
+        config: &ModelConfig,
+        certificates: &super::tls::CertificateCache,
+    ) -> Self {
+        certificates.next_build();
         let mut status = Status::default();
         let owned = gateways::owned_classes(store, config, &mut status);
-        let infos = gateways::gateways(store, config, &owned);
+        let infos = gateways::gateways(store, config, &owned, certificates);
         let providers = extensions::providers(store, &mut status);
         let policies = policy::PolicyIndex::build(store, &providers);
         let attached = infos
@@ -92,8 +99,12 @@ impl Base {
 
 impl State {
     /// No routes yet: the first build takes every route as a change.
-    fn new(store: &Store, config: &ModelConfig) -> Self {
-        let base = Base::new(store, config);
+    fn new(
+        store: &Store,
+        config: &ModelConfig,
+        certificates: &super::tls::CertificateCache,
+    ) -> Self {
+        let base = Base::new(store, config, certificates);
         let gateways = base.infos.len();
         State {
             attached_counts: base
@@ -175,13 +186,13 @@ impl Builder {
         let mut state = self
             .state
             .take()
-            .unwrap_or_else(|| State::new(store, config));
+            .unwrap_or_else(|| State::new(store, config, &self.certificates));
         let changes = match store.http_route_changes(state.cursor) {
             Some(changes) => changes,
             None => {
                 // Another store, or too far behind its history: start from no routes.
                 if !state.routes.is_empty() {
-                    state = State::new(store, config);
+                    state = State::new(store, config, &self.certificates);
                 }
                 store
                     .http_routes

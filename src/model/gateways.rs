@@ -87,7 +87,12 @@ pub fn owned_classes(store: &Store, config: &ModelConfig, status: &mut Status) -
 }
 
 /// The Gateways of owned classes (and, when configured, of classes not in the store).
-pub fn gateways(store: &Store, config: &ModelConfig, owned: &BTreeSet<String>) -> Vec<GatewayInfo> {
+pub fn gateways(
+    store: &Store,
+    config: &ModelConfig,
+    owned: &BTreeSet<String>,
+    certificates: &tls::CertificateCache,
+) -> Vec<GatewayInfo> {
     store
         .gateways
         .iter()
@@ -99,11 +104,16 @@ pub fn gateways(store: &Store, config: &ModelConfig, owned: &BTreeSet<String>) -
                         .gateway_classes
                         .contains_key(&ObjKey::cluster(class.clone())))
         })
-        .map(|(key, gw)| gateway_info(store, key, gw))
+        .map(|(key, gw)| gateway_info(store, key, gw, certificates))
         .collect()
 }
 
-fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
+fn gateway_info(
+    store: &Store,
+    key: &ObjKey,
+    gw: &Gateway,
+    certificates: &tls::CertificateCache,
+) -> GatewayInfo {
     // Certificates are checked for expiry when the Gateway's inputs change, not on a timer.
     let now = SystemTime::now();
     let mut ports = Ports::default();
@@ -122,7 +132,7 @@ fn gateway_info(store: &Store, key: &ObjKey, gw: &Gateway) -> GatewayInfo {
                     "the Gateway's spec.tls.frontend (client certificate validation) is not served yet; serving this listener without it would accept clients it is meant to refuse".into(),
                 ));
             }
-            tls::listener_tls(store, key, l.tls.as_ref(), now)
+            tls::listener_tls(store, key, l.tls.as_ref(), now, certificates)
         });
         let (info, conditions) = listener_info(l, tls, &mut ports);
         listeners.push(info);

@@ -79,6 +79,7 @@ pub fn listener_tls(
     gateway: &ObjKey,
     tls: Option<&GatewayListenersTls>,
     now: SystemTime,
+    cache: &CertificateCache,
 ) -> Result<ListenerTls, Unsupported> {
     let Some(tls) = tls else {
         return Err(Unsupported(
@@ -150,8 +151,8 @@ pub fn listener_tls(
             );
             continue;
         };
-        match certificate(&key, secret, now) {
-            Ok(c) => out.certificates.push(Arc::new(c)),
+        match cache.certificate(&key, secret, now) {
+            Ok(c) => out.certificates.push(c),
             Err(why) => fail(
                 &mut out,
                 RefError::new(
@@ -166,6 +167,44 @@ pub fn listener_tls(
 
 /// The certificate a `kubernetes.io/tls` Secret holds, checked as Envoy checks it.
 pub fn certificate(key: &ObjKey, secret: &Secret, now: SystemTime) -> Result<Certificate, String> {
+    let (certificate, validity) = parse(key, secret)?;
+    validity.check(now)?;
+    Ok(certificate)
+}
+
+/// When the leaf certificate is valid, in seconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Validity {
+    not_before: i64,
+    not_after: i64,
+}
+
+impl Validity {
+    fn check(self, now: SystemTime) -> Result<(), String> {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let at = |t: i64| {
+            x509_parser::time::ASN1Time::from_timestamp(t)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| t.to_string())
+        };
+        if secs > self.not_after {
+            return Err(format!("the certificate expired at {}", at(self.not_after)));
+        }
+        if secs < self.not_before {
+            return Err(format!(
+                "the certificate is not valid before {}",
+                at(self.not_before)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything about a Secret's certificate that does not depend on the time.
+fn parse(key: &ObjKey, secret: &Secret) -> Result<(Certificate, Validity), String> {
     let ty = secret.type_.as_deref().unwrap_or("Opaque");
     if ty != TLS_SECRET_TYPE {
         return Err(format!(
@@ -183,22 +222,68 @@ pub fn certificate(key: &ObjKey, secret: &Secret, now: SystemTime) -> Result<Cer
         return Err("tls.crt holds no CERTIFICATE block".into());
     };
     for (i, block) in chain.iter().enumerate() {
-        let (_, cert) = X509Certificate::from_der(block.contents())
+        X509Certificate::from_der(block.contents())
             .map_err(|e| format!("certificate {i} of tls.crt does not parse: {e}"))?;
-        if i == 0 {
-            check_validity(&cert, now)?;
-        }
     }
     let (_, leaf_cert) = X509Certificate::from_der(leaf.contents())
         .map_err(|e| format!("tls.crt does not parse: {e}"))?;
+    let validity = Validity {
+        not_before: leaf_cert.validity().not_before.timestamp(),
+        not_after: leaf_cert.validity().not_after.timestamp(),
+    };
     let key_pem = private_key(&key_bytes)?;
     let key_type = check_key(&leaf_cert, leaf, &key_pem)?;
-    Ok(Certificate {
+    let certificate = Certificate {
         secret: key.clone(),
         chain_pem: pem::encode_many_config(&chain, lf()),
         key: PrivateKey(pem::encode_config(&key_pem, lf())),
         key_type,
-    })
+    };
+    Ok((certificate, validity))
+}
+
+/// Certificates parsed by earlier builds, by Secret. Parsing and matching a key costs ~0.1 ms,
+/// and every change to a kind other than HTTPRoute rebuilds every Gateway: without it, one
+/// rotation among 1,000 certificates would parse all 1,000 again. An entry is used only for
+/// an identical Secret; the validity window is checked against the time of each build.
+#[derive(Debug, Default)]
+pub struct CertificateCache {
+    /// (this build's entries, the previous build's): an entry not used by a build is dropped
+    /// at the end of the next, so deleted Secrets do not stay.
+    entries: std::sync::Mutex<(CacheMap, CacheMap)>,
+}
+
+type CacheMap = std::collections::HashMap<ObjKey, CacheEntry>;
+type CacheEntry = (Secret, Result<(Arc<Certificate>, Validity), String>);
+
+impl CertificateCache {
+    /// [`certificate`] of `secret`, parsed once per content.
+    pub(super) fn certificate(
+        &self,
+        key: &ObjKey,
+        secret: &Secret,
+        now: SystemTime,
+    ) -> Result<Arc<Certificate>, String> {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (current, previous) = &mut *guard;
+        let hit = current
+            .get(key)
+            .or_else(|| previous.get(key))
+            .filter(|(seen, _)| seen == secret)
+            .map(|(_, result)| result.clone());
+        let result = hit.unwrap_or_else(|| parse(key, secret).map(|(c, v)| (Arc::new(c), v)));
+        current.insert(key.clone(), (secret.clone(), result.clone()));
+        let (certificate, validity) = result?;
+        validity.check(now)?;
+        Ok(certificate)
+    }
+
+    /// Starts a build: entries the last build did not use are dropped.
+    pub fn next_build(&self) {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (current, previous) = &mut *guard;
+        *previous = std::mem::take(current);
+    }
 }
 
 fn lf() -> pem::EncodeConfig {
@@ -221,24 +306,6 @@ fn field(secret: &Secret, name: &str) -> Result<Vec<u8>, String> {
         })
         .filter(|b| !b.is_empty())
         .ok_or_else(|| format!("has no {name}"))
-}
-
-fn check_validity(cert: &X509Certificate<'_>, now: SystemTime) -> Result<(), String> {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let validity = cert.validity();
-    if secs > validity.not_after.timestamp() {
-        return Err(format!("the certificate expired at {}", validity.not_after));
-    }
-    if secs < validity.not_before.timestamp() {
-        return Err(format!(
-            "the certificate is not valid before {}",
-            validity.not_before
-        ));
-    }
-    Ok(())
 }
 
 /// The one private key block of `tls.key`.

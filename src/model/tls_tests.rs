@@ -6,7 +6,7 @@ use rcgen::{CertificateParams, KeyPair};
 use time::{Duration, OffsetDateTime};
 
 use super::tests::{cond, model};
-use super::tls::{KeyType, certificate};
+use super::tls::{CertificateCache, KeyType, certificate};
 use crate::store::ObjKey;
 use crate::testing::{gateway, reference_grant_raw, store};
 
@@ -290,4 +290,29 @@ fn https_listeners_that_cannot_be_served_say_why_and_leave_the_others_alone() {
         assert!(cond(&other.listeners[0].conditions, "Programmed").is_true());
         assert!(m.gateway(&ObjKey::new("infra", "gw")).is_some());
     }
+}
+
+#[test]
+fn the_cache_parses_a_secret_once_per_content_and_checks_expiry_each_build() {
+    let first = tls_secret("infra", "a", &ecdsa("a.example.com"));
+    let rotated = tls_secret("infra", "a", &ecdsa("a.example.com"));
+    let (s1, s2) = (store(&first), store(&rotated));
+    let key = ObjKey::new("infra", "a");
+    let cache = CertificateCache::default();
+    let now = SystemTime::now();
+    let get = |s: &crate::store::Store, now| cache.certificate(&key, &s.secrets[&key], now);
+    let a = get(&s1, now).expect("valid");
+    cache.next_build();
+    let again = get(&s1, now).expect("valid");
+    assert!(std::sync::Arc::ptr_eq(&a, &again), "parsed again");
+    let b = get(&s2, now).expect("valid");
+    assert!(!std::sync::Arc::ptr_eq(&a, &b) && a.chain_pem != b.chain_pem);
+    // A cached certificate past its end is refused like a fresh one.
+    let later = now + std::time::Duration::from_secs(60 * 86_400);
+    assert!(get(&s2, later).expect_err("expired").contains("expired"));
+    // Two builds without the Secret forget it.
+    cache.next_build();
+    cache.next_build();
+    let parsed_again = get(&s2, now).expect("valid");
+    assert!(!std::sync::Arc::ptr_eq(&b, &parsed_again));
 }
