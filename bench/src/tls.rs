@@ -62,8 +62,8 @@ fn secret(i: usize, cert: &str, key: &str) -> String {
 
 /// Gateway, Service and routes (the Secrets are files of their own, rewritten to rotate).
 fn manifests(n: usize, port: u16, backend_port: u16) -> String {
-    let mut out = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: gatehouse}}\nspec: {{controllerName: gatehouse.dev/gatehouse}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: bench}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: tls, namespace: bench}}\nspec:\n  gatewayClassName: gatehouse\n  listeners:\n"
+    let mut out = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: bench}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: tls, namespace: bench}\nspec:\n  gatewayClassName: gatehouse\n  listeners:\n",
     );
     for i in 0..n {
         out += &format!(
