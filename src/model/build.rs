@@ -276,10 +276,115 @@ impl Builder {
             models.push(model.clone());
         }
         route_cache::warn(&models, &mut status);
+        if !store.backend_tls_policies.is_empty() {
+            status.backend_tls_policies = backend_tls_status(store, &models, &state.base.served);
+        }
         self.state = Some(state);
         Model {
             gateways: models,
             status,
         }
     }
+}
+
+/// BackendTLSPolicy status, for the served Gateways whose clusters, or whose routes'
+/// backendRefs, use a Service a policy targets (a route whose backend an invalid policy
+/// refused has no cluster to show it).
+fn backend_tls_status(
+    store: &Store,
+    models: &[Arc<GatewayModel>],
+    served: &BTreeSet<ObjKey>,
+) -> BTreeMap<ObjKey, Arc<Vec<super::conditions::PolicyAncestorStatus>>> {
+    let mut users: BTreeMap<ObjKey, BTreeSet<ObjKey>> = BTreeMap::new();
+    for m in models {
+        for c in m.clusters.values() {
+            users
+                .entry(c.service.clone())
+                .or_default()
+                .insert(m.key.clone());
+        }
+    }
+    // Gateways of each route, for the auth services below too.
+    let mut route_gateways: BTreeMap<&ObjKey, Vec<ObjKey>> = BTreeMap::new();
+    for (key, route) in &store.http_routes {
+        let gateways: Vec<ObjKey> = route
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .filter(|p| p.kind.as_deref().unwrap_or("Gateway") == "Gateway")
+            .map(|p| {
+                ObjKey::new(
+                    p.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                    p.name.clone(),
+                )
+            })
+            .filter(|g| served.contains(g))
+            .collect();
+        for rule in route.spec.rules.iter().flatten() {
+            for b in rule.backend_refs.iter().flatten() {
+                let svc = ObjKey::new(
+                    b.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                    b.name.clone(),
+                );
+                users
+                    .entry(svc)
+                    .or_default()
+                    .extend(gateways.iter().cloned());
+            }
+        }
+        route_gateways.insert(key, gateways);
+    }
+    // An auth service is used by the Gateways its TrafficPolicies target (directly or through
+    // a route): a provider an invalid policy broke has no cluster to show it.
+    for (key, policy) in &store.traffic_policies {
+        let Some(ext) = policy
+            .spec
+            .ext_auth
+            .as_ref()
+            .and_then(|a| a.extension_ref.as_ref())
+        else {
+            continue;
+        };
+        let ext_key = ObjKey::new(
+            ext.namespace
+                .clone()
+                .unwrap_or_else(|| key.namespace.clone()),
+            ext.name.clone(),
+        );
+        let Some(provider) = store
+            .gateway_extensions
+            .get(&ext_key)
+            .and_then(|e| e.spec.ext_auth.as_ref())
+        else {
+            continue;
+        };
+        let backend = provider
+            .grpc_service
+            .as_ref()
+            .map(|g| &g.backend_ref)
+            .or(provider.http_service.as_ref().map(|h| &h.backend_ref));
+        let Some(b) = backend else { continue };
+        let svc = ObjKey::new(
+            b.namespace
+                .clone()
+                .unwrap_or_else(|| ext_key.namespace.clone()),
+            b.name.clone(),
+        );
+        for t in &policy.spec.target_refs {
+            let target = ObjKey::new(key.namespace.clone(), t.name.clone());
+            let gateways = match t.kind.as_str() {
+                "Gateway" => vec![target]
+                    .into_iter()
+                    .filter(|g| served.contains(g))
+                    .collect(),
+                "HTTPRoute" => route_gateways.get(&target).cloned().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            users.entry(svc.clone()).or_default().extend(gateways);
+        }
+    }
+    super::backend_tls::statuses(store, |svc| {
+        users.get(svc).into_iter().flatten().cloned().collect()
+    })
 }

@@ -120,6 +120,8 @@ pub struct Status {
     #[serde(serialize_with = "by_key")]
     pub traffic_policies: BTreeMap<ObjKey, std::sync::Arc<Vec<PolicyAncestorStatus>>>,
     #[serde(serialize_with = "by_key")]
+    pub backend_tls_policies: BTreeMap<ObjKey, std::sync::Arc<Vec<PolicyAncestorStatus>>>,
+    #[serde(serialize_with = "by_key")]
     pub gateway_extensions: BTreeMap<ObjKey, Vec<Condition>>,
 }
 

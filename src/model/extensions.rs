@@ -114,6 +114,7 @@ pub fn assemble(
         port: service.port,
         protocol,
         endpoints: service.endpoints,
+        tls: service.tls,
     };
     let provider = Provider {
         key: key.clone(),

@@ -224,6 +224,7 @@ pub fn rule_filters(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> Rul
                             port: svc.port,
                             protocol: svc.protocol,
                             endpoints: svc.endpoints,
+                            tls: svc.tls,
                         });
                     }
                     Err(e) => {

@@ -5,6 +5,7 @@
 mod assembly;
 #[cfg(test)]
 mod attachment_tests;
+pub mod backend_tls;
 mod build;
 #[cfg(test)]
 mod build_tests;

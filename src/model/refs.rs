@@ -5,7 +5,7 @@ use std::sync::Arc;
 use gateway_api::apis::standard::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 
-use super::types::{Endpoint, UpstreamProtocol};
+use super::types::{Endpoint, UpstreamProtocol, UpstreamTls};
 use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
@@ -76,6 +76,8 @@ pub struct ResolvedService {
     pub port: u16,
     pub protocol: UpstreamProtocol,
     pub endpoints: Arc<Vec<Endpoint>>,
+    /// TLS a BackendTLSPolicy asks for.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// A reference to a Service, as routes and extensions write it.
@@ -169,10 +171,13 @@ pub fn resolve_service(
             format!("Service {key} has no port {port}"),
         )
     })?;
+    let tls = super::backend_tls::for_port(store, &key, service_port)
+        .map_err(|why| RefError::new(cond::INVALID_BACKEND_TLS_POLICY, why))?;
     Ok(ResolvedService {
         port: port as u16,
         protocol: protocol_of(service_port),
         endpoints: endpoints(store, &key, service_port),
+        tls,
         key,
     })
 }

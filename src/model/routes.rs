@@ -194,6 +194,7 @@ pub fn rule_action(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> Rule
                     port: svc.port,
                     protocol: svc.protocol,
                     endpoints: svc.endpoints,
+                    tls: svc.tls,
                 });
                 key
             }

@@ -37,6 +37,34 @@ pub struct ClusterModel {
     pub protocol: UpstreamProtocol,
     /// Shared by every route to the Service port.
     pub endpoints: std::sync::Arc<Vec<Endpoint>>,
+    /// TLS a BackendTLSPolicy asks for.
+    pub tls: Option<std::sync::Arc<UpstreamTls>>,
+}
+
+/// TLS from Envoy to a backend, as a BackendTLSPolicy validates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub policy: ObjKey,
+    /// Sent as SNI; also the name the certificate must carry unless `subject_alt_names`.
+    pub sni: String,
+    pub ca: TrustedCa,
+    pub subject_alt_names: Vec<SanMatch>,
+}
+
+/// Whom the backend's certificate must chain to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrustedCa {
+    /// PEM certificates (from ConfigMaps).
+    Pem(String),
+    /// The proxy's system roots.
+    System,
+}
+
+/// A name the backend's certificate must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SanMatch {
+    Dns(String),
+    Uri(String),
 }
 
 /// The protocol a provider speaks, with its settings.

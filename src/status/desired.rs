@@ -113,6 +113,8 @@ pub fn changed_between(before: &Status, after: &Status) -> Scope {
     changed(&before.gateways, &after.gateways).for_each(|k| add(Kind::Gateway, k));
     changed(&before.traffic_policies, &after.traffic_policies)
         .for_each(|k| add(Kind::TrafficPolicy, k));
+    changed(&before.backend_tls_policies, &after.backend_tls_policies)
+        .for_each(|k| add(Kind::BackendTlsPolicy, k));
     changed(&before.gateway_extensions, &after.gateway_extensions)
         .for_each(|k| add(Kind::GatewayExtension, k));
     // A persistent map: the diff skips what the two builds share, so a one-route change
@@ -194,6 +196,25 @@ pub fn desired(
             keys,
             &store.traffic_policies,
             |o, a| cx.policy(o, a),
+        );
+    }
+    if let Some(keys) = keys(Kind::BackendTlsPolicy) {
+        one_kind(
+            out,
+            Kind::BackendTlsPolicy,
+            &status.backend_tls_policies,
+            keys,
+            &store.backend_tls_policies,
+            |o, a| {
+                // Gateway API's policy status has TrafficPolicy's shape, field for field.
+                let old: PolicyStatus = o
+                    .status
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                cx.ancestors(&old, a, &o.metadata)
+            },
         );
     }
     if let Some(keys) = keys(Kind::GatewayExtension) {
@@ -354,6 +375,16 @@ impl Cx<'_> {
         ancestors: &[model::PolicyAncestorStatus],
     ) -> (Value, Value) {
         let old: PolicyStatus = o.status.clone().unwrap_or_default();
+        self.ancestors(&old, ancestors, &o.metadata)
+    }
+
+    /// A policy's `status.ancestors`: (new, old).
+    fn ancestors(
+        &self,
+        old: &PolicyStatus,
+        ancestors: &[model::PolicyAncestorStatus],
+        meta: &ObjectMeta,
+    ) -> (Value, Value) {
         let fresh = ancestors.iter().map(|a| {
             let ancestor_ref = HttpRouteStatusParentsParentRef {
                 group: Some(GATEWAY_GROUP.into()),
@@ -365,8 +396,8 @@ impl Cx<'_> {
             };
             (ancestor_ref, a.conditions.as_slice())
         });
-        let ancestors = self.merge(&old.ancestors, fresh, &o.metadata);
-        (to_value(&PolicyStatus { ancestors }), to_value(&old))
+        let ancestors = self.merge(&old.ancestors, fresh, meta);
+        (to_value(&PolicyStatus { ancestors }), to_value(old))
     }
 
     /// Route parents and policy ancestors alike: other controllers' entries stay as they are;

@@ -38,6 +38,8 @@ macro_rules! registry {
             EndpointSlice(k8s_openapi::api::discovery::v1::EndpointSlice) endpoint_slices "EndpointSlice",
             Namespace(k8s_openapi::api::core::v1::Namespace) namespaces "Namespace",
             Secret(k8s_openapi::api::core::v1::Secret) secrets "Secret",
+            ConfigMap(k8s_openapi::api::core::v1::ConfigMap) config_maps "ConfigMap",
+            BackendTlsPolicy(gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy) backend_tls_policies "BackendTLSPolicy",
         }
     };
 }
@@ -103,12 +105,14 @@ observed! {
         crate::api::GatewayExtension,
         crate::api::TrafficPolicy,
         k8s_openapi::api::core::v1::Service,
-        k8s_openapi::api::core::v1::Namespace;
+        k8s_openapi::api::core::v1::Namespace,
+        gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy;
     none:
         gateway_api::apis::standard::referencegrants::ReferenceGrant,
         crate::api::GatewayParameters,
         k8s_openapi::api::discovery::v1::EndpointSlice,
-        k8s_openapi::api::core::v1::Secret
+        k8s_openapi::api::core::v1::Secret,
+        k8s_openapi::api::core::v1::ConfigMap
 }
 
 /// kube's resource scopes, as far as generic code over kinds needs them: `Api::namespaced`

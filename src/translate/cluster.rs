@@ -15,7 +15,8 @@ use envoy_types::util::pack_any;
 
 use super::common::{ads, duration, socket};
 use super::names;
-use crate::model::{ClusterModel, UpstreamProtocol};
+use crate::model::{ClusterModel, SanMatch, TrustedCa, UpstreamProtocol, UpstreamTls};
+use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -53,7 +54,71 @@ pub fn cluster(model: &ClusterModel) -> Cluster {
             service_name: name,
         }),
         typed_extension_protocol_options: options,
+        transport_socket: model
+            .tls
+            .as_deref()
+            .map(|t| upstream_tls(t, model.protocol)),
         ..Default::default()
+    }
+}
+
+/// TLS to the backend as its BackendTLSPolicy says: SNI `hostname`, the certificate checked
+/// against the policy's CAs and names. A failed check fails the connection: an auth service
+/// that cannot be verified answers its `statusOnError`, never a plaintext check.
+fn upstream_tls(tls: &UpstreamTls, protocol: UpstreamProtocol) -> TransportSocket {
+    use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source, transport_socket};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+        certificate_validation_context::SystemRootCerts, common_tls_context,
+        subject_alt_name_matcher::SanType,
+    };
+    let san = |san_type: SanType, value: &str| SubjectAltNameMatcher {
+        san_type: san_type as i32,
+        matcher: Some(super::common::string_match(value, false)),
+        ..Default::default()
+    };
+    let names = if tls.subject_alt_names.is_empty() {
+        vec![san(SanType::Dns, &tls.sni)]
+    } else {
+        tls.subject_alt_names
+            .iter()
+            .map(|s| match s {
+                SanMatch::Dns(h) => san(SanType::Dns, h),
+                SanMatch::Uri(u) => san(SanType::Uri, u),
+            })
+            .collect()
+    };
+    let mut validation = CertificateValidationContext {
+        match_typed_subject_alt_names: names,
+        ..Default::default()
+    };
+    match &tls.ca {
+        TrustedCa::Pem(pem) => {
+            validation.trusted_ca = Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(pem.clone())),
+                ..Default::default()
+            })
+        }
+        TrustedCa::System => validation.system_root_certs = Some(SystemRootCerts::default()),
+    }
+    let alpn = match protocol {
+        UpstreamProtocol::H2c => "h2",
+        UpstreamProtocol::Http1 => "http/1.1",
+    };
+    let context = UpstreamTlsContext {
+        sni: tls.sni.clone(),
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(
+                common_tls_context::ValidationContextType::ValidationContext(validation),
+            ),
+            alpn_protocols: vec![alpn.into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
     }
 }
 

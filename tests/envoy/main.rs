@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backend_tls_e2e;
 mod conformance_e2e;
 mod envoy_generated;
 mod envoy_validate;

@@ -322,6 +322,31 @@ impl Ordered for DeltaConnection {
         let Some(due) = self.due(t, st, snap) else {
             return false;
         };
+        // A cluster that changes is warmed anew by Envoy, which waits for its endpoints
+        // (`initial_fetch_timeout`, 15 s) even when they did not change: they are resent.
+        let rewarmed: Vec<String> = if t == CLUSTER {
+            due.resources
+                .iter()
+                .filter(|r| st.client_has.get(&r.name).is_some_and(|v| *v != r.version))
+                .filter_map(|r| order::eds_service_name(r))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(eds) = self
+            .types
+            .get_mut(ENDPOINT)
+            .filter(|_| !rewarmed.is_empty())
+        {
+            // Held, but at no version the snapshot has: resent as an update, which holds
+            // nothing after it back (unlike a name the client never had).
+            for name in &rewarmed {
+                if let Some(v) = eds.client_has.get_mut(name) {
+                    v.clear();
+                }
+            }
+            eds.due.clear();
+        }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let version = snap.version(t);

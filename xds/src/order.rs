@@ -298,7 +298,7 @@ impl EdsDeps {
 
 /// The ClusterLoadAssignment name an EDS cluster asks for; `None` for other clusters or
 /// bodies that do not decode (those have no endpoint dependency we could wait for).
-fn eds_service_name(cluster: &Resource) -> Option<String> {
+pub(crate) fn eds_service_name(cluster: &Resource) -> Option<String> {
     let c = Cluster::decode(cluster.body.value.as_slice()).ok()?;
     let eds = cluster::DiscoveryType::Eds as i32;
     if c.cluster_discovery_type != Some(cluster::ClusterDiscoveryType::Type(eds)) {

@@ -288,6 +288,28 @@ impl Ordered for SotwConnection {
             return false;
         };
         let (content, adds) = (due.0.clone(), due.1);
+        // A cluster that changes is warmed anew by Envoy, which waits for its endpoints
+        // (`initial_fetch_timeout`, 15 s) even when they did not change: they are resent.
+        let rewarmed: Vec<String> = match (t == CLUSTER, &st.last_sent) {
+            (true, Some(last)) => content
+                .values()
+                .filter(|r| last.get(&r.name).is_some_and(|l| l.version != r.version))
+                .filter_map(|r| order::eds_service_name(r))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let Some(eds) = self
+            .types
+            .get_mut(ENDPOINT)
+            .filter(|_| !rewarmed.is_empty())
+        {
+            if let Some(last) = eds.last_sent.as_mut() {
+                for name in &rewarmed {
+                    last.remove(name);
+                }
+            }
+            eds.due.clear();
+        }
         // The snapshot's type version names the response unless it carries retained
         // clusters, which no snapshot version describes.
         let from_snapshot = content

@@ -42,14 +42,28 @@ impl Authorization for AuthzService {
     }
 }
 
-/// Serve the gRPC service on `listener` (HTTP/2 cleartext) until `shutdown`
-/// resolves.
+/// A certificate chain and key (PEM) to serve gRPC over TLS with.
+pub struct Tls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+/// Serve the gRPC service on `listener` (HTTP/2 cleartext, or TLS only with `tls`) until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     provider: String,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("TLS configuration")?;
+    }
+    builder
         .add_service(AuthorizationServer::new(AuthzService::new(provider)))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await

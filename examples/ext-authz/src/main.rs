@@ -61,6 +61,14 @@ struct Cli {
     #[arg(long, value_name = "IP:PORT|off", default_value = "127.0.0.1:8000")]
     http_addr: Listen,
 
+    /// Serve gRPC over TLS (h2, TLS only) with this PEM certificate chain; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+
     /// Provider name, sent back in `x-ext-authz-provider` on every answer.
     #[arg(long, value_name = "NAME", default_value = "ext-authz",
           value_parser = decision::validate_provider_name)]
@@ -132,10 +140,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(grpc::Tls {
+            cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
+            key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        }),
+        _ => None,
+    };
     if let Some(listener) = grpc_listener {
         servers.spawn(grpc::serve(
             listener,
             cli.name.clone(),
+            tls,
             shutdown_signal(shutdown_rx.clone()),
         ));
     }

@@ -622,3 +622,34 @@ fn due_by_merge_walk_equals_due_by_lookup() {
         assert_eq!(due.adds, want_adds, "{items:?}");
     }
 }
+
+/// Envoy warms a changed cluster anew and waits for its endpoints (15 s, then without them)
+/// even when they did not change: they go out again after the cluster.
+#[test]
+fn a_changed_cluster_gets_its_unchanged_endpoints_again() {
+    let mut c = handshake(basic("1"));
+    let s2 = snap(&[
+        (CLUSTER, "c1", "2"),
+        (ENDPOINT, "c1", "1"),
+        (LISTENER, "l1", "1"),
+        (ROUTE, "r1", "1"),
+    ]);
+    let out = c.on_snapshot(s2.clone());
+    assert_eq!(
+        summary(&out),
+        [
+            sent("CDS", &[("c1", "2")], &[]),
+            sent("EDS", &[("c1", "1")], &[])
+        ]
+    );
+    // An unchanged cluster does not resend its endpoints.
+    let nonces: Vec<String> = out.responses.iter().map(|r| r.nonce.clone()).collect();
+    c.on_request(ack(CLUSTER, &nonces[0]));
+    c.on_request(ack(ENDPOINT, &nonces[1]));
+    let mut s3 = (*s2).clone();
+    s3.insert(LISTENER, "l1", body(LISTENER, "l1", "2"));
+    assert_eq!(
+        summary(&c.on_snapshot(Arc::new(s3))),
+        [sent("LDS", &[("l1", "2")], &[])]
+    );
+}

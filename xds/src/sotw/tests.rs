@@ -489,3 +489,21 @@ fn new_cluster_endpoints_go_out_before_the_cluster_ack() {
     let out = c.on_request(req(CLUSTER, &[], &cds));
     assert_eq!(summary(&out), [("RDS", nt(&[("r1", "to-c2")]))]);
 }
+
+/// Envoy warms a changed cluster anew and waits for its endpoints even when they did not
+/// change: they go out again after the cluster.
+#[test]
+fn a_changed_cluster_gets_its_unchanged_endpoints_again() {
+    let mut c = SotwConnection::new();
+    handshake(&mut c, basic("1"));
+    let out = c.on_snapshot(snap(&[
+        (CLUSTER, "c1", "2"),
+        (ENDPOINT, "c1", "1"),
+        (LISTENER, "l1", "1"),
+        (ROUTE, "r1", "1"),
+    ]));
+    assert_eq!(
+        summary(&out),
+        [("CDS", nt(&[("c1", "2")])), ("EDS", nt(&[("c1", "1")]))]
+    );
+}

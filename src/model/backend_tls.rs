@@ -1,0 +1,313 @@
+//! Gateway API BackendTLSPolicy: TLS from Envoy to a Service port (route backends and auth
+//! services alike), validated with a CA bundle from ConfigMaps or the system's roots, against
+//! `hostname` (also the SNI) or the `subjectAltNames`.
+//!
+//! A policy that cannot be honoured never turns into plaintext: the Service port it targets is
+//! unusable while it is invalid (a route's share answers 500, an auth provider fails closed).
+
+use std::sync::Arc;
+
+use gateway_api::apis::standard::backendtlspolicies::{
+    BackendTlsPolicy, BackendTlsPolicyValidationSubjectAltNamesType as SanType,
+};
+use k8s_openapi::api::core::v1::ServicePort;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::conditions::{AncestorRef, Condition, PolicyAncestorStatus};
+use super::types::{SanMatch, TrustedCa, UpstreamTls};
+use crate::model::condition_names as cond;
+use crate::store::{ObjKey, Store};
+
+/// The ConfigMap key a CA bundle is read from (Gateway API: `ca.crt`).
+pub const CA_KEY: &str = "ca.crt";
+
+/// Why a policy cannot be used: (Accepted reason, ResolvedRefs reason or none, message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub accepted: &'static str,
+    pub resolved_refs: Option<&'static str>,
+    pub message: String,
+}
+
+/// The policy deciding TLS to `service`'s `port`, if any: the one naming the port's
+/// `sectionName` over one naming the whole Service, then the oldest, then by name.
+pub fn deciding<'s>(
+    store: &'s Store,
+    service: &ObjKey,
+    port: &ServicePort,
+) -> Option<(&'s ObjKey, &'s BackendTlsPolicy)> {
+    candidates(store, service, port.name.as_deref())
+        .into_iter()
+        .next()
+}
+
+/// Every policy targeting the Service port, the deciding one first.
+fn candidates<'s>(
+    store: &'s Store,
+    service: &ObjKey,
+    port_name: Option<&str>,
+) -> Vec<(&'s ObjKey, &'s BackendTlsPolicy)> {
+    let mut found: Vec<(bool, &ObjKey, &BackendTlsPolicy)> = store
+        .backend_tls_policies
+        .iter()
+        .filter(|(key, _)| key.namespace == service.namespace)
+        .filter_map(|(key, p)| {
+            let specific = p
+                .spec
+                .target_refs
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service.name)
+                .filter_map(|t| match t.section_name.as_deref() {
+                    None => Some(false),
+                    Some(s) if Some(s) == port_name => Some(true),
+                    Some(_) => None,
+                })
+                .max()?;
+            Some((specific, key, p))
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| created(a.2).cmp(&created(b.2)))
+            .then_with(|| a.1.cmp(b.1))
+    });
+    found.into_iter().map(|(_, k, p)| (k, p)).collect()
+}
+
+fn created(p: &BackendTlsPolicy) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    p.metadata.creation_timestamp.as_ref()
+}
+
+/// TLS to `service`'s `port`: `Ok(None)` without a policy; an error when the deciding policy
+/// is invalid, so the port is never used in plaintext.
+pub fn for_port(
+    store: &Store,
+    service: &ObjKey,
+    port: &ServicePort,
+) -> Result<Option<Arc<UpstreamTls>>, String> {
+    let Some((key, policy)) = deciding(store, service, port) else {
+        return Ok(None);
+    };
+    upstream_tls(store, key, policy)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| {
+            format!(
+                "BackendTLSPolicy {key} for Service {service} cannot be used ({}); the Service is not reached without it",
+                e.message
+            )
+        })
+}
+
+/// What Envoy needs to validate the backend as `policy` says.
+pub fn upstream_tls(
+    store: &Store,
+    key: &ObjKey,
+    policy: &BackendTlsPolicy,
+) -> Result<UpstreamTls, Invalid> {
+    let v = &policy.spec.validation;
+    let invalid = |accepted, resolved_refs, message: String| Invalid {
+        accepted,
+        resolved_refs,
+        message,
+    };
+    if let Some(options) = policy.spec.options.as_ref().filter(|o| !o.is_empty()) {
+        let names: Vec<&str> = options.keys().map(String::as_str).collect();
+        return Err(invalid(
+            cond::INVALID,
+            None,
+            format!("options {} are not supported", names.join(", ")),
+        ));
+    }
+    let refs = v.ca_certificate_refs.as_deref().unwrap_or_default();
+    let ca = match (refs.is_empty(), v.well_known_ca_certificates.as_deref()) {
+        (true, Some("System")) => TrustedCa::System,
+        (true, Some(other)) => {
+            return Err(invalid(
+                cond::INVALID,
+                None,
+                format!("wellKnownCACertificates {other} is not supported; use System"),
+            ));
+        }
+        (true, None) => {
+            return Err(invalid(
+                cond::INVALID,
+                None,
+                "validation needs caCertificateRefs or wellKnownCACertificates".into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(invalid(
+                cond::INVALID,
+                None,
+                "caCertificateRefs and wellKnownCACertificates exclude each other".into(),
+            ));
+        }
+        (false, None) => {
+            let mut bundle = String::new();
+            for r in refs {
+                if !r.group.is_empty() || r.kind != "ConfigMap" {
+                    return Err(invalid(
+                        cond::NO_VALID_CA_CERTIFICATE,
+                        Some(cond::INVALID_KIND),
+                        format!(
+                            "caCertificateRef {}/{} {}: only ConfigMaps hold CA bundles",
+                            r.group, r.kind, r.name
+                        ),
+                    ));
+                }
+                let cm_key = ObjKey::new(key.namespace.clone(), r.name.clone());
+                let pem = ca_bundle(store, &cm_key).map_err(|why| {
+                    invalid(
+                        cond::NO_VALID_CA_CERTIFICATE,
+                        Some(cond::INVALID_CA_CERTIFICATE_REF),
+                        format!("ConfigMap {cm_key}: {why}"),
+                    )
+                })?;
+                bundle.push_str(&pem);
+            }
+            TrustedCa::Pem(bundle)
+        }
+    };
+    let subject_alt_names = v
+        .subject_alt_names
+        .iter()
+        .flatten()
+        .map(|s| match (&s.r#type, &s.hostname, &s.uri) {
+            (SanType::Hostname, Some(h), _) => Ok(SanMatch::Dns(h.clone())),
+            (SanType::Uri, _, Some(u)) => Ok(SanMatch::Uri(u.clone())),
+            _ => Err(invalid(
+                cond::INVALID,
+                None,
+                "a subjectAltName lacks the value its type names".into(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(UpstreamTls {
+        policy: key.clone(),
+        sni: v.hostname.clone(),
+        ca,
+        subject_alt_names,
+    })
+}
+
+/// The PEM certificates under `ca.crt`, each parsed; re-encoded so Envoy gets only those.
+fn ca_bundle(store: &Store, key: &ObjKey) -> Result<String, String> {
+    let cm = store
+        .config_maps
+        .get(key)
+        .ok_or_else(|| "does not exist".to_string())?;
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CA_KEY))
+        .ok_or_else(|| format!("has no {CA_KEY}"))?;
+    let blocks =
+        pem::parse_many(text.as_bytes()).map_err(|e| format!("{CA_KEY} is not PEM: {e}"))?;
+    let certs: Vec<pem::Pem> = blocks
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{CA_KEY} holds no CERTIFICATE"));
+    }
+    for (i, c) in certs.iter().enumerate() {
+        X509Certificate::from_der(c.contents())
+            .map_err(|e| format!("certificate {i} of {CA_KEY} does not parse: {e}"))?;
+    }
+    Ok(pem::encode_many_config(
+        &certs,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    ))
+}
+
+/// Every policy's status, for the Gateways in `ancestors(service)` (those with routes or
+/// providers using a Service the policy targets).
+pub fn statuses(
+    store: &Store,
+    ancestors: impl Fn(&ObjKey) -> Vec<ObjKey>,
+) -> std::collections::BTreeMap<ObjKey, Arc<Vec<PolicyAncestorStatus>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, policy) in &store.backend_tls_policies {
+        let mut conditions = Vec::new();
+        let targets: Vec<ObjKey> = policy
+            .spec
+            .target_refs
+            .iter()
+            .filter(|t| t.group.is_empty() && t.kind == "Service")
+            .map(|t| ObjKey::new(key.namespace.clone(), t.name.clone()))
+            .collect();
+        let conflicted = targets.iter().any(|svc| loses(store, key, svc));
+        match upstream_tls(store, key, policy) {
+            Ok(_) if conflicted => {
+                conditions.push(Condition::fail(
+                    cond::ACCEPTED,
+                    cond::CONFLICTED,
+                    "an older policy (or one naming the port) decides TLS for a target",
+                ));
+                conditions.push(Condition::ok(
+                    cond::RESOLVED_REFS,
+                    cond::RESOLVED_REFS,
+                    "all references resolved",
+                ));
+            }
+            Ok(_) => {
+                conditions.push(Condition::ok(
+                    cond::ACCEPTED,
+                    cond::ACCEPTED,
+                    "TLS to the targeted Service ports is validated as this policy says",
+                ));
+                conditions.push(Condition::ok(
+                    cond::RESOLVED_REFS,
+                    cond::RESOLVED_REFS,
+                    "all references resolved",
+                ));
+            }
+            Err(e) => {
+                conditions.push(Condition::fail(
+                    cond::ACCEPTED,
+                    e.accepted,
+                    format!("{}; the targeted Service ports are not used", e.message),
+                ));
+                match e.resolved_refs {
+                    Some(reason) => {
+                        conditions.push(Condition::fail(cond::RESOLVED_REFS, reason, e.message))
+                    }
+                    None => conditions.push(Condition::ok(
+                        cond::RESOLVED_REFS,
+                        cond::RESOLVED_REFS,
+                        "all references resolved",
+                    )),
+                }
+            }
+        }
+        let mut gateways: Vec<ObjKey> = targets.iter().flat_map(&ancestors).collect();
+        gateways.sort();
+        gateways.dedup();
+        let entries = gateways
+            .into_iter()
+            .map(|gw| PolicyAncestorStatus {
+                ancestor_ref: AncestorRef {
+                    kind: "Gateway".into(),
+                    namespace: gw.namespace.clone(),
+                    name: gw.name.clone(),
+                    section_name: None,
+                },
+                conditions: conditions.clone(),
+            })
+            .collect();
+        out.insert(key.clone(), Arc::new(entries));
+    }
+    out
+}
+
+/// Whether another policy decides over `policy` for some port of `service`.
+fn loses(store: &Store, policy: &ObjKey, service: &ObjKey) -> bool {
+    let Some(svc) = store.services.get(service) else {
+        return false;
+    };
+    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
+    ports.into_iter().flatten().any(|port| {
+        let all = candidates(store, service, port.name.as_deref());
+        all.iter().any(|(k, _)| *k == policy) && all.first().is_some_and(|(k, _)| *k != policy)
+    })
+}
