@@ -203,6 +203,7 @@ impl Assembly {
                         listener: l.name.clone(),
                         hostname: l.hostname.clone(),
                         certificates: t.certificates.clone(),
+                        clients: t.clients.clone(),
                     })
                 })
                 .collect();
@@ -219,6 +220,7 @@ impl Assembly {
             ports,
             clusters,
             providers: used,
+            backend_client: info.backend_client.clone(),
         }
     }
 }

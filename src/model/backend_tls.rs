@@ -191,7 +191,7 @@ pub fn upstream_tls(
 }
 
 /// The PEM certificates under `ca.crt`, each parsed; re-encoded so Envoy gets only those.
-fn ca_bundle(store: &Store, key: &ObjKey) -> Result<String, String> {
+pub(super) fn ca_bundle(store: &Store, key: &ObjKey) -> Result<String, String> {
     let cm = store
         .config_maps
         .get(key)

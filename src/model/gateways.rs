@@ -65,6 +65,8 @@ pub struct GatewayInfo {
     pub conditions: Vec<Condition>,
     pub listener_conditions: Vec<Vec<Condition>>,
     pub path: PathPolicy,
+    /// The client certificate presented to TLS backends (`spec.tls.backend`).
+    pub backend_client: Option<Arc<tls::Certificate>>,
 }
 
 /// Names of GatewayClasses whose controller is Gatehouse; sets their `Accepted` condition.
@@ -119,20 +121,25 @@ fn gateway_info(
     let mut ports = Ports::default();
     let mut listeners = Vec::new();
     let mut listener_conditions = Vec::new();
-    let frontend = gw
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.frontend.as_ref())
-        .is_some();
+    let frontend = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref());
     for l in &gw.spec.listeners {
         let tls = (l.protocol == "HTTPS").then(|| {
-            if frontend {
-                return Err(tls::Unsupported(
-                    "the Gateway's spec.tls.frontend (client certificate validation) is not served yet; serving this listener without it would accept clients it is meant to refuse".into(),
-                ));
+            let mut t = tls::listener_tls(store, key, l.tls.as_ref(), now, certificates)?;
+            if let Some(f) = frontend.and_then(|f| tls::frontend_for_port(f, l.port)) {
+                let (clients, problem) = tls::client_validation(store, key, &f);
+                // Without a CA to check clients against, the listener would admit everyone.
+                let clients = clients.map_err(|why| {
+                    tls::Unsupported(
+                        cond::NO_VALID_CA_CERTIFICATE,
+                        format!("no client CA of spec.tls.frontend resolves ({why}); the listener is not served without it"),
+                    )
+                })?;
+                t.clients = Some(clients);
+                if t.problem.is_none() {
+                    t.problem = problem;
+                }
             }
-            tls::listener_tls(store, key, l.tls.as_ref(), now, certificates)
+            Ok(t)
         });
         let (info, conditions) = listener_info(l, tls, &mut ports);
         listeners.push(info);
@@ -152,19 +159,53 @@ fn gateway_info(
         .gateway_classes
         .get(&ObjKey::cluster(gw.spec.gateway_class_name.clone()));
     let path = super::parameters::path_policy(store, class, key, gw);
+    let mut conditions = vec![
+        // Served either way, as for a class with bad parameters (see `owned_classes`).
+        match super::parameters::of_gateway(store, key, gw) {
+            Ok(_) => Condition::ok(cond::ACCEPTED, cond::ACCEPTED, accepted_message(&path)),
+            Err(why) => Condition::fail(cond::ACCEPTED, cond::INVALID_PARAMETERS, why),
+        },
+        programmed,
+    ];
+    // Only Gateways that name a backend client certificate get `ResolvedRefs`: it is the one
+    // Gateway-level reference.
+    let client_ref = gw
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.backend.as_ref())
+        .and_then(|b| b.client_certificate_ref.as_ref());
+    let backend_client =
+        client_ref.and_then(
+            |r| match tls::backend_client(store, key, r, now, certificates) {
+                Ok(c) => {
+                    conditions.push(Condition::ok(
+                        cond::RESOLVED_REFS,
+                        cond::RESOLVED_REFS,
+                        "the backend client certificate is presented to TLS backends",
+                    ));
+                    Some(c)
+                }
+                Err(e) => {
+                    conditions.push(Condition::fail(
+                        cond::RESOLVED_REFS,
+                        e.reason,
+                        format!(
+                            "{}; TLS backends are connected to without a client certificate",
+                            e.message
+                        ),
+                    ));
+                    None
+                }
+            },
+        );
     GatewayInfo {
         key: key.clone(),
         listeners,
-        conditions: vec![
-            // Served either way, as for a class with bad parameters (see `owned_classes`).
-            match super::parameters::of_gateway(store, key, gw) {
-                Ok(_) => Condition::ok(cond::ACCEPTED, cond::ACCEPTED, accepted_message(&path)),
-                Err(why) => Condition::fail(cond::ACCEPTED, cond::INVALID_PARAMETERS, why),
-            },
-            programmed,
-        ],
+        conditions,
         listener_conditions,
         path,
+        backend_client,
     }
 }
 
@@ -230,7 +271,7 @@ fn listener_info(
     let port = u16::try_from(l.port).ok().filter(|p| *p > 0);
     let (tls, unsupported) = match tls {
         Some(Ok(t)) => (Some(Arc::new(t)), None),
-        Some(Err(tls::Unsupported(why))) => (None, Some(why)),
+        Some(Err(tls::Unsupported(reason, why))) => (None, Some((reason, why))),
         None => (None, None),
     };
     let mut valid = false;
@@ -249,12 +290,8 @@ fn listener_info(
             cond::PORT_UNAVAILABLE,
             format!("port {} is out of range", l.port),
         ));
-    } else if let Some(why) = unsupported {
-        conditions.push(Condition::fail(
-            cond::ACCEPTED,
-            cond::UNSUPPORTED_VALUE,
-            why,
-        ));
+    } else if let Some((reason, why)) = unsupported {
+        conditions.push(Condition::fail(cond::ACCEPTED, reason, why));
     } else {
         valid = true;
         conditions.push(Condition::ok(

@@ -67,11 +67,137 @@ pub struct ListenerTls {
     pub certificates: Vec<Arc<Certificate>>,
     /// The first problem, as the listener's `ResolvedRefs` reports it.
     pub problem: Option<RefError>,
+    /// Client certificate validation (the Gateway's `spec.tls.frontend`).
+    pub clients: Option<Arc<ClientValidation>>,
 }
 
-/// Why a listener's TLS settings cannot be served at all (its `Accepted` condition).
+/// How clients' certificates are checked on an HTTPS listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unsupported(pub String);
+pub struct ClientValidation {
+    /// PEM CA certificates a client certificate must chain to.
+    pub ca_pem: String,
+    /// `AllowInsecureFallback`: clients without a valid certificate are let in too.
+    pub insecure_fallback: bool,
+}
+
+/// The frontend validation that applies to one port, normalized from the Gateway's `default`
+/// or `perPort` (the two have the same fields in different generated types).
+pub struct FrontendRefs {
+    /// (group, kind, namespace, name) of each caCertificateRef.
+    pub refs: Vec<(String, String, Option<String>, String)>,
+    pub insecure_fallback: bool,
+}
+
+/// The validation of a Gateway's HTTPS listeners on `port`, if any.
+pub fn frontend_for_port(
+    frontend: &gateway_api::apis::standard::gateways::GatewayTlsFrontend,
+    port: i32,
+) -> Option<FrontendRefs> {
+    use gateway_api::apis::standard::gateways::{
+        GatewayTlsFrontendDefaultValidationMode as DefaultMode,
+        GatewayTlsFrontendPerPortTlsValidationMode as PortMode,
+    };
+    if let Some(per_port) = frontend.per_port.iter().flatten().find(|p| p.port == port) {
+        let v = per_port.tls.validation.as_ref()?;
+        return Some(FrontendRefs {
+            refs: v
+                .ca_certificate_refs
+                .iter()
+                .map(|r| {
+                    (
+                        r.group.clone(),
+                        r.kind.clone(),
+                        r.namespace.clone(),
+                        r.name.clone(),
+                    )
+                })
+                .collect(),
+            insecure_fallback: v.mode == Some(PortMode::AllowInsecureFallback),
+        });
+    }
+    let v = frontend.default.validation.as_ref()?;
+    Some(FrontendRefs {
+        refs: v
+            .ca_certificate_refs
+            .iter()
+            .map(|r| {
+                (
+                    r.group.clone(),
+                    r.kind.clone(),
+                    r.namespace.clone(),
+                    r.name.clone(),
+                )
+            })
+            .collect(),
+        insecure_fallback: v.mode == Some(DefaultMode::AllowInsecureFallback),
+    })
+}
+
+/// Resolves a port's client validation: `Err` (Accepted `NoValidCACertificate`) when no CA
+/// resolves; otherwise the CAs that do, and the first problem (for `ResolvedRefs`).
+pub fn client_validation(
+    store: &Store,
+    gateway: &ObjKey,
+    f: &FrontendRefs,
+) -> (Result<Arc<ClientValidation>, String>, Option<RefError>) {
+    let mut bundle = String::new();
+    let mut problem = None;
+    for (group, kind, namespace, name) in &f.refs {
+        let key = ObjKey::new(
+            namespace
+                .clone()
+                .unwrap_or_else(|| gateway.namespace.clone()),
+            name.clone(),
+        );
+        let from = refs::From {
+            group: "gateway.networking.k8s.io",
+            kind: "Gateway",
+            namespace: &gateway.namespace,
+        };
+        let found = if !group.is_empty() || kind != "ConfigMap" {
+            Err(RefError::new(
+                cond::INVALID_CA_CERTIFICATE_KIND,
+                format!("caCertificateRef {group}/{kind} {key}: only ConfigMaps hold CA bundles"),
+            ))
+        } else if !refs::permitted(store, &from, "", "ConfigMap", &key) {
+            Err(RefError::new(
+                cond::REF_NOT_PERMITTED,
+                format!(
+                    "ConfigMap {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
+                ),
+            ))
+        } else {
+            super::backend_tls::ca_bundle(store, &key).map_err(|why| {
+                RefError::new(
+                    cond::INVALID_CA_CERTIFICATE_REF,
+                    format!("ConfigMap {key}: {why}"),
+                )
+            })
+        };
+        match found {
+            Ok(pem) => bundle.push_str(&pem),
+            Err(e) => {
+                problem.get_or_insert(e);
+            }
+        }
+    }
+    let result = if bundle.is_empty() {
+        Err(problem
+            .as_ref()
+            .map(|p| p.message.clone())
+            .unwrap_or_else(|| "no caCertificateRefs".into()))
+    } else {
+        Ok(Arc::new(ClientValidation {
+            ca_pem: bundle,
+            insecure_fallback: f.insecure_fallback,
+        }))
+    };
+    (result, problem)
+}
+
+/// Why a listener's TLS settings cannot be served at all: its `Accepted` reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported(pub &'static str, pub String);
 
 /// Resolves the `tls` of an HTTPS listener of the Gateway `gateway`.
 pub fn listener_tls(
@@ -83,21 +209,26 @@ pub fn listener_tls(
 ) -> Result<ListenerTls, Unsupported> {
     let Some(tls) = tls else {
         return Err(Unsupported(
+            cond::UNSUPPORTED_VALUE,
             "an HTTPS listener needs tls.certificateRefs".into(),
         ));
     };
     if tls.mode == Some(GatewayListenersTlsMode::Passthrough) {
         return Err(Unsupported(
+            cond::UNSUPPORTED_VALUE,
             "tls.mode Passthrough is not served: Gatehouse terminates TLS (mode Terminate) on HTTPS listeners"
                 .into(),
         ));
     }
     if let Some(options) = tls.options.as_ref().filter(|o| !o.is_empty()) {
         let names: Vec<&str> = options.keys().map(String::as_str).collect();
-        return Err(Unsupported(format!(
-            "tls.options {} are not supported; Gatehouse reads no TLS options",
-            names.join(", ")
-        )));
+        return Err(Unsupported(
+            cond::UNSUPPORTED_VALUE,
+            format!(
+                "tls.options {} are not supported; Gatehouse reads no TLS options",
+                names.join(", ")
+            ),
+        ));
     }
     let mut out = ListenerTls::default();
     let fail = |out: &mut ListenerTls, e: RefError| {
@@ -163,6 +294,58 @@ pub fn listener_tls(
         }
     }
     Ok(out)
+}
+
+/// The client certificate a Gateway presents to TLS backends (`spec.tls.backend
+/// .clientCertificateRef`), or why it cannot (`InvalidClientCertificateRef`, `RefNotPermitted`).
+pub fn backend_client(
+    store: &Store,
+    gateway: &ObjKey,
+    r: &gateway_api::apis::standard::gateways::GatewayTlsBackendClientCertificateRef,
+    now: SystemTime,
+    cache: &CertificateCache,
+) -> Result<Arc<Certificate>, RefError> {
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Secret");
+    let key = ObjKey::new(
+        r.namespace
+            .clone()
+            .unwrap_or_else(|| gateway.namespace.clone()),
+        r.name.clone(),
+    );
+    if !group.is_empty() || kind != "Secret" {
+        return Err(RefError::new(
+            cond::INVALID_CLIENT_CERTIFICATE_REF,
+            format!(
+                "clientCertificateRef {group}/{kind} {key}: only core Secrets hold certificates"
+            ),
+        ));
+    }
+    let from = refs::From {
+        group: "gateway.networking.k8s.io",
+        kind: "Gateway",
+        namespace: &gateway.namespace,
+    };
+    if !refs::permitted(store, &from, "", "Secret", &key) {
+        return Err(RefError::new(
+            cond::REF_NOT_PERMITTED,
+            format!(
+                "Secret {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
+            ),
+        ));
+    }
+    let secret = store.secrets.get(&key).ok_or_else(|| {
+        RefError::new(
+            cond::INVALID_CLIENT_CERTIFICATE_REF,
+            format!("Secret {key} does not exist (or is not of type {TLS_SECRET_TYPE})"),
+        )
+    })?;
+    cache.certificate(&key, secret, now).map_err(|why| {
+        RefError::new(
+            cond::INVALID_CLIENT_CERTIFICATE_REF,
+            format!("Secret {key}: {why}"),
+        )
+    })
 }
 
 /// The certificate a `kubernetes.io/tls` Secret holds, checked as Envoy checks it.

@@ -265,7 +265,7 @@ fn https_listeners_that_cannot_be_served_say_why_and_leave_the_others_alone() {
                 https,
                 "tls: {frontend: {default: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca}]}}}}, ",
             ),
-            ("Accepted", "UnsupportedValue"),
+            ("Accepted", "NoValidCACertificate"),
         ),
         (
             gw(
@@ -315,4 +315,102 @@ fn the_cache_parses_a_secret_once_per_content_and_checks_expiry_each_build() {
     cache.next_build();
     let parsed_again = get(&s2, now).expect("valid");
     assert!(!std::sync::Arc::ptr_eq(&b, &parsed_again));
+}
+
+#[test]
+fn client_certificate_validation_takes_the_ports_own_or_the_default_ca() {
+    let a = tls_secret("infra", "a", &ecdsa("a.example.com"));
+    let ca_pem = ecdsa("ca.example.com").0;
+    let q = serde_json::to_string(&ca_pem).expect("string");
+    let ca = |name: &str, ns: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata:\n  ca.crt: {q}\n"
+        )
+    };
+    let gw = |frontend: &str| {
+        gateway(
+            "infra",
+            "tls",
+            "gatehouse",
+            &format!(
+                "tls: {{frontend: {frontend}}}, listeners: [{{name: s, protocol: HTTPS, port: 443, tls: {{certificateRefs: [{{name: a}}]}}}}, {{name: t, protocol: HTTPS, port: 8443, tls: {{certificateRefs: [{{name: a}}]}}}}]"
+            ),
+        ) + &a
+    };
+    // (frontend, extra objects) → per listener: (Accepted reason, ResolvedRefs reason, insecure fallback?)
+    type Want = [(&'static str, &'static str, &'static str, Option<bool>); 2];
+    let cases: Vec<(String, String, Want)> = vec![
+        (
+            "{default: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca}]}}}".into(),
+            ca("ca", "infra"),
+            [("s", "Accepted", "ResolvedRefs", Some(false)), ("t", "Accepted", "ResolvedRefs", Some(false))],
+        ),
+        (
+            "{default: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca}]}}, perPort: [{port: 8443, tls: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca}], mode: AllowInsecureFallback}}}]}".into(),
+            ca("ca", "infra"),
+            [("s", "Accepted", "ResolvedRefs", Some(false)), ("t", "Accepted", "ResolvedRefs", Some(true))],
+        ),
+        // Another namespace's CA needs a grant; without one the listeners are not served.
+        (
+            "{default: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca, namespace: pki}]}}}".into(),
+            ca("ca", "pki"),
+            [("s", "NoValidCACertificate", "ResolvedRefs", None), ("t", "NoValidCACertificate", "ResolvedRefs", None)],
+        ),
+        (
+            "{default: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca, namespace: pki}]}}}".into(),
+            ca("ca", "pki") + &reference_grant_raw(
+                "pki",
+                "{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}",
+                "{group: '', kind: ConfigMap}",
+            ),
+            [("s", "Accepted", "ResolvedRefs", Some(false)), ("t", "Accepted", "ResolvedRefs", Some(false))],
+        ),
+        // One CA resolves, one does not: served with the one, the other reported.
+        (
+            "{default: {validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca}, {group: '', kind: Secret, name: ca}]}}}".into(),
+            ca("ca", "infra"),
+            [("s", "Accepted", "InvalidCACertificateKind", Some(false)), ("t", "Accepted", "InvalidCACertificateKind", Some(false))],
+        ),
+    ];
+    for (frontend, extra, want) in cases {
+        let m = model(&(gw(&frontend) + &extra));
+        let status = &m.status.gateways[&ObjKey::new("infra", "tls")];
+        let served = m.gateway(&ObjKey::new("infra", "tls"));
+        for (name, accepted, resolved, fallback) in want {
+            let l = status
+                .listeners
+                .iter()
+                .find(|l| l.name == name)
+                .expect("listener");
+            assert_eq!(
+                cond(&l.conditions, "Accepted").reason,
+                accepted,
+                "{frontend} {name}"
+            );
+            if accepted == "Accepted" {
+                assert_eq!(
+                    cond(&l.conditions, "ResolvedRefs").reason,
+                    resolved,
+                    "{frontend} {name}"
+                );
+            }
+            let chain = served
+                .iter()
+                .flat_map(|g| g.ports.iter())
+                .flat_map(|p| p.tls.iter())
+                .find(|t| t.listener == name);
+            assert_eq!(
+                chain
+                    .and_then(|c| c.clients.as_ref())
+                    .map(|c| c.insecure_fallback),
+                fallback,
+                "{frontend} {name}"
+            );
+            assert!(chain.is_none_or(|c| {
+                c.clients
+                    .as_ref()
+                    .is_some_and(|v| v.ca_pem == ca_pem.replace("\r\n", "\n"))
+            }));
+        }
+    }
 }

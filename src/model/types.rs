@@ -234,6 +234,8 @@ pub struct TlsChain {
     /// Matched against the SNI; `None` takes connections no other chain's hostname matches.
     pub hostname: Option<String>,
     pub certificates: Vec<std::sync::Arc<crate::model::tls::Certificate>>,
+    /// Client certificate validation (the Gateway's `spec.tls.frontend`).
+    pub clients: Option<std::sync::Arc<crate::model::tls::ClientValidation>>,
 }
 
 /// What a listener does with `%2F`/`%5C` in a path (GatewayParameters
@@ -294,6 +296,8 @@ pub struct GatewayModel {
     pub ports: Vec<PortModel>,
     pub clusters: BTreeMap<ClusterKey, ClusterModel>,
     pub providers: BTreeMap<ObjKey, Provider>,
+    /// The client certificate presented to TLS backends (`spec.tls.backend`).
+    pub backend_client: Option<std::sync::Arc<crate::model::tls::Certificate>>,
 }
 
 /// Header changes: `set` replaces, `add` appends, `remove` deletes.

@@ -15,8 +15,10 @@ use envoy_types::util::pack_any;
 
 use super::common::{ads, duration, socket};
 use super::names;
+use crate::model::tls::Certificate;
 use crate::model::{ClusterModel, SanMatch, TrustedCa, UpstreamProtocol, UpstreamTls};
 use envoy_types::pb::envoy::config::core::v3::TransportSocket;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -36,7 +38,7 @@ pub fn http2_options() -> HashMap<String, Any> {
 }
 
 /// The EDS cluster of a Service port.
-pub fn cluster(model: &ClusterModel) -> Cluster {
+pub fn cluster(model: &ClusterModel, client: Option<&Certificate>) -> Cluster {
     let name = names::cluster(&model.key);
     let options = if model.protocol == UpstreamProtocol::H2c {
         http2_options()
@@ -57,7 +59,7 @@ pub fn cluster(model: &ClusterModel) -> Cluster {
         transport_socket: model
             .tls
             .as_deref()
-            .map(|t| upstream_tls(t, model.protocol)),
+            .map(|t| upstream_tls(t, model.protocol, client)),
         ..Default::default()
     }
 }
@@ -65,7 +67,11 @@ pub fn cluster(model: &ClusterModel) -> Cluster {
 /// TLS to the backend as its BackendTLSPolicy says: SNI `hostname`, the certificate checked
 /// against the policy's CAs and names. A failed check fails the connection: an auth service
 /// that cannot be verified answers its `statusOnError`, never a plaintext check.
-fn upstream_tls(tls: &UpstreamTls, protocol: UpstreamProtocol) -> TransportSocket {
+fn upstream_tls(
+    tls: &UpstreamTls,
+    protocol: UpstreamProtocol,
+    client: Option<&Certificate>,
+) -> TransportSocket {
     use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source, transport_socket};
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
         CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
@@ -112,6 +118,14 @@ fn upstream_tls(tls: &UpstreamTls, protocol: UpstreamProtocol) -> TransportSocke
                 common_tls_context::ValidationContextType::ValidationContext(validation),
             ),
             alpn_protocols: vec![alpn.into()],
+            // The Gateway's client certificate, over SDS like listener certificates.
+            tls_certificate_sds_secret_configs: client
+                .map(|c| SdsSecretConfig {
+                    name: names::secret(&c.secret),
+                    sds_config: Some(ads()),
+                })
+                .into_iter()
+                .collect(),
             ..Default::default()
         }),
         ..Default::default()

@@ -89,7 +89,9 @@ pub fn translate_gateway_after(
     previous: Option<(&GatewayModel, &GatewayResources)>,
 ) -> GatewayResources {
     let clusters = previous
-        .filter(|(model, _)| model.clusters == gw.clusters)
+        .filter(|(model, _)| {
+            model.clusters == gw.clusters && model.backend_client == gw.backend_client
+        })
         .map(|(_, res)| (res.clusters.clone(), res.endpoints.clone()));
     translate_with(gw, options, previous.map(|(_, res)| res), clusters)
 }
@@ -122,7 +124,12 @@ fn translate_with(
         routes.push(route::route_table(port, &chain, scoped, old));
     }
     let (clusters, endpoints) = clusters.unwrap_or_else(|| {
-        let mut clusters: Vec<Cluster> = gw.clusters.values().map(cluster::cluster).collect();
+        let client = gw.backend_client.as_deref();
+        let mut clusters: Vec<Cluster> = gw
+            .clusters
+            .values()
+            .map(|c| cluster::cluster(c, client))
+            .collect();
         let mut endpoints: Vec<ClusterLoadAssignment> =
             gw.clusters.values().map(cluster::load_assignment).collect();
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -131,11 +138,14 @@ fn translate_with(
     });
     listeners.sort_by(|a, b| a.name.cmp(&b.name));
     routes.sort_by(|a, b| a.name.cmp(&b.name));
+    // The backend client certificate only when a TLS cluster presents it.
+    let tls_clusters = gw.clusters.values().any(|c| c.tls.is_some());
     let certificates: std::collections::BTreeMap<_, _> = gw
         .ports
         .iter()
         .flat_map(|p| &p.tls)
         .flat_map(|t| &t.certificates)
+        .chain(gw.backend_client.iter().filter(|_| tls_clusters))
         .map(|c| (&c.secret, c))
         .collect();
     let secrets = certificates.values().map(|c| tls::secret(c)).collect();

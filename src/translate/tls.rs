@@ -14,7 +14,8 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret, TlsCertificate, secret,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    TlsCertificate, common_tls_context, secret,
 };
 use envoy_types::util::pack_any;
 
@@ -36,8 +37,33 @@ pub fn inspector() -> ListenerFilter {
 
 /// The filter chain of one HTTPS listener: `hcm` behind TLS with the listener's certificates.
 pub fn chain(tls: &TlsChain, hcm: &HttpConnectionManager) -> FilterChain {
+    // Client certificates: required and checked against the frontend CAs, or (insecure
+    // fallback) asked for, checked, and passed on whatever the outcome.
+    let validation = tls.clients.as_deref().map(|c| {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::certificate_validation_context::TrustChainVerification;
+        common_tls_context::ValidationContextType::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(c.ca_pem.clone())),
+                    ..Default::default()
+                }),
+                trust_chain_verification: if c.insecure_fallback {
+                    TrustChainVerification::AcceptUntrusted as i32
+                } else {
+                    TrustChainVerification::VerifyTrustChain as i32
+                },
+                ..Default::default()
+            },
+        )
+    });
     let context = DownstreamTlsContext {
+        require_client_certificate: tls.clients.as_ref().map(|c| {
+            envoy_types::pb::google::protobuf::BoolValue {
+                value: !c.insecure_fallback,
+            }
+        }),
         common_tls_context: Some(CommonTlsContext {
+            validation_context_type: validation,
             tls_certificate_sds_secret_configs: tls
                 .certificates
                 .iter()

@@ -157,3 +157,71 @@ fn scenario(sotw: bool) {
         );
     }
 }
+
+/// mTLS to a backend: an auth server that requires a client certificate refuses Envoy until
+/// the Gateway's `spec.tls.backend.clientCertificateRef` names one its CA signed.
+#[test]
+fn the_gateway_presents_its_backend_client_certificate() {
+    let mut w = World::start(false);
+    let (server_ca, client_ca) = (TestCa::new("auth CA"), TestCa::new("gateway clients"));
+    let leaf = server_ca.leaf(&[AUTHZ_HOST]);
+    let dir = w.path().to_path_buf();
+    for (name, text) in [
+        ("authz.crt", &leaf.cert_pem),
+        ("authz.key", &leaf.key_pem),
+        ("clients.crt", &client_ca.cert_pem),
+    ] {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    let port = free_port();
+    let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
+    authz
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{port}"),
+            "--http-addr",
+            "off",
+        ])
+        .args(["--name", "tls-authz", "--tls-cert"])
+        .arg(dir.join("authz.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("authz.key"))
+        .arg("--tls-client-ca")
+        .arg(dir.join("clients.crt"));
+    w.procs.push(Proc::spawn("tls-authz", authz, &dir));
+    wait_for_port(port, Duration::from_secs(10), "tls-authz");
+    w.write("tls-authz.yaml", &manifests(port, &server_ca.cert_pem));
+    w.write(
+        "gateway-client.yaml",
+        &crate::support::tls::secret(
+            "kgateway-system",
+            "gateway-client",
+            &client_ca.leaf(&["gateway"]),
+        ),
+    );
+    // No client certificate yet: the server refuses the handshake, checks fail closed.
+    w.wait_for_response(
+        "fail closed without a client certificate",
+        || w.get(&[ALLOW]),
+        |r| r.status == 403 && r.header("x-ext-authz-provider").is_none(),
+    );
+    let gateway = std::fs::read_to_string(w.manifests.join("gateway.yaml")).expect("gateway");
+    let with_client = gateway.replace(
+        "  gatewayClassName: gatehouse\n",
+        "  gatewayClassName: gatehouse\n  tls:\n    backend:\n      clientCertificateRef: {name: gateway-client}\n",
+    );
+    assert_ne!(with_client, gateway);
+    w.write("gateway.yaml", &with_client);
+    w.wait_for_response(
+        "checks answered over mTLS",
+        || w.get(&[ALLOW]),
+        |r| r.status == 200,
+    );
+    let denied = w.get(&[]).expect("request");
+    assert_eq!(denied.header("x-ext-authz-provider"), Some("tls-authz"));
+    let status = w.admin("/debug/status").map(|r| r.body).unwrap_or_default();
+    assert!(
+        status.contains("the backend client certificate is presented"),
+        "{status}"
+    );
+}

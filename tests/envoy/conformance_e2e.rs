@@ -338,6 +338,13 @@ fn check_status(w: &Conformance, t: &Test) -> Result<(), String> {
                 last = e;
             }
         }
+        for g in &t.gateways {
+            let conditions = &doc["status"]["gateways"][&g.gateway]["conditions"];
+            if let Err(e) = conditions_hold(conditions, &g.conditions) {
+                ok = false;
+                last = format!("{}: {e}", g.gateway);
+            }
+        }
         if ok {
             return Ok(());
         }
@@ -363,8 +370,17 @@ fn listener_holds(
             want.gateway, want.listener, listener["attachedRoutes"]
         ));
     }
-    for c in &want.conditions {
-        let got = listener["conditions"]
+    conditions_hold(&listener["conditions"], &want.conditions)
+        .map_err(|e| format!("{}/{}: {e}", want.gateway, want.listener))
+}
+
+/// Whether `conditions` (a status's JSON list) has each of `want`.
+fn conditions_hold(
+    conditions: &Value,
+    want: &[support::conformance::StatusCondition],
+) -> Result<(), String> {
+    for c in want {
+        let got = conditions
             .as_array()
             .and_then(|cs| cs.iter().find(|x| x["type"] == c.type_.as_str()));
         let good = got.is_some_and(|g| {
@@ -373,8 +389,8 @@ fn listener_holds(
         });
         if !good {
             return Err(format!(
-                "{}/{}: {} want {:?}/{:?}, got {:?}",
-                want.gateway, want.listener, c.type_, c.status, c.reason, got
+                "{} want {:?}/{:?}, got {:?}",
+                c.type_, c.status, c.reason, got
             ));
         }
     }

@@ -314,3 +314,78 @@ fn the_walkthrough_https_step_serves_what_gatehouse_certificate_made() {
     let (allowed, _) = get(&[ALLOW]).expect("https");
     assert_eq!(allowed.status, 200, "{allowed:?}");
 }
+
+/// Client certificates (`spec.tls.frontend`): a client without one, or with one from another
+/// CA, gets no answer; one with a certificate the frontend CA signed is checked by ext auth,
+/// which receives that certificate (`includePeerCertificate`).
+#[test]
+fn mtls_listeners_require_client_certificates_and_pass_them_to_ext_auth() {
+    let w = World::start(false);
+    let port = free_port();
+    let server_ca = TestCa::new("server CA");
+    let client_ca = TestCa::new("client CA");
+    let stranger_ca = TestCa::new("stranger CA");
+    let leaf = server_ca.leaf(&["a.example.com"]);
+    let q = serde_json::to_string(&client_ca.cert_pem).expect("string");
+    w.write("secret-a.yaml", &tls::secret("kgateway-system", "a", &leaf));
+    w.write(
+        "client-ca.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: client-ca, namespace: kgateway-system}}\ndata:\n  ca.crt: {q}\n"),
+    );
+    // The walkthrough's provider, with the client certificate passed on.
+    let provider = std::fs::read_to_string(
+        crate::support::repo().join("examples/ext-auth/base/ext-authz.yaml"),
+    )
+    .expect("ext-authz.yaml")
+    .replace(
+        "        port: 4444",
+        "        port: 4444\n    includePeerCertificate: true",
+    )
+    .replace("9000", &w.authz_port.to_string());
+    assert!(provider.contains("includePeerCertificate: true"));
+    w.write("ext-authz.yaml", &provider);
+    w.apply_step("01-gateway-policy.yaml");
+    let gateway = gateway(w.listener_port, port).replace(
+        "  gatewayClassName: gatehouse\n",
+        "  gatewayClassName: gatehouse\n  tls:\n    frontend:\n      default:\n        validation:\n          caCertificateRefs: [{group: \"\", kind: ConfigMap, name: client-ca}]\n",
+    );
+    assert!(gateway.contains("frontend"));
+    w.write("gateway.yaml", &gateway);
+
+    let trusted =
+        tls::client_with_certificate(&[&server_ca.cert_pem], &client_ca.leaf(&["client"]));
+    let get = |c: &std::sync::Arc<rustls::ClientConfig>| {
+        tls::get(
+            c,
+            port,
+            "a.example.com",
+            "a.example.com",
+            "/headers",
+            &[ALLOW],
+        )
+        .map(|(r, _)| r)
+    };
+    let ok = w.wait_for_response("mTLS served", || get(&trusted), |r| r.status == 200);
+    let bytes: usize = ok
+        .echoed_header("x-ext-authz-peer-certificate-bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        bytes > 0,
+        "the auth service did not get the client certificate: {ok:?}"
+    );
+
+    let anonymous = tls::client(&[&server_ca.cert_pem]);
+    let stranger =
+        tls::client_with_certificate(&[&server_ca.cert_pem], &stranger_ca.leaf(&["client"]));
+    for (who, c) in [
+        ("no certificate", &anonymous),
+        ("another CA's certificate", &stranger),
+    ] {
+        for _ in 0..3 {
+            if let Ok(r) = get(c) {
+                panic!("a client with {who} was answered: {r:?}");
+            }
+        }
+    }
+}

@@ -123,6 +123,13 @@ pub struct ListenerExpectation {
     pub conditions: Vec<StatusCondition>,
 }
 
+/// Conditions a Gateway must have (upstream's `GatewayMustHaveCondition`).
+#[derive(Debug, Deserialize, Clone)]
+pub struct GatewayExpectation {
+    pub gateway: String,
+    pub conditions: Vec<StatusCondition>,
+}
+
 #[derive(Debug, Deserialize, Clone)]
 pub struct StatusExpectation {
     pub route: String,
@@ -144,6 +151,8 @@ pub struct Test {
     pub status: Vec<StatusExpectation>,
     #[serde(default)]
     pub listeners: Vec<ListenerExpectation>,
+    #[serde(default)]
+    pub gateways: Vec<GatewayExpectation>,
     #[serde(default)]
     pub cases: Vec<Case>,
     /// Statistical checks (weights, backend header filters, mirror percentages).

@@ -90,6 +90,27 @@ pub fn client(roots: &[&str]) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
+/// A client trusting `roots` that presents `leaf` when asked for a certificate.
+pub fn client_with_certificate(roots: &[&str], leaf: &Leaf) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::PrivateKeyDer;
+    let mut store = rustls::RootCertStore::empty();
+    for pem in roots {
+        for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            store.add(der.expect("root PEM")).expect("root");
+        }
+    }
+    let chain = vec![CertificateDer::from(leaf.der())];
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key PEM");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(store)
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate");
+    Arc::new(config)
+}
+
 /// `GET path` over TLS to 127.0.0.1:`port`, opening the connection with `sni` and sending
 /// `Host: host`. Returns the response and the DER of the certificate the server presented.
 pub fn get(

@@ -15,6 +15,9 @@ pub const ALLOWED_VALUE: &str = "allow";
 
 /// `allowed` / `denied`.
 pub const RESULT_HEADER: &str = "x-ext-authz-check-result";
+/// Set (to the certificate's PEM length) when the check carried the client's TLS certificate
+/// (`includePeerCertificate` on an mTLS listener).
+pub const PEER_CERTIFICATE_HEADER: &str = "x-ext-authz-peer-certificate-bytes";
 /// Short summary of the check request as the server received it.
 pub const RECEIVED_HEADER: &str = "x-ext-authz-check-received";
 /// Set to a fixed value so tests can verify the server's header overrides the
@@ -89,6 +92,8 @@ pub struct CheckInput {
     pub body_bytes: usize,
     /// gRPC `context_extensions` (always empty over HTTP).
     pub context: BTreeMap<String, String>,
+    /// Length of the client certificate Envoy passed (gRPC `source.certificate`), 0 for none.
+    pub peer_certificate_bytes: usize,
 }
 
 impl CheckInput {
@@ -212,6 +217,12 @@ pub fn decide(input: &CheckInput, provider: &str, protocol: Protocol) -> Decisio
     ];
     if let Some(context) = input.context_summary() {
         headers.push((CONTEXT_HEADER, context));
+    }
+    if input.peer_certificate_bytes > 0 {
+        headers.push((
+            PEER_CERTIFICATE_HEADER,
+            input.peer_certificate_bytes.to_string(),
+        ));
     }
     if let Verdict::Redirect(url) = &verdict {
         headers.push((LOCATION_HEADER, url.clone()));

@@ -46,6 +46,8 @@ impl Authorization for AuthzService {
 pub struct Tls {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
+    /// Require client certificates signed by this PEM CA.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 /// Serve the gRPC service on `listener` (HTTP/2 cleartext, or TLS only with `tls`) until
@@ -59,9 +61,11 @@ pub async fn serve(
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
-        builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .context("TLS configuration")?;
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = tls.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config).context("TLS configuration")?;
     }
     builder
         .add_service(AuthorizationServer::new(AuthzService::new(provider)))
@@ -117,6 +121,10 @@ pub fn check_input(request: &CheckRequest) -> CheckInput {
         headers,
         body_bytes: http.body.len().max(http.raw_body.len()),
         context,
+        peer_certificate_bytes: attributes
+            .source
+            .as_ref()
+            .map_or(0, |s| s.certificate.len()),
     }
 }
 

@@ -80,6 +80,9 @@ async fn check(State(state): State<Arc<AppState>>, request: Request) -> Response
             .collect(),
         body_bytes,
         context: Default::default(),
+        // The HTTP check API carries no client certificate (Envoy sends it as a header only
+        // with `x-forwarded-client-cert`, which the gRPC API makes unnecessary).
+        peer_certificate_bytes: 0,
     };
 
     let decision = decision::decide(&input, &state.provider, Protocol::Http);

@@ -69,6 +69,10 @@ struct Cli {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
 
+    /// With --tls-cert: require clients (Envoy) to present a certificate this PEM CA signed.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
+
     /// Provider name, sent back in `x-ext-authz-provider` on every answer.
     #[arg(long, value_name = "NAME", default_value = "ext-authz",
           value_parser = decision::validate_provider_name)]
@@ -144,6 +148,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(grpc::Tls {
             cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
             key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+            client_ca: match &cli.tls_client_ca {
+                Some(ca) => {
+                    Some(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?)
+                }
+                None => None,
+            },
         }),
         _ => None,
     };
