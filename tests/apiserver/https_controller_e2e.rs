@@ -125,3 +125,64 @@ async fn certificates_from_secrets_reach_envoy_and_rotate() {
         .await;
     wait_for_cert(&w, port, &ca, &a2).await;
 }
+
+/// BackendTLSPolicy in controller mode: the ConfigMap CA is read, the policy's status written
+/// through `backendtlspolicies/status`, and a missing CA reported there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy_status_is_written() {
+    let mut w = ClusterWorld::start().await;
+    let r = w.start_replica("solo");
+    w.start_envoy(r).await;
+    let ca = TestCa::new("backend CA");
+    let q = serde_json::to_string(&ca.cert_pem).expect("string");
+    let policy = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: httpbin-tls, namespace: httpbin}
+spec:
+  targetRefs: [{group: "", kind: Service, name: httpbin}]
+  validation:
+    caCertificateRefs: [{group: "", kind: ConfigMap, name: httpbin-ca}]
+    hostname: httpbin.internal
+"#;
+    w.apply_yaml(policy).await;
+    let accepted = |reason: &'static str| {
+        move |s: &serde_json::Value| {
+            s["ancestors"].as_array().is_some_and(|a| {
+                a.iter().any(|e| {
+                    e["ancestorRef"]["name"] == "http"
+                        && condition(&e["conditions"], "Accepted")
+                            .is_some_and(|c| c["reason"] == reason)
+                })
+            })
+        }
+    };
+    w.wait_status(
+        "the missing CA reported",
+        GW,
+        "BackendTLSPolicy",
+        "httpbin",
+        "httpbin-tls",
+        accepted("NoValidCACertificate"),
+    )
+    .await;
+    // The route's backend is not reached in plaintext meanwhile.
+    w.wait_for_code(
+        "the backend refused without its CA",
+        support::cluster::HOST,
+        500,
+    )
+    .await;
+    w.apply_yaml(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: httpbin-ca, namespace: httpbin}}\ndata:\n  ca.crt: {q}\n"
+    ))
+    .await;
+    w.wait_status(
+        "the policy accepted",
+        GW,
+        "BackendTLSPolicy",
+        "httpbin",
+        "httpbin-tls",
+        accepted("Accepted"),
+    )
+    .await;
+}
