@@ -6,7 +6,6 @@
 //! stop every other change to that Gateway's proxies. What Envoy receives is re-encoded from
 //! what was parsed, so nothing unchecked in the Secret (comments, stray blocks) goes with it.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,48 +17,12 @@ use rustls::pki_types::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::refs::{self, RefError};
+pub use super::types::{Certificate, ClientValidation, KeyType, PrivateKey};
 use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
 /// The Secret type Gateway API's core support names.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
-
-/// A PEM private key. Never printed: its `Debug` is `[redacted]`, and the renderers replace
-/// it (`render::resources_json`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct PrivateKey(String);
-
-impl PrivateKey {
-    /// The PEM text, for the Envoy Secret only.
-    pub fn pem(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PrivateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PrivateKey([redacted])")
-    }
-}
-
-/// The key algorithm of a certificate. A chain may serve several of either: Envoy picks the
-/// one whose names match the SNI, of a type the client accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum KeyType {
-    Rsa,
-    Ecdsa,
-}
-
-/// A certificate chain and its key, as Envoy will load them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Certificate {
-    /// The Secret it came from; also its SDS name (`translate::names::secret`).
-    pub secret: ObjKey,
-    /// PEM, leaf first.
-    pub chain_pem: String,
-    pub key: PrivateKey,
-    pub key_type: KeyType,
-}
 
 /// A Terminate listener's certificates, and what was wrong with the refs that did not resolve.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -69,15 +32,6 @@ pub struct ListenerTls {
     pub problem: Option<RefError>,
     /// Client certificate validation (the Gateway's `spec.tls.frontend`).
     pub clients: Option<Arc<ClientValidation>>,
-}
-
-/// How clients' certificates are checked on an HTTPS listener.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientValidation {
-    /// PEM CA certificates a client certificate must chain to.
-    pub ca_pem: String,
-    /// `AllowInsecureFallback`: clients without a valid certificate are let in too.
-    pub insecure_fallback: bool,
 }
 
 /// The frontend validation that applies to one port, normalized from the Gateway's `default`
@@ -419,7 +373,7 @@ fn parse(key: &ObjKey, secret: &Secret) -> Result<(Certificate, Validity), Strin
     let certificate = Certificate {
         secret: key.clone(),
         chain_pem: pem::encode_many_config(&chain, lf()),
-        key: PrivateKey(pem::encode_config(&key_pem, lf())),
+        key: PrivateKey::new(pem::encode_config(&key_pem, lf())),
         key_type,
     };
     Ok((certificate, validity))

@@ -233,9 +233,9 @@ pub struct TlsChain {
     pub listener: String,
     /// Matched against the SNI; `None` takes connections no other chain's hostname matches.
     pub hostname: Option<String>,
-    pub certificates: Vec<std::sync::Arc<crate::model::tls::Certificate>>,
+    pub certificates: Vec<std::sync::Arc<Certificate>>,
     /// Client certificate validation (the Gateway's `spec.tls.frontend`).
-    pub clients: Option<std::sync::Arc<crate::model::tls::ClientValidation>>,
+    pub clients: Option<std::sync::Arc<ClientValidation>>,
 }
 
 /// What a listener does with `%2F`/`%5C` in a path (GatewayParameters
@@ -297,7 +297,7 @@ pub struct GatewayModel {
     pub clusters: BTreeMap<ClusterKey, ClusterModel>,
     pub providers: BTreeMap<ObjKey, Provider>,
     /// The client certificate presented to TLS backends (`spec.tls.backend`).
-    pub backend_client: Option<std::sync::Arc<crate::model::tls::Certificate>>,
+    pub backend_client: Option<std::sync::Arc<Certificate>>,
 }
 
 /// Header changes: `set` replaces, `add` appends, `remove` deletes.
@@ -365,4 +365,54 @@ pub struct RouteFilters {
     pub request_timeout: Option<Duration>,
     pub backend_timeout: Option<Duration>,
     pub retry: Option<Retry>,
+}
+
+/// A PEM private key. Never printed: its `Debug` is `[redacted]`, and the renderers replace
+/// it (`render::resources_json`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey(String);
+
+impl PrivateKey {
+    pub(crate) fn new(pem: String) -> Self {
+        PrivateKey(pem)
+    }
+
+    /// The PEM text, for the Envoy Secret only.
+    pub fn pem(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey([redacted])")
+    }
+}
+
+/// The key algorithm of a certificate. A chain may serve several of either: Envoy picks the
+/// one whose names match the SNI, of a type the client accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyType {
+    Rsa,
+    Ecdsa,
+}
+
+/// A certificate chain and its key, as Envoy will load them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    /// The Secret it came from; also its SDS name (`translate::names::secret`).
+    pub secret: ObjKey,
+    /// PEM, leaf first.
+    pub chain_pem: String,
+    pub key: PrivateKey,
+    pub key_type: KeyType,
+}
+
+/// How clients' certificates are checked on an HTTPS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientValidation {
+    /// PEM CA certificates a client certificate must chain to.
+    pub ca_pem: String,
+    /// `AllowInsecureFallback`: clients without a valid certificate are let in too.
+    pub insecure_fallback: bool,
 }

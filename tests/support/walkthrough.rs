@@ -39,8 +39,16 @@ pub async fn seed_walkthrough(w: &ClusterWorld) {
     assert_eq!(w.get(HOST, &[]).expect("request").status, 200);
     // 2. Gateway policy created: 403 with the verdict.
     w.apply_step("01-gateway-policy.yaml").await;
+    // Until Envoy has both the new filter chain and the new routes, the chain guard may
+    // answer 403 without a verdict (fail closed, docs/security-model.md); then the auth
+    // server's own 403.
     let denied = w
-        .wait_for_code("403 after the gateway policy", HOST, 403)
+        .wait_for(
+            "the auth server's 403 after the gateway policy",
+            HOST,
+            |r| r.status == 403 && r.header("x-ext-authz-check-result").is_some(),
+            &[],
+        )
         .await;
     assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
     // 3. Allowed with the header.

@@ -60,9 +60,11 @@ async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Init) => buffer.clear(),
-            Ok(watcher::Event::InitApply(o)) => buffer.push(K::into_object(trim(o))),
+            Ok(watcher::Event::InitApply(o)) => {
+                buffer.push(only_what_is_read(K::into_object(trim(o))))
+            }
             Ok(watcher::Event::InitDone) => state.relisted(kind, std::mem::take(&mut buffer)),
-            Ok(watcher::Event::Apply(o)) => state.apply(K::into_object(trim(o))),
+            Ok(watcher::Event::Apply(o)) => state.apply(only_what_is_read(K::into_object(trim(o)))),
             Ok(watcher::Event::Delete(o)) => {
                 let key = K::into_object(o).key();
                 state.delete(ObjectRef { kind, key });
@@ -70,6 +72,28 @@ async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
             Err(e) => state.failed(kind, describe(kind, &e)),
         }
     }
+}
+
+/// The keys of a ConfigMap and a Secret the model reads: every other key (a large ConfigMap,
+/// a Secret's `ca.crt`) is dropped as it arrives, so the controller keeps no data it has no use
+/// for.
+fn only_what_is_read(mut o: Object) -> Object {
+    match &mut o {
+        Object::ConfigMap(cm) => {
+            if let Some(data) = cm.data.as_mut() {
+                data.retain(|k, _| k == "ca.crt");
+            }
+            cm.binary_data = None;
+        }
+        Object::Secret(secret) => {
+            if let Some(data) = secret.data.as_mut() {
+                data.retain(|k, _| k == "tls.crt" || k == "tls.key");
+            }
+            secret.string_data = None;
+        }
+        _ => {}
+    }
+    o
 }
 
 /// What the watch of `kind` asks the API server for. Secrets: TLS certificates only, so the
