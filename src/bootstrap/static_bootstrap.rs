@@ -43,6 +43,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
                 cluster::DiscoveryType::Static as i32,
             ));
             c.eds_cluster_config = None;
+            static_upstream_sds(&mut c);
             c.load_assignment = res
                 .endpoints
                 .iter()
@@ -160,6 +161,29 @@ fn is_rsa(s: &Secret) -> bool {
             Ok(x509_parser::public_key::PublicKey::RSA(_))
         )
     })
+}
+
+/// Points a TLS cluster's client certificate (SDS) at the static Secrets.
+fn static_upstream_sds(c: &mut envoy_types::pb::envoy::config::cluster::v3::Cluster) {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = c
+        .transport_socket
+        .as_mut()
+        .and_then(|t| t.config_type.as_mut())
+    else {
+        return;
+    };
+    let Ok(mut tls) = UpstreamTlsContext::decode(any.value.as_slice()) else {
+        return;
+    };
+    for sds in tls
+        .common_tls_context
+        .iter_mut()
+        .flat_map(|c| &mut c.tls_certificate_sds_secret_configs)
+    {
+        sds.sds_config = None;
+    }
+    *any = pack_any(tls);
 }
 
 /// Points a TLS filter chain's SDS configs at the static Secrets.

@@ -162,6 +162,14 @@ impl Assembly {
                 .iter()
                 .filter(|l| l.valid && l.port == port)
                 .collect();
+            // Isolation counts the listeners that own their hostname even when their
+            // certificates do not resolve: their hosts answer 404, not a broader listener's
+            // routes (and policies).
+            let owners: Vec<&ListenerInfo> = info
+                .listeners
+                .iter()
+                .filter(|l| l.owns_hostname && l.port == port)
+                .collect();
             let mut hosts: BTreeMap<String, Arc<VirtualHostModel>> = BTreeMap::new();
             for (hostname, host) in self.hosts.get_mut(&port).into_iter().flatten() {
                 let model = host
@@ -170,7 +178,7 @@ impl Assembly {
                         Arc::new(host_model(
                             hostname,
                             &host.entries,
-                            owner(hostname, &listeners),
+                            owner(hostname, &owners),
                         ))
                     })
                     .clone();
@@ -183,7 +191,7 @@ impl Assembly {
             // Listener isolation: a listener with a hostname owns the requests for it, so it
             // gets a host even without routes (404), rather than leaving them to another
             // listener's less specific host.
-            for l in &listeners {
+            for l in &owners {
                 if let Some(h) = &l.hostname {
                     hosts.entry(h.clone()).or_insert_with(|| {
                         Arc::new(VirtualHostModel {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::ServicePort;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::conditions::{AncestorRef, Condition, PolicyAncestorStatus};
-use super::types::{SanMatch, TrustedCa, UpstreamTls};
+use super::types::{SanMatch, UpstreamTls};
 use crate::model::condition_names as cond;
 use crate::store::{ObjKey, Store};
 
@@ -56,7 +56,7 @@ fn candidates<'s>(
                 .spec
                 .target_refs
                 .iter()
-                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service.name)
+                .filter(|t| is_core(&t.group) && t.kind == "Service" && t.name == service.name)
                 .filter_map(|t| match t.section_name.as_deref() {
                     None => Some(false),
                     Some(s) if Some(s) == port_name => Some(true),
@@ -74,6 +74,35 @@ fn candidates<'s>(
     found.into_iter().map(|(_, k, p)| (k, p)).collect()
 }
 
+/// The core API group, as references write it (`""`, or `core` as backendRefs accept).
+fn is_core(group: &str) -> bool {
+    group.is_empty() || group == "core"
+}
+
+/// A targetRef of `policy` naming a `sectionName` that no port of its Service has: the policy
+/// cannot say which port it protects, so none of them is used in plaintext.
+fn dangling_section(store: &Store, key: &ObjKey, policy: &BackendTlsPolicy) -> Option<String> {
+    policy
+        .spec
+        .target_refs
+        .iter()
+        .filter(|t| is_core(&t.group) && t.kind == "Service")
+        .find_map(|t| {
+            let section = t.section_name.as_deref()?;
+            let svc = store
+                .services
+                .get(&ObjKey::new(key.namespace.clone(), t.name.clone()))?;
+            let named = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|p| p.name.as_deref() == Some(section));
+            (!named).then(|| format!("Service {} has no port named {section:?}", t.name))
+        })
+}
+
 fn created(p: &BackendTlsPolicy) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
     p.metadata.creation_timestamp.as_ref()
 }
@@ -85,6 +114,23 @@ pub fn for_port(
     service: &ObjKey,
     port: &ServicePort,
 ) -> Result<Option<Arc<UpstreamTls>>, String> {
+    for (key, policy) in store
+        .backend_tls_policies
+        .iter()
+        .filter(|(k, _)| k.namespace == service.namespace)
+    {
+        if let Some(why) = dangling_section(store, key, policy).filter(|_| {
+            policy
+                .spec
+                .target_refs
+                .iter()
+                .any(|t| is_core(&t.group) && t.kind == "Service" && t.name == service.name)
+        }) {
+            return Err(format!(
+                "BackendTLSPolicy {key} targets Service {service} but {why}; no port of it is reached until the policy names one"
+            ));
+        }
+    }
     let Some((key, policy)) = deciding(store, service, port) else {
         return Ok(None);
     };
@@ -119,8 +165,16 @@ pub fn upstream_tls(
         ));
     }
     let refs = v.ca_certificate_refs.as_deref().unwrap_or_default();
-    let ca = match (refs.is_empty(), v.well_known_ca_certificates.as_deref()) {
-        (true, Some("System")) => TrustedCa::System,
+    let ca_pem = match (refs.is_empty(), v.well_known_ca_certificates.as_deref()) {
+        (true, Some("System")) => {
+            // Envoy 1.40 does not implement `system_root_certs` for TLS clusters, and a path
+            // to a bundle depends on the proxy image: refused rather than a guess.
+            return Err(invalid(
+                cond::INVALID,
+                None,
+                "wellKnownCACertificates System is not supported; put the CA bundle in a ConfigMap and use caCertificateRefs".into(),
+            ));
+        }
         (true, Some(other)) => {
             return Err(invalid(
                 cond::INVALID,
@@ -165,9 +219,19 @@ pub fn upstream_tls(
                 })?;
                 bundle.push_str(&pem);
             }
-            TrustedCa::Pem(bundle)
+            bundle
         }
     };
+    if !dns_name(&v.hostname) {
+        return Err(invalid(
+            cond::INVALID,
+            None,
+            format!(
+                "hostname {:?} is not a DNS name (it is sent as the SNI)",
+                v.hostname
+            ),
+        ));
+    }
     let subject_alt_names = v
         .subject_alt_names
         .iter()
@@ -185,9 +249,23 @@ pub fn upstream_tls(
     Ok(UpstreamTls {
         policy: key.clone(),
         sni: v.hostname.clone(),
-        ca,
+        ca_pem,
         subject_alt_names,
     })
+}
+
+/// A lower-case DNS name without wildcards, as SNI carries.
+fn dns_name(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// The PEM certificates under `ca.crt`, each parsed; re-encoded so Envoy gets only those.
@@ -220,6 +298,18 @@ pub(super) fn ca_bundle(store: &Store, key: &ObjKey) -> Result<String, String> {
     ))
 }
 
+fn invalid(
+    accepted: &'static str,
+    resolved_refs: Option<&'static str>,
+    message: String,
+) -> Invalid {
+    Invalid {
+        accepted,
+        resolved_refs,
+        message,
+    }
+}
+
 /// Every policy's status, for the Gateways in `ancestors(service)` (those with routes or
 /// providers using a Service the policy targets).
 pub fn statuses(
@@ -233,11 +323,15 @@ pub fn statuses(
             .spec
             .target_refs
             .iter()
-            .filter(|t| t.group.is_empty() && t.kind == "Service")
+            .filter(|t| is_core(&t.group) && t.kind == "Service")
             .map(|t| ObjKey::new(key.namespace.clone(), t.name.clone()))
             .collect();
         let conflicted = targets.iter().any(|svc| loses(store, key, svc));
-        match upstream_tls(store, key, policy) {
+        let resolved = match dangling_section(store, key, policy) {
+            Some(why) => Err(invalid(cond::TARGET_NOT_FOUND, None, why)),
+            None => upstream_tls(store, key, policy),
+        };
+        match resolved {
             Ok(_) if conflicted => {
                 conditions.push(Condition::fail(
                     cond::ACCEPTED,

@@ -28,6 +28,9 @@ pub struct ListenerInfo {
     pub allows_http_route: bool,
     /// An HTTPS listener's certificates; `None` for HTTP.
     pub tls: Option<Arc<ListenerTls>>,
+    /// Served, or an HTTPS listener that would be but for its certificates or CAs: either way
+    /// requests for its hostname are its own (listener isolation), never a broader listener's.
+    pub owns_hostname: bool,
 }
 
 /// A label selector over Namespaces.
@@ -228,6 +231,25 @@ fn accepted_message(path: &PathPolicy) -> String {
 struct Ports {
     protocols: BTreeMap<i32, String>,
     hostnames: BTreeSet<(i32, String)>,
+    names: BTreeSet<String>,
+}
+
+/// Gateway API's listener hostname: a lower-case DNS name, optionally `*.` first (the CRD's
+/// pattern, which standalone mode does not get from an API server). Envoy refuses other
+/// wildcards in a filter chain's `server_names`, which would reject the whole port.
+fn valid_hostname(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    h.len() <= 253
+        && !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Protocols Gatehouse serves on a listener.
@@ -274,7 +296,10 @@ fn listener_info(
         Some(Err(tls::Unsupported(reason, why))) => (None, Some((reason, why))),
         None => (None, None),
     };
-    let mut valid = false;
+    // A listener that would be served but for its TLS settings still claims its port's
+    // protocol and its hostname: otherwise a conflicting plaintext listener, or a less
+    // specific one, would take its requests when a certificate or CA goes bad.
+    let mut claims = false;
     if !SERVED_PROTOCOLS.contains(&l.protocol.as_str()) {
         conditions.push(Condition::fail(
             cond::ACCEPTED,
@@ -290,10 +315,25 @@ fn listener_info(
             cond::PORT_UNAVAILABLE,
             format!("port {} is out of range", l.port),
         ));
-    } else if let Some((reason, why)) = unsupported {
-        conditions.push(Condition::fail(cond::ACCEPTED, reason, why));
+    } else if let Some(h) = l.hostname.as_deref().filter(|h| !valid_hostname(h)) {
+        conditions.push(Condition::fail(
+            cond::ACCEPTED,
+            cond::UNSUPPORTED_VALUE,
+            format!(
+                "hostname {h:?} is not a lower-case DNS name, optionally with one leading `*.`"
+            ),
+        ));
+    } else if !ports.names.insert(l.name.clone()) {
+        conditions.push(Condition::fail(
+            cond::ACCEPTED,
+            cond::UNSUPPORTED_VALUE,
+            format!("another listener of this Gateway is named {:?}", l.name),
+        ));
+    } else if let Some((reason, why)) = &unsupported {
+        claims = true;
+        conditions.push(Condition::fail(cond::ACCEPTED, reason, why.clone()));
     } else {
-        valid = true;
+        claims = true;
         conditions.push(Condition::ok(
             cond::ACCEPTED,
             cond::ACCEPTED,
@@ -301,34 +341,35 @@ fn listener_info(
         ));
     }
     let host = l.hostname.clone().unwrap_or_else(|| "*".into());
-    let claimed = valid.then(|| {
+    let claimed = claims.then(|| {
         ports
             .protocols
             .entry(l.port)
             .or_insert_with(|| l.protocol.clone())
     });
+    let mut owns_hostname = false;
     if let Some(other) = claimed.filter(|p| **p != l.protocol) {
         let message = format!("an earlier listener serves {other} on port {}", l.port);
-        valid = false;
         conditions.push(Condition::ok(
             cond::CONFLICTED,
             cond::PROTOCOL_CONFLICT,
             message,
         ));
-    } else if valid && !ports.hostnames.insert((l.port, host.clone())) {
-        valid = false;
+    } else if claims && !ports.hostnames.insert((l.port, host.clone())) {
         conditions.push(Condition::ok(
             cond::CONFLICTED,
             cond::HOSTNAME_CONFLICT,
             format!("another listener on port {} serves hostname {host}", l.port),
         ));
     } else {
+        owns_hostname = claims;
         conditions.push(Condition::fail(
             cond::CONFLICTED,
             cond::NO_CONFLICTS,
             "no conflicts",
         ));
     }
+    let mut valid = owns_hostname && unsupported.is_none();
     let tls_problem = tls.as_ref().and_then(|t| t.problem.clone());
     if let Some(problem) = &tls_problem {
         conditions.push(Condition::fail(
@@ -375,6 +416,7 @@ fn listener_info(
         port: port.unwrap_or(0),
         hostname: l.hostname.clone(),
         valid,
+        owns_hostname,
         allowed_from,
         selector,
         allows_http_route,

@@ -6,6 +6,8 @@ mod assembly;
 #[cfg(test)]
 mod attachment_tests;
 pub mod backend_tls;
+#[cfg(test)]
+mod backend_tls_tests;
 mod build;
 #[cfg(test)]
 mod build_tests;

@@ -383,7 +383,7 @@ fn parse(key: &ObjKey, secret: &Secret) -> Result<(Certificate, Validity), Strin
 /// and every change to a kind other than HTTPRoute rebuilds every Gateway: without it, one
 /// rotation among 1,000 certificates would parse all 1,000 again. An entry is used only for
 /// an identical Secret; the validity window is checked against the time of each build.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CertificateCache {
     /// (this build's entries, the previous build's): an entry not used by a build is dropped
     /// at the end of the next, so deleted Secrets do not stay.
@@ -392,6 +392,20 @@ pub struct CertificateCache {
 
 type CacheMap = std::collections::HashMap<ObjKey, CacheEntry>;
 type CacheEntry = (Secret, Result<(Arc<Certificate>, Validity), String>);
+
+/// Secrets hold keys: a cache shows only how many it holds.
+impl std::fmt::Debug for CertificateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self
+            .entries
+            .lock()
+            .map(|e| e.0.len() + e.1.len())
+            .unwrap_or(0);
+        f.debug_struct("CertificateCache")
+            .field("held", &held)
+            .finish()
+    }
+}
 
 impl CertificateCache {
     /// [`certificate`] of `secret`, parsed once per content.

@@ -414,3 +414,114 @@ fn client_certificate_validation_takes_the_ports_own_or_the_default_ca() {
         }
     }
 }
+
+/// An HTTPS listener whose certificate goes bad keeps its hostname: requests for it answer
+/// 404 rather than reaching a broader listener's routes (which its listener-level policies do
+/// not cover), and a plaintext listener conflicting with it on its port stays refused.
+#[test]
+fn a_listener_refused_for_tls_keeps_its_hostname_and_its_port() {
+    let a = tls_secret("infra", "a", &ecdsa("public.example.com"));
+    let route = crate::testing::http_route(
+        "infra",
+        "r",
+        "tls",
+        &["admin.example.com"],
+        "  - backendRefs: [{name: web, port: 80}]\n",
+    );
+    let gw = |admin_tls: &str| {
+        gateway(
+            "infra",
+            "tls",
+            "gatehouse",
+            &format!(
+                "listeners: [{{name: admin, protocol: HTTPS, port: 443, hostname: admin.example.com, tls: {admin_tls}}}, {{name: public, protocol: HTTPS, port: 443, tls: {{certificateRefs: [{{name: a}}]}}}}, {{name: plain, protocol: HTTP, port: 443}}]"
+            ),
+        )
+    };
+    for admin_tls in [
+        "{certificateRefs: [{name: gone}]}",
+        "{mode: Passthrough}",
+        "{certificateRefs: [{name: a}], options: {x: y}}",
+    ] {
+        let m = model(&(gw(admin_tls) + &a + &route + crate::testing::GATEWAY_AND_WEB));
+        let g = m.gateway(&ObjKey::new("infra", "tls")).expect("served");
+        let port = g.ports.iter().find(|p| p.port == 443).expect("port 443");
+        let admin = port
+            .virtual_hosts
+            .iter()
+            .find(|h| h.hostname == "admin.example.com")
+            .expect("the admin host stays");
+        assert_eq!(
+            (admin.listener.as_str(), admin.routes.len()),
+            ("admin", 0),
+            "{admin_tls}"
+        );
+        assert!(
+            port.virtual_hosts.iter().all(|h| h.routes.is_empty()),
+            "{admin_tls}: the route reached another listener"
+        );
+        assert_eq!(port.tls.len(), 1, "{admin_tls}: only public has a chain");
+        let status = &m.status.gateways[&ObjKey::new("infra", "tls")];
+        let plain = status
+            .listeners
+            .iter()
+            .find(|l| l.name == "plain")
+            .expect("plain");
+        assert_eq!(
+            cond(&plain.conditions, "Conflicted").reason,
+            "ProtocolConflict",
+            "{admin_tls}"
+        );
+    }
+}
+
+#[test]
+fn listener_hostnames_and_names_envoy_would_refuse_are_refused() {
+    let a = tls_secret("infra", "a", &ecdsa("a.example.com"));
+    for (listeners, bad) in [
+        (
+            "{name: s, protocol: HTTPS, port: 443, hostname: 'a*.example.com', tls: {certificateRefs: [{name: a}]}}",
+            "s",
+        ),
+        (
+            "{name: s, protocol: HTTPS, port: 443, hostname: 'example.*', tls: {certificateRefs: [{name: a}]}}",
+            "s",
+        ),
+        (
+            "{name: s, protocol: HTTP, port: 80, hostname: 'Upper.example.com'}",
+            "s",
+        ),
+    ] {
+        let m = model(
+            &(gateway(
+                "infra",
+                "tls",
+                "gatehouse",
+                &format!("listeners: [{listeners}]"),
+            ) + &a),
+        );
+        let status = &m.status.gateways[&ObjKey::new("infra", "tls")];
+        let l = status
+            .listeners
+            .iter()
+            .find(|l| l.name == bad)
+            .expect("listener");
+        assert_eq!(
+            cond(&l.conditions, "Accepted").reason,
+            "UnsupportedValue",
+            "{listeners}"
+        );
+    }
+    let twice = "{name: s, protocol: HTTP, port: 80}, {name: s, protocol: HTTP, port: 81}";
+    let m = model(&gateway(
+        "infra",
+        "tls",
+        "gatehouse",
+        &format!("listeners: [{twice}]"),
+    ));
+    let ports: Vec<u16> = m
+        .gateway(&ObjKey::new("infra", "tls"))
+        .map(|g| g.ports.iter().map(|p| p.port).collect())
+        .unwrap_or_default();
+    assert_eq!(ports, [80], "the second listener named s is not served");
+}

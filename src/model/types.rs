@@ -47,17 +47,9 @@ pub struct UpstreamTls {
     pub policy: ObjKey,
     /// Sent as SNI; also the name the certificate must carry unless `subject_alt_names`.
     pub sni: String,
-    pub ca: TrustedCa,
+    /// PEM CA certificates (from ConfigMaps) the backend's certificate must chain to.
+    pub ca_pem: String,
     pub subject_alt_names: Vec<SanMatch>,
-}
-
-/// Whom the backend's certificate must chain to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TrustedCa {
-    /// PEM certificates (from ConfigMaps).
-    Pem(String),
-    /// The proxy's system roots.
-    System,
 }
 
 /// A name the backend's certificate must carry.

@@ -16,7 +16,7 @@ use envoy_types::util::pack_any;
 use super::common::{ads, duration, socket};
 use super::names;
 use crate::model::tls::Certificate;
-use crate::model::{ClusterModel, SanMatch, TrustedCa, UpstreamProtocol, UpstreamTls};
+use crate::model::{ClusterModel, SanMatch, UpstreamProtocol, UpstreamTls};
 use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
 
@@ -75,8 +75,7 @@ fn upstream_tls(
     use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source, transport_socket};
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
         CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
-        certificate_validation_context::SystemRootCerts, common_tls_context,
-        subject_alt_name_matcher::SanType,
+        common_tls_context, subject_alt_name_matcher::SanType,
     };
     let san = |san_type: SanType, value: &str| SubjectAltNameMatcher {
         san_type: san_type as i32,
@@ -94,19 +93,14 @@ fn upstream_tls(
             })
             .collect()
     };
-    let mut validation = CertificateValidationContext {
+    let validation = CertificateValidationContext {
         match_typed_subject_alt_names: names,
+        trusted_ca: Some(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(tls.ca_pem.clone())),
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    match &tls.ca {
-        TrustedCa::Pem(pem) => {
-            validation.trusted_ca = Some(DataSource {
-                specifier: Some(data_source::Specifier::InlineString(pem.clone())),
-                ..Default::default()
-            })
-        }
-        TrustedCa::System => validation.system_root_certs = Some(SystemRootCerts::default()),
-    }
     let alpn = match protocol {
         UpstreamProtocol::H2c => "h2",
         UpstreamProtocol::Http1 => "http/1.1",

@@ -70,6 +70,18 @@ fn decode_value(
     };
     let (mut object, unknown) = match typed(kind, value) {
         Ok(typed) => typed,
+        Err(message) if kind == Kind::Secret => {
+            // serde quotes the value it could not take, which may be a private key.
+            let field = message
+                .strip_prefix("field `")
+                .and_then(|m| m.split_once('`'))
+                .map(|(f, _)| format!("field `{f}`: "))
+                .unwrap_or_default();
+            let message = format!(
+                "{field}does not decode (the value is not shown: it may hold a key); data and stringData map names to strings"
+            );
+            return out.errors.push(err(Some(label), message));
+        }
         Err(message) => return out.errors.push(err(Some(label), message)),
     };
     if let Err(message) = validate_names(&object) {

@@ -300,3 +300,19 @@ fn names_the_api_server_would_refuse_are_load_errors() {
         1
     );
 }
+
+/// A Secret that does not decode is reported without the value serde could not take: it may
+/// be a private key.
+#[test]
+fn a_secret_that_does_not_decode_is_reported_without_its_values() {
+    let out = load(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: a}\ntype: kubernetes.io/tls\nstringData: \"-----BEGIN PRIVATE KEY-----\\nMIIEvQ-secret-bytes\"\n",
+    );
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    let text = format!("{:?}", out.errors[0]);
+    assert!(text.contains("stringData"), "{text}");
+    assert!(
+        !text.contains("PRIVATE") && !text.contains("secret-bytes"),
+        "{text}"
+    );
+}
