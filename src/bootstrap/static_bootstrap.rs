@@ -5,13 +5,15 @@
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
-use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source, transport_socket};
-use envoy_types::pb::envoy::config::listener::v3::{FilterChain, filter};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, TransportSocket, data_source, transport_socket,
+};
+use envoy_types::pb::envoy::config::listener::v3::filter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, ScopedRouteConfigurationsList, http_connection_manager, scoped_routes,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    DownstreamTlsContext, Secret, TlsCertificate, secret,
+    CommonTlsContext, DownstreamTlsContext, Secret, TlsCertificate, UpstreamTlsContext, secret,
 };
 use envoy_types::util::pack_any;
 use prost::Message;
@@ -29,7 +31,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
                 for f in &mut chain.filters {
                     inline_routes(f, res);
                 }
-                static_sds(chain);
+                static_sds::<DownstreamTlsContext>(chain.transport_socket.as_mut());
             }
             l
         })
@@ -43,7 +45,7 @@ pub fn static_bootstrap(res: &GatewayResources) -> Bootstrap {
                 cluster::DiscoveryType::Static as i32,
             ));
             c.eds_cluster_config = None;
-            static_upstream_sds(&mut c);
+            static_sds::<UpstreamTlsContext>(c.transport_socket.as_mut());
             c.load_assignment = res
                 .endpoints
                 .iter()
@@ -163,44 +165,36 @@ fn is_rsa(s: &Secret) -> bool {
     })
 }
 
-/// Points a TLS cluster's client certificate (SDS) at the static Secrets.
-fn static_upstream_sds(c: &mut envoy_types::pb::envoy::config::cluster::v3::Cluster) {
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
-    let Some(transport_socket::ConfigType::TypedConfig(any)) = c
-        .transport_socket
-        .as_mut()
-        .and_then(|t| t.config_type.as_mut())
-    else {
-        return;
-    };
-    let Ok(mut tls) = UpstreamTlsContext::decode(any.value.as_slice()) else {
-        return;
-    };
-    for sds in tls
-        .common_tls_context
-        .iter_mut()
-        .flat_map(|c| &mut c.tls_certificate_sds_secret_configs)
-    {
-        sds.sds_config = None;
-    }
-    *any = pack_any(tls);
+/// A TLS context whose certificates come over SDS.
+trait SdsTls: Message + prost::Name + Default {
+    fn common(&mut self) -> Option<&mut CommonTlsContext>;
 }
 
-/// Points a TLS filter chain's SDS configs at the static Secrets.
-fn static_sds(chain: &mut FilterChain) {
-    let Some(transport_socket::ConfigType::TypedConfig(any)) = chain
-        .transport_socket
-        .as_mut()
-        .and_then(|t| t.config_type.as_mut())
+impl SdsTls for DownstreamTlsContext {
+    fn common(&mut self) -> Option<&mut CommonTlsContext> {
+        self.common_tls_context.as_mut()
+    }
+}
+
+impl SdsTls for UpstreamTlsContext {
+    fn common(&mut self) -> Option<&mut CommonTlsContext> {
+        self.common_tls_context.as_mut()
+    }
+}
+
+/// Points the SDS configs of the TLS context `T` in `socket` at the static Secrets.
+fn static_sds<T: SdsTls>(socket: Option<&mut TransportSocket>) {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) =
+        socket.and_then(|t| t.config_type.as_mut())
     else {
         return;
     };
-    let Ok(mut tls) = DownstreamTlsContext::decode(any.value.as_slice()) else {
+    let Ok(mut tls) = T::decode(any.value.as_slice()) else {
         return;
     };
     for sds in tls
-        .common_tls_context
-        .iter_mut()
+        .common()
+        .into_iter()
         .flat_map(|c| &mut c.tls_certificate_sds_secret_configs)
     {
         sds.sds_config = None;

@@ -222,7 +222,7 @@ pub fn upstream_tls(
             bundle
         }
     };
-    if !dns_name(&v.hostname) {
+    if !crate::api::is_dns_subdomain(&v.hostname) {
         return Err(invalid(
             cond::INVALID,
             None,
@@ -252,20 +252,6 @@ pub fn upstream_tls(
         ca_pem,
         subject_alt_names,
     })
-}
-
-/// A lower-case DNS name without wildcards, as SNI carries.
-fn dns_name(h: &str) -> bool {
-    h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// The PEM certificates under `ca.crt`, each parsed; re-encoded so Envoy gets only those.

@@ -238,18 +238,7 @@ struct Ports {
 /// pattern, which standalone mode does not get from an API server). Envoy refuses other
 /// wildcards in a filter chain's `server_names`, which would reject the whole port.
 fn valid_hostname(h: &str) -> bool {
-    let name = h.strip_prefix("*.").unwrap_or(h);
-    h.len() <= 253
-        && !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    crate::api::is_dns_subdomain(h.strip_prefix("*.").unwrap_or(h))
 }
 
 /// Protocols Gatehouse serves on a listener.

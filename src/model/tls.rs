@@ -51,40 +51,32 @@ pub fn frontend_for_port(
         GatewayTlsFrontendDefaultValidationMode as DefaultMode,
         GatewayTlsFrontendPerPortTlsValidationMode as PortMode,
     };
+    // `perPort` and `default` validations are distinct generated types with the same fields.
+    macro_rules! normalized {
+        ($v:expr, $fallback:expr) => {
+            FrontendRefs {
+                refs: $v
+                    .ca_certificate_refs
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.group.clone(),
+                            r.kind.clone(),
+                            r.namespace.clone(),
+                            r.name.clone(),
+                        )
+                    })
+                    .collect(),
+                insecure_fallback: $v.mode == Some($fallback),
+            }
+        };
+    }
     if let Some(per_port) = frontend.per_port.iter().flatten().find(|p| p.port == port) {
         let v = per_port.tls.validation.as_ref()?;
-        return Some(FrontendRefs {
-            refs: v
-                .ca_certificate_refs
-                .iter()
-                .map(|r| {
-                    (
-                        r.group.clone(),
-                        r.kind.clone(),
-                        r.namespace.clone(),
-                        r.name.clone(),
-                    )
-                })
-                .collect(),
-            insecure_fallback: v.mode == Some(PortMode::AllowInsecureFallback),
-        });
+        return Some(normalized!(v, PortMode::AllowInsecureFallback));
     }
     let v = frontend.default.validation.as_ref()?;
-    Some(FrontendRefs {
-        refs: v
-            .ca_certificate_refs
-            .iter()
-            .map(|r| {
-                (
-                    r.group.clone(),
-                    r.kind.clone(),
-                    r.namespace.clone(),
-                    r.name.clone(),
-                )
-            })
-            .collect(),
-        insecure_fallback: v.mode == Some(DefaultMode::AllowInsecureFallback),
-    })
+    Some(normalized!(v, DefaultMode::AllowInsecureFallback))
 }
 
 /// Resolves a port's client validation: `Err` (Accepted `NoValidCACertificate`) when no CA

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::procs::{Proc, free_port, wait_for_port, workspace_bin};
 use crate::support::standalone::World;
-use crate::support::tls::TestCa;
+use crate::support::tls::{Leaf, TestCa};
 
 const ALLOW: (&str, &str) = ("x-ext-authz", "allow");
 const AUTHZ_HOST: &str = "authz.auth.internal";
@@ -64,6 +64,34 @@ spec:
     )
 }
 
+/// Starts the demo auth server serving gRPC over TLS only with `leaf`, requiring client
+/// certificates `client_ca` signed when given; returns its port.
+fn start_tls_authz(w: &mut World, leaf: &Leaf, client_ca: Option<&str>) -> u16 {
+    let dir = w.path().to_path_buf();
+    std::fs::write(dir.join("authz.crt"), &leaf.cert_pem).expect("cert");
+    std::fs::write(dir.join("authz.key"), &leaf.key_pem).expect("key");
+    let port = free_port();
+    let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
+    authz
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{port}"),
+            "--http-addr",
+            "off",
+        ])
+        .args(["--name", "tls-authz", "--tls-cert"])
+        .arg(dir.join("authz.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("authz.key"));
+    if let Some(ca) = client_ca {
+        std::fs::write(dir.join("clients.crt"), ca).expect("client CA");
+        authz.arg("--tls-client-ca").arg(dir.join("clients.crt"));
+    }
+    w.procs.push(Proc::spawn("tls-authz", authz, &dir));
+    wait_for_port(port, Duration::from_secs(10), "tls-authz");
+    port
+}
+
 #[test]
 fn checks_go_to_a_tls_auth_service_as_its_backend_tls_policy_says_or_fail_closed() {
     scenario(false);
@@ -78,26 +106,7 @@ fn backend_tls_over_sotw() {
 fn scenario(sotw: bool) {
     let mut w = World::start(sotw);
     let ca = TestCa::new("auth CA");
-    let leaf = ca.leaf(&[AUTHZ_HOST]);
-    let (cert, key) = (w.path().join("authz.crt"), w.path().join("authz.key"));
-    std::fs::write(&cert, &leaf.cert_pem).expect("cert");
-    std::fs::write(&key, &leaf.key_pem).expect("key");
-    let port = free_port();
-    let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
-    authz
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{port}"),
-            "--http-addr",
-            "off",
-        ])
-        .args(["--name", "tls-authz", "--tls-cert"])
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key);
-    let authz = Proc::spawn("tls-authz", authz, w.path());
-    w.procs.push(authz);
-    wait_for_port(port, Duration::from_secs(10), "tls-authz");
+    let port = start_tls_authz(&mut w, &ca.leaf(&[AUTHZ_HOST]), None);
 
     // The right CA: the TLS-only server answers the checks.
     w.write("tls-authz.yaml", &manifests(port, &ca.cert_pem));
@@ -164,32 +173,11 @@ fn scenario(sotw: bool) {
 fn the_gateway_presents_its_backend_client_certificate() {
     let mut w = World::start(false);
     let (server_ca, client_ca) = (TestCa::new("auth CA"), TestCa::new("gateway clients"));
-    let leaf = server_ca.leaf(&[AUTHZ_HOST]);
-    let dir = w.path().to_path_buf();
-    for (name, text) in [
-        ("authz.crt", &leaf.cert_pem),
-        ("authz.key", &leaf.key_pem),
-        ("clients.crt", &client_ca.cert_pem),
-    ] {
-        std::fs::write(dir.join(name), text).expect("write");
-    }
-    let port = free_port();
-    let mut authz = Command::new(workspace_bin("gatehouse-ext-authz"));
-    authz
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{port}"),
-            "--http-addr",
-            "off",
-        ])
-        .args(["--name", "tls-authz", "--tls-cert"])
-        .arg(dir.join("authz.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("authz.key"))
-        .arg("--tls-client-ca")
-        .arg(dir.join("clients.crt"));
-    w.procs.push(Proc::spawn("tls-authz", authz, &dir));
-    wait_for_port(port, Duration::from_secs(10), "tls-authz");
+    let port = start_tls_authz(
+        &mut w,
+        &server_ca.leaf(&[AUTHZ_HOST]),
+        Some(&client_ca.cert_pem),
+    );
     w.write("tls-authz.yaml", &manifests(port, &server_ca.cert_pem));
     w.write(
         "gateway-client.yaml",

@@ -3,9 +3,9 @@
 //! `gatehouse_xds_rejected{gateway,type}` gauge counts its rejecting proxies; both clear once
 //! a later update is accepted.
 //!
-//! Tenant values Envoy would refuse never reach it (src/model/validate*.rs), so the NACK is
-//! forced the way `standalone_e2e` forces it: a Gateway listener hostname in upper case, which
-//! duplicates the walkthrough route's domain (Envoy compares domains ignoring case).
+//! Values Envoy would refuse never reach it (src/model/validate*.rs, listener hostnames in
+//! src/model/gateways.rs), so the NACK is forced the way `standalone_e2e` forces it: a Gateway
+//! listener on a port another process holds, which Envoy cannot bind.
 
 use crate::support;
 
@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::standalone::World;
 
-const REJECTED: &str =
-    "gatehouse_xds_rejected{gateway=\"kgateway-system/http\",type=\"RouteConfiguration\"}";
+const REJECTED: &str = "gatehouse_xds_rejected{gateway=\"kgateway-system/http\",type=\"Listener\"}";
 
 /// The Gateway's `Programmed` condition in `/debug/status`, and `/debug/status` itself.
 fn programmed(w: &World) -> (Option<Value>, Value) {
@@ -47,8 +46,8 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
     w.write(
         "gateway.yaml",
         &format!(
-            "{gateway}  - {{name: upper, protocol: HTTP, port: {}, hostname: WWW.EXAMPLE.COM, allowedRoutes: {{namespaces: {{from: All}}}}}}\n",
-            w.listener_port
+            "{gateway}  - {{name: taken, protocol: HTTP, port: {}, allowedRoutes: {{namespaces: {{from: All}}}}}}\n",
+            w.echo_port
         ),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -76,13 +75,12 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
     assert_eq!(condition["reason"], "Invalid", "{condition:#}");
     let message = condition["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("RouteConfiguration")
-            && message.to_lowercase().contains("www.example.com"),
+        message.contains("Listener") && message.contains(&w.echo_port.to_string()),
         "Envoy's message is not in the condition: {message}"
     );
     assert_eq!(
         doc["rejected"]["kgateway-system/http"][0]["type"],
-        "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        "type.googleapis.com/envoy.config.listener.v3.Listener",
         "{doc:#}"
     );
     assert_eq!(metric_or_zero(&w, REJECTED), 1.0);
@@ -104,7 +102,7 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
     assert!(
         rows[0]["proxiesRejected"]
             .as_str()
-            .is_some_and(|m| m.contains("RouteConfiguration")),
+            .is_some_and(|m| m.contains("Listener")),
         "{rows:#}"
     );
     // /readyz stays a process probe, and names the Gateway whose proxies rejected.
@@ -112,7 +110,7 @@ fn a_rejected_update_shows_on_the_gateway_within_a_second_and_clears_when_fixed(
     assert_eq!(ready.status, 200);
     assert!(
         ready.body.contains("gateway kgateway-system/http: proxy")
-            && ready.body.contains("RouteConfiguration"),
+            && ready.body.contains("Listener"),
         "{}",
         ready.body
     );

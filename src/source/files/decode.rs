@@ -173,14 +173,15 @@ fn validate_names(object: &Object) -> Result<(), String> {
     if key.name.is_empty() {
         return Err("metadata.name is required".into());
     }
-    if !dns_subdomain(&key.name) {
+    if !crate::api::is_dns_subdomain(&key.name) {
         return Err(format!(
             "metadata.name {:?} is not a lower-case RFC 1123 subdomain (a-z, 0-9, '-', '.'; at most 253 characters)",
             key.name
         ));
     }
-    let label =
-        dns_subdomain(&key.namespace) && key.namespace.len() <= 63 && !key.namespace.contains('.');
+    let label = crate::api::is_dns_subdomain(&key.namespace)
+        && key.namespace.len() <= 63
+        && !key.namespace.contains('.');
     if !key.namespace.is_empty() && !label {
         return Err(format!(
             "metadata.namespace {:?} is not a lower-case RFC 1123 label (a-z, 0-9, '-'; at most 63 characters)",
@@ -199,18 +200,4 @@ fn validate_cel(object: &Object) -> Result<(), String> {
         _ => Ok(()),
     };
     cel.map_err(|e| format!("rejected by CRD validation: {e}"))
-}
-
-/// An RFC 1123 subdomain, as Kubernetes requires of most object names.
-fn dns_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
