@@ -89,37 +89,27 @@ pub fn client_validation(
     let mut bundle = String::new();
     let mut problem = None;
     for (group, kind, namespace, name) in &f.refs {
-        let key = ObjKey::new(
-            namespace
-                .clone()
-                .unwrap_or_else(|| gateway.namespace.clone()),
-            name.clone(),
-        );
-        let from = refs::From {
-            group: "gateway.networking.k8s.io",
-            kind: "Gateway",
-            namespace: &gateway.namespace,
-        };
-        let found = if !group.is_empty() || kind != "ConfigMap" {
-            Err(RefError::new(
-                cond::INVALID_CA_CERTIFICATE_KIND,
-                format!("caCertificateRef {group}/{kind} {key}: only ConfigMaps hold CA bundles"),
-            ))
-        } else if !refs::permitted(store, &from, "", "ConfigMap", &key) {
-            Err(RefError::new(
-                cond::REF_NOT_PERMITTED,
-                format!(
-                    "ConfigMap {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
-                ),
-            ))
-        } else {
+        let found = gateway_ref(
+            store,
+            gateway,
+            Ref {
+                group,
+                kind,
+                namespace: namespace.as_deref(),
+                name,
+                field: "caCertificateRef",
+            },
+            "ConfigMap",
+            cond::INVALID_CA_CERTIFICATE_KIND,
+        )
+        .and_then(|key| {
             super::backend_tls::ca_bundle(store, &key).map_err(|why| {
                 RefError::new(
                     cond::INVALID_CA_CERTIFICATE_REF,
                     format!("ConfigMap {key}: {why}"),
                 )
             })
-        };
+        });
         match found {
             Ok(pem) => bundle.push_str(&pem),
             Err(e) => {
@@ -177,66 +167,26 @@ pub fn listener_tls(
         ));
     }
     let mut out = ListenerTls::default();
-    let fail = |out: &mut ListenerTls, e: RefError| {
-        out.problem.get_or_insert(e);
-    };
     for r in tls.certificate_refs.iter().flatten() {
-        let group = r.group.as_deref().unwrap_or("");
-        let kind = r.kind.as_deref().unwrap_or("Secret");
-        let key = ObjKey::new(
-            r.namespace
-                .clone()
-                .unwrap_or_else(|| gateway.namespace.clone()),
-            r.name.clone(),
-        );
-        if !group.is_empty() || kind != "Secret" {
-            fail(
-                &mut out,
-                RefError::new(
-                    cond::INVALID_CERTIFICATE_REF,
-                    format!(
-                        "certificateRef {group}/{kind} {key}: only core Secrets hold certificates"
-                    ),
-                ),
-            );
-            continue;
-        }
-        let from = refs::From {
-            group: "gateway.networking.k8s.io",
-            kind: "Gateway",
-            namespace: &gateway.namespace,
-        };
-        if !refs::permitted(store, &from, "", "Secret", &key) {
-            fail(
-                &mut out,
-                RefError::new(
-                    cond::REF_NOT_PERMITTED,
-                    format!(
-                        "Secret {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
-                    ),
-                ),
-            );
-            continue;
-        }
-        let Some(secret) = store.secrets.get(&key) else {
-            fail(
-                &mut out,
-                RefError::new(
-                    cond::INVALID_CERTIFICATE_REF,
-                    format!("Secret {key} does not exist (or is not of type {TLS_SECRET_TYPE})"),
-                ),
-            );
-            continue;
-        };
-        match cache.certificate(&key, secret, now) {
+        let found = gateway_ref(
+            store,
+            gateway,
+            Ref {
+                group: r.group.as_deref().unwrap_or(""),
+                kind: r.kind.as_deref().unwrap_or("Secret"),
+                namespace: r.namespace.as_deref(),
+                name: &r.name,
+                field: "certificateRef",
+            },
+            "Secret",
+            cond::INVALID_CERTIFICATE_REF,
+        )
+        .and_then(|key| certificate_of(store, &key, now, cache, cond::INVALID_CERTIFICATE_REF));
+        match found {
             Ok(c) => out.certificates.push(c),
-            Err(why) => fail(
-                &mut out,
-                RefError::new(
-                    cond::INVALID_CERTIFICATE_REF,
-                    format!("Secret {key}: {why}"),
-                ),
-            ),
+            Err(e) => {
+                out.problem.get_or_insert(e);
+            }
         }
     }
     Ok(out)
@@ -251,19 +201,54 @@ pub fn backend_client(
     now: SystemTime,
     cache: &CertificateCache,
 ) -> Result<Arc<Certificate>, RefError> {
-    let group = r.group.as_deref().unwrap_or("");
-    let kind = r.kind.as_deref().unwrap_or("Secret");
-    let key = ObjKey::new(
-        r.namespace
-            .clone()
-            .unwrap_or_else(|| gateway.namespace.clone()),
-        r.name.clone(),
-    );
-    if !group.is_empty() || kind != "Secret" {
+    let key = gateway_ref(
+        store,
+        gateway,
+        Ref {
+            group: r.group.as_deref().unwrap_or(""),
+            kind: r.kind.as_deref().unwrap_or("Secret"),
+            namespace: r.namespace.as_deref(),
+            name: &r.name,
+            field: "clientCertificateRef",
+        },
+        "Secret",
+        cond::INVALID_CLIENT_CERTIFICATE_REF,
+    )?;
+    certificate_of(
+        store,
+        &key,
+        now,
+        cache,
+        cond::INVALID_CLIENT_CERTIFICATE_REF,
+    )
+}
+
+/// A reference a Gateway makes to a core object (Secret, ConfigMap).
+struct Ref<'a> {
+    group: &'a str,
+    kind: &'a str,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    /// The field, for messages.
+    field: &'static str,
+}
+
+/// The key `r` names when it is a core `want` in the Gateway's namespace or one whose
+/// ReferenceGrant allows it; else why not (`wrong_kind` for another kind).
+fn gateway_ref(
+    store: &Store,
+    gateway: &ObjKey,
+    r: Ref<'_>,
+    want: &str,
+    wrong_kind: &'static str,
+) -> Result<ObjKey, RefError> {
+    let key = ObjKey::new(r.namespace.unwrap_or(&gateway.namespace), r.name);
+    if !r.group.is_empty() || r.kind != want {
         return Err(RefError::new(
-            cond::INVALID_CLIENT_CERTIFICATE_REF,
+            wrong_kind,
             format!(
-                "clientCertificateRef {group}/{kind} {key}: only core Secrets hold certificates"
+                "{} {}/{} {key}: only core {want}s are read here",
+                r.field, r.group, r.kind
             ),
         ));
     }
@@ -272,26 +257,34 @@ pub fn backend_client(
         kind: "Gateway",
         namespace: &gateway.namespace,
     };
-    if !refs::permitted(store, &from, "", "Secret", &key) {
+    if !refs::permitted(store, &from, "", want, &key) {
         return Err(RefError::new(
             cond::REF_NOT_PERMITTED,
             format!(
-                "Secret {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
+                "{want} {key} is in another namespace and no ReferenceGrant there allows this Gateway's reference"
             ),
         ));
     }
-    let secret = store.secrets.get(&key).ok_or_else(|| {
+    Ok(key)
+}
+
+/// The certificate of the Secret `key`, or why not (`invalid`).
+fn certificate_of(
+    store: &Store,
+    key: &ObjKey,
+    now: SystemTime,
+    cache: &CertificateCache,
+    invalid: &'static str,
+) -> Result<Arc<Certificate>, RefError> {
+    let secret = store.secrets.get(key).ok_or_else(|| {
         RefError::new(
-            cond::INVALID_CLIENT_CERTIFICATE_REF,
+            invalid,
             format!("Secret {key} does not exist (or is not of type {TLS_SECRET_TYPE})"),
         )
     })?;
-    cache.certificate(&key, secret, now).map_err(|why| {
-        RefError::new(
-            cond::INVALID_CLIENT_CERTIFICATE_REF,
-            format!("Secret {key}: {why}"),
-        )
-    })
+    cache
+        .certificate(key, secret, now)
+        .map_err(|why| RefError::new(invalid, format!("Secret {key}: {why}")))
 }
 
 /// The certificate a `kubernetes.io/tls` Secret holds, checked as Envoy checks it.
