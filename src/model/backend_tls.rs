@@ -41,12 +41,13 @@ pub fn deciding<'s>(
         .next()
 }
 
-/// Every policy targeting the Service port, the deciding one first.
-fn candidates<'s>(
+/// Every policy targeting the Service port, the deciding one first, each with whether it names
+/// the port (`sectionName`) rather than the whole Service.
+fn ranked<'s>(
     store: &'s Store,
     service: &ObjKey,
     port_name: Option<&str>,
-) -> Vec<(&'s ObjKey, &'s BackendTlsPolicy)> {
+) -> Vec<(bool, &'s ObjKey, &'s BackendTlsPolicy)> {
     let mut found: Vec<(bool, &ObjKey, &BackendTlsPolicy)> = store
         .backend_tls_policies
         .iter()
@@ -71,7 +72,19 @@ fn candidates<'s>(
             .then_with(|| created(a.2).cmp(&created(b.2)))
             .then_with(|| a.1.cmp(b.1))
     });
-    found.into_iter().map(|(_, k, p)| (k, p)).collect()
+    found
+}
+
+/// [`ranked`] without the specificity.
+fn candidates<'s>(
+    store: &'s Store,
+    service: &ObjKey,
+    port_name: Option<&str>,
+) -> Vec<(&'s ObjKey, &'s BackendTlsPolicy)> {
+    ranked(store, service, port_name)
+        .into_iter()
+        .map(|(_, k, p)| (k, p))
+        .collect()
 }
 
 /// The core API group, as references write it (`""`, or `core` as backendRefs accept).
@@ -380,14 +393,25 @@ pub fn statuses(
     out
 }
 
-/// Whether another policy decides over `policy` for some port of `service`.
+/// Whether another policy targeting the same ports the same way (both naming the port, or
+/// both the whole Service) decides over `policy` for some port of `service`. One naming the
+/// port and one naming the Service do not conflict: each decides where it is the most specific.
 fn loses(store: &Store, policy: &ObjKey, service: &ObjKey) -> bool {
     let Some(svc) = store.services.get(service) else {
         return false;
     };
     let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
     ports.into_iter().flatten().any(|port| {
-        let all = candidates(store, service, port.name.as_deref());
-        all.iter().any(|(k, _)| *k == policy) && all.first().is_some_and(|(k, _)| *k != policy)
+        let all = ranked(store, service, port.name.as_deref());
+        let Some(mine) = all
+            .iter()
+            .find(|(_, k, _)| *k == policy)
+            .map(|(s, _, _)| *s)
+        else {
+            return false;
+        };
+        all.iter()
+            .find(|(s, _, _)| *s == mine)
+            .is_some_and(|(_, k, _)| *k != policy)
     })
 }

@@ -88,6 +88,10 @@ fn echoed_header(doc: &Value, name: &str) -> Option<String> {
 /// `listener` is (the port in the manifest, the port Envoy binds here).
 fn mismatch(c: &Case, r: &Response, listener: (i64, u16)) -> Option<String> {
     let e = &c.expect;
+    if e.failure {
+        return (r.status == 200 || r.status == 408 || r.status == 504)
+            .then(|| format!("status {} where a failure was expected", r.status));
+    }
     let want_status = e.status.unwrap_or(200);
     if r.status != want_status {
         return Some(format!(
@@ -127,6 +131,15 @@ fn mismatch(c: &Case, r: &Response, listener: (i64, u16)) -> Option<String> {
         };
         if &got != path {
             return Some(format!("backend saw path {got:?}, want {path:?}"));
+        }
+    }
+    if let Some(sni) = &e.sni {
+        let got = doc
+            .as_ref()
+            .and_then(|d| d["tls"]["serverName"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if &got != sni {
+            return Some(format!("backend saw SNI {got:?}, want {sni:?}"));
         }
     }
     if let Some(host) = &e.host {
@@ -336,6 +349,21 @@ fn check_status(w: &Conformance, t: &Test) -> Result<(), String> {
             if let Err(e) = listener_holds(&doc, l) {
                 ok = false;
                 last = e;
+            }
+        }
+        for p in &t.backend_tls_policies {
+            let (gns, gname) = p.gateway.split_once('/').unwrap_or_default();
+            let entry = doc["status"]["backendTlsPolicies"][&p.policy]
+                .as_array()
+                .and_then(|a| {
+                    a.iter().find(|e| {
+                        e["ancestorRef"]["namespace"] == gns && e["ancestorRef"]["name"] == gname
+                    })
+                });
+            let conditions = entry.map(|e| e["conditions"].clone()).unwrap_or_default();
+            if let Err(e) = conditions_hold(&conditions, &p.conditions) {
+                ok = false;
+                last = format!("{} on {}: {e}", p.policy, p.gateway);
             }
         }
         for g in &t.gateways {

@@ -89,6 +89,11 @@ pub struct Expect {
     pub redirect: Option<Redirect>,
     #[serde(default)]
     pub mirrored_to: Vec<MirroredTo>,
+    /// The SNI the backend saw (`ExpectedRequest.SNI`; the echo's `tls.serverName`).
+    pub sni: Option<String>,
+    /// `MakeRequestAndExpectFailure`: any answer but 200 (and but a timeout).
+    #[serde(default)]
+    pub failure: bool,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -123,6 +128,15 @@ pub struct ListenerExpectation {
     pub conditions: Vec<StatusCondition>,
 }
 
+/// Conditions a BackendTLSPolicy must have for one ancestor Gateway
+/// (`BackendTLSPolicyMustHaveCondition`).
+#[derive(Debug, Deserialize, Clone)]
+pub struct PolicyExpectation {
+    pub policy: String,
+    pub gateway: String,
+    pub conditions: Vec<StatusCondition>,
+}
+
 /// Conditions a Gateway must have (upstream's `GatewayMustHaveCondition`).
 #[derive(Debug, Deserialize, Clone)]
 pub struct GatewayExpectation {
@@ -153,6 +167,8 @@ pub struct Test {
     pub listeners: Vec<ListenerExpectation>,
     #[serde(default)]
     pub gateways: Vec<GatewayExpectation>,
+    #[serde(default)]
+    pub backend_tls_policies: Vec<PolicyExpectation>,
     #[serde(default)]
     pub cases: Vec<Case>,
     /// Statistical checks (weights, backend header filters, mirror percentages).
@@ -202,6 +218,8 @@ pub struct Conformance {
     pub procs: Vec<Proc>,
     /// Issues the certificates upstream's suite makes at start (`suite.go`).
     pub ca: TestCa,
+    /// The CA of `tls-checks-ca-certificate`, which signed the TLS backend's certificate.
+    pub backend_ca: TestCa,
 }
 
 impl Conformance {
@@ -220,6 +238,7 @@ impl Conformance {
             envoys: BTreeMap::new(),
             procs: Vec::new(),
             ca: TestCa::new("conformance CA"),
+            backend_ca: TestCa::new("tls checks CA"),
         };
         let class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n";
         std::fs::write(w.manifests.join("00-class.yaml"), class).expect("write class");
@@ -248,17 +267,38 @@ impl Conformance {
             "example.org",
             "second-example.org",
             "unknown-example.org",
+            "https-listener.org",
         ]);
         let web = self.ca.leaf(&["*"]);
+        let infra = "gateway-conformance-infra";
+        let unused = TestCa::new("unused CA");
         [
-            super::tls::secret(
-                "gateway-conformance-infra",
-                "tls-validity-checks-certificate",
-                &validity,
-            ),
+            super::tls::secret(infra, "tls-validity-checks-certificate", &validity),
             super::tls::secret("gateway-conformance-web-backend", "certificate", &web),
+            super::tls::ca_config_map(
+                infra,
+                "tls-checks-ca-certificate",
+                &self.backend_ca.cert_pem,
+            ),
+            super::tls::ca_config_map(infra, "mismatch-ca-certificate", &unused.cert_pem),
         ]
         .join("---\n")
+    }
+
+    /// The TLS backend's certificate (`tls-checks-certificate` in `suite.go`), as files for
+    /// its echo: (certificate, key).
+    fn tls_backend_files(&self) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        let (crt, key) = (dir.join("tls-backend.crt"), dir.join("tls-backend.key"));
+        if !crt.exists() {
+            let leaf = self.backend_ca.leaf_with_uris(
+                &["abc.example.com", "other.example.com"],
+                &["spiffe://abc.example.com/test-identity"],
+            );
+            std::fs::write(&crt, &leaf.cert_pem).expect("write certificate");
+            std::fs::write(&key, &leaf.key_pem).expect("write key");
+        }
+        (crt, key)
     }
 
     /// Turns upstream documents into what runs here: Deployments dropped (the echoes replace
@@ -310,6 +350,11 @@ impl Conformance {
                             let p = free_port();
                             let mut echo = Command::new(workspace_bin("gatehouse-echo"));
                             echo.args(["--addr", &format!("127.0.0.1:{p}"), "--name", &pods]);
+                            // Upstream's tls-backend pods serve tls-checks-certificate.
+                            if pods.ends_with("/tls-backend") {
+                                let (crt, key) = self.tls_backend_files();
+                                echo.arg("--tls-cert").arg(crt).arg("--tls-key").arg(key);
+                            }
                             let log_name = pods.replace('/', "_");
                             self.procs
                                 .push(Proc::spawn(&log_name, echo, self.dir.path()));

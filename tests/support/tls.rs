@@ -51,9 +51,19 @@ impl TestCa {
 
     /// An ECDSA P-256 server certificate for `names`.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
-        let params =
+        self.leaf_with_uris(names, &[])
+    }
+
+    /// [`TestCa::leaf`] that also carries URI SANs (`spiffe://…`).
+    pub fn leaf_with_uris(&self, names: &[&str], uris: &[&str]) -> Leaf {
+        let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("params");
+        for uri in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(*uri).expect("URI"),
+            ));
+        }
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         Leaf {
@@ -61,6 +71,14 @@ impl TestCa {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// A ConfigMap manifest holding `pem` under `ca.crt`.
+pub fn ca_config_map(ns: &str, name: &str, pem: &str) -> String {
+    let q = serde_json::to_string(pem).expect("string");
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata:\n  ca.crt: {q}\n"
+    )
 }
 
 /// A `kubernetes.io/tls` Secret manifest holding `leaf` (stringData, as people write them).

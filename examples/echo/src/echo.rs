@@ -33,6 +33,16 @@ pub struct Echo {
     pub host: String,
     /// Canonicalised header name -> values in arrival order.
     pub headers: BTreeMap<String, Vec<String>>,
+    /// Over HTTPS (`--tls-cert`): the connection's TLS facts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EchoTls>,
+}
+
+/// What the conformance echo reports of a TLS connection (the SNI).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoTls {
+    pub server_name: String,
 }
 
 /// Router answering every method and path. `name_header` is `name` as a
@@ -63,6 +73,12 @@ async fn echo(State(state): State<Arc<AppState>>, request: Request) -> Response 
         path,
         host,
         headers: canonical_headers(&parts.headers),
+        tls: parts
+            .extensions
+            .get::<crate::tls::ServerName>()
+            .map(|s| EchoTls {
+                server_name: s.0.clone(),
+            }),
     };
     tracing::info!(
         method = %doc.method,
@@ -247,10 +263,22 @@ mod tests {
             path: "/p?q=1".into(),
             host: "h".into(),
             headers: [("Accept".to_owned(), vec!["*/*".to_owned()])].into(),
+            tls: None,
         };
         assert_eq!(
             serde_json::to_string(&doc).expect("serialise"),
             r#"{"backend":"b","method":"GET","path":"/p?q=1","host":"h","headers":{"Accept":["*/*"]}}"#
+        );
+        let over_tls = Echo {
+            tls: Some(EchoTls {
+                server_name: "abc.example.com".into(),
+            }),
+            ..doc
+        };
+        assert!(
+            serde_json::to_string(&over_tls)
+                .expect("serialise")
+                .ends_with(r#","tls":{"serverName":"abc.example.com"}}"#)
         );
     }
 }

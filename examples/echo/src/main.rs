@@ -1,6 +1,7 @@
 //! `gatehouse-echo`: demo HTTP backend that echoes the request it received.
 
 mod echo;
+mod tls;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -38,6 +39,15 @@ struct Cli {
     /// Listen address as IP:PORT.
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
+
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this PEM certificate chain; the body then
+    /// reports the SNI in `tls.serverName`. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 
     /// Backend name, reported in the body and in `x-echo-backend`.
     #[arg(long, value_name = "NAME", default_value = "echo", value_parser = parse_name)]
@@ -88,11 +98,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // An error means the sender is gone, which also means "stop".
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
-    let mut server = tokio::spawn(
-        axum::serve(listener, echo::router(cli.name.clone(), name_header))
-            .with_graceful_shutdown(shutdown)
-            .into_future(),
-    );
+    let router = echo::router(cli.name.clone(), name_header);
+    let mut server = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let acceptor = tls::acceptor(&read(cert)?, &read(key)?)?;
+            tokio::spawn(tls::serve(listener, acceptor, router, shutdown))
+        }
+        _ => tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
+    };
 
     tracing::info!(addr = %bound, name = %cli.name, "echo backend ready");
     let mut stdout = std::io::stdout().lock();
