@@ -81,6 +81,12 @@ pub struct Args {
     /// Service type of provisioned proxies unless a GatewayParameters says otherwise.
     #[arg(long, default_value = "LoadBalancer")]
     pub proxy_service_type: String,
+    /// Watch Secrets and ConfigMaps (certificates, CA bundles) in these namespaces only, so the
+    /// controller needs no cluster-wide right to list them (the chart's
+    /// `certificateNamespaces`); a reference to one elsewhere does not resolve. All
+    /// namespaces when unset.
+    #[arg(long, value_delimiter = ',', value_name = "NS[,NS…]")]
+    pub certificate_namespaces: Vec<String>,
 }
 
 /// `--xds-auth` values.
@@ -110,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let serving = start_serving(&args, security, &shutdown).await?;
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, controller = %args.controller_name, "gatehouse controller starting");
     let state = Arc::new(KubeState::default());
-    let watchers = kube_source::spawn(client.clone(), state.clone());
+    let watchers = kube_source::spawn(client.clone(), state.clone(), &args.certificate_namespaces);
     // Held until every task reading `leading` has ended.
     let election = args.leader_elect.then(|| Election {
         namespace: args

@@ -382,9 +382,21 @@ impl Store {
     /// Makes `objects` the complete set of `kind` (a re-list): objects not in it are deleted.
     /// Returns the most any object's change did.
     pub fn replace_kind(&mut self, kind: Kind, objects: Vec<Object>) -> Applied {
+        self.replace_kind_in(kind, None, objects)
+    }
+
+    /// [`Store::replace_kind`] for the objects of one namespace (`None`: all of them), as a
+    /// watch of that namespace lists them.
+    pub fn replace_kind_in(
+        &mut self,
+        kind: Kind,
+        namespace: Option<&str>,
+        objects: Vec<Object>,
+    ) -> Applied {
         let keep: std::collections::BTreeSet<ObjKey> = objects.iter().map(Object::key).collect();
         let mut applied = Applied::Unchanged;
-        for key in self.keys(kind) {
+        let in_scope = |key: &ObjKey| namespace.is_none_or(|ns| key.namespace == ns);
+        for key in self.keys(kind).into_iter().filter(in_scope) {
             if !keep.contains(&key) && self.delete(&ObjectRef { kind, key }) {
                 applied = Applied::Changed;
             }

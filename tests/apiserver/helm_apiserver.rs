@@ -149,3 +149,129 @@ async fn controller_with_only_the_charts_rbac_runs_the_walkthrough() {
         "{log}"
     );
 }
+
+/// `certificateNamespaces`: with only the chart's RBAC, the controller reads certificates in
+/// the namespaces it names and cannot list Secrets anywhere else; a Secret elsewhere does not
+/// resolve, even with a ReferenceGrant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_reads_certificates_only_in_certificate_namespaces() {
+    use support::tls::{self, TestCa};
+    let groups: &[&str] = &[
+        "system:serviceaccounts",
+        "system:serviceaccounts:gatehouse-system",
+    ];
+    let api = ApiServer::start_with_tokens(&[(SA_TOKEN, SA_USER, "chart-sa-uid", groups)]);
+    let mut w = ClusterWorld::start_on(api).await;
+    for ns in [RELEASE_NS, "certs", "elsewhere"] {
+        apply(&w.client, &namespace(ns), false)
+            .await
+            .expect("namespace");
+    }
+    for doc in render(&["tests/helm/values-certificate-namespaces.yaml"]) {
+        let kind = doc["kind"].as_str().expect("kind").to_string();
+        if kind == "CustomResourceDefinition" {
+            continue;
+        }
+        apply(&w.client, &doc, false)
+            .await
+            .unwrap_or_else(|e| panic!("apply {kind}: {e}"));
+    }
+    let ca = TestCa::new("test CA");
+    let (a, b) = (ca.leaf(&["a.example.com"]), ca.leaf(&["b.example.com"]));
+    w.apply_yaml(&tls::secret("certs", "a", &a)).await;
+    w.apply_yaml(&tls::secret("elsewhere", "b", &b)).await;
+    for ns in ["certs", "elsewhere"] {
+        w.apply_yaml(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: gateways, namespace: {ns}}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: kgateway-system}}]\n  to: [{{group: \"\", kind: Secret}}]\n"
+        ))
+        .await;
+    }
+    let port = support::procs::free_port();
+    w.apply_yaml(&format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: kgateway-system}}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {{name: http, protocol: HTTP, port: {http}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: a, protocol: HTTPS, port: {port}, hostname: a.example.com, tls: {{certificateRefs: [{{name: a, namespace: certs}}]}}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: b, protocol: HTTPS, port: {port}, hostname: b.example.com, tls: {{certificateRefs: [{{name: b, namespace: elsewhere}}]}}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: tls-hosts, namespace: httpbin}}
+spec:
+  parentRefs: [{{name: http, namespace: kgateway-system}}]
+  hostnames: [a.example.com]
+  rules:
+  - backendRefs: [{{name: httpbin, port: 8000}}]
+"#,
+        http = w.listener_port
+    ))
+    .await;
+
+    let sa_client = w.api.client_for(SA_USER).await;
+    let elsewhere: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(sa_client.clone(), "elsewhere");
+    assert!(
+        elsewhere.list(&Default::default()).await.is_err(),
+        "the role lists Secrets outside certificateNamespaces"
+    );
+    let certs: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(sa_client, "certs");
+    assert!(certs.list(&Default::default()).await.is_ok());
+
+    let kubeconfig = w.api.kubeconfig_for(SA_USER);
+    let r = w.start_replica_with(
+        "certificates",
+        &kubeconfig,
+        RELEASE_NS,
+        &["--certificate-namespaces", "certs,kgateway-system"],
+    );
+    w.start_envoy(r).await;
+    let client = tls::client(&[&ca.cert_pem]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match tls::get(
+            &client,
+            port,
+            "a.example.com",
+            "a.example.com",
+            "/headers",
+            &[],
+        ) {
+            Ok((resp, peer)) if resp.status == 200 && peer == a.der() => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "a.example.com not served: {:?}\n{}",
+                other.map(|(r, _)| r.status),
+                w.logs()
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let status = w
+        .wait_status(
+            "listener b reported",
+            support::walkthrough::GW,
+            "Gateway",
+            "kgateway-system",
+            "http",
+            |s| {
+                s["listeners"].as_array().is_some_and(|ls| {
+                    ls.iter().any(|l| {
+                        l["name"] == "b"
+                            && support::walkthrough::condition(&l["conditions"], "ResolvedRefs")
+                                .is_some_and(|c| c["reason"] == "InvalidCertificateRef")
+                    })
+                })
+            },
+        )
+        .await;
+    assert!(status.is_object());
+    let log = w.replicas[r].proc.tail(400);
+    assert!(
+        !log.contains("forbidden") && !log.contains("Forbidden"),
+        "the controller hit RBAC denials:\n{log}"
+    );
+}

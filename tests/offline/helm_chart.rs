@@ -461,3 +461,68 @@ fn schema_rejects_wrong_types() {
         );
     }
 }
+
+/// `certificateNamespaces`: the ClusterRole no longer lists or watches Secrets and ConfigMaps;
+/// a Role in each named namespace does, and the controller watches those namespaces only.
+#[test]
+fn certificate_namespaces_narrow_secret_and_config_map_reads() {
+    let objects = render(&["tests/helm/values-certificate-namespaces.yaml"]);
+    let cluster = rules(one(&objects, "ClusterRole"));
+    for (group, resources, verbs) in &cluster {
+        let reads = verbs.iter().any(|v| v == "list" || v == "watch");
+        let sensitive = resources
+            .iter()
+            .any(|r| r == "secrets" || r == "configmaps");
+        assert!(
+            !(group.is_empty() && reads && sensitive),
+            "the ClusterRole still lists {resources:?}"
+        );
+    }
+    let roles: Vec<&Value> = objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "Role"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-certificates"))
+        })
+        .collect();
+    let namespaces: Vec<&str> = roles
+        .iter()
+        .filter_map(|r| r["metadata"]["namespace"].as_str())
+        .collect();
+    assert_eq!(namespaces, ["certs", "kgateway-system"]);
+    for role in &roles {
+        assert_eq!(
+            rules(role),
+            [(
+                String::new(),
+                vec!["secrets".to_string(), "configmaps".to_string()],
+                vec!["get".to_string(), "list".to_string(), "watch".to_string()]
+            )]
+        );
+    }
+    let bindings = objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "RoleBinding"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-certificates"))
+        })
+        .count();
+    assert_eq!(bindings, 2);
+    let args = args(controller(&objects));
+    let at = args
+        .iter()
+        .position(|a| *a == "--certificate-namespaces")
+        .expect("--certificate-namespaces");
+    assert_eq!(args[at + 1], "certs,kgateway-system");
+    // Without the value nothing changes: no flag, no extra Roles.
+    let default = render(&[]);
+    assert!(!args_of(&default).contains(&"--certificate-namespaces"));
+}
+
+fn args_of(objects: &[Value]) -> Vec<&str> {
+    args(controller(objects))
+}

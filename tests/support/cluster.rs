@@ -121,6 +121,17 @@ impl ClusterWorld {
         kubeconfig: &std::path::Path,
         namespace: &str,
     ) -> usize {
+        self.start_replica_with(identity, kubeconfig, namespace, &[])
+    }
+
+    /// [`ClusterWorld::start_replica_as`] with extra `gatehouse controller` arguments.
+    pub fn start_replica_with(
+        &mut self,
+        identity: &str,
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        extra: &[&str],
+    ) -> usize {
         for _attempt in 0..3 {
             let (xds_port, admin_port, debug_port) = (free_port(), free_port(), free_port());
             let mut cmd = Command::new(gatehouse());
@@ -140,6 +151,7 @@ impl ClusterWorld {
                     "--xds-server-name",
                     XDS_SERVER_NAME,
                 ])
+                .args(extra)
                 .env("KUBECONFIG", kubeconfig)
                 .env("RUST_LOG", "info,gatehouse=debug");
             let mut proc = Proc::spawn(&format!("gatehouse-{identity}"), cmd, self.dir.path());

@@ -19,28 +19,52 @@ use crate::store::{Kind, KindFn, Object, ObjectRef, StoredKind};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Starts one watcher per kind; they run until the runtime stops.
-pub fn spawn(client: Client, state: Arc<KubeState>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts one watcher per kind; they run until the runtime stops. With
+/// `certificate_namespaces`, Secrets and ConfigMaps are watched in those namespaces only, one
+/// watcher each (and the controller needs no cluster-wide right to list them).
+pub fn spawn(
+    client: Client,
+    state: Arc<KubeState>,
+    certificate_namespaces: &[String],
+) -> Vec<tokio::task::JoinHandle<()>> {
     struct Spawn<'a> {
         client: &'a Client,
         state: &'a Arc<KubeState>,
+        namespace: Option<&'a str>,
     }
     impl KindFn for Spawn<'_> {
         type Output = tokio::task::JoinHandle<()>;
         fn call<K: StoredKind>(self) -> Self::Output {
-            let api: Api<K> = Api::all(self.client.clone());
-            tokio::spawn(run_kind(api, self.state.clone()))
+            let api: Api<K> = match self.namespace {
+                Some(ns) => <K::Scope as crate::store::KindScope>::api(self.client.clone(), ns),
+                None => Api::all(self.client.clone()),
+            };
+            let namespace = self.namespace.map(str::to_string);
+            tokio::spawn(run_kind(api, self.state.clone(), namespace))
         }
     }
-    Kind::ALL
-        .iter()
-        .map(|kind| {
-            kind.with(Spawn {
+    let mut handles = Vec::new();
+    for kind in Kind::ALL {
+        let partitioned =
+            matches!(kind, Kind::Secret | Kind::ConfigMap) && !certificate_namespaces.is_empty();
+        if partitioned {
+            state.watch_in(kind, certificate_namespaces);
+            for ns in certificate_namespaces {
+                handles.push(kind.with(Spawn {
+                    client: &client,
+                    state: &state,
+                    namespace: Some(ns),
+                }));
+            }
+        } else {
+            handles.push(kind.with(Spawn {
                 client: &client,
                 state: &state,
-            })
-        })
-        .collect()
+                namespace: None,
+            }));
+        }
+    }
+    handles
 }
 
 /// Drops what Gatehouse never reads and that changes on every write.
@@ -53,7 +77,7 @@ fn trim<K: Resource>(mut o: K) -> K {
     o
 }
 
-async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
+async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>, namespace: Option<String>) {
     let kind = K::KIND;
     let mut buffer: Vec<Object> = Vec::new();
     let mut stream = watcher(api, config(kind)).default_backoff().boxed();
@@ -63,7 +87,9 @@ async fn run_kind<K: StoredKind>(api: Api<K>, state: Arc<KubeState>) {
             Ok(watcher::Event::InitApply(o)) => {
                 buffer.push(only_what_is_read(K::into_object(trim(o))))
             }
-            Ok(watcher::Event::InitDone) => state.relisted(kind, std::mem::take(&mut buffer)),
+            Ok(watcher::Event::InitDone) => {
+                state.relisted_in(kind, namespace.as_deref(), std::mem::take(&mut buffer))
+            }
             Ok(watcher::Event::Apply(o)) => state.apply(only_what_is_read(K::into_object(trim(o)))),
             Ok(watcher::Event::Delete(o)) => {
                 let key = K::into_object(o).key();

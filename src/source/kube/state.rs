@@ -14,12 +14,23 @@ use crate::store::{Applied, Kind, ObjKey, Object, ObjectRef, Store};
 pub struct KubeState {
     store: Mutex<Store>,
     synced: Mutex<BTreeSet<Kind>>,
+    /// Kinds watched per namespace: the namespaces each must list before it is synced, and
+    /// those that did.
+    partitions: Mutex<BTreeMap<Kind, Partitions>>,
     failing: Mutex<BTreeMap<Kind, String>>,
     touched: Mutex<Touched>,
     /// Something the model reads changed: rebuild.
     changed: Notify,
     /// Some stored object changed, if only its status: the status writer looks at it.
     observed: Notify,
+}
+
+/// The namespaces a kind watched per namespace must list before it is synced, and those that
+/// did.
+#[derive(Debug, Default)]
+struct Partitions {
+    expected: BTreeSet<String>,
+    listed: BTreeSet<String>,
 }
 
 /// Objects whose stored value changed, status included, since the status writer last asked.
@@ -37,10 +48,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl KubeState {
+    /// `kind` is watched in these namespaces only, one watch each: it is synced once each has
+    /// listed.
+    pub fn watch_in(&self, kind: Kind, namespaces: &[String]) {
+        lock(&self.partitions).insert(
+            kind,
+            Partitions {
+                expected: namespaces.iter().cloned().collect(),
+                listed: BTreeSet::new(),
+            },
+        );
+    }
+
     /// A complete list of `kind` arrived (first sync or a re-list after an error).
     pub fn relisted(&self, kind: Kind, objects: Vec<Object>) {
-        let applied = lock(&self.store).replace_kind(kind, objects);
-        let first = lock(&self.synced).insert(kind);
+        self.relisted_in(kind, None, objects);
+    }
+
+    /// A complete list of `kind` in `namespace` (`None`: everywhere) arrived.
+    pub fn relisted_in(&self, kind: Kind, namespace: Option<&str>, objects: Vec<Object>) {
+        let applied = lock(&self.store).replace_kind_in(kind, namespace, objects);
+        let complete = match (namespace, lock(&self.partitions).get_mut(&kind)) {
+            (Some(ns), Some(p)) => {
+                p.listed.insert(ns.to_string());
+                p.listed.is_superset(&p.expected)
+            }
+            _ => true,
+        };
+        let first = complete && lock(&self.synced).insert(kind);
         let recovered = lock(&self.failing).remove(&kind).is_some();
         if first {
             tracing::info!(%kind, "initial list complete");
@@ -173,5 +208,32 @@ mod tests {
         state.apply(route(true));
         assert!(!now_or_never(state.observed()), "nothing moved");
         assert_eq!(state.take_touched(), Touched::default());
+    }
+
+    fn config_map(ns: &str, name: &str) -> Object {
+        let yaml = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\n"
+        );
+        let key = ObjKey::new(ns, name);
+        Object::ConfigMap(Box::new(testing::store(&yaml).config_maps[&key].clone()))
+    }
+
+    /// A kind watched per namespace is synced once every namespace listed, and a namespace's
+    /// re-list replaces that namespace's objects only.
+    #[test]
+    fn a_kind_watched_per_namespace_syncs_when_each_has_listed() {
+        let state = KubeState::default();
+        let namespaces = ["a".to_string(), "b".to_string()];
+        state.watch_in(Kind::ConfigMap, &namespaces);
+        state.relisted_in(Kind::ConfigMap, Some("a"), vec![config_map("a", "x")]);
+        assert!(
+            state.unsynced().contains(&Kind::ConfigMap),
+            "b has not listed"
+        );
+        state.relisted_in(Kind::ConfigMap, Some("b"), vec![config_map("b", "y")]);
+        assert!(!state.unsynced().contains(&Kind::ConfigMap));
+        state.relisted_in(Kind::ConfigMap, Some("a"), Vec::new());
+        let left: Vec<ObjKey> = state.with_store(|s| s.config_maps.keys().cloned().collect());
+        assert_eq!(left, [ObjKey::new("b", "y")], "a's re-list left b alone");
     }
 }
