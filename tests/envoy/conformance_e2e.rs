@@ -351,20 +351,9 @@ fn check_status(w: &Conformance, t: &Test) -> Result<(), String> {
                 last = e;
             }
         }
-        for p in &t.backend_tls_policies {
-            let (gns, gname) = p.gateway.split_once('/').unwrap_or_default();
-            let entry = doc["status"]["backendTlsPolicies"][&p.policy]
-                .as_array()
-                .and_then(|a| {
-                    a.iter().find(|e| {
-                        e["ancestorRef"]["namespace"] == gns && e["ancestorRef"]["name"] == gname
-                    })
-                });
-            let conditions = entry.map(|e| e["conditions"].clone()).unwrap_or_default();
-            if let Err(e) = conditions_hold(&conditions, &p.conditions) {
-                ok = false;
-                last = format!("{} on {}: {e}", p.policy, p.gateway);
-            }
+        if let Err(e) = policies_hold(&doc, &t.backend_tls_policies) {
+            ok = false;
+            last = e;
         }
         for g in &t.gateways {
             let conditions = &doc["status"]["gateways"][&g.gateway]["conditions"];
@@ -379,6 +368,71 @@ fn check_status(w: &Conformance, t: &Test) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(last)
+}
+
+/// Whether the BackendTLSPolicies in `/debug/status` have the conditions `want` says.
+fn policies_hold(
+    doc: &Value,
+    want: &[support::conformance::PolicyExpectation],
+) -> Result<(), String> {
+    for p in want {
+        let (gns, gname) = p.gateway.split_once('/').unwrap_or_default();
+        let entry = doc["status"]["backendTlsPolicies"][&p.policy]
+            .as_array()
+            .and_then(|a| {
+                a.iter().find(|e| {
+                    e["ancestorRef"]["namespace"] == gns && e["ancestorRef"]["name"] == gname
+                })
+            });
+        let conditions = entry.map(|e| e["conditions"].clone()).unwrap_or_default();
+        conditions_hold(&conditions, &p.conditions)
+            .map_err(|e| format!("{} on {}: {e}", p.policy, p.gateway))?;
+    }
+    Ok(())
+}
+
+/// Applies a step's change to the test's documents (upstream's Go code changes the cluster).
+fn apply_step(w: &Conformance, docs: &mut Vec<Value>, action: &str) -> Result<(), String> {
+    let key_of = |d: &Value| {
+        format!(
+            "{}/{}",
+            d["metadata"]["namespace"].as_str().unwrap_or_default(),
+            d["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    if let Some(rest) = action.strip_prefix("Point BackendTLSPolicy ") {
+        let (policy, config_map) = rest
+            .split_once(" at ConfigMap ")
+            .ok_or_else(|| format!("step {action:?}"))?;
+        let doc = docs
+            .iter_mut()
+            .find(|d| d["kind"] == "BackendTLSPolicy" && key_of(d) == policy)
+            .ok_or_else(|| format!("no BackendTLSPolicy {policy}"))?;
+        doc["spec"]["validation"]["caCertificateRefs"] =
+            serde_json::json!([{"group": "", "kind": "ConfigMap", "name": config_map}]);
+        return Ok(());
+    }
+    if let Some(rest) = action.strip_prefix("Apply ConfigMap ") {
+        let (key, what) = rest
+            .split_once(" with ")
+            .ok_or_else(|| format!("step {action:?}"))?;
+        let ca = match what {
+            "the tls-checks CA" => w.backend_ca.cert_pem.clone(),
+            "an empty ca.crt" => String::new(),
+            _ => return Err(format!("step {action:?}")),
+        };
+        let (ns, name) = key
+            .split_once('/')
+            .ok_or_else(|| format!("step {action:?}"))?;
+        docs.retain(|d| !(d["kind"] == "ConfigMap" && key_of(d) == key));
+        docs.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"namespace": ns, "name": name},
+            "data": {"ca.crt": ca},
+        }));
+        return Ok(());
+    }
+    Err(format!("unknown step {action:?}"))
 }
 
 /// Whether a Gateway listener's status in `/debug/status` meets `want`.
@@ -519,6 +573,26 @@ fn run(w: &mut Conformance, t: &Test) -> Result<usize, String> {
             .ok_or_else(|| format!("Gateway {gw} has no listener for the case here"))?;
         check_case(w, port, manifest_port, c)?;
         sent += 1;
+    }
+    for step in &t.steps {
+        apply_step(w, &mut docs, &step.action)?;
+        let before = w.builds();
+        w.write(TEST_FILE, &docs);
+        w.wait_build(before);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let doc: Value = w
+                .admin("/debug/status")
+                .and_then(|r| serde_json::from_str(&r.body).ok())
+                .unwrap_or(Value::Null);
+            match policies_hold(&doc, &step.backend_tls_policies) {
+                Ok(()) => break,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("after {:?}: {e}", step.action));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
     if let Some(d) = &t.distribution {
         let port = w.port(&gateway, 80).ok_or("no port")?;

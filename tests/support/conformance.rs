@@ -137,6 +137,15 @@ pub struct PolicyExpectation {
     pub conditions: Vec<StatusCondition>,
 }
 
+/// A change upstream's Go code makes to the cluster after the cases, and the policy
+/// conditions that must follow it.
+#[derive(Debug, Deserialize, Clone)]
+pub struct Step {
+    pub action: String,
+    #[serde(default)]
+    pub backend_tls_policies: Vec<PolicyExpectation>,
+}
+
 /// Conditions a Gateway must have (upstream's `GatewayMustHaveCondition`).
 #[derive(Debug, Deserialize, Clone)]
 pub struct GatewayExpectation {
@@ -171,6 +180,9 @@ pub struct Test {
     pub backend_tls_policies: Vec<PolicyExpectation>,
     #[serde(default)]
     pub cases: Vec<Case>,
+    /// Changes after the cases, each with the conditions that must follow.
+    #[serde(default)]
+    pub steps: Vec<Step>,
     /// Statistical checks (weights, backend header filters, mirror percentages).
     #[serde(default)]
     pub distribution: Option<Value>,
