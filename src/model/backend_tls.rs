@@ -36,9 +36,10 @@ pub fn deciding<'s>(
     service: &ObjKey,
     port: &ServicePort,
 ) -> Option<(&'s ObjKey, &'s BackendTlsPolicy)> {
-    candidates(store, service, port.name.as_deref())
+    ranked(store, service, port.name.as_deref())
         .into_iter()
         .next()
+        .map(|(_, k, p)| (k, p))
 }
 
 /// Every policy targeting the Service port, the deciding one first, each with whether it names
@@ -53,11 +54,8 @@ fn ranked<'s>(
         .iter()
         .filter(|(key, _)| key.namespace == service.namespace)
         .filter_map(|(key, p)| {
-            let specific = p
-                .spec
-                .target_refs
-                .iter()
-                .filter(|t| is_core(&t.group) && t.kind == "Service" && t.name == service.name)
+            let specific = service_refs(p)
+                .filter(|t| t.name == service.name)
                 .filter_map(|t| match t.section_name.as_deref() {
                     None => Some(false),
                     Some(s) if Some(s) == port_name => Some(true),
@@ -75,16 +73,16 @@ fn ranked<'s>(
     found
 }
 
-/// [`ranked`] without the specificity.
-fn candidates<'s>(
-    store: &'s Store,
-    service: &ObjKey,
-    port_name: Option<&str>,
-) -> Vec<(&'s ObjKey, &'s BackendTlsPolicy)> {
-    ranked(store, service, port_name)
-        .into_iter()
-        .map(|(_, k, p)| (k, p))
-        .collect()
+/// The policy's targetRefs that name core Services (the only kind it may target here).
+fn service_refs(
+    policy: &BackendTlsPolicy,
+) -> impl Iterator<Item = &gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicyTargetRefs>
+{
+    policy
+        .spec
+        .target_refs
+        .iter()
+        .filter(|t| is_core(&t.group) && t.kind == "Service")
 }
 
 /// The core API group, as references write it (`""`, or `core` as backendRefs accept).
@@ -95,25 +93,20 @@ fn is_core(group: &str) -> bool {
 /// A targetRef of `policy` naming a `sectionName` that no port of its Service has: the policy
 /// cannot say which port it protects, so none of them is used in plaintext.
 fn dangling_section(store: &Store, key: &ObjKey, policy: &BackendTlsPolicy) -> Option<String> {
-    policy
-        .spec
-        .target_refs
-        .iter()
-        .filter(|t| is_core(&t.group) && t.kind == "Service")
-        .find_map(|t| {
-            let section = t.section_name.as_deref()?;
-            let svc = store
-                .services
-                .get(&ObjKey::new(key.namespace.clone(), t.name.clone()))?;
-            let named = svc
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|p| p.name.as_deref() == Some(section));
-            (!named).then(|| format!("Service {} has no port named {section:?}", t.name))
-        })
+    service_refs(policy).find_map(|t| {
+        let section = t.section_name.as_deref()?;
+        let svc = store
+            .services
+            .get(&ObjKey::new(key.namespace.clone(), t.name.clone()))?;
+        let named = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|p| p.name.as_deref() == Some(section));
+        (!named).then(|| format!("Service {} has no port named {section:?}", t.name))
+    })
 }
 
 fn created(p: &BackendTlsPolicy) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
@@ -132,13 +125,9 @@ pub fn for_port(
         .iter()
         .filter(|(k, _)| k.namespace == service.namespace)
     {
-        if let Some(why) = dangling_section(store, key, policy).filter(|_| {
-            policy
-                .spec
-                .target_refs
-                .iter()
-                .any(|t| is_core(&t.group) && t.kind == "Service" && t.name == service.name)
-        }) {
+        if let Some(why) = dangling_section(store, key, policy)
+            .filter(|_| service_refs(policy).any(|t| t.name == service.name))
+        {
             return Err(format!(
                 "BackendTLSPolicy {key} targets Service {service} but {why}; no port of it is reached until the policy names one"
             ));
@@ -318,11 +307,7 @@ pub fn statuses(
     let mut out = std::collections::BTreeMap::new();
     for (key, policy) in &store.backend_tls_policies {
         let mut conditions = Vec::new();
-        let targets: Vec<ObjKey> = policy
-            .spec
-            .target_refs
-            .iter()
-            .filter(|t| is_core(&t.group) && t.kind == "Service")
+        let targets: Vec<ObjKey> = service_refs(policy)
             .map(|t| ObjKey::new(key.namespace.clone(), t.name.clone()))
             .collect();
         let conflicted = targets.iter().any(|svc| loses(store, key, svc));
