@@ -56,10 +56,17 @@ async fn rendered_chart_passes_server_side_dry_run() {
         "{crds:?}"
     );
     let client = api.client().await;
-    apply(&client, &namespace(RELEASE_NS), false)
-        .await
-        .expect("namespace");
-    for values in [&[][..], &["tests/helm/values-all.yaml"][..]] {
+    // values-all puts the dashboard ConfigMap into Grafana's namespace.
+    for ns in [RELEASE_NS, "monitoring"] {
+        apply(&client, &namespace(ns), false)
+            .await
+            .expect("namespace");
+    }
+    for values in [
+        &[][..],
+        &["tests/helm/values-all.yaml"][..],
+        &["tests/helm/values-openshift.yaml"][..],
+    ] {
         let objects = render(values);
         let mut checked = Vec::new();
         for doc in &objects {
@@ -80,13 +87,17 @@ async fn rendered_chart_passes_server_side_dry_run() {
             });
             checked.push(kind.to_string());
         }
-        for kind in [
+        let mut expected = vec![
             "Deployment",
             "Service",
             "ClusterRole",
             "GatewayClass",
             "GatewayParameters",
-        ] {
+        ];
+        if values.contains(&"tests/helm/values-all.yaml") {
+            expected.push("ConfigMap");
+        }
+        for kind in expected {
             assert!(
                 checked.iter().any(|k| k == kind),
                 "{kind} not checked: {checked:?}"

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use support::helm::{helm, render};
 use support::repo;
 
+mod dashboard;
+mod settings;
+
 fn kinds(objects: &[Value]) -> Vec<&str> {
     objects
         .iter()
@@ -286,12 +289,16 @@ fn rbac_is_exactly_the_readme_table() {
 fn controller_runs_non_root_read_only_with_probes() {
     let objects = render(&[]);
     let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["securityContext"],
+        json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+               "seccompProfile": {"type": "RuntimeDefault"}})
+    );
     let container = controller(&objects);
     let security = &container["securityContext"];
     assert_eq!(security["runAsNonRoot"], true);
-    assert_eq!(security["runAsUser"], 65532);
+    // The uid is the pod's: OpenShift users remove it in one place (podSecurityContext).
+    assert!(security.get("runAsUser").is_none(), "{security}");
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["allowPrivilegeEscalation"], false);
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
@@ -345,7 +352,8 @@ fn every_option_renders() {
     let container = controller(&objects);
     assert_eq!(
         container["image"],
-        "registry.example.com/gatehouse:0.1.0-test"
+        "registry.example.com/gatehouse@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "image.digest wins over image.tag"
     );
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(container["resources"]["limits"]["memory"], "512Mi");
@@ -444,6 +452,36 @@ fn schema_rejects_wrong_types() {
         ("replica: 2\n", "replica"),
         ("proxy: {replicas: \"1\"}\n", "/proxy/replicas"),
         ("xds: {auth: token}\n", "/xds/auth"),
+        ("extraArgs: --verbose\n", "/extraArgs"),
+        ("extraArgs: [30]\n", "/extraArgs/0"),
+        ("extraEnv: [{value: x}]\n", "/extraEnv/0"),
+        ("extraVolumes: {a: b}\n", "/extraVolumes"),
+        ("extraVolumeMounts: [{name: a}]\n", "/extraVolumeMounts/0"),
+        ("podLabels: {tier: 1}\n", "/podLabels/tier"),
+        ("commonLabels: [a]\n", "/commonLabels"),
+        ("priorityClassName: 5\n", "/priorityClassName"),
+        (
+            "topologySpreadConstraints: [{maxSkew: \"1\", topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}]\n",
+            "/topologySpreadConstraints/0/maxSkew",
+        ),
+        (
+            "podSecurityContext: {runAsUser: \"65532\"}\n",
+            "/podSecurityContext/runAsUser",
+        ),
+        (
+            "securityContext: {capabilities: {drop: ALL}}\n",
+            "/securityContext/capabilities/drop",
+        ),
+        ("image: {digest: \"0.1.0\"}\n", "/image/digest"),
+        (
+            "grafanaDashboard: {enabled: \"yes\"}\n",
+            "/grafanaDashboard/enabled",
+        ),
+        (
+            "grafanaDashboard: {labels: {grafana_dashboard: 1}}\n",
+            "/grafanaDashboard/labels/grafana_dashboard",
+        ),
+        ("grafanaDashboard: {folder: x}\n", "folder"),
     ] {
         let file = dir.path().join("values.yaml");
         std::fs::write(&file, values).expect("write values");

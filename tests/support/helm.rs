@@ -11,6 +11,11 @@ use super::repo;
 
 /// Runs tests/helm/render.py with the project venv's Python; never skips.
 pub fn helm(args: &[&str]) -> Output {
+    helm_in("gatehouse-system", args)
+}
+
+/// [`helm`] for a release installed into `namespace`.
+pub fn helm_in(namespace: &str, args: &[&str]) -> Output {
     let python = repo().join(".venv/bin/python");
     assert!(
         python.exists(),
@@ -20,6 +25,7 @@ pub fn helm(args: &[&str]) -> Output {
     let out = Command::new(&python)
         .arg(repo().join("tests/helm/render.py"))
         .args(args)
+        .env("HELM_NAMESPACE", namespace)
         .current_dir(repo())
         .output()
         .expect("run tests/helm/render.py");
@@ -34,9 +40,14 @@ pub fn helm(args: &[&str]) -> Output {
 
 /// `render.py render FILES…` → every object (CRDs first), failing loudly on a render error.
 pub fn render(values: &[&str]) -> Vec<Value> {
+    render_in("gatehouse-system", values)
+}
+
+/// [`render`] for a release installed into `namespace`.
+pub fn render_in(namespace: &str, values: &[&str]) -> Vec<Value> {
     let mut args = vec!["render"];
     args.extend_from_slice(values);
-    let out = helm(&args);
+    let out = helm_in(namespace, &args);
     assert!(
         out.status.success(),
         "helm render {values:?} failed:\n{}",

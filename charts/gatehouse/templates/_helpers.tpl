@@ -23,6 +23,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: controller
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* `<fullname>-<release namespace>`, for objects outside the release namespace (ClusterRole,
+ClusterRoleBinding, certificateNamespaces Roles, the dashboard ConfigMap): two releases of the
+same name in two namespaces would otherwise share, and overwrite, one object. */}}
+{{- define "gatehouse.uniqueName" -}}
+{{- printf "%s-%s" (include "gatehouse.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/* The controller image: repository@digest when image.digest is set (it wins over the tag),
+otherwise repository:tag with the chart's appVersion as the default tag. */}}
+{{- define "gatehouse.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{/* Whether the PodDisruptionBudget is rendered: pdb.enabled, or replicas > 1 when it is null. */}}
