@@ -141,6 +141,51 @@ walkthrough: deps $(ENVOY)
 	$(CARGO) build --workspace --bins
 	scripts/walkthrough.sh --auto
 
+## image: the images of gatehouse (Dockerfile) and of the demo servers examples/in-cluster/
+## runs (examples/ext-authz/Dockerfile, examples/echo/Dockerfile), with docker or podman —
+## the first of CONTAINER_ENGINES whose engine answers. Named IMAGE_REGISTRY/NAME:IMAGE_TAG;
+## the defaults are what charts/gatehouse (image.repository, appVersion) and
+## examples/in-cluster/ refer to. PLATFORMS=linux/amd64,linux/arm64 builds every platform
+## (buildx; each build stage cross-compiles for its TARGETARCH); IMAGE_PUSH=1 pushes (a
+## multi-platform image cannot be loaded into docker's classic image store).
+## image-names prints the references, one a line.
+.PHONY: image image-names
+IMAGE_REGISTRY    ?= ghcr.io/gatehouse-dev
+IMAGE_TAG         ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/gatehouse/Chart.yaml)
+PLATFORMS         ?=
+IMAGE_PUSH        ?=
+CONTAINER_ENGINES ?= docker podman
+IMAGES            := gatehouse=Dockerfile gatehouse-ext-authz=examples/ext-authz/Dockerfile gatehouse-echo=examples/echo/Dockerfile
+GIT_COMMIT        := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+
+image-names:
+	@for spec in $(IMAGES); do echo "$(IMAGE_REGISTRY)/$${spec%%=*}:$(IMAGE_TAG)"; done
+
+image:
+	@engine=; for e in $(CONTAINER_ENGINES); do \
+		if command -v "$$e" >/dev/null 2>&1 && "$$e" info >/dev/null 2>&1; then engine=$$e; break; fi; \
+	done; \
+	if [ -z "$$engine" ]; then \
+		echo "make image: no container engine: none of '$(CONTAINER_ENGINES)' is installed with a running engine" >&2; \
+		echo "  (install docker and start its daemon, or install podman; 'docker info' / 'podman info' must succeed)" >&2; \
+		exit 1; \
+	fi; \
+	set -e; for spec in $(IMAGES); do \
+		ref="$(IMAGE_REGISTRY)/$${spec%%=*}:$(IMAGE_TAG)"; file="$${spec#*=}"; \
+		echo "== $$engine: $$ref ($$file$(if $(PLATFORMS),; $(PLATFORMS)))"; \
+		args=(-f "$$file" --build-arg GATEHOUSE_GIT_COMMIT=$(GIT_COMMIT)); \
+		if [ -z "$(PLATFORMS)" ]; then \
+			"$$engine" build "$${args[@]}" -t "$$ref" .; \
+			if [ -n "$(IMAGE_PUSH)" ]; then "$$engine" push "$$ref"; fi; \
+		elif [ "$$engine" = podman ]; then \
+			podman manifest rm "$$ref" >/dev/null 2>&1 || true; \
+			podman build "$${args[@]}" --platform "$(PLATFORMS)" --manifest "$$ref" .; \
+			if [ -n "$(IMAGE_PUSH)" ]; then podman manifest push --all "$$ref" "docker://$$ref"; fi; \
+		else \
+			docker buildx build "$${args[@]}" --platform "$(PLATFORMS)" -t "$$ref" $(if $(IMAGE_PUSH),--push) .; \
+		fi; \
+	done
+
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .run

@@ -1,6 +1,7 @@
 //! End-to-end tests against a real kube-apiserver and etcd (`make kube-apiserver`, or
 //! `$GATEHOUSE_KUBE_BIN_DIR`): the CRDs and their CEL rules, controller mode with real Envoy,
-//! provisioning and xDS authentication, the Helm chart's RBAC. They run as root: Services'
+//! provisioning and xDS authentication, the Helm chart's RBAC, the cluster quickstart
+//! (examples/in-cluster/). They run as root: Services'
 //! endpoints live in a network namespace of each test's own (`support::testnet`).
 //!
 //! One binary for all of them; a module per area (`cargo test --test apiserver
@@ -17,3 +18,4 @@ mod helm_apiserver;
 mod https_controller_e2e;
 mod provisioning_adoption_e2e;
 mod provisioning_e2e;
+mod quickstart_e2e;

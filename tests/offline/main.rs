@@ -1,6 +1,7 @@
 //! Tests that need neither Envoy nor an API server: the translate goldens, the fail-closed
 //! property over generated configurations, the generated CRDs, the CLI (`translate`,
-//! `explain`) and the Helm chart rendered by the Helm SDK (`make helm`).
+//! `explain`), the Helm chart rendered by the Helm SDK (`make helm`) and the container images'
+//! Dockerfiles (`make image`, checked without a container engine).
 //!
 //! One binary for all of them; a module per area (`cargo test --test offline
 //! translate_golden::`).
@@ -13,4 +14,5 @@ mod crds;
 mod explain;
 mod fail_closed_property;
 mod helm_chart;
+mod images;
 mod translate_golden;
