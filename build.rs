@@ -46,6 +46,86 @@ fn main() {
         .expect("write descriptor set");
     println!("cargo:rerun-if-changed=build.rs");
     link_re2();
+    stamp_build_info();
+}
+
+/// Stamps the commit, whether the tree was dirty and the compiler into the crate
+/// (`gatehouse::build_info`). `GATEHOUSE_GIT_COMMIT` names the commit where there is no `.git`
+/// (the image build) and wins over git when set; `unknown` when neither answers. Reruns when
+/// HEAD moves or the sources change (so "dirty" describes the tree the binary was built from),
+/// not on every build.
+fn stamp_build_info() {
+    println!("cargo:rerun-if-env-changed=GATEHOUSE_GIT_COMMIT");
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    // Only this crate's own repository counts: a crate unpacked inside another repository
+    // (a vendor directory) must not report that repository's commit.
+    let own_repo = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|top| Path::new(&top).canonicalize().ok())
+        .is_some_and(|top| dir.canonicalize().is_ok_and(|d| d == top));
+    let from_env = std::env::var("GATEHOUSE_GIT_COMMIT")
+        .ok()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    let (commit, tree) = match from_env {
+        Some(commit) => (commit, "unknown"),
+        None if own_repo => {
+            watch_git_head(&git);
+            for input in ["src", "xds", "native", "Cargo.toml", "Cargo.lock"] {
+                println!("cargo:rerun-if-changed={input}");
+            }
+            let commit = git(&["rev-parse", "--short=12", "HEAD"]);
+            let status = git(&[
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ]);
+            match (commit, status) {
+                (Some(c), Some(s)) if s.is_empty() => (c, "clean"),
+                (Some(c), Some(_)) => (c, "dirty"),
+                (Some(c), None) => (c, "unknown"),
+                (None, _) => ("unknown".to_string(), "unknown"),
+            }
+        }
+        None => ("unknown".to_string(), "unknown"),
+    };
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=GATEHOUSE_BUILD_COMMIT={commit}");
+    println!("cargo:rustc-env=GATEHOUSE_BUILD_TREE={tree}");
+    println!("cargo:rustc-env=GATEHOUSE_BUILD_RUSTC={rustc}");
+}
+
+/// Reruns the build script when HEAD moves: HEAD itself (a checkout), the branch it names (a
+/// commit) and packed-refs (where a branch's ref lives after `git pack-refs`).
+fn watch_git_head(git: &dyn Fn(&[&str]) -> Option<String>) {
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(branch);
+    }
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            && Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }
 
 /// Compiles `native/re2_shim.cc` and links it with RE2. RE2 is linked statically, so the

@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod admin;
 pub mod api;
 pub mod bootstrap;
+pub mod build_info;
 pub mod crds;
 pub mod engine;
 pub mod explain;

@@ -2,18 +2,27 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
     name = "gatehouse",
-    version,
-    about = "Kubernetes gateway controller serving Envoy with external authorization"
+    version = gatehouse::build_info::VERSION,
+    long_version = gatehouse::build_info::LONG_VERSION,
+    about = "Kubernetes gateway controller serving Envoy with external authorization",
+    after_help = "Every flag can also be set from the environment variable GATEHOUSE_ and its name \
+                  in upper snake case (shown with each flag); a flag on the command line wins."
 )]
 struct Cli {
     /// Log format (level from RUST_LOG, default info).
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -30,7 +39,8 @@ enum Command {
     /// Print the Envoy configuration Gatehouse would serve for a set of manifests.
     Translate(cli::translate::Args),
     /// Watch the Kubernetes API, serve xDS, write status (kubeconfig or in-cluster).
-    Controller(cli::controller::Args),
+    // Boxed: its many flags would make every variant as large.
+    Controller(Box<cli::controller::Args>),
     /// Show, for every route, which ext auth applies and which policy decided it.
     Explain(cli::explain::Args),
     /// Serve xDS from a watched directory of manifests, without a cluster.
@@ -42,9 +52,13 @@ enum Command {
     /// Print the CustomResourceDefinitions (or write them into a directory).
     Crds {
         /// Write one file per CRD into this directory instead of printing.
-        #[arg(long)]
+        #[arg(long, env = "GATEHOUSE_DIR")]
         dir: Option<std::path::PathBuf>,
     },
+    /// Print the version, the git commit it was built from and the compiler.
+    Version(cli::version::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(cli::completion::Args),
 }
 
 fn init_logging(format: LogFormat) {
@@ -88,10 +102,12 @@ async fn main() {
         Command::Translate(args) => cli::translate::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Standalone(args) => cli::standalone::run(args).await,
-        Command::Controller(args) => cli::controller::run(args).await,
+        Command::Controller(args) => cli::controller::run(*args).await,
         Command::Bootstrap(args) => cli::bootstrap::run(args),
         Command::Certificate(args) => cli::certificate::run(args),
         Command::Crds { dir } => cli::crds::run(dir),
+        Command::Version(args) => cli::version::run(args),
+        Command::Completion(args) => cli::completion::run(args, Cli::command()),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,4 +1,3 @@
-use anyhow::Context;
 use gatehouse::bootstrap::{BootstrapOptions, XdsTls, bootstrap, parse_host_port};
 
 use super::translate::parse_gateway;
@@ -7,30 +6,39 @@ use super::translate::parse_gateway;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The Gateway this proxy serves (NAMESPACE/NAME).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_GATEWAY")]
     pub gateway: String,
     /// Where Gatehouse serves xDS (HOST:PORT).
-    #[arg(long, default_value = "127.0.0.1:18000")]
+    #[arg(long, env = "GATEHOUSE_XDS_ADDRESS", default_value = "127.0.0.1:18000")]
     pub xds_address: String,
     /// Envoy admin port on 127.0.0.1 (off when unset).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_ADMIN_PORT")]
     pub admin_port: Option<u16>,
     /// Use state-of-the-world ADS instead of delta.
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_SOTW", value_parser = clap::builder::BoolishValueParser::new())]
     pub sotw: bool,
     /// Connect with mTLS, using `tls.crt`, `tls.key` and `ca.crt` of this directory (the
     /// proxy Secret Gatehouse provisions per Gateway, mounted or copied).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_XDS_TLS_DIR")]
     pub xds_tls_dir: Option<String>,
     /// With --xds-tls-dir: the DNS name the xDS server certificate must carry (default: the
     /// host of --xds-address).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_XDS_SERVER_NAME")]
     pub xds_server_name: Option<String>,
     /// Add a listener answering `GET /ready` on this port once Envoy has its config.
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_READINESS_PORT")]
     pub readiness_port: Option<u16>,
-    /// Print JSON instead of YAML.
-    #[arg(long)]
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "GATEHOUSE_OUTPUT",
+        value_enum,
+        default_value = "yaml"
+    )]
+    pub output: super::Output,
+    /// Same as `-o json` (kept for scripts written before `-o`).
+    #[arg(long, hide = true, conflicts_with = "output")]
     pub json: bool,
 }
 
@@ -59,13 +67,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         readiness_port: args.readiness_port,
     };
     let doc = gatehouse::protojson::message_to_json(&bootstrap(&options))?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).context("printing JSON")?
-        );
+    let output = if args.json {
+        super::Output::Json
     } else {
-        print!("{}", yaml_serde::to_string(&doc).context("printing YAML")?);
-    }
+        args.output
+    };
+    output.print(&doc)?;
     Ok(0)
 }

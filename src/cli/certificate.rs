@@ -9,16 +9,21 @@ use rcgen::{CertificateParams, KeyPair};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// DNS names the certificate is for (repeat or comma-separate).
-    #[arg(long = "hostname", required = true, value_delimiter = ',')]
+    #[arg(
+        long = "hostname",
+        env = "GATEHOUSE_HOSTNAME",
+        required = true,
+        value_delimiter = ','
+    )]
     hostnames: Vec<String>,
     /// The Secret to print, NAMESPACE/NAME.
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_SECRET")]
     secret: String,
     /// Also write the certificate (not the key) here, for clients to trust (`curl --cacert`).
-    #[arg(long = "cert-out")]
+    #[arg(long = "cert-out", env = "GATEHOUSE_CERT_OUT")]
     cert_out: Option<PathBuf>,
     /// Days the certificate is valid.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "GATEHOUSE_DAYS", default_value_t = 30)]
     days: i64,
 }
 

@@ -23,70 +23,93 @@ use super::shutdown::Shutdown;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Where to serve xDS (ADS over gRPC).
-    #[arg(long, default_value = "0.0.0.0:18000")]
+    #[arg(long, env = "GATEHOUSE_XDS_ADDRESS", default_value = "0.0.0.0:18000")]
     pub xds_address: SocketAddr,
     /// Where to serve /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:19001")]
+    #[arg(long, env = "GATEHOUSE_ADMIN_ADDRESS", default_value = "0.0.0.0:19001")]
     pub admin_address: SocketAddr,
     /// Where to serve /debug/* (every Gateway's configuration): loopback unless you mean it.
-    #[arg(long, default_value = "127.0.0.1:19002")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_DEBUG_ADDRESS",
+        default_value = "127.0.0.1:19002"
+    )]
     pub debug_address: SocketAddr,
     /// Address the Envoy listeners bind to.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, env = "GATEHOUSE_LISTENER_ADDRESS", default_value = "0.0.0.0")]
     pub listener_address: String,
     #[command(flatten)]
     pub route_scopes: super::RouteScopes,
     #[command(flatten)]
     pub removal_grace: super::RemovalGrace,
     /// GatewayClasses with this controllerName are Gatehouse's.
-    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    #[arg(long, env = "GATEHOUSE_CONTROLLER_NAME", default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
     /// Elect a leader through a Lease; only the leader writes status.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEHOUSE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
     /// Namespace of the Lease (default: $POD_NAMESPACE, else `default`).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// Name of the Lease.
-    #[arg(long, default_value = "gatehouse-controller")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_LEASE_NAME",
+        default_value = "gatehouse-controller"
+    )]
     pub lease_name: String,
     /// This replica's identity in the Lease (default: $POD_NAME or hostname, plus the pid).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_IDENTITY")]
     pub identity: Option<String>,
     /// Namespace the controller runs in: holds the xDS CA Secret and, by default, the Lease
     /// (default: $POD_NAMESPACE, else `default`).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_NAMESPACE")]
     pub namespace: Option<String>,
     /// How proxies prove which Gateway they serve: `mtls` (a client certificate the
     /// controller issues per Gateway) or `none` (node metadata; only for trusted networks).
-    #[arg(long, value_enum, default_value_t = AuthMode::Mtls)]
+    #[arg(long, env = "GATEHOUSE_XDS_AUTH", value_enum, default_value_t = AuthMode::Mtls)]
     pub xds_auth: AuthMode,
     /// Secret (in --namespace) holding the xDS CA; created when absent.
-    #[arg(long, default_value = "gatehouse-xds-ca")]
+    #[arg(long, env = "GATEHOUSE_CA_SECRET", default_value = "gatehouse-xds-ca")]
     pub ca_secret: String,
     /// DNS names of the xDS server certificate; the first is the one provisioned proxies
     /// dial and verify (default: gatehouse.NAMESPACE.svc).
-    #[arg(long = "xds-server-name")]
+    #[arg(
+        long = "xds-server-name",
+        env = "GATEHOUSE_XDS_SERVER_NAME",
+        value_delimiter = ','
+    )]
     pub xds_server_names: Vec<String>,
     /// Port provisioned proxies dial (the controller Service's xDS port).
-    #[arg(long, default_value_t = 18000)]
+    #[arg(long, env = "GATEHOUSE_XDS_SERVICE_PORT", default_value_t = 18000)]
     pub xds_service_port: u16,
     /// Create and keep in sync an Envoy Deployment, Service, ConfigMap, ServiceAccount and
     /// certificate Secret for every Gateway of our classes (needs --xds-auth mtls).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEHOUSE_PROVISION", default_value_t = true, action = clap::ArgAction::Set)]
     pub provision: bool,
     /// Envoy image of provisioned proxies unless a GatewayParameters says otherwise.
-    #[arg(long, default_value = gatehouse::provision::DEFAULT_ENVOY_IMAGE)]
+    #[arg(long, env = "GATEHOUSE_PROXY_IMAGE", default_value = gatehouse::provision::DEFAULT_ENVOY_IMAGE)]
     pub proxy_image: String,
     /// Service type of provisioned proxies unless a GatewayParameters says otherwise.
-    #[arg(long, default_value = "LoadBalancer")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_PROXY_SERVICE_TYPE",
+        default_value = "LoadBalancer"
+    )]
     pub proxy_service_type: String,
     /// Watch Secrets and ConfigMaps (certificates, CA bundles) in these namespaces only, so the
     /// controller needs no cluster-wide right to list them (the chart's
     /// `certificateNamespaces`); a reference to one elsewhere does not resolve. All
     /// namespaces when unset.
-    #[arg(long, value_delimiter = ',', value_name = "NS[,NS…]")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_CERTIFICATE_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS[,NS…]"
+    )]
     pub certificate_namespaces: Vec<String>,
+    #[command(flatten)]
+    pub kube: super::kube_client::KubeArgs,
 }
 
 /// `--xds-auth` values.
@@ -98,9 +121,7 @@ pub enum AuthMode {
 
 /// Watches the API server, serves xDS, writes status; until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
-    let client = kube::Client::try_default()
-        .await
-        .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+    let client = args.kube.client().await?;
     let shutdown = Shutdown::install();
     let namespace = args
         .namespace

@@ -19,7 +19,13 @@ pub struct Args {
     #[command(flatten)]
     pub input: Input,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "GATEHOUSE_OUTPUT",
+        value_enum,
+        default_value = "table"
+    )]
     pub output: Format,
 }
 

@@ -2,15 +2,40 @@
 
 pub mod bootstrap;
 pub mod certificate;
+pub mod completion;
 pub mod controller;
 pub mod crds;
 pub mod explain;
+pub mod kube_client;
 mod leadership;
 mod serve;
 mod shutdown;
 pub mod standalone;
 mod status_loop;
 pub mod translate;
+pub mod version;
+
+/// `-o` of the commands that print one document (`bootstrap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Yaml,
+    Json,
+}
+
+impl Output {
+    /// Prints `doc` on stdout in this format.
+    pub fn print<T: serde::Serialize>(self, doc: &T) -> anyhow::Result<()> {
+        use anyhow::Context;
+        match self {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(doc).context("printing JSON")?
+            ),
+            Output::Yaml => print!("{}", yaml_serde::to_string(doc).context("printing YAML")?),
+        }
+        Ok(())
+    }
+}
 
 /// `--route-scopes-from`, shared by the commands that translate.
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -19,7 +44,7 @@ pub struct RouteScopes {
     /// scoped RDS) from this many hostnames on — or from two, when they hold 2,000 routes —
     /// so that over delta ADS a route change sends, and Envoy re-applies, one host's table;
     /// 0 never scopes. Only ports whose hostnames are all exact are scoped.
-    #[arg(long = "route-scopes-from", default_value_t = gatehouse::translate::scopes::DEFAULT_ROUTE_SCOPES_FROM)]
+    #[arg(long = "route-scopes-from", env = "GATEHOUSE_ROUTE_SCOPES_FROM", default_value_t = gatehouse::translate::scopes::DEFAULT_ROUTE_SCOPES_FROM)]
     pub from: usize,
 }
 
@@ -32,6 +57,7 @@ pub struct RemovalGrace {
     /// Raise it above your longest auth `requestTimeout` times its retry attempts.
     #[arg(
         long = "cluster-removal-grace",
+        env = "GATEHOUSE_CLUSTER_REMOVAL_GRACE",
         value_name = "SECONDS",
         default_value_t = 15
     )]

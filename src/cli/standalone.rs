@@ -13,19 +13,27 @@ use super::shutdown::Shutdown;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Directory of manifests to serve; watched for changes.
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_MANIFESTS")]
     pub manifests: PathBuf,
     /// Where to serve xDS (ADS over gRPC).
-    #[arg(long, default_value = "127.0.0.1:18000")]
+    #[arg(long, env = "GATEHOUSE_XDS_ADDRESS", default_value = "127.0.0.1:18000")]
     pub xds_address: SocketAddr,
     /// Where to serve /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "127.0.0.1:19001")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_ADMIN_ADDRESS",
+        default_value = "127.0.0.1:19001"
+    )]
     pub admin_address: SocketAddr,
     /// Where to serve /debug/* (every Gateway's configuration): loopback unless you mean it.
-    #[arg(long, default_value = "127.0.0.1:19002")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_DEBUG_ADDRESS",
+        default_value = "127.0.0.1:19002"
+    )]
     pub debug_address: SocketAddr,
     /// Address the Envoy listeners bind to.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, env = "GATEHOUSE_LISTENER_ADDRESS", default_value = "0.0.0.0")]
     pub listener_address: String,
     #[command(flatten)]
     pub route_scopes: super::RouteScopes,
@@ -33,7 +41,7 @@ pub struct Args {
     pub removal_grace: super::RemovalGrace,
     /// GatewayClasses with this controllerName are served (Gateways whose class is not in the
     /// directory are served too).
-    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    #[arg(long, env = "GATEHOUSE_CONTROLLER_NAME", default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
 }
 

@@ -1,4 +1,5 @@
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use gatehouse::model::{self, ModelConfig};
@@ -18,11 +19,12 @@ pub enum Format {
 /// Which manifests to read, and which Gateway to show (shared by `translate` and `explain`).
 #[derive(Debug, clap::Args)]
 pub struct Input {
-    /// Manifest files or directories (read recursively).
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    /// Manifest files or directories (read recursively); `-` reads multi-document YAML from
+    /// standard input.
+    #[arg(short = 'f', long = "filename", env = "GATEHOUSE_FILENAME", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
     /// Only this Gateway (NAMESPACE/NAME).
-    #[arg(long)]
+    #[arg(long, env = "GATEHOUSE_GATEWAY")]
     pub gateway: Option<String>,
 }
 
@@ -30,7 +32,7 @@ impl Input {
     /// The model of the manifests, the Gateway asked for, and whether a document failed.
     pub fn load_model(&self) -> anyhow::Result<(model::Model, Option<ObjKey>, bool)> {
         let wanted = self.gateway.as_deref().map(parse_gateway).transpose()?;
-        let (store, failed) = load(&self.paths);
+        let (store, failed) = load(&self.paths)?;
         Ok((
             model::build(&store, &ModelConfig::default()),
             wanted,
@@ -45,10 +47,16 @@ pub struct Args {
     #[command(flatten)]
     pub input: Input,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "GATEHOUSE_OUTPUT",
+        value_enum,
+        default_value = "yaml"
+    )]
     pub output: Format,
     /// Address the Envoy listeners bind to.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, env = "GATEHOUSE_BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: String,
     #[command(flatten)]
     pub route_scopes: super::RouteScopes,
@@ -64,9 +72,27 @@ pub fn parse_gateway(s: &str) -> anyhow::Result<ObjKey> {
     }
 }
 
+/// How `-f` names standard input, and how messages name it.
+const STDIN: &str = "-";
+const STDIN_NAME: &str = "<stdin>";
+
 /// Loads manifests into a store, printing warnings and errors; true when any document failed.
-pub fn load(paths: &[PathBuf]) -> (Store, bool) {
-    let load = files::load_paths(paths);
+/// `-` is standard input, read in the order given among the other paths; it can be given once.
+pub fn load(paths: &[PathBuf]) -> anyhow::Result<(Store, bool)> {
+    if paths.iter().filter(|p| p.as_os_str() == STDIN).count() > 1 {
+        bail!("-f - is given more than once: standard input can be read only once");
+    }
+    let mut load = files::FileLoad::default();
+    for path in paths {
+        let one = if path.as_os_str() == STDIN {
+            read_stdin()
+        } else {
+            files::load_paths(std::slice::from_ref(path))
+        };
+        load.objects.extend(one.objects);
+        load.errors.extend(one.errors);
+        load.warnings.extend(one.warnings);
+    }
     for w in &load.warnings {
         eprintln!("warning: {w}");
     }
@@ -77,7 +103,25 @@ pub fn load(paths: &[PathBuf]) -> (Store, bool) {
     for o in load.objects {
         store.apply(o);
     }
-    (store, !load.errors.is_empty())
+    Ok((store, !load.errors.is_empty()))
+}
+
+/// The documents on standard input, with errors naming `<stdin>` as they name a file.
+fn read_stdin() -> files::FileLoad {
+    let name = Path::new(STDIN_NAME);
+    let mut text = String::new();
+    match std::io::stdin().read_to_string(&mut text) {
+        Ok(_) => files::load_str(name, &text),
+        Err(e) => files::FileLoad {
+            errors: vec![files::LoadError {
+                file: name.to_path_buf(),
+                document: 0,
+                object: None,
+                message: format!("cannot read: {e}"),
+            }],
+            ..files::FileLoad::default()
+        },
+    }
 }
 
 /// Loads, models and prints. Exit code 1 when any document failed to load (what loaded is

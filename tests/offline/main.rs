@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli_conventions;
 mod cli_translate;
 mod crds;
 mod explain;
