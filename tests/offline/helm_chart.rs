@@ -260,7 +260,12 @@ fn rules(role: &Value) -> Vec<(String, Vec<String>, Vec<String>)> {
 #[test]
 fn rbac_is_exactly_the_readme_table() {
     let table = readme_rbac();
-    assert_eq!(table.len(), 11, "README's RBAC table: {table:?}");
+    // The exact comparison below is the test; this only proves the table was parsed (rows are
+    // added as features need rights, so no fixed count).
+    assert!(
+        table.len() >= 11 && table.iter().any(|(g, _, _)| g == "coordination.k8s.io"),
+        "README's RBAC table: {table:?}"
+    );
     let (leases, cluster): (Vec<_>, Vec<_>) = table
         .into_iter()
         .partition(|(group, _, _)| group == "coordination.k8s.io");

@@ -249,8 +249,8 @@ fn cluster_scoped_names_are_unique_per_release_namespace() {
     }
 }
 
-/// Every property of values.schema.json (nested ones and array items' too) has a description,
-/// and every key of values.yaml is in the schema.
+/// Every property of values.schema.json (nested ones and array items' too) has a description
+/// and a type, and every key of values.yaml is in the schema.
 #[test]
 fn schema_describes_every_property() {
     let text = std::fs::read_to_string(repo().join("charts/gatehouse/values.schema.json"))
@@ -261,7 +261,13 @@ fn schema_describes_every_property() {
             for (key, prop) in props {
                 let here = format!("{path}/{key}");
                 if !prop["description"].is_string() {
-                    missing.push(here.clone());
+                    missing.push(format!("{here}: description"));
+                }
+                if ["type", "$ref", "oneOf"]
+                    .iter()
+                    .all(|k| prop.get(k).is_none())
+                {
+                    missing.push(format!("{here}: type"));
                 }
                 walk(prop, &here, missing);
             }
@@ -274,7 +280,7 @@ fn schema_describes_every_property() {
     walk(&schema, "", &mut missing);
     assert!(
         missing.is_empty(),
-        "properties without a description: {missing:?}"
+        "schema properties lacking a description or type: {missing:?}"
     );
 
     let values: Value = yaml_serde::from_str(
