@@ -159,6 +159,12 @@ async fn controller_with_only_the_charts_rbac_runs_the_walkthrough() {
         0.0,
         "{log}"
     );
+    // The chart's Grafana dashboard plots status write durations per kind; the family appears
+    // with the first write (tests/offline/helm_chart/dashboard.rs checks the other metrics).
+    assert!(
+        w.metric(r, "gatehouse_status_write_seconds_count") > 0.0,
+        "{log}"
+    );
 }
 
 /// `certificateNamespaces`: with only the chart's RBAC, the controller reads certificates in
