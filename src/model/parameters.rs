@@ -97,10 +97,15 @@ fn check_kind(group: &str, kind: &str) -> Result<(), String> {
 }
 
 fn find<'s>(store: &'s Store, ns: &str, name: &str) -> Result<&'s GatewayParameters, String> {
-    store
+    let params = store
         .gateway_parameters
         .get(&ObjKey::new(ns, name))
-        .ok_or_else(|| format!("parametersRef: {KIND} {ns}/{name} not found"))
+        .ok_or_else(|| format!("parametersRef: {KIND} {ns}/{name} not found"))?;
+    // Values the schema would refuse, in an object read without it: unusable like a bad ref.
+    match params.spec.invalid() {
+        Some(why) => Err(format!("{KIND} {ns}/{name}: {why}")),
+        None => Ok(params),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -265,12 +267,17 @@ impl Provisioner {
             config_map,
             service,
             deployment,
+            pod_disruption_budget,
+            horizontal_pod_autoscaler,
         } = objects;
+        let name = names::proxy_name(&key.name);
         let service_account = self.pending(&key, service_account)?;
         let tls_secret = self.pending(&key, tls_secret)?;
         let config_map = self.pending(&key, config_map)?;
         let service = self.pending(&key, service)?;
         let deployment = self.pending(&key, deployment)?;
+        let pdb = self.optional(&key, &name, pod_disruption_budget)?;
+        let hpa = self.optional(&key, &name, horizontal_pod_autoscaler)?;
         if [
             &service_account.body,
             &tls_secret.body,
@@ -280,6 +287,8 @@ impl Provisioner {
         ]
         .iter()
         .all(|b| b.is_none())
+            && !pdb.to_do()
+            && !hpa.to_do()
         {
             return Ok(Outcome::Applied(0));
         }
@@ -296,19 +305,41 @@ impl Provisioner {
             self.read::<Service>(ns, &service, &gateway_uid).await?,
             self.read::<Deployment>(ns, &deployment, &gateway_uid)
                 .await?,
+            self.read_optional(ns, &pdb, &gateway_uid).await?,
+            self.read_optional(ns, &hpa, &gateway_uid).await?,
         ];
         let conflicts: Vec<Conflict> = found.iter().filter_map(|(c, _)| c.clone()).collect();
         if !conflicts.is_empty() {
             return Ok(Outcome::Conflicts(conflicts));
         }
-        let [sa, secret, cm, svc, deploy] = found.map(|(_, o)| o);
+        let [sa, secret, cm, svc, deploy, pdb_found, hpa_found] = found.map(|(_, o)| o);
         // Order: what the Deployment mounts and runs as exists before it.
         let mut n = 0;
         n += self.apply(&key, service_account, &sa).await?;
         n += self.apply(&key, tls_secret, &secret).await?;
         n += self.apply(&key, config_map, &cm).await?;
         n += self.apply(&key, service, &svc).await?;
+        // The replicas change hands around the Deployment's apply: an autoscaler that goes is
+        // deleted before Gatehouse sets them again, and one that comes gets them only after
+        // Gatehouse let go of them.
+        let hpa_wanted = matches!(hpa, Optional::Wanted(_));
+        let (hpa_before, hpa_after) = if hpa_wanted {
+            (None, Some(hpa))
+        } else {
+            (Some(hpa), None)
+        };
+        if let Some(hpa) = hpa_before {
+            n += self.settle(&key, hpa, &hpa_found, &gateway_uid).await?;
+        }
+        if let (true, Some(_), Ownership::Owned { uid }) = (hpa_wanted, &deployment.body, &deploy) {
+            let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+            guard::release_replicas(&api, &name, uid).await?;
+        }
         n += self.apply(&key, deployment, &deploy).await?;
+        n += self.settle(&key, pdb, &pdb_found, &gateway_uid).await?;
+        if let Some(hpa) = hpa_after {
+            n += self.settle(&key, hpa, &hpa_found, &gateway_uid).await?;
+        }
         Ok(Outcome::Applied(n))
     }
 
@@ -322,6 +353,70 @@ impl Provisioner {
         let slot = (key.clone(), <K as k8s_openapi::Resource>::KIND);
         let body = (self.applied.get(&slot) != Some(&body)).then_some(body);
         Ok(Pending { object, body })
+    }
+
+    /// An object rendered only on request: pending like the others when rendered, else to be
+    /// deleted unless that was done since the last [`Self::forget`].
+    fn optional<K>(
+        &self,
+        key: &ObjKey,
+        name: &str,
+        object: Option<K>,
+    ) -> Result<Optional<K>, ProvisionError>
+    where
+        K: k8s_openapi::Resource + Serialize,
+    {
+        Ok(match object {
+            Some(object) => Optional::Wanted(self.pending(key, object)?),
+            None => {
+                let slot = (key.clone(), <K as k8s_openapi::Resource>::KIND);
+                Optional::Unwanted {
+                    name: name.to_string(),
+                    check: self.applied.get(&slot).map(String::as_str) != Some(ABSENT),
+                }
+            }
+        })
+    }
+
+    /// [`Self::read`] for a rendered optional object; nothing to read for one to delete (the
+    /// delete reads it, and spares it unless it is ours).
+    async fn read_optional<K>(
+        &self,
+        namespace: &str,
+        optional: &Optional<K>,
+        gateway_uid: &str,
+    ) -> Result<(Option<Conflict>, Ownership), ProvisionError>
+    where
+        K: ProvisionedKind,
+    {
+        match optional {
+            Optional::Wanted(pending) => self.read(namespace, pending, gateway_uid).await,
+            Optional::Unwanted { .. } => Ok((None, Ownership::Absent)),
+        }
+    }
+
+    /// Applies a rendered optional object, or deletes one no longer asked for.
+    async fn settle<K>(
+        &mut self,
+        key: &ObjKey,
+        optional: Optional<K>,
+        found: &Ownership,
+        gateway_uid: &str,
+    ) -> Result<usize, ProvisionError>
+    where
+        K: ProvisionedKind,
+    {
+        let name = match optional {
+            Optional::Wanted(pending) => return self.apply(key, pending, found).await,
+            Optional::Unwanted { check: false, .. } => return Ok(0),
+            Optional::Unwanted { name, check: true } => name,
+        };
+        let kind = <K as k8s_openapi::Resource>::KIND;
+        if self.delete::<K>(key, &name, gateway_uid).await? == Deleted::Gone {
+            tracing::info!(gateway = %key, %kind, %name, "deleted a provisioned object its GatewayParameters no longer ask for");
+        }
+        self.applied.insert((key.clone(), kind), ABSENT.to_string());
+        Ok(0)
     }
 
     /// Whose the object at `pending`'s name is; a conflict when it is not ours.
@@ -353,8 +448,12 @@ impl Provisioner {
     ) -> Result<(usize, usize), ProvisionError> {
         let name = names::proxy_name(&gateway.name);
         let secret = names::tls_secret_name(&gateway.name);
-        // The Deployment first: its pods use everything else.
+        // The autoscaler before what it scales, then the Deployment: its pods use everything else.
         let outcomes = [
+            self.delete::<HorizontalPodAutoscaler>(gateway, &name, gateway_uid)
+                .await?,
+            self.delete::<PodDisruptionBudget>(gateway, &name, gateway_uid)
+                .await?,
             self.delete::<Deployment>(gateway, &name, gateway_uid)
                 .await?,
             self.delete::<Service>(gateway, &name, gateway_uid).await?,
@@ -408,6 +507,28 @@ impl Provisioner {
         self.applied
             .insert((key.clone(), <K as k8s_openapi::Resource>::KIND), body);
         Ok(1)
+    }
+}
+
+/// What [`Provisioner::applied`] holds for an optional object known not to exist.
+const ABSENT: &str = "";
+
+/// An object provisioned only when the GatewayParameters ask for it.
+enum Optional<K> {
+    Wanted(Pending<K>),
+    /// Not rendered: `name` is deleted if Gatehouse's; `check` is false once that was done.
+    Unwanted {
+        name: String,
+        check: bool,
+    },
+}
+
+impl<K> Optional<K> {
+    fn to_do(&self) -> bool {
+        match self {
+            Optional::Wanted(p) => p.body.is_some(),
+            Optional::Unwanted { check, .. } => *check,
+        }
     }
 }
 

@@ -102,6 +102,54 @@ where
     }
 }
 
+/// Server-side apply field manager that holds a Deployment's `replicas` while Gatehouse lets
+/// go of them (see [`release_replicas`]).
+pub const REPLICAS_HANDOVER_MANAGER: &str = "gatehouse-replicas-handover";
+
+/// Lets go of the `replicas` of Gatehouse's Deployment `name` (uid `uid`) without changing
+/// them, before an apply that leaves them out because an autoscaler now owns them. An apply
+/// that drops a field only Gatehouse owns removes it, and the Deployment would fall back to 1
+/// replica until the autoscaler scales it up again; so another manager first applies the
+/// current value, the handover of Kubernetes' "transferring ownership" (the autoscaler's
+/// first scale write then takes the field from it).
+pub async fn release_replicas(
+    api: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    uid: &str,
+) -> Result<(), kube::Error> {
+    let Some(found) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let ours = found
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER) && e.subresource.is_none())
+        .any(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+        });
+    let replicas = found.spec.as_ref().and_then(|s| s.replicas);
+    let (true, Some(replicas)) = (ours, replicas) else {
+        return Ok(());
+    };
+    let patch = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "uid": uid},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(REPLICAS_HANDOVER_MANAGER),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(drop)
+}
+
 /// A create records its fields under an `Update` entry of the field manager, which later
 /// applies do not replace: a field dropped from the rendered object (a label removed from a
 /// GatewayParameters) would stay forever. Renaming that entry to `Apply` hands those fields to

@@ -3,9 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
+    TopologySpreadConstraint,
+};
 
-use crate::api::{GatewayParametersSpec, KubernetesProxyConfig};
+use crate::api::{
+    GatewayParametersSpec, HorizontalPodAutoscalerOverlay, KubernetesProxyConfig,
+    PodDisruptionBudgetOverlay,
+};
 
 /// What the provisioned objects are made of.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +31,14 @@ pub struct ProxySettings {
     pub image_pull_secrets: Vec<LocalObjectReference>,
     pub service_account_labels: BTreeMap<String, String>,
     pub service_account_annotations: BTreeMap<String, String>,
+    pub affinity: Option<Affinity>,
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    pub priority_class_name: Option<String>,
+    /// Fields that replace Gatehouse's pod security defaults.
+    pub pod_security_context: Option<PodSecurityContext>,
+    pub pod_disruption_budget: Option<PodDisruptionBudgetOverlay>,
+    /// With one, the Deployment's replicas are the autoscaler's, not `replicas`.
+    pub horizontal_pod_autoscaler: Option<HorizontalPodAutoscalerOverlay>,
 }
 
 /// Envoy image used when no GatewayParameters names one: the version the tests run.
@@ -48,6 +62,12 @@ impl Default for ProxySettings {
             image_pull_secrets: Vec::new(),
             service_account_labels: BTreeMap::new(),
             service_account_annotations: BTreeMap::new(),
+            affinity: None,
+            topology_spread_constraints: Vec::new(),
+            priority_class_name: None,
+            pod_security_context: None,
+            pod_disruption_budget: None,
+            horizontal_pod_autoscaler: None,
         }
     }
 }
@@ -68,6 +88,8 @@ impl ProxySettings {
             pod_template,
             service,
             service_account,
+            pod_disruption_budget,
+            horizontal_pod_autoscaler,
         } = kube;
         if let Some(replicas) = deployment.as_ref().and_then(|d| d.replicas) {
             self.replicas = replicas;
@@ -96,6 +118,28 @@ impl ProxySettings {
             if let Some(s) = &p.image_pull_secrets {
                 self.image_pull_secrets.clone_from(s);
             }
+            if p.affinity.is_some() {
+                self.affinity.clone_from(&p.affinity);
+            }
+            if let Some(t) = &p.topology_spread_constraints {
+                self.topology_spread_constraints.clone_from(t);
+            }
+            if p.priority_class_name.is_some() {
+                self.priority_class_name.clone_from(&p.priority_class_name);
+            }
+            if let Some(sc) = &p.security_context {
+                let base = self.pod_security_context.take().unwrap_or_default();
+                self.pod_security_context = Some(overlay_pod_security(base, sc));
+            }
+        }
+        // Whole objects: a Gateway's minAvailable must not meet its class's maxUnavailable,
+        // nor its maxReplicas the class's larger minReplicas.
+        if pod_disruption_budget.is_some() {
+            self.pod_disruption_budget.clone_from(pod_disruption_budget);
+        }
+        if horizontal_pod_autoscaler.is_some() {
+            self.horizontal_pod_autoscaler
+                .clone_from(horizontal_pod_autoscaler);
         }
         if let Some(s) = service {
             if let Some(t) = &s.type_ {
@@ -108,6 +152,44 @@ impl ProxySettings {
             extend(&mut self.service_account_labels, &sa.extra_labels);
             extend(&mut self.service_account_annotations, &sa.extra_annotations);
         }
+    }
+}
+
+/// `base` with every field `over` sets replaced by it. Exhaustive, so a field added to the
+/// type is a compile error here rather than silently dropped.
+pub(super) fn overlay_pod_security(
+    base: PodSecurityContext,
+    over: &PodSecurityContext,
+) -> PodSecurityContext {
+    let PodSecurityContext {
+        app_armor_profile,
+        fs_group,
+        fs_group_change_policy,
+        run_as_group,
+        run_as_non_root,
+        run_as_user,
+        se_linux_change_policy,
+        se_linux_options,
+        seccomp_profile,
+        supplemental_groups,
+        supplemental_groups_policy,
+        sysctls,
+        windows_options,
+    } = over.clone();
+    PodSecurityContext {
+        app_armor_profile: app_armor_profile.or(base.app_armor_profile),
+        fs_group: fs_group.or(base.fs_group),
+        fs_group_change_policy: fs_group_change_policy.or(base.fs_group_change_policy),
+        run_as_group: run_as_group.or(base.run_as_group),
+        run_as_non_root: run_as_non_root.or(base.run_as_non_root),
+        run_as_user: run_as_user.or(base.run_as_user),
+        se_linux_change_policy: se_linux_change_policy.or(base.se_linux_change_policy),
+        se_linux_options: se_linux_options.or(base.se_linux_options),
+        seccomp_profile: seccomp_profile.or(base.seccomp_profile),
+        supplemental_groups: supplemental_groups.or(base.supplemental_groups),
+        supplemental_groups_policy: supplemental_groups_policy.or(base.supplemental_groups_policy),
+        sysctls: sysctls.or(base.sysctls),
+        windows_options: windows_options.or(base.windows_options),
     }
 }
 

@@ -315,6 +315,209 @@ spec:
     wait_gone::<Secret>(&w, "gatehouse-http-xds-tls").await;
 }
 
+/// GatewayParameters `scaling` with `kube` (a YAML flow mapping body), and the Gateway
+/// `http` naming it.
+fn scaling_parameters(port: u16, kube: &str) -> String {
+    format!(
+        "apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: scaling, namespace: {NS}}}
+spec:
+  kube: {{{kube}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: http, namespace: {NS}}}
+spec:
+  gatewayClassName: gatehouse
+  infrastructure:
+    parametersRef: {{group: gateway.kgateway.dev, kind: GatewayParameters, name: scaling}}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}, allowedRoutes: {{namespaces: {{from: All}}}}}}
+"
+    )
+}
+
+/// The field paths under `spec` of the Deployment that `manager` owns through apply, as
+/// `f:` keys (e.g. `f:replicas`).
+fn applied_spec_fields(d: &Deployment, manager: &str) -> Vec<String> {
+    d.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| {
+            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|e| e.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:spec").and_then(Value::as_object))
+        .flat_map(|spec| spec.keys().cloned())
+        .collect()
+}
+
+fn replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref().and_then(|s| s.replicas)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_add_and_remove_a_disruption_budget_and_an_autoscaler() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    let mut w = ClusterWorld::start().await;
+    w.start_replica("solo");
+    let uid = gateway_uid(&gateway_object(&w).await);
+    let port = w.listener_port;
+
+    // Gatehouse sets and owns the replicas while no autoscaler is asked for.
+    w.apply_yaml(&scaling_parameters(port, "deployment: {replicas: 3}"))
+        .await;
+    let deploy: Deployment = wait_get(
+        &w,
+        "gatehouse-http",
+        "Deployment with 3 replicas",
+        |d: &Deployment| replicas(d) == Some(3),
+    )
+    .await;
+    assert!(
+        applied_spec_fields(&deploy, "gatehouse").contains(&"f:replicas".to_string()),
+        "{:?}",
+        deploy.metadata.managed_fields
+    );
+
+    // A budget and an autoscaler, as kgateway writes them.
+    w.apply_yaml(&scaling_parameters(
+        port,
+        "deployment: {replicas: 3}, \
+         podDisruptionBudget: {metadata: {labels: {tier: edge}}, spec: {maxUnavailable: 1}}, \
+         horizontalPodAutoscaler: {spec: {minReplicas: 2, maxReplicas: 6, metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 75}}}]}}",
+    ))
+    .await;
+    let pdb: PodDisruptionBudget =
+        wait_get(&w, "gatehouse-http", "PodDisruptionBudget", |_| true).await;
+    let spec = pdb.spec.clone().expect("pdb spec");
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, None);
+    let selector = spec
+        .selector
+        .and_then(|s| s.match_labels)
+        .expect("selector");
+    assert_eq!(selector["gateway.networking.k8s.io/gateway-name"], "http");
+    assert_eq!(
+        pdb.metadata.labels.as_ref().expect("labels")["tier"],
+        "edge"
+    );
+    assert!(controlled_by(&pdb.metadata, &uid), "{:?}", pdb.metadata);
+
+    let hpa: HorizontalPodAutoscaler =
+        wait_get(&w, "gatehouse-http", "HorizontalPodAutoscaler", |_| true).await;
+    let spec = hpa.spec.clone().expect("hpa spec");
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 6));
+    assert_eq!(
+        (
+            spec.scale_target_ref.kind.as_str(),
+            spec.scale_target_ref.name.as_str()
+        ),
+        ("Deployment", "gatehouse-http")
+    );
+    let utilization = spec
+        .metrics
+        .as_ref()
+        .and_then(|m| m[0].resource.as_ref())
+        .and_then(|r| r.target.average_utilization);
+    assert_eq!(utilization, Some(75));
+    assert!(controlled_by(&hpa.metadata, &uid), "{:?}", hpa.metadata);
+
+    // The Deployment's replicas are no longer Gatehouse's, and were not reset on the way.
+    let deploy: Deployment = wait_get(
+        &w,
+        "gatehouse-http",
+        "Deployment without Gatehouse-owned replicas",
+        |d: &Deployment| !applied_spec_fields(d, "gatehouse").contains(&"f:replicas".to_string()),
+    )
+    .await;
+    assert_eq!(
+        replicas(&deploy),
+        Some(3),
+        "replicas kept through the handover"
+    );
+    // What the autoscaler does (here by hand: no controller-manager runs): Gatehouse leaves it.
+    let deployments: Api<Deployment> = Api::namespaced(w.client.clone(), NS);
+    deployments
+        .patch_scale(
+            "gatehouse-http",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .expect("scale");
+    // A change to the parameters makes Gatehouse apply the Deployment again.
+    w.apply_yaml(&scaling_parameters(
+        port,
+        "deployment: {replicas: 3}, envoyContainer: {bootstrap: {logLevel: debug}}, \
+         podDisruptionBudget: {metadata: {labels: {tier: edge}}, spec: {maxUnavailable: 1}}, \
+         horizontalPodAutoscaler: {spec: {minReplicas: 2, maxReplicas: 6, metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 75}}}]}}",
+    ))
+    .await;
+    let deploy: Deployment = wait_get(
+        &w,
+        "gatehouse-http",
+        "Deployment at debug",
+        |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.containers[0].args.as_ref())
+                .is_some_and(|a| a.contains(&"debug".to_string()))
+        },
+    )
+    .await;
+    assert_eq!(
+        replicas(&deploy),
+        Some(5),
+        "the autoscaler's replicas stand"
+    );
+
+    // Invalid values are refused by the API server, with the reason.
+    for (kube, reason) in [
+        (
+            "horizontalPodAutoscaler: {spec: {minReplicas: 7, maxReplicas: 6}}",
+            "minReplicas must not exceed maxReplicas",
+        ),
+        (
+            "podDisruptionBudget: {spec: {minAvailable: 1, maxUnavailable: 1}}",
+            "set only one of minAvailable and maxUnavailable",
+        ),
+        (
+            "podDisruptionBudget: {spec: {minAvailable: 150%}}",
+            "minAvailable must be a count of 0 or more or a percentage from 0% to 100%",
+        ),
+    ] {
+        let yaml = scaling_parameters(port, kube);
+        let doc: Value =
+            yaml_serde::from_str(yaml.split("---").next().expect("doc")).expect("yaml");
+        let err = support::apiserver::apply(&w.client, &doc)
+            .await
+            .expect_err(kube)
+            .to_string();
+        assert!(err.contains(reason), "{kube}: {err}");
+    }
+
+    // Without them in the parameters, both go, and Gatehouse owns the replicas again.
+    w.apply_yaml(&scaling_parameters(port, "deployment: {replicas: 2}"))
+        .await;
+    wait_gone::<HorizontalPodAutoscaler>(&w, "gatehouse-http").await;
+    wait_gone::<PodDisruptionBudget>(&w, "gatehouse-http").await;
+    let deploy: Deployment = wait_get(
+        &w,
+        "gatehouse-http",
+        "Deployment with 2 replicas",
+        |d: &Deployment| replicas(d) == Some(2),
+    )
+    .await;
+    assert!(applied_spec_fields(&deploy, "gatehouse").contains(&"f:replicas".to_string()));
+}
+
 /// GatewayParameters `small`: `replicas` proxies of Envoy v9.9.9 behind a ClusterIP Service.
 fn small_parameters(replicas: u32) -> String {
     format!(

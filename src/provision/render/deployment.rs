@@ -5,13 +5,13 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Sysctl, Volume, VolumeMount,
+    SecretVolumeSource, SecurityContext, Sysctl, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{BOOTSTRAP_DIR, BOOTSTRAP_FILE, DRAIN_TIME_S, Proxy, READINESS_PORT, TLS_DIR};
-use crate::provision::settings::ProxySettings;
+use crate::provision::settings::{ProxySettings, overlay_pod_security};
 use crate::provisioned::names::{self, CONFIG_HASH_ANNOTATION};
 
 /// uid/gid of the `envoy` user in the official image.
@@ -23,7 +23,13 @@ impl Proxy<'_> {
         Deployment {
             metadata: self.plain_meta(&self.name),
             spec: Some(DeploymentSpec {
-                replicas: Some(self.settings.replicas),
+                // Left out with an autoscaler: server-side apply would set it back on every
+                // sync, fighting the HPA's scale writes.
+                replicas: self
+                    .settings
+                    .horizontal_pod_autoscaler
+                    .is_none()
+                    .then_some(self.settings.replicas),
                 selector: LabelSelector {
                     match_labels: Some(names::selector(self.gateway_name)),
                     ..Default::default()
@@ -57,11 +63,33 @@ impl Proxy<'_> {
                     .then(|| settings.tolerations.clone()),
                 image_pull_secrets: (!settings.image_pull_secrets.is_empty())
                     .then(|| settings.image_pull_secrets.clone()),
-                security_context: Some(pod_security_context()),
+                security_context: Some(match &settings.pod_security_context {
+                    Some(over) => overlay_pod_security(pod_security_context(), over),
+                    None => pod_security_context(),
+                }),
+                affinity: settings.affinity.clone(),
+                topology_spread_constraints: (!settings.topology_spread_constraints.is_empty())
+                    .then(|| self.topology_spread_constraints()),
+                priority_class_name: settings.priority_class_name.clone(),
                 volumes: Some(volumes(&self.name, &self.secret_name)),
                 ..Default::default()
             }),
         }
+    }
+
+    /// The configured constraints; one without `labelSelector` counts this Gateway's proxy
+    /// pods (without a selector it would count none, and spread nothing).
+    fn topology_spread_constraints(&self) -> Vec<TopologySpreadConstraint> {
+        let mut constraints = self.settings.topology_spread_constraints.clone();
+        for c in &mut constraints {
+            if c.label_selector.is_none() {
+                c.label_selector = Some(LabelSelector {
+                    match_labels: Some(names::selector(self.gateway_name)),
+                    ..Default::default()
+                });
+            }
+        }
+        constraints
     }
 
     fn container(&self) -> Container {

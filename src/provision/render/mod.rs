@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -46,6 +48,9 @@ pub struct ProxyObjects {
     pub config_map: ConfigMap,
     pub service: Service,
     pub deployment: Deployment,
+    /// Present only when the parameters ask for one; otherwise any earlier one is deleted.
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    pub horizontal_pod_autoscaler: Option<HorizontalPodAutoscaler>,
 }
 
 /// Why a Gateway's objects cannot be rendered.
@@ -163,6 +168,8 @@ pub fn render(
         config_map: proxy.config_map(bootstrap),
         service: proxy.service(),
         deployment: proxy.deployment(config_hash),
+        pod_disruption_budget: proxy.pod_disruption_budget(),
+        horizontal_pod_autoscaler: proxy.horizontal_pod_autoscaler(),
     })
 }
 
@@ -280,6 +287,7 @@ impl<'a> Proxy<'a> {
 }
 
 mod deployment;
+mod scaling;
 
 #[cfg(test)]
 mod tests;

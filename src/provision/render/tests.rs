@@ -223,3 +223,349 @@ fn infrastructure_and_parameters_metadata_reach_the_objects() {
         "a"
     );
 }
+
+/// The settings of one GatewayParameters `kube:` flow mapping, e.g. `{podTemplate: {...}}`.
+fn settings_of(kube: &str) -> ProxySettings {
+    let spec: crate::api::GatewayParametersSpec =
+        yaml_serde::from_str(&format!("kube: {kube}")).expect("parameters parse");
+    assert_eq!(spec.invalid(), None, "{kube}");
+    let mut settings = ProxySettings::default();
+    settings.apply(&spec);
+    settings
+}
+
+fn render_with(kube: &str) -> ProxyObjects {
+    render(
+        &gateway(&[80]),
+        &settings_of(kube),
+        &xds(),
+        &cert("1"),
+        "ca",
+    )
+    .expect("render")
+}
+
+fn pod_of(o: &ProxyObjects) -> k8s_openapi::api::core::v1::PodSpec {
+    o.deployment
+        .spec
+        .clone()
+        .and_then(|s| s.template.spec)
+        .expect("pod spec")
+}
+
+/// Each setting, as JSON of the rendered object, next to what it must render.
+#[test]
+fn pod_template_settings_reach_the_pods() {
+    let selector = serde_json::json!({"matchLabels": names::selector("http")});
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        fn(&ProxyObjects) -> serde_json::Value,
+        serde_json::Value,
+    );
+    let cases: [Case; 6] = [
+        (
+            "affinity",
+            "{podTemplate: {affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, podAffinityTerm: {topologyKey: kubernetes.io/hostname}}]}}}}",
+            |o| serde_json::to_value(pod_of(o).affinity).expect("json"),
+            serde_json::json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}),
+        ),
+        (
+            "a topology spread constraint without selector counts the proxy pods",
+            "{podTemplate: {topologySpreadConstraints: [{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}]}}",
+            |o| serde_json::to_value(pod_of(o).topology_spread_constraints).expect("json"),
+            serde_json::json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector}]),
+        ),
+        (
+            "a topology spread constraint's own selector is kept",
+            "{podTemplate: {topologySpreadConstraints: [{maxSkew: 2, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: x}}}]}}",
+            |o| serde_json::to_value(pod_of(o).topology_spread_constraints).expect("json"),
+            serde_json::json!([{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "x"}}}]),
+        ),
+        (
+            "priorityClassName",
+            "{podTemplate: {priorityClassName: system-cluster-critical}}",
+            |o| serde_json::to_value(pod_of(o).priority_class_name).expect("json"),
+            serde_json::json!("system-cluster-critical"),
+        ),
+        (
+            "a pod securityContext replaces the defaults it names and keeps the others",
+            "{podTemplate: {securityContext: {runAsUser: 1000650000, fsGroup: 1000650000}}}",
+            |o| {
+                let sc = pod_of(o).security_context.expect("security context");
+                serde_json::json!([
+                    sc.run_as_user,
+                    sc.fs_group,
+                    sc.run_as_group,
+                    sc.run_as_non_root,
+                    sc.sysctls.map(|s| s[0].name.clone())
+                ])
+            },
+            serde_json::json!([
+                1000650000,
+                1000650000,
+                101,
+                true,
+                "net.ipv4.ip_unprivileged_port_start"
+            ]),
+        ),
+        (
+            "envoyContainer resources",
+            "{envoyContainer: {resources: {requests: {cpu: 250m, memory: 128Mi}, limits: {memory: 512Mi}}}}",
+            |o| serde_json::to_value(&pod_of(o).containers[0].resources).expect("json"),
+            serde_json::json!({"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}),
+        ),
+    ];
+    for (what, kube, get, want) in cases {
+        assert_eq!(get(&render_with(kube)), want, "{what}");
+    }
+    let plain = pod_of(&render_default(&gateway(&[80])));
+    assert_eq!(
+        (
+            plain.affinity,
+            plain.topology_spread_constraints,
+            plain.priority_class_name
+        ),
+        (None, None, None),
+        "nothing without parameters"
+    );
+}
+
+/// A GatewayParameters and what its PodDisruptionBudget and HorizontalPodAutoscaler must be
+/// (None: not rendered), and the Deployment's replicas.
+#[test]
+fn disruption_budget_and_autoscaler_follow_the_parameters() {
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+        Option<i32>,
+    );
+    let selector = serde_json::json!({"matchLabels": names::selector("http")});
+    let target = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "gatehouse-http"});
+    let cases: [Case; 6] = [
+        ("none", "{deployment: {replicas: 2}}", None, None, Some(2)),
+        (
+            "minAvailable",
+            "{deployment: {replicas: 3}, podDisruptionBudget: {spec: {minAvailable: 2}}}",
+            Some(serde_json::json!({"minAvailable": 2, "selector": selector})),
+            None,
+            Some(3),
+        ),
+        (
+            "maxUnavailable as a percentage, with its eviction policy",
+            "{podDisruptionBudget: {spec: {maxUnavailable: 25%, unhealthyPodEvictionPolicy: AlwaysAllow}}}",
+            Some(
+                serde_json::json!({"maxUnavailable": "25%", "unhealthyPodEvictionPolicy": "AlwaysAllow", "selector": selector}),
+            ),
+            None,
+            Some(1),
+        ),
+        (
+            "an empty budget keeps one pod",
+            "{podDisruptionBudget: {}}",
+            Some(serde_json::json!({"minAvailable": 1, "selector": selector})),
+            None,
+            Some(1),
+        ),
+        (
+            "an autoscaler takes the replicas",
+            "{deployment: {replicas: 3}, horizontalPodAutoscaler: {spec: {minReplicas: 2, maxReplicas: 5}}}",
+            None,
+            Some(serde_json::json!({"minReplicas": 2, "maxReplicas": 5, "scaleTargetRef": target})),
+            None,
+        ),
+        (
+            "metrics and behavior as written",
+            "{horizontalPodAutoscaler: {spec: {maxReplicas: 4, metrics: [{type: Resource, resource: {name: memory, target: {type: Utilization, averageUtilization: 70}}}], behavior: {scaleDown: {stabilizationWindowSeconds: 600}}}}}",
+            None,
+            Some(serde_json::json!({
+                "maxReplicas": 4,
+                "scaleTargetRef": target,
+                "metrics": [{"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+            })),
+            None,
+        ),
+    ];
+    for (what, kube, pdb, hpa, replicas) in cases {
+        let o = render_with(kube);
+        let spec = |v: Option<serde_json::Value>| v.map(|v| v["spec"].clone());
+        assert_eq!(
+            spec(
+                o.pod_disruption_budget
+                    .as_ref()
+                    .map(|p| serde_json::to_value(p).expect("json"))
+            ),
+            pdb,
+            "{what}: PodDisruptionBudget"
+        );
+        assert_eq!(
+            spec(
+                o.horizontal_pod_autoscaler
+                    .as_ref()
+                    .map(|h| serde_json::to_value(h).expect("json"))
+            ),
+            hpa,
+            "{what}: HorizontalPodAutoscaler"
+        );
+        assert_eq!(
+            o.deployment.spec.as_ref().and_then(|s| s.replicas),
+            replicas,
+            "{what}: Deployment replicas"
+        );
+        for meta in [
+            o.pod_disruption_budget.as_ref().map(|p| &p.metadata),
+            o.horizontal_pod_autoscaler.as_ref().map(|h| &h.metadata),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert_eq!(meta.name.as_deref(), Some("gatehouse-http"), "{what}");
+            let stored = ObjectMeta {
+                uid: Some("object-uid".into()),
+                ..meta.clone()
+            };
+            assert_eq!(
+                crate::provision::ownership(Some(&stored), "uid-1"),
+                crate::provision::Ownership::Owned {
+                    uid: "object-uid".into()
+                },
+                "{what}: owned by the Gateway and labelled as Gatehouse's"
+            );
+        }
+    }
+}
+
+#[test]
+fn overlay_metadata_reaches_the_budget_and_the_autoscaler() {
+    let o = render_with(
+        "{podDisruptionBudget: {metadata: {labels: {tier: edge}, annotations: {note: pdb}}}, horizontalPodAutoscaler: {metadata: {annotations: {note: hpa}}, spec: {maxReplicas: 2}}}",
+    );
+    let pdb = o.pod_disruption_budget.expect("pdb").metadata;
+    assert_eq!(pdb.labels.as_ref().expect("labels")["tier"], "edge");
+    assert_eq!(
+        pdb.labels.as_ref().expect("labels")[names::GATEWAY_NAME_LABEL],
+        "http"
+    );
+    assert_eq!(pdb.annotations.expect("annotations")["note"], "pdb");
+    let hpa = o.horizontal_pod_autoscaler.expect("hpa").metadata;
+    assert_eq!(hpa.annotations.expect("annotations")["note"], "hpa");
+}
+
+/// A Gateway's budget or autoscaler replaces its class's whole: merged field by field, the
+/// class's minAvailable and the Gateway's maxUnavailable would make a budget the API server
+/// refuses.
+#[test]
+fn a_gateways_budget_and_autoscaler_replace_its_classs() {
+    let parse = |kube: &str| -> crate::api::GatewayParametersSpec {
+        yaml_serde::from_str(&format!("kube: {kube}")).expect("parse")
+    };
+    let mut s = ProxySettings::default();
+    s.apply(&parse(
+        "{podDisruptionBudget: {spec: {minAvailable: 2}}, horizontalPodAutoscaler: {spec: {minReplicas: 3, maxReplicas: 10}}}",
+    ));
+    s.apply(&parse(
+        "{podDisruptionBudget: {spec: {maxUnavailable: 1}}, horizontalPodAutoscaler: {spec: {maxReplicas: 2}}}",
+    ));
+    let o = render(&gateway(&[80]), &s, &xds(), &cert("1"), "ca").expect("render");
+    let pdb = o.pod_disruption_budget.and_then(|p| p.spec).expect("pdb");
+    assert_eq!(
+        (pdb.min_available, pdb.max_unavailable),
+        (None, Some(IntOrString::Int(1)))
+    );
+    let hpa = o
+        .horizontal_pod_autoscaler
+        .and_then(|h| h.spec)
+        .expect("hpa");
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (None, 2));
+}
+
+/// Each value refused, with the reason: by the CRD's rules (the API server's answer) and by
+/// the same check on objects read without them, which the Gateway's `Accepted` condition
+/// reports.
+#[test]
+fn invalid_budget_and_autoscaler_values_are_refused_with_a_reason() {
+    use kube::CustomResourceExt as _;
+    let cases = [
+        (
+            "{podDisruptionBudget: {spec: {minAvailable: 1, maxUnavailable: 1}}}",
+            "set only one of minAvailable and maxUnavailable",
+        ),
+        (
+            "{podDisruptionBudget: {spec: {minAvailable: 101%}}}",
+            "minAvailable must be a count of 0 or more or a percentage from 0% to 100%",
+        ),
+        (
+            "{podDisruptionBudget: {spec: {maxUnavailable: -1}}}",
+            "maxUnavailable must be a count of 0 or more or a percentage from 0% to 100%",
+        ),
+        (
+            "{podDisruptionBudget: {spec: {maxUnavailable: half}}}",
+            "maxUnavailable must be a count of 0 or more or a percentage from 0% to 100%",
+        ),
+        (
+            "{horizontalPodAutoscaler: {spec: {minReplicas: 5, maxReplicas: 3}}}",
+            "minReplicas",
+        ),
+        (
+            "{horizontalPodAutoscaler: {spec: {minReplicas: 2}}}",
+            "horizontalPodAutoscaler needs spec.maxReplicas",
+        ),
+        (
+            "{horizontalPodAutoscaler: {spec: {maxReplicas: 0}}}",
+            "maxReplicas must be 1-1000",
+        ),
+    ];
+    let _ = crate::api::GatewayParameters::crd();
+    for (kube, reason) in cases {
+        let text = crate::testing::gateway_parameters("infra", "bad", &format!("kube: {kube}"));
+        let params: crate::api::GatewayParameters = yaml_serde::from_str(&text).expect("parse");
+        let cel = params.validate_cel().expect_err(kube).to_string();
+        assert!(cel.contains(reason), "{kube}: CRD rule says {cel}");
+        let why = params.spec.invalid().expect(kube);
+        assert!(why.contains(reason), "{kube}: check says {why}");
+
+        // Read anyway (no CRD rules): the Gateway is not accepted, and says why.
+        let mut store = crate::testing::store(
+            &(crate::testing::gateway_class("gatehouse", "gatehouse.dev/gatehouse", "")
+                + &crate::testing::gateway(
+                    "infra",
+                    "gw",
+                    "gatehouse",
+                    "infrastructure: {parametersRef: {group: gateway.kgateway.dev, kind: GatewayParameters, name: bad}}, listeners: [{name: http, protocol: HTTP, port: 80}]",
+                )),
+        );
+        store.apply(crate::store::Object::GatewayParameters(Box::new(params)));
+        let m = crate::model::build(&store, &crate::model::ModelConfig::default());
+        let gw = &m.status.gateways[&crate::store::ObjKey::new("infra", "gw")];
+        let accepted = crate::model::find(&gw.conditions, "Accepted").expect("Accepted");
+        assert_eq!(
+            (accepted.status, accepted.reason.as_str()),
+            ("False", "InvalidParameters"),
+            "{kube}"
+        );
+        assert!(
+            accepted.message.contains("GatewayParameters infra/bad")
+                && accepted.message.contains(reason),
+            "{kube}: {}",
+            accepted.message
+        );
+    }
+    let fine = [
+        "{podDisruptionBudget: {spec: {minAvailable: 0%}}}",
+        "{podDisruptionBudget: {spec: {maxUnavailable: 100%}}}",
+        "{horizontalPodAutoscaler: {spec: {minReplicas: 3, maxReplicas: 3}}}",
+    ];
+    for kube in fine {
+        let text = crate::testing::gateway_parameters("infra", "ok", &format!("kube: {kube}"));
+        let params: crate::api::GatewayParameters = yaml_serde::from_str(&text).expect("parse");
+        assert!(
+            params.validate_cel().is_ok(),
+            "{kube}: {:?}",
+            params.validate_cel()
+        );
+        assert_eq!(params.spec.invalid(), None, "{kube}");
+    }
+}
