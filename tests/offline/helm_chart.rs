@@ -78,7 +78,11 @@ fn chart_crds_are_the_generated_ones() {
 
 #[test]
 fn lint_has_no_errors() {
-    for values in [&[][..], &["tests/helm/values-all.yaml"][..]] {
+    for values in [
+        &[][..],
+        &["tests/helm/values-all.yaml"][..],
+        &["tests/helm/values-openshift.yaml"][..],
+    ] {
         let mut args = vec!["lint"];
         args.extend_from_slice(values);
         let out = helm(&args);
@@ -464,6 +468,15 @@ fn schema_rejects_wrong_types() {
         ("extraVolumeMounts: [{name: a}]\n", "/extraVolumeMounts/0"),
         ("podLabels: {tier: 1}\n", "/podLabels/tier"),
         ("commonLabels: [a]\n", "/commonLabels"),
+        // The chart's own labels (the selector's among them) are not the user's to set.
+        (
+            "commonLabels: {app.kubernetes.io/name: x}\n",
+            "invalid propertyName 'app.kubernetes.io/name'",
+        ),
+        (
+            "podLabels: {app.kubernetes.io/instance: x}\n",
+            "invalid propertyName 'app.kubernetes.io/instance'",
+        ),
         ("priorityClassName: 5\n", "/priorityClassName"),
         (
             "topologySpreadConstraints: [{maxSkew: \"1\", topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}]\n",
