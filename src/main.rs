@@ -111,6 +111,8 @@ async fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
+        // The reader of stdout left (`gatehouse crds | head`): it has what it wanted.
+        Err(e) if cli::is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(1);

@@ -45,10 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         std::fs::write(path, cert.pem()).with_context(|| format!("writing {}", path.display()))?;
     }
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    print!(
+    super::stdout(&format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {}\n  tls.key: {}\n",
         quoted(&cert.pem()),
         quoted(&key.serialize_pem())
-    );
+    ))?;
     Ok(0)
 }

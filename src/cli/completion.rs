@@ -1,8 +1,6 @@
 //! `gatehouse completion SHELL`: a completion script, generated from the same clap definition
 //! the binary parses with, so it cannot drift from the flags.
 
-use std::io::Write;
-
 use anyhow::Context;
 use clap_complete::Shell;
 
@@ -25,8 +23,7 @@ pub fn run(args: Args, mut command: clap::Command) -> anyhow::Result<i32> {
     // Generated into memory: clap_complete panics when its writer fails (`| head`).
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, name, &mut script);
-    match std::io::stdout().write_all(&script) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        other => other.context("writing the completion script").map(|()| 0),
-    }
+    let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
+    super::stdout(&script)?;
+    Ok(0)
 }

@@ -16,7 +16,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<i32> {
         }
         None => {
             let docs: Vec<String> = crds.into_iter().map(|(_, y)| y).collect();
-            print!("{}", docs.join("---\n"));
+            super::stdout(&docs.join("---\n"))?;
         }
     }
     Ok(0)

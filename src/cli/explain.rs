@@ -42,12 +42,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         bail!("Gateway {w} is not in the manifests (or not served by Gatehouse)");
     }
     match args.output {
-        Format::Table => print!("{}", explain::table(&rows)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).context("printing JSON")?
-        ),
-        Format::Mermaid => print!("{}", explain::mermaid(&rows)),
+        Format::Table => super::stdout(&explain::table(&rows))?,
+        Format::Json => {
+            super::stdout(&(serde_json::to_string_pretty(&rows).context("printing JSON")? + "\n"))?
+        }
+        Format::Mermaid => super::stdout(&explain::mermaid(&rows))?,
     }
     Ok(if failed { 1 } else { 0 })
 }

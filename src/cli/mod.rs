@@ -15,6 +15,24 @@ mod status_loop;
 pub mod translate;
 pub mod version;
 
+/// Writes `text` to stdout. Unlike `print!`, a reader that went away (`| head`) is an error
+/// the caller returns, which `main` ends quietly, instead of a panic.
+pub fn stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(anyhow::Error::from)
+}
+
+/// True when `e` is stdout's reader having gone away: not a failure of the command.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// `-o` of the commands that print one document (`bootstrap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -27,13 +45,11 @@ impl Output {
     pub fn print<T: serde::Serialize>(self, doc: &T) -> anyhow::Result<()> {
         use anyhow::Context;
         match self {
-            Output::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(doc).context("printing JSON")?
-            ),
-            Output::Yaml => print!("{}", yaml_serde::to_string(doc).context("printing YAML")?),
+            Output::Json => {
+                stdout(&(serde_json::to_string_pretty(doc).context("printing JSON")? + "\n"))
+            }
+            Output::Yaml => stdout(&yaml_serde::to_string(doc).context("printing YAML")?),
         }
-        Ok(())
     }
 }
 

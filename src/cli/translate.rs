@@ -1,7 +1,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use gatehouse::model::{self, ModelConfig};
 use gatehouse::source::files;
 use gatehouse::store::{ObjKey, Store};
@@ -155,14 +155,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
         _ => gatehouse::render::translate_json(&resources, &model.status)?,
     };
-    match args.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).context("printing JSON")?
-        ),
-        Format::Yaml | Format::Bootstrap => {
-            print!("{}", yaml_serde::to_string(&doc).context("printing YAML")?)
-        }
-    }
+    let output = match args.output {
+        Format::Json => super::Output::Json,
+        Format::Yaml | Format::Bootstrap => super::Output::Yaml,
+    };
+    output.print(&doc)?;
     Ok(if failed { 1 } else { 0 })
 }

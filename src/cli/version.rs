@@ -28,7 +28,7 @@ pub struct Args {
 /// Prints the version, commit, whether the tree was dirty and the compiler.
 pub fn run(args: Args) -> anyhow::Result<i32> {
     match args.output {
-        Format::Text => println!("gatehouse {LONG_VERSION}"),
+        Format::Text => super::stdout(&format!("gatehouse {LONG_VERSION}\n"))?,
         Format::Json => super::Output::Json.print(&BUILD_INFO)?,
         Format::Yaml => super::Output::Yaml.print(&BUILD_INFO)?,
     }
