@@ -106,6 +106,75 @@ async fn rendered_chart_passes_server_side_dry_run() {
     }
 }
 
+/// docs/operations.md, "Uninstalling": the controller, not the chart, creates the xDS CA Secret
+/// (no owner) and the Lease, so `helm uninstall` leaves them; per-Gateway objects are owned by
+/// their Gateway; the documented `-l app.kubernetes.io/managed-by=gatehouse` finds them all.
+async fn uninstall_leaves_what_operations_md_lists(client: &kube::Client) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Secret;
+    let rendered: Vec<(String, String)> = render(&[])
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let labelled =
+        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=gatehouse");
+    let secrets = Api::<Secret>::all(client.clone())
+        .list(&labelled)
+        .await
+        .expect("list Secrets");
+    let find = |ns: &str, name: &str| {
+        secrets
+            .items
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.metadata.name.as_deref() == Some(name)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{ns}/{name} not found by the documented label selector: {:?}",
+                    secrets
+                        .items
+                        .iter()
+                        .map(|s| &s.metadata.name)
+                        .collect::<Vec<_>>()
+                )
+            })
+    };
+    let ca = find(RELEASE_NS, "gatehouse-xds-ca");
+    assert!(
+        ca.metadata
+            .owner_references
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty(),
+        "the CA Secret is owned now: update docs/operations.md, \"Uninstalling\""
+    );
+    assert!(!rendered.contains(&("Secret".into(), "gatehouse-xds-ca".into())));
+    let proxy = find("kgateway-system", "gatehouse-http-xds-tls");
+    let owners = proxy.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "Gateway" && o.name == "http" && o.controller == Some(true)),
+        "{owners:?}"
+    );
+    let lease = Api::<Lease>::namespaced(client.clone(), RELEASE_NS)
+        .get_opt("gatehouse-controller")
+        .await
+        .expect("get Lease");
+    assert!(lease.is_some(), "the Lease docs/operations.md names");
+    assert!(!rendered.iter().any(|(kind, _)| kind == "Lease"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_with_only_the_charts_rbac_runs_the_walkthrough() {
     let groups: &[&str] = &[
@@ -159,6 +228,7 @@ async fn controller_with_only_the_charts_rbac_runs_the_walkthrough() {
         0.0,
         "{log}"
     );
+    uninstall_leaves_what_operations_md_lists(&w.client).await;
     // The chart's Grafana dashboard plots status write durations per kind; the family appears
     // with the first write (tests/offline/helm_chart/dashboard.rs checks the other metrics).
     assert!(
