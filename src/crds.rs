@@ -1,5 +1,8 @@
 //! The CustomResourceDefinitions Gatehouse serves, generated from `crate::api`.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 use crate::api::{GatewayExtension, GatewayParameters, TrafficPolicy};
@@ -21,4 +24,140 @@ pub fn crds() -> Result<Vec<(String, String)>, yaml_serde::Error> {
         ))
     })
     .collect()
+}
+
+/// Property paths Gatehouse's schema of a version declares that `installed` lacks: fields the
+/// API server prunes from objects of that CRD as installed (e.g. kgateway's own CRDs of the
+/// same group), so Gatehouse would never see them. A level that preserves unknown fields
+/// keeps everything below it.
+pub fn missing_fields(ours: &JSONSchemaProps, installed: &JSONSchemaProps) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(ours, installed, "", &mut out);
+    out
+}
+
+fn walk(ours: &JSONSchemaProps, installed: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
+    if installed.x_kubernetes_preserve_unknown_fields == Some(true) {
+        return;
+    }
+    if let Some(props) = &ours.properties {
+        for (name, schema) in props {
+            let here = format!("{path}.{name}");
+            match installed.properties.as_ref().and_then(|p| p.get(name)) {
+                Some(theirs) => walk(schema, theirs, &here, out),
+                None => out.push(here),
+            }
+        }
+    }
+    let items = |s: &JSONSchemaProps| match &s.items {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => Some(s.as_ref().clone()),
+        _ => None,
+    };
+    if let (Some(a), Some(b)) = (items(ours), items(installed)) {
+        walk(&a, &b, &format!("{path}[]"), out);
+    }
+    if let (Some(JSONSchemaPropsOrBool::Schema(a)), Some(JSONSchemaPropsOrBool::Schema(b))) = (
+        &ours.additional_properties,
+        &installed.additional_properties,
+    ) {
+        walk(a, b, &format!("{path}.*"), out);
+    }
+}
+
+/// Gatehouse's CRDs as objects, by name.
+pub fn definitions() -> Vec<CustomResourceDefinition> {
+    vec![
+        GatewayExtension::crd(),
+        GatewayParameters::crd(),
+        TrafficPolicy::crd(),
+    ]
+}
+
+/// What an installed CRD lacks of ours, per served version, as readable lines; empty when it
+/// has every field.
+pub fn compare(
+    ours: &CustomResourceDefinition,
+    installed: &CustomResourceDefinition,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for version in &ours.spec.versions {
+        let theirs = installed
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.name == version.name && v.served);
+        let Some(theirs) = theirs else {
+            out.push(format!("version {} is not served", version.name));
+            continue;
+        };
+        let schema = |v: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion| {
+            v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone())
+        };
+        if let (Some(a), Some(b)) = (schema(version), schema(theirs)) {
+            let missing = missing_fields(&a, &b);
+            if !missing.is_empty() {
+                out.push(format!(
+                    "version {} lacks {} field(s) Gatehouse reads, which the API server drops: {}",
+                    version.name,
+                    missing.len(),
+                    missing
+                        .iter()
+                        .take(10)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_crds_lack_nothing() {
+        for crd in definitions() {
+            assert!(compare(&crd, &crd).is_empty(), "{:?}", crd.metadata.name);
+        }
+    }
+
+    fn ext_auth(crd: &mut CustomResourceDefinition) -> &mut JSONSchemaProps {
+        let root = crd.spec.versions[0]
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .expect("schema");
+        let spec = root
+            .properties
+            .as_mut()
+            .and_then(|p| p.get_mut("spec"))
+            .expect("spec");
+        spec.properties
+            .as_mut()
+            .and_then(|p| p.get_mut("extAuth"))
+            .expect("extAuth")
+    }
+
+    #[test]
+    fn a_narrower_installed_schema_is_reported_by_path() {
+        let ours = TrafficPolicy::crd();
+        let mut theirs = ours.clone();
+        ext_auth(&mut theirs)
+            .properties
+            .as_mut()
+            .expect("props")
+            .remove("disable");
+        let report = compare(&ours, &theirs);
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert!(report[0].contains(".spec.extAuth.disable"), "{report:?}");
+        // Preserving unknown fields keeps them: nothing is dropped.
+        ext_auth(&mut theirs).x_kubernetes_preserve_unknown_fields = Some(true);
+        assert!(compare(&ours, &theirs).is_empty());
+        // A version not served at all.
+        theirs.spec.versions[0].served = false;
+        assert!(compare(&ours, &theirs)[0].contains("is not served"));
+    }
 }

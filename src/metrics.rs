@@ -6,9 +6,34 @@ use gatehouse_xds::{XdsStats, type_url};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Labels of per-kind metrics.
+pub type KindLabel = [(&'static str, String); 1];
+
+/// Status-write metrics, by object kind.
+#[derive(Clone, Debug)]
+pub struct StatusMetrics {
+    pub writes: Family<KindLabel, Counter>,
+    pub errors: Family<KindLabel, Counter>,
+    pub seconds: Family<KindLabel, Histogram>,
+}
+
+impl StatusMetrics {
+    /// A write of `kind` finished after `seconds`.
+    pub fn record(&self, kind: &str, seconds: f64, ok: bool) {
+        let label = [("kind", kind.to_string())];
+        self.seconds.get_or_create(&label).observe(seconds);
+        if ok {
+            self.writes.get_or_create(&label).inc();
+        } else {
+            self.errors.get_or_create(&label).inc();
+        }
+    }
+}
 
 /// Every metric Gatehouse exports.
 #[derive(Debug)]
@@ -25,12 +50,19 @@ pub struct Metrics {
     pub load_errors: Gauge,
     /// Objects whose status currently has a condition that does not hold.
     pub unhealthy_objects: Gauge,
-    /// Status patches written (controller mode, leader only).
-    pub status_writes: Counter,
-    /// Status patches that failed.
-    pub status_write_errors: Counter,
+    /// Status patches written, failed, and how long they took, by kind (controller mode,
+    /// leader only).
+    pub status: StatusMetrics,
+    /// 1 while this replica leads (controller mode); 0 otherwise.
+    pub leader: Gauge,
+    /// Fields of Gatehouse's CRD schemas the installed CRDs lack, by CRD (controller mode).
+    pub crd_missing_fields: Family<[(&'static str, String); 1], Gauge>,
+    /// Kubernetes Events emitted, by reason.
+    pub events: Family<[(&'static str, String); 1], Counter>,
     /// Builds that panicked (a bug); the previous configuration stays served.
     pub build_panics: Counter,
+    /// 1 while the last build panicked and the one before it is served.
+    pub degraded: Gauge,
     /// Provisioned objects applied (controller mode, leader only).
     pub provision_applies: Counter,
     /// Gateways whose provisioning failed in a sync.
@@ -73,23 +105,83 @@ impl Metrics {
             "Objects with a status condition that does not hold (Accepted, ResolvedRefs, Programmed, Attached)",
             unhealthy_objects.clone(),
         );
-        let status_writes = Counter::default();
-        let status_write_errors = Counter::default();
+        let status = StatusMetrics {
+            writes: Family::default(),
+            errors: Family::default(),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
+        };
+        // Every kind with a status is exported from the start (0), so that a replica that
+        // never led still declares the family and dashboards show zeros, not gaps.
+        for kind in [
+            crate::store::Kind::GatewayClass,
+            crate::store::Kind::Gateway,
+            crate::store::Kind::HttpRoute,
+            crate::store::Kind::TrafficPolicy,
+            crate::store::Kind::GatewayExtension,
+            crate::store::Kind::BackendTlsPolicy,
+        ] {
+            let label = [("kind", kind.to_string())];
+            drop(status.writes.get_or_create(&label));
+            drop(status.errors.get_or_create(&label));
+        }
         registry.register(
             "status_writes",
-            "Status patches written to the API server",
-            status_writes.clone(),
+            "Status patches written to the API server, by kind",
+            status.writes.clone(),
         );
         registry.register(
             "status_write_errors",
-            "Status patches that failed",
-            status_write_errors.clone(),
+            "Status patches that failed, by kind",
+            status.errors.clone(),
+        );
+        registry.register(
+            "status_write_seconds",
+            "Duration of one status patch, by kind",
+            status.seconds.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (writes status, provisions proxies)",
+            leader.clone(),
+        );
+        let crd_missing_fields = Family::default();
+        registry.register(
+            "crd_missing_fields",
+            "Fields of Gatehouse's schema the installed CRD lacks (the API server drops them), by CRD",
+            crd_missing_fields.clone(),
+        );
+        let events = Family::default();
+        registry.register(
+            "events",
+            "Kubernetes Events emitted, by reason",
+            events.clone(),
+        );
+        let build_info = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        build_info
+            .get_or_create(&[
+                ("version", crate::build_info::VERSION),
+                ("commit", crate::build_info::COMMIT),
+            ])
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which build runs",
+            build_info,
         );
         let build_panics = Counter::default();
         registry.register(
             "build_panics",
             "Snapshot builds that panicked; the previous configuration stays served",
             build_panics.clone(),
+        );
+        let degraded = Gauge::default();
+        registry.register(
+            "degraded",
+            "1 while the last build panicked and the configuration before it is served (ready stays true)",
+            degraded.clone(),
         );
         let provision_applies = Counter::default();
         let provision_errors = Counter::default();
@@ -117,9 +209,12 @@ impl Metrics {
             route_resolutions,
             load_errors,
             unhealthy_objects,
-            status_writes,
-            status_write_errors,
+            status,
+            leader,
+            crd_missing_fields,
+            events,
             build_panics,
+            degraded,
             provision_applies,
             provision_errors,
             provision_conflicts,
@@ -141,13 +236,6 @@ struct XdsCollector(Arc<XdsStats>);
 impl Collector for XdsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let connected = ConstGauge::new(s.connected());
-        connected.encode(encoder.encode_descriptor(
-            "xds_connected_proxies",
-            "Open ADS streams",
-            None,
-            connected.metric_type(),
-        )?)?;
         for (name, help, value) in [
             ("xds_pushes", "xDS responses sent", s.pushes()),
             ("xds_acks", "xDS responses Envoy accepted", s.acks()),
@@ -160,28 +248,53 @@ impl Collector for XdsCollector {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        let total = ConstCounter::new(s.nacks());
-        total.encode(encoder.encode_descriptor(
-            "xds_nacks",
-            "xDS responses Envoy rejected",
+        let proxies = s.proxies();
+        let mut connected = encoder.encode_descriptor(
+            "xds_connected_proxies",
+            "Open ADS streams, by Gateway",
             None,
-            total.metric_type(),
-        )?)?;
-        let mut family = encoder.encode_descriptor(
-            "xds_nacks_by_type",
-            "xDS responses Envoy rejected, by resource type",
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (gateway, states) in &proxies {
+            let g = ConstGauge::new(states.len() as i64);
+            g.encode(connected.encode_family(&[("gateway", gateway.as_str())])?)?;
+        }
+        let mut current = encoder.encode_descriptor(
+            "xds_proxies_current",
+            "Connected proxies of a Gateway that run what they were last sent (every type accepted, nothing in flight)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (gateway, states) in &proxies {
+            let g = ConstGauge::new(states.iter().filter(|p| p.settled).count() as i64);
+            g.encode(current.encode_family(&[("gateway", gateway.as_str())])?)?;
+        }
+        let mut acked = encoder.encode_descriptor(
+            "xds_acked_version",
+            "The version (a content hash) of each type a proxy of the Gateway accepted last; always 1",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for ((gateway, type_url), version) in s.acked_versions() {
+            let g = ConstGauge::new(1);
+            g.encode(acked.encode_family(&[
+                ("gateway", gateway.as_str()),
+                ("type", short_type(&type_url)),
+                ("version", version.as_str()),
+            ])?)?;
+        }
+        let mut nacks = encoder.encode_descriptor(
+            "xds_nacks",
+            "xDS responses Envoy rejected, by Gateway and resource type",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
-        for (short, url) in [
-            ("cluster", type_url::CLUSTER),
-            ("endpoint", type_url::ENDPOINT),
-            ("listener", type_url::LISTENER),
-            ("scoped_route", type_url::SCOPED_ROUTE),
-            ("route", type_url::ROUTE),
-        ] {
-            let c = ConstCounter::new(s.nacks_for(url));
-            c.encode(family.encode_family(&[("type", short)])?)?;
+        for ((gateway, type_url), n) in s.nack_counts() {
+            let c = ConstCounter::new(n);
+            c.encode(nacks.encode_family(&[
+                ("gateway", gateway.as_str()),
+                ("type", short_type(&type_url)),
+            ])?)?;
         }
         let mut rejected = encoder.encode_descriptor(
             "xds_rejected",
@@ -192,8 +305,7 @@ impl Collector for XdsCollector {
         for (gateway, rejections) in s.rejections() {
             let mut by_type: std::collections::BTreeMap<&str, i64> = Default::default();
             for r in &rejections {
-                let short = r.type_url.rsplit('.').next().unwrap_or(&r.type_url);
-                *by_type.entry(short).or_default() += 1;
+                *by_type.entry(short_type(&r.type_url)).or_default() += 1;
             }
             for (t, n) in by_type {
                 let g = ConstGauge::new(n);
@@ -201,5 +313,18 @@ impl Collector for XdsCollector {
             }
         }
         Ok(())
+    }
+}
+
+/// The `type` label of an xDS type URL.
+fn short_type(type_url: &str) -> &str {
+    match type_url {
+        type_url::CLUSTER => "cluster",
+        type_url::ENDPOINT => "endpoint",
+        type_url::LISTENER => "listener",
+        type_url::SCOPED_ROUTE => "scoped_route",
+        type_url::ROUTE => "route",
+        type_url::SECRET => "secret",
+        other => other.rsplit('.').next().unwrap_or(other),
     }
 }

@@ -52,34 +52,45 @@ pub async fn serve(
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if let Some(why) = s.shared.degraded() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("degraded: {why}; serving the previous configuration\n"),
-        )
-            .into_response()
-    } else if s.shared.ready() {
-        // Still ready: Gatehouse itself works, and pulling it from service would not help a
-        // proxy that rejected an update. The body names the Gateways whose proxies did; not
-        // Envoy's message, which can quote configured values (it is on /debug/status and the
-        // Gateway's status).
-        let mut body = "ready\n".to_string();
-        for (gateway, rejections) in s.shared.view().rejected.iter() {
-            for r in rejections {
-                body.push_str(&format!(
-                    "gateway {gateway}: proxy {} rejected {} version {}\n",
-                    r.node, r.type_url, r.version
-                ));
-            }
-        }
-        (StatusCode::OK, body).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no configuration built yet\n",
-        )
-            .into_response()
+    readiness(&s.shared).into_response()
+}
+
+/// `/readyz`: ready once a configuration is built, and it stays ready when a later build
+/// panics. Every replica sees the same input, so the same panic would take every replica out
+/// of the Service at once and leave proxies without an xDS server to reconnect to; the last
+/// good configuration stays served instead, and the body, the log, `gatehouse_degraded` and
+/// `gatehouse_build_panics_total` say so (docs/operations.md, "A build that panics").
+pub fn readiness(shared: &Shared) -> (StatusCode, String) {
+    if !shared.ready() {
+        return match shared.degraded() {
+            Some(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: no configuration built yet ({why})\n"),
+            ),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no configuration built yet\n".to_string(),
+            ),
+        };
     }
+    // Still ready when a proxy rejected an update too: pulling Gatehouse from service would
+    // not help it. The body names the Gateways whose proxies did; not Envoy's message, which
+    // can quote configured values (it is on /debug/status and the Gateway's status).
+    let mut body = "ready\n".to_string();
+    if let Some(why) = shared.degraded() {
+        body.push_str(&format!(
+            "degraded: {why}; serving the previous configuration\n"
+        ));
+    }
+    for (gateway, rejections) in shared.view().rejected.iter() {
+        for r in rejections {
+            body.push_str(&format!(
+                "gateway {gateway}: proxy {} rejected {} version {}\n",
+                r.node, r.type_url, r.version
+            ));
+        }
+    }
+    (StatusCode::OK, body)
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gatehouse::engine::programmed::Tracking;
 use gatehouse::engine::{Engine, Shared, XdsAuth};
 use gatehouse::metrics::Metrics;
 use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
@@ -10,14 +11,16 @@ use gatehouse::pki::Ca;
 use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
 use gatehouse::source::kube::{self as kube_source, KubeState};
 use gatehouse::status::StatusWriter;
+use gatehouse::status::events::Events;
 use gatehouse::translate::TranslateOptions;
-use gatehouse_xds::TlsOptions;
+use gatehouse_xds::TlsReloader;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::leadership::{Election, Leadership};
 use super::serve::{Addresses, Serving, XdsSecurity};
 use super::shutdown::Shutdown;
+use super::xds_certificate::{self, ServerCertificate};
 
 /// Arguments of `controller`.
 #[derive(Debug, clap::Args)]
@@ -80,6 +83,15 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub xds_server_names: Vec<String>,
+    /// Lifetime in seconds of the xDS server certificate this replica issues itself from the
+    /// CA; it is issued again, without dropping a connection, once a third of it is left.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 365 * 24 * 3600,
+        env = "GATEHOUSE_XDS_SERVER_CERTIFICATE_VALIDITY"
+    )]
+    pub xds_server_certificate_validity: u64,
     /// Port provisioned proxies dial (the controller Service's xDS port).
     #[arg(long, env = "GATEHOUSE_XDS_SERVICE_PORT", default_value_t = 18000)]
     pub xds_service_port: u16,
@@ -133,8 +145,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         args.xds_server_names.clone()
     };
-    let (security, ca) = xds_security(&client, &args, &namespace, &server_names).await?;
+    let (security, ca, renewal) = xds_security(&client, &args, &namespace, &server_names).await?;
     let serving = start_serving(&args, security, &shutdown).await?;
+    if let Some(r) = renewal {
+        tokio::spawn(xds_certificate::renew(
+            r.cert,
+            r.reloader,
+            r.not_after,
+            shutdown.wait(),
+        ));
+    }
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, controller = %args.controller_name, "gatehouse controller starting");
     let state = Arc::new(KubeState::default());
     let watchers = kube_source::spawn(client.clone(), state.clone(), &args.certificate_namespaces);
@@ -148,6 +168,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         identity: args.identity.clone(),
     });
     let leadership = Leadership::start(&client, election, &shutdown);
+    tokio::spawn(super::crd_check::check_crds(
+        client.clone(),
+        serving.metrics.clone(),
+    ));
+    tokio::spawn(follow_leadership(
+        leadership.leading.clone(),
+        serving.metrics.clone(),
+    ));
     let tasks = Tasks {
         client,
         state: state.clone(),
@@ -159,7 +187,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let built = Arc::new(Notify::new());
     let provisioned = Arc::new(Notify::new());
     let provision_task = tasks.spawn_provisioner(&args, &server_names, ca, provisioned.clone());
-    let status_task = tasks.spawn_status_writer(args.controller_name, built.clone());
+    let status_task = tasks.spawn_status_writer(
+        args.controller_name,
+        args.identity
+            .clone()
+            .unwrap_or_else(super::leadership::identity),
+        built.clone(),
+    );
 
     rebuild_loop(
         &state,
@@ -182,40 +216,57 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// How the xDS server authenticates proxies, and the CA that issues their certificates
-/// (`None` with `--xds-auth none`).
+/// How the xDS server authenticates proxies, the CA that issues their certificates (`None`
+/// with `--xds-auth none`), and the renewal of the server's own certificate.
 async fn xds_security(
     client: &kube::Client,
     args: &Args,
     namespace: &str,
     server_names: &[String],
-) -> anyhow::Result<(XdsSecurity, Option<Arc<Ca>>)> {
+) -> anyhow::Result<(XdsSecurity, Option<Arc<Ca>>, Option<Renewal>)> {
     match args.xds_auth {
         AuthMode::Mtls => {
             let ca = provision::ca_secret::load_or_create(client, namespace, &args.ca_secret)
                 .await
                 .with_context(|| format!("xDS CA in Secret {namespace}/{}", args.ca_secret))?;
-            let server = ca
-                .issue_server(server_names, time::OffsetDateTime::now_utc())
-                .context("issuing the xDS server certificate")?;
-            let tls = TlsOptions {
-                cert_pem: server.cert_pem,
-                key_pem: server.key_pem,
-                client_ca_pem: Some(ca.pem().cert_pem.clone()),
+            let ca = Arc::new(ca);
+            let cert = ServerCertificate {
+                ca: ca.clone(),
+                names: server_names.to_vec(),
+                validity: time::Duration::seconds(
+                    i64::try_from(args.xds_server_certificate_validity).unwrap_or(i64::MAX / 2),
+                ),
             };
+            let (tls, not_after) = cert.issue(time::OffsetDateTime::now_utc())?;
+            let reloader = TlsReloader::new(&tls).context("the xDS server's TLS settings")?;
             let security = XdsSecurity {
                 auth: XdsAuth::ClientCertificate,
-                tls: Some(tls),
+                tls: Some(reloader.clone()),
             };
-            Ok((security, Some(Arc::new(ca))))
+            Ok((
+                security,
+                Some(ca),
+                Some(Renewal {
+                    cert,
+                    reloader,
+                    not_after,
+                }),
+            ))
         }
         AuthMode::None => {
             tracing::warn!(
                 "xDS authentication is off (--xds-auth none): any client that reaches the xDS port can read any Gateway's configuration"
             );
-            Ok((XdsSecurity::plain(), None))
+            Ok((XdsSecurity::plain(), None, None))
         }
     }
+}
+
+/// The xDS server certificate's renewal, started once serving.
+struct Renewal {
+    cert: ServerCertificate,
+    reloader: TlsReloader,
+    not_after: time::OffsetDateTime,
 }
 
 /// Binds the xDS, admin and debug addresses and starts serving.
@@ -280,6 +331,12 @@ impl Tasks {
                     },
                 };
                 let provisioner = Provisioner::new(self.client.clone(), config, ca);
+                // Programmed follows the provisioned Deployments as well as the proxies.
+                self.shared.track(Tracking { deployments: true });
+                tokio::spawn(provision::availability::watch(
+                    self.client.clone(),
+                    self.shared.clone(),
+                ));
                 Some(tokio::spawn(provision_loop(
                     provisioner,
                     self.state.clone(),
@@ -291,32 +348,49 @@ impl Tasks {
                 )))
             }
             (true, None) => {
+                self.shared.track(Tracking { deployments: false });
                 tracing::warn!(
                     "not provisioning proxies: provisioned proxies authenticate with mTLS, and --xds-auth is none"
                 );
                 None
             }
-            (false, _) => None,
+            (false, _) => {
+                self.shared.track(Tracking { deployments: false });
+                None
+            }
         }
     }
 
     /// Starts writing status (consumes the task context: the writer is the last to need the
     /// client).
-    fn spawn_status_writer(self, controller_name: String, built: Arc<Notify>) -> JoinHandle<()> {
-        let writer = StatusWriter::new(
-            self.client,
-            controller_name,
-            self.metrics.status_writes.clone(),
-            self.metrics.status_write_errors.clone(),
-        );
+    fn spawn_status_writer(
+        self,
+        controller_name: String,
+        instance: String,
+        built: Arc<Notify>,
+    ) -> JoinHandle<()> {
+        let events = Events::new(self.client.clone(), instance, self.metrics.clone());
+        let writer = StatusWriter::new(self.client, controller_name, self.metrics.status.clone());
         tokio::spawn(super::status_loop::write_status(
             writer,
+            events,
             self.state,
             self.shared,
             built,
             self.leading,
             self.shutdown.wait(),
         ))
+    }
+}
+
+/// Keeps the `leader` gauge equal to whether this replica leads.
+async fn follow_leadership(mut leading: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    loop {
+        metrics.leader.set(i64::from(*leading.borrow_and_update()));
+        if leading.changed().await.is_err() {
+            metrics.leader.set(0);
+            return;
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 
 use super::shutdown::Shutdown;
 
-fn identity() -> String {
+/// This replica's default identity in the Lease and in the Events it publishes.
+pub(super) fn identity() -> String {
     let host = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()))

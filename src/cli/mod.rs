@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod certificate;
 pub mod completion;
 pub mod controller;
+mod crd_check;
 pub mod crds;
 pub mod explain;
 pub mod kube_client;
@@ -14,6 +15,7 @@ pub mod standalone;
 mod status_loop;
 pub mod translate;
 pub mod version;
+mod xds_certificate;
 
 /// Writes `text` to stdout. Unlike `print!`, a reader that went away (`| head`) is an error
 /// the caller returns, which `main` ends quietly, instead of a panic.

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gatehouse::admin::{self, AdminState};
+use gatehouse::engine::programmed;
 use gatehouse::engine::{Engine, Shared, XdsAuth};
 use gatehouse::metrics::Metrics;
 use gatehouse::model::ModelConfig;
 use gatehouse::translate::TranslateOptions;
-use gatehouse_xds::{AdsServer, SnapshotCache, TlsOptions, XdsStats};
+use gatehouse_xds::{AdsServer, SnapshotCache, TlsReloader, XdsStats};
 use tokio::task::JoinHandle;
 
 use super::shutdown::Shutdown;
@@ -17,7 +18,8 @@ use super::shutdown::Shutdown;
 /// How the xDS server authenticates proxies.
 pub struct XdsSecurity {
     pub auth: XdsAuth,
-    pub tls: Option<TlsOptions>,
+    /// TLS of the xDS server; the controller renews the certificate through it.
+    pub tls: Option<TlsReloader>,
 }
 
 impl XdsSecurity {
@@ -82,7 +84,7 @@ impl Serving {
         let debug_listener = tokio::net::TcpListener::bind(debug_address)
             .await
             .with_context(|| format!("cannot listen for debug on {debug_address}"))?;
-        tokio::spawn(report_rejections(stats.clone(), shared.clone()));
+        tokio::spawn(report_proxies(stats.clone(), shared.clone()));
         let ads = AdsServer::new(cache, engine.grouper(security.auth), stats)
             // Requests the old routes started are still in flight on a removed cluster, and
             // Envoy resets them when it goes: an auth check reset that way answers an allowed
@@ -133,14 +135,22 @@ impl Serving {
     }
 }
 
-/// Carries what proxies reject from the xDS server to the Gateways' status, as it happens.
-async fn report_rejections(stats: Arc<XdsStats>, shared: Arc<gatehouse::engine::Shared>) {
-    let mut changes = stats.watch_rejections();
+/// Carries what proxies reject, and whether they run what they were sent, from the xDS server
+/// to the Gateways' status as it happens; a proxy that stays behind is noticed by the tick.
+async fn report_proxies(stats: Arc<XdsStats>, shared: Arc<gatehouse::engine::Shared>) {
+    let mut changes = stats.watch_changes();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         changes.borrow_and_update();
         shared.set_rejections(stats.rejections());
-        if changes.changed().await.is_err() {
-            return;
+        shared.set_proxies(programmed::by_gateway(
+            stats.proxies(),
+            std::time::Instant::now(),
+        ));
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
         }
     }
 }

@@ -7,6 +7,7 @@ use futures::FutureExt;
 use gatehouse::engine::Shared;
 use gatehouse::source::kube::KubeState;
 use gatehouse::status::StatusWriter;
+use gatehouse::status::events::{Events, transitions};
 use tokio::sync::{Notify, watch};
 
 /// Least time between two status plans: in a burst of changes, a Gateway's status (its
@@ -30,6 +31,7 @@ const STATUS_RESYNC: Duration = Duration::from_secs(300);
 /// someone else's edits) and periodically, while this replica leads.
 pub(super) async fn write_status(
     mut writer: StatusWriter,
+    events: Events,
     state: Arc<KubeState>,
     shared: Arc<Shared>,
     built: Arc<Notify>,
@@ -41,6 +43,9 @@ pub(super) async fn write_status(
     let mut planned = tokio::time::Instant::now();
     // Written since the writer last had nothing more to plan.
     let mut in_a_row = 0;
+    // The status the last round looked at, for Events; `None` after gaining leadership, so
+    // that a new leader does not announce every failure that is already in status.
+    let mut previous: Option<gatehouse::model::Status> = None;
     loop {
         // A full plan left objects for the next one, which follows at once.
         let more = writer.has_more() && *leading.borrow() && shared.ready();
@@ -59,6 +64,7 @@ pub(super) async fn write_status(
                 changed = leading.changed() => {
                     if changed.is_err() { return }
                     writer.forget();
+                    previous = None;
                 }
             }
             if !*leading.borrow() || !shared.ready() {
@@ -81,9 +87,17 @@ pub(super) async fn write_status(
         }
         planned = tokio::time::Instant::now();
         let view = shared.view();
-        let plan =
-            state.with_store(|store| writer.plan(store, &view.status(), state.take_touched()));
+        let status = view.status();
+        let plan = state.with_store(|store| writer.plan(store, &status, state.take_touched()));
+        let noted = previous
+            .as_ref()
+            .map(|before| transitions(before, &status))
+            .unwrap_or_default();
+        previous = Some(status.into_owned());
         drop(view);
+        if !noted.is_empty() {
+            events.publish(noted).await;
+        }
         let written = if plan.is_empty() {
             0
         } else {

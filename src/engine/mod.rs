@@ -8,6 +8,7 @@
 mod grouper;
 mod health;
 mod memory;
+pub mod programmed;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,6 +92,7 @@ impl Engine {
             return;
         };
         self.shared.set_degraded(None);
+        self.metrics.degraded.set(0);
         let republished = built.changed.len();
         for (key, snap) in built.changed {
             self.cache.set(&group(&key), snap);
@@ -141,6 +143,7 @@ impl Engine {
                 let why = panic_message(&*panic);
                 tracing::error!(panic = %why, objects = store.len(), "building the configuration panicked; proxies keep the previous configuration");
                 self.metrics.build_panics.inc();
+                self.metrics.degraded.set(1);
                 self.shared
                     .set_degraded(Some(format!("the last build panicked: {why}")));
                 None
@@ -208,8 +211,7 @@ impl Engine {
             model: Arc::new(model),
             problems,
             unhealthy_routes: bad_routes,
-            rejected: Arc::default(),
-            unprovisioned: Arc::default(),
+            ..View::default()
         };
         (next, unhealthy)
     }

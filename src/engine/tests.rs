@@ -209,6 +209,11 @@ fn a_panicking_build_keeps_the_previous_snapshots_and_reports_degraded() {
     let degraded = shared.degraded().expect("degraded after a panic");
     assert!(degraded.contains("injected by the test"), "{degraded}");
     assert_eq!(metrics.build_panics.get(), 1);
+    assert_eq!(metrics.degraded.get(), 1);
+    // Every replica sees the same input and panics alike: none leaves the Service for it.
+    let (code, body) = crate::admin::readiness(&shared);
+    assert_eq!(code, axum::http::StatusCode::OK, "{body}");
+    assert!(body.contains("degraded: the last build panicked"), "{body}");
     let kept = cache.get(&key).expect("snapshot kept");
     assert!(
         kept.same_versions(&before),
@@ -221,6 +226,8 @@ fn a_panicking_build_keeps_the_previous_snapshots_and_reports_degraded() {
 
     engine.rebuild(&store, Vec::new());
     assert!(shared.degraded().is_none(), "a good build clears it");
+    assert_eq!(metrics.degraded.get(), 0);
+    assert_eq!(crate::admin::readiness(&shared).1, "ready\n");
 }
 
 /// The controller's path: the watchers' state, built under its lock as `rebuild_loop` does. A

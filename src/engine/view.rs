@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use gatehouse_xds::Rejection;
 
+use super::programmed::{self, Availability, Proxies, Tracking};
 use crate::model::{self, Model, Status};
 use crate::store::ObjKey;
 use crate::translate::GatewayResources;
@@ -32,25 +33,45 @@ pub struct View {
     /// `Programmed=False` of Gateways whose proxies the provisioner would not create because
     /// objects with their names are someone else's (controller mode).
     pub unprovisioned: Arc<BTreeMap<ObjKey, model::Condition>>,
+    /// Whether `Programmed` follows the proxies (controller mode), and what it follows.
+    pub tracking: Option<Tracking>,
+    /// Each Gateway's connected proxies, from the xDS server.
+    pub proxies: Arc<BTreeMap<ObjKey, Proxies>>,
+    /// Each Gateway's provisioned Deployment, from its status.
+    pub availability: Arc<BTreeMap<ObjKey, Availability>>,
 }
 
 impl View {
     /// Status of every object Gatehouse owns: the build's, with `Programmed=False` on the
-    /// Gateways whose proxies rejected the last update (Envoy keeps the previous config) or
-    /// could not be provisioned. The provisioning conflict wins: it is why there may be no
-    /// proxies of Gatehouse's at all.
+    /// Gateways whose proxies could not be provisioned, rejected the last update (Envoy keeps
+    /// the previous config) or, when tracked, do not run yet (see [`programmed`]). The
+    /// provisioning conflict wins: it is why there may be no proxies of Gatehouse's at all.
     pub fn status(&self) -> Cow<'_, Status> {
-        if self.rejected.is_empty() && self.unprovisioned.is_empty() {
+        if self.rejected.is_empty() && self.unprovisioned.is_empty() && self.tracking.is_none() {
             return Cow::Borrowed(&self.model.status);
         }
         let mut status = self.model.status.clone();
-        let rejected = self
-            .rejected
-            .iter()
-            .map(|(key, rejections)| (key, rejected_condition(rejections)));
-        let unprovisioned = self.unprovisioned.iter().map(|(k, c)| (k, c.clone()));
-        for (key, programmed) in rejected.chain(unprovisioned) {
-            if let Some(gw) = status.gateways.get_mut(key) {
+        for (key, gw) in status.gateways.iter_mut() {
+            let served = gw
+                .conditions
+                .iter()
+                .any(|c| c.type_ == model::condition_names::PROGRAMMED && c.status == "True");
+            let programmed = if let Some(c) = self.unprovisioned.get(key) {
+                Some(c.clone())
+            } else if let Some(r) = self.rejected.get(key) {
+                Some(rejected_condition(r))
+            } else if let (Some(tracking), true) = (self.tracking, served) {
+                programmed::pending(
+                    tracking,
+                    key,
+                    self.availability.get(key),
+                    !gw.addresses.is_empty(),
+                    self.proxies.get(key),
+                )
+            } else {
+                None
+            };
+            if let Some(programmed) = programmed {
                 gw.conditions.retain(|c| c.type_ != programmed.type_);
                 gw.conditions.push(programmed);
             }
@@ -83,6 +104,9 @@ pub struct Shared {
     degraded: Mutex<Option<String>>,
     rejected: RwLock<Arc<BTreeMap<ObjKey, Vec<Rejection>>>>,
     unprovisioned: RwLock<Arc<BTreeMap<ObjKey, model::Condition>>>,
+    tracking: RwLock<Option<Tracking>>,
+    proxies: RwLock<Arc<BTreeMap<ObjKey, Proxies>>>,
+    availability: RwLock<Arc<BTreeMap<ObjKey, Availability>>>,
     /// Notified when status changed outside a build (a proxy rejected or accepted an update,
     /// a Gateway's provisioning conflict appeared or cleared).
     pub status_changed: tokio::sync::Notify,
@@ -98,7 +122,37 @@ impl Shared {
         if let Ok(unprovisioned) = self.unprovisioned.read() {
             view.unprovisioned = unprovisioned.clone();
         }
+        view.tracking = self.tracking.read().ok().and_then(|t| *t);
+        if let Ok(proxies) = self.proxies.read() {
+            view.proxies = proxies.clone();
+        }
+        if let Ok(availability) = self.availability.read() {
+            view.availability = availability.clone();
+        }
         view
+    }
+
+    /// Makes `Programmed` follow the proxies (controller mode).
+    pub fn track(&self, tracking: Tracking) {
+        if let Ok(mut t) = self.tracking.write() {
+            *t = Some(tracking);
+        }
+        self.status_changed.notify_one();
+    }
+
+    /// Replaces the summary of each Gateway's proxies; wakes the status writer on a change.
+    pub fn set_proxies(&self, next: BTreeMap<ObjKey, Proxies>) {
+        if replace(&self.proxies, next) {
+            self.status_changed.notify_one();
+        }
+    }
+
+    /// Replaces each Gateway's provisioned Deployment availability; wakes the status writer
+    /// on a change.
+    pub fn set_availability(&self, next: BTreeMap<ObjKey, Availability>) {
+        if replace(&self.availability, next) {
+            self.status_changed.notify_one();
+        }
     }
 
     /// Replaces the `Programmed` conditions of Gateways the provisioner would not provision
@@ -161,6 +215,18 @@ impl Shared {
             .map(|v| v.resources.contains_key(key))
             .unwrap_or(false)
     }
+}
+
+/// Replaces the map behind `slot` with `next`; true when it changed.
+fn replace<T: PartialEq>(slot: &RwLock<Arc<T>>, next: T) -> bool {
+    let Ok(mut current) = slot.write() else {
+        return false;
+    };
+    if **current == next {
+        return false;
+    }
+    *current = Arc::new(next);
+    true
 }
 
 /// Logs the Gateways whose proxies newly reject, or accept again.

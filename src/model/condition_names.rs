@@ -13,6 +13,7 @@ pub const RESOLVED_REFS: &str = "ResolvedRefs";
 pub const ROUTE_CACHE_SAFE: &str = "RouteCacheSafe";
 
 // Reasons.
+pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
 pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
 pub const CLEAR_ROUTE_CACHE: &str = "ClearRouteCache";
 pub const EXTENSION_NOT_FOUND: &str = "ExtensionNotFound";
@@ -36,6 +37,7 @@ pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
 pub const NO_RESOURCES: &str = "NoResources";
 pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
 pub const OVERRIDDEN: &str = "Overridden";
+pub const PENDING: &str = "Pending";
 pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
 pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
 pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";

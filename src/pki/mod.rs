@@ -112,9 +112,19 @@ impl Ca {
 
     fn issue(
         &self,
+        params: CertificateParams,
+        usage: ExtendedKeyUsagePurpose,
+        now: OffsetDateTime,
+    ) -> Result<Issued, PkiError> {
+        self.issue_for(params, usage, now, LEAF_VALIDITY)
+    }
+
+    fn issue_for(
+        &self,
         mut params: CertificateParams,
         usage: ExtendedKeyUsagePurpose,
         now: OffsetDateTime,
+        length: Duration,
     ) -> Result<Issued, PkiError> {
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -122,7 +132,7 @@ impl Ca {
         ];
         params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, now, LEAF_VALIDITY);
+        validity(&mut params, now, length);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
@@ -137,6 +147,16 @@ impl Ca {
         dns_names: &[String],
         now: OffsetDateTime,
     ) -> Result<Issued, PkiError> {
+        self.issue_server_for(dns_names, now, LEAF_VALIDITY)
+    }
+
+    /// [`Ca::issue_server`] valid for `length` from `now`.
+    pub fn issue_server_for(
+        &self,
+        dns_names: &[String],
+        now: OffsetDateTime,
+        length: Duration,
+    ) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::new(dns_names.to_vec())?;
         params
             .subject_alt_names
@@ -144,7 +164,7 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::CommonName, "gatehouse xDS server");
-        self.issue(params, ExtendedKeyUsagePurpose::ServerAuth, now)
+        self.issue_for(params, ExtendedKeyUsagePurpose::ServerAuth, now, length)
     }
 
     /// The client certificate of the proxies of `gateway`.

@@ -7,6 +7,7 @@
 //! name unless it is Gatehouse's ([`ownership`]).
 
 mod apply;
+pub mod availability;
 pub mod ca_secret;
 mod cleanup;
 mod conflict;

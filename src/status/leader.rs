@@ -1,12 +1,15 @@
 //! Lease-based leader election (`coordination.k8s.io/v1`). Only the leader writes status;
 //! every replica serves xDS from its own watches.
 //!
-//! Hand-written (about a hundred lines) because the published kube-rs lease crates lag behind
-//! kube 4; the protocol is the one client-go uses: the holder renews `renewTime`, others take
-//! over when it is older than `leaseDurationSeconds`, and every write carries the read
-//! `resourceVersion`, so two replicas cannot both win.
+//! Hand-written (under two hundred lines), kept over kube-lease-manager 0.12 because that crate
+//! judges expiry by comparing the Lease's `renewTime` with the local wall clock (its `grace`
+//! is the skew it tolerates); the protocol here is client-go's: the holder renews, a follower
+//! takes over only when the Lease record has not changed for `leaseDurationSeconds` of its
+//! *own monotonic clock* since it saw it change — so no replica's wall clock, however skewed,
+//! decides who leads ([`Observed`], tested under skew below) — and every write carries the
+//! read `resourceVersion`, so two replicas cannot both win.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -30,6 +33,47 @@ pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaderConfig,
     leading: watch::Sender<bool>,
+    observed: std::sync::Mutex<Option<Observed>>,
+}
+
+/// The Lease record as this replica last saw it change, and when, by its monotonic clock.
+#[derive(Clone, Debug, PartialEq)]
+struct Observed {
+    /// Holder, renewTime and transitions as written (compared, never interpreted as time).
+    record: (String, String, i32),
+    at: Instant,
+}
+
+impl Observed {
+    /// Records what the Lease says now; true when the holder's lease has run out: the record
+    /// has not changed for `duration` of local time since this replica first saw it as it is.
+    fn expired(
+        slot: &mut Option<Observed>,
+        spec: &LeaseSpec,
+        duration: Duration,
+        now: Instant,
+    ) -> bool {
+        let record = (
+            spec.holder_identity.clone().unwrap_or_default(),
+            spec.renew_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+            spec.lease_transitions.unwrap_or(0),
+        );
+        if record.0.is_empty() {
+            return true;
+        }
+        match slot {
+            Some(seen) if seen.record == record => {
+                now.saturating_duration_since(seen.at) >= duration
+            }
+            _ => {
+                *slot = Some(Observed { record, at: now });
+                false
+            }
+        }
+    }
 }
 
 impl LeaderElector {
@@ -39,6 +83,7 @@ impl LeaderElector {
             api: Api::namespaced(client, &config.namespace),
             config,
             leading,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -106,11 +151,13 @@ impl LeaderElector {
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let expired = spec.renew_time.as_ref().is_none_or(|t| {
-            let age = Timestamp::now().duration_since(t.0);
-            let limit = i64::from(spec.lease_duration_seconds.unwrap_or(duration));
-            age.as_secs() >= limit
-        });
+        let limit = Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(duration)).unwrap_or(15),
+        );
+        let expired = match self.observed.lock() {
+            Ok(mut seen) => Observed::expired(&mut seen, spec, limit, Instant::now()),
+            Err(_) => false,
+        };
         if holder != *me && !holder.is_empty() && !expired {
             return Ok(false);
         }
@@ -147,5 +194,73 @@ impl LeaderElector {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: &str, renewed: Timestamp) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(renewed)),
+            lease_duration_seconds: Some(15),
+            lease_transitions: Some(1),
+            ..Default::default()
+        }
+    }
+
+    /// Whatever the wall clocks say — the holder's hours ahead or behind the follower's —
+    /// the follower takes over exactly when the record stopped changing for the lease
+    /// duration of its own clock, never while the holder renews.
+    #[test]
+    fn expiry_ignores_clock_skew() {
+        let d = Duration::from_secs(15);
+        let start = Instant::now();
+        let wall = Timestamp::now();
+        for skew_hours in [-48i64, -1, 0, 1, 48] {
+            let holder_wall = |secs: i64| {
+                wall.checked_add(k8s_openapi::jiff::SignedDuration::from_hours(skew_hours))
+                    .and_then(|t| t.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(secs)))
+                    .expect("in range")
+            };
+            let mut seen = None;
+            // The holder renews every 2 s for a minute: never expired.
+            for i in 0..30u64 {
+                let now = start + Duration::from_secs(2 * i);
+                let s = spec("a", holder_wall(2 * i as i64));
+                assert!(
+                    !Observed::expired(&mut seen, &s, d, now),
+                    "skew {skew_hours}h, renewal {i}"
+                );
+            }
+            // It stops renewing: the same record for 15 s of local time, then expired.
+            let last = spec("a", holder_wall(60));
+            let stopped = start + Duration::from_secs(60);
+            assert!(!Observed::expired(&mut seen, &last, d, stopped));
+            assert!(!Observed::expired(
+                &mut seen,
+                &last,
+                d,
+                stopped + Duration::from_secs(14)
+            ));
+            assert!(
+                Observed::expired(&mut seen, &last, d, stopped + d),
+                "skew {skew_hours}h"
+            );
+        }
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let mut seen = None;
+        let free = LeaseSpec::default();
+        assert!(Observed::expired(
+            &mut seen,
+            &free,
+            Duration::from_secs(15),
+            Instant::now()
+        ));
     }
 }

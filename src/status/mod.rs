@@ -1,6 +1,7 @@
 //! Writes the conditions the model computed back onto the objects (leader only).
 
 mod desired;
+pub mod events;
 mod leader;
 mod writer;
 

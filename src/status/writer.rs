@@ -7,12 +7,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Patch, PatchParams};
-use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 
 use futures::StreamExt;
 
 use super::desired::{Desired, Plan, changed_between, desired};
+use crate::metrics::StatusMetrics;
 use crate::model::Status;
 use crate::source::kube::Touched;
 use crate::store::{Kind, KindFn, KindScope, ObjKey, Store, StoredKind};
@@ -32,8 +32,7 @@ const IN_FLIGHT: usize = 16;
 pub struct StatusWriter {
     client: Client,
     controller: String,
-    writes: Counter,
-    errors: Counter,
+    metrics: StatusMetrics,
     /// What was written last per object, and when: the watch may not show it yet.
     /// A digest, not the value: the first status of 10,000 objects would keep 10,000 JSON
     /// trees alive for the grace period.
@@ -51,12 +50,11 @@ pub struct StatusWriter {
 const PLAN_LIMIT: usize = 256;
 
 impl StatusWriter {
-    pub fn new(client: Client, controller: String, writes: Counter, errors: Counter) -> Self {
+    pub fn new(client: Client, controller: String, metrics: StatusMetrics) -> Self {
         Self {
             client,
             controller,
-            writes,
-            errors,
+            metrics,
             recent: HashMap::new(),
             last: None,
             retry: BTreeSet::new(),
@@ -113,23 +111,30 @@ impl StatusWriter {
     pub async fn write(&mut self, plan: Vec<Desired>) -> usize {
         let this = &*self;
         let results: Vec<_> = futures::stream::iter(plan)
-            .map(|d| async move { (this.patch(&d).await, d) })
+            .map(|d| async move {
+                let started = Instant::now();
+                let result = this.patch(&d).await;
+                (result, d, started.elapsed())
+            })
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
         let mut written = 0;
-        for (result, d) in results {
+        for (result, d, took) in results {
             let id = (d.kind, d.key.clone());
+            let kind = d.kind.to_string();
+            if !matches!(&result, Err(e) if gone(e)) {
+                self.metrics
+                    .record(&kind, took.as_secs_f64(), result.is_ok());
+            }
             match result {
                 Ok(()) => {
                     written += 1;
-                    self.writes.inc();
                     self.recent
                         .insert(id, (digest_of(&d.status), Instant::now()));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
                 Err(e) => {
-                    self.errors.inc();
                     self.retry.insert(id);
                     tracing::warn!(kind = %d.kind, object = %d.key, error = %e, "status write failed");
                 }
@@ -149,6 +154,11 @@ impl StatusWriter {
             })
             .await
     }
+}
+
+/// The object was deleted meanwhile: not a failed write.
+fn gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(e) if e.code == 404)
 }
 
 /// A digest of a status value: its JSON text, hashed (object keys are sorted, so equal values
@@ -240,8 +250,7 @@ mod tests {
         StatusWriter::new(
             client,
             "gatehouse.dev/gatehouse".into(),
-            Counter::default(),
-            Counter::default(),
+            crate::metrics::Metrics::new(Default::default()).status,
         )
     }
 

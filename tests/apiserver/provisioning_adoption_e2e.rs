@@ -243,9 +243,20 @@ async fn foreign_objects_with_provisioned_names_are_left_alone_reported_and_then
             }
         }
     }
-    w.wait_status("Programmed=True again", GW, "Gateway", NS, "http", |s| {
-        programmed(s).is_some_and(|(status, _, _)| status == "True")
-    })
+    // The conflict no longer decides: Programmed now waits on the proxies' pods (no kubelet
+    // runs them here), as any freshly provisioned Gateway does.
+    w.wait_status(
+        "Programmed waiting on the Deployment, not the conflict",
+        GW,
+        "Gateway",
+        NS,
+        "http",
+        |s| {
+            programmed(s).is_some_and(|(status, reason, message)| {
+                status == "False" && reason == "Pending" && message.contains("replicas available")
+            })
+        },
+    )
     .await;
     assert_eq!(w.metric(r, "gatehouse_provision_conflicts"), 0.0);
 }

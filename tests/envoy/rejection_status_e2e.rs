@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::standalone::World;
 
-const REJECTED: &str = "gatehouse_xds_rejected{gateway=\"kgateway-system/http\",type=\"Listener\"}";
+const REJECTED: &str = "gatehouse_xds_rejected{gateway=\"kgateway-system/http\",type=\"listener\"}";
 
 /// The Gateway's `Programmed` condition in `/debug/status`, and `/debug/status` itself.
 fn programmed(w: &World) -> (Option<Value>, Value) {
@@ -28,9 +28,7 @@ fn programmed(w: &World) -> (Option<Value>, Value) {
 
 fn metric_or_zero(w: &World, sample: &str) -> f64 {
     let body = w.admin("/metrics").map(|r| r.body).unwrap_or_default();
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+    support::metrics::sample(&body, sample).unwrap_or(0.0)
 }
 
 #[test]

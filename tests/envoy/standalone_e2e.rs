@@ -143,7 +143,10 @@ fn rejected_config_is_nacked_and_the_last_good_one_keeps_serving() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(w.metric("gatehouse_xds_nacks_by_type_total{type=\"listener\"}") >= 1.0);
+    assert!(
+        w.metric("gatehouse_xds_nacks_total{gateway=\"kgateway-system/http\",type=\"listener\"}")
+            >= 1.0
+    );
     // The previous configuration still serves, auth included.
     assert_eq!(w.get(&[]).expect("request").status, 403);
     assert_eq!(w.get(ALLOW).expect("request").status, 200);

@@ -251,7 +251,20 @@ fn rules(role: &Value) -> Vec<(String, Vec<String>, Vec<String>)> {
         .map(|r| {
             let groups = strings(&r["apiGroups"]);
             assert_eq!(groups.len(), 1, "one API group per rule: {r}");
-            assert!(r.get("resourceNames").is_none() && r.get("nonResourceURLs").is_none());
+            assert!(r.get("nonResourceURLs").is_none(), "{r}");
+            // Only its own CRDs are named (read to spot kgateway's of the same names).
+            if let Some(names) = r.get("resourceNames") {
+                assert_eq!(
+                    strings(&r["resources"]),
+                    ["customresourcedefinitions"],
+                    "{r}"
+                );
+                let ours: Vec<String> = gatehouse::crds::definitions()
+                    .into_iter()
+                    .filter_map(|c| c.metadata.name)
+                    .collect();
+                assert_eq!(strings(names), ours, "{r}");
+            }
             (
                 groups[0].clone(),
                 strings(&r["resources"]),

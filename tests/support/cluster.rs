@@ -242,6 +242,45 @@ impl ClusterWorld {
             .push(Proc::spawn("envoy", envoy, self.dir.path()));
         self.wait_for_code("the first 200 through Envoy", HOST, 200)
             .await;
+        // This Envoy stands in for the provisioned Deployment's pod: report the Deployment
+        // available as its controller would (no kubelet here).
+        self.set_proxy_replicas("kgateway-system", "http", 1).await;
+    }
+
+    /// Stops every Envoy this world started (its xDS stream ends with it).
+    pub fn stop_envoy(&mut self) {
+        for p in self.procs.iter_mut().filter(|p| p.name == "envoy") {
+            p.terminate(Duration::from_secs(10));
+        }
+        self.procs.retain(|p| p.name != "envoy");
+    }
+
+    /// Writes the provisioned proxy Deployment's status as the Deployment controller would
+    /// with `available` pods ready (this API server runs no controllers and no kubelet).
+    pub async fn set_proxy_replicas(&self, namespace: &str, gateway: &str, available: i32) {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let name = format!("gatehouse-{gateway}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while api.get_opt(&name).await.ok().flatten().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the controller did not provision Deployment {namespace}/{name}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = serde_json::json!({"status": {
+            "replicas": available, "readyReplicas": available,
+            "availableReplicas": available, "updatedReplicas": available,
+        }});
+        api.patch_status(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("Deployment {namespace}/{name} status: {e}"));
     }
 
     /// Server-side applies every document of `yaml`.
@@ -353,8 +392,7 @@ impl ClusterWorld {
         let body = http::get(self.replicas[i].admin_port, "localhost", "/metrics", &[])
             .map(|r| r.body)
             .unwrap_or_default();
-        body.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+        super::metrics::sample(&body, sample)
             .unwrap_or_else(|| panic!("metric {sample} not found:\n{body}"))
     }
 

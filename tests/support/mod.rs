@@ -8,6 +8,7 @@ pub mod conn;
 pub mod helm;
 pub mod http;
 pub mod manifests;
+pub mod metrics;
 pub mod options;
 pub mod procs;
 pub mod standalone;

@@ -311,8 +311,7 @@ impl World {
     /// The value of a metric sample line (`name{labels} value`).
     pub fn metric(&self, sample: &str) -> f64 {
         let body = self.admin("/metrics").map(|r| r.body).unwrap_or_default();
-        body.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+        super::metrics::sample(&body, sample)
             .unwrap_or_else(|| panic!("metric {sample} not found in:\n{body}"))
     }
 

@@ -47,6 +47,8 @@ struct TypeState {
     latest_nonce: Option<String>,
     in_flight: Option<Sent>,
     nacked: bool,
+    /// The client accepted a response of this type once on this stream.
+    acked_once: bool,
     due: DueMemo<Due>,
 }
 
@@ -79,6 +81,16 @@ impl DeltaConnection {
             grace: RemovalGrace::new(delay),
             ..Self::default()
         }
+    }
+
+    /// True when the client has accepted a response of every type it asked for and nothing
+    /// is in flight or rejected: it runs the configuration it was last sent.
+    pub fn settled(&self) -> bool {
+        !self.types.is_empty()
+            && self
+                .types
+                .values()
+                .all(|t| t.acked_once && t.in_flight.is_none() && !t.nacked)
     }
 
     /// When [`Self::on_tick`] should run next: removals held back by the grace period.
@@ -129,6 +141,7 @@ impl DeltaConnection {
                     }
                     None => {
                         st.nacked = false;
+                        st.acked_once = true;
                         if t == CLUSTER {
                             sent.due
                                 .resources

@@ -27,11 +27,13 @@ pub mod delta;
 mod event;
 mod grpc;
 pub mod order;
+mod proxies;
 mod resource;
 mod server;
 mod snapshot;
 pub mod sotw;
 mod stats;
+mod tls;
 
 #[cfg(test)]
 mod testutil;
@@ -39,12 +41,14 @@ mod testutil;
 pub use cache::SnapshotCache;
 pub use event::{Event, Output};
 pub use grpc::AdsGrpc;
+pub use proxies::ProxyState;
 pub use resource::{Resource, type_url};
 pub use server::{
     AdsServer, NodeGrouper, Peer, StreamCloser, TlsOptions, serve, serve_with_listener,
 };
 pub use snapshot::Snapshot;
 pub use stats::{Rejection, XdsStats};
+pub use tls::{TlsError, TlsReloader};
 
 /// Errors of [`serve`] and [`serve_with_listener`].
 #[derive(Debug, thiserror::Error)]

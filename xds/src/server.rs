@@ -13,8 +13,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::transport::CertificateDer;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, CertificateDer, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -26,6 +26,7 @@ use crate::grpc::AdsGrpc;
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwConnection;
 use crate::stats::XdsStats;
+use crate::tls::TlsReloader;
 
 /// What the transport proved about a connecting proxy.
 #[derive(Clone, Debug, Default)]
@@ -133,34 +134,37 @@ pub async fn serve(
     serve_with_listener(listener, server, None, shutdown).await
 }
 
-/// [`serve`] on a listener the caller bound (e.g. to port 0 in tests), plain or with TLS.
+/// [`serve`] on a listener the caller bound (e.g. to port 0 in tests), plain or with TLS whose
+/// settings may change while serving ([`TlsReloader::update`]).
 pub async fn serve_with_listener(
     listener: TcpListener,
     server: AdsServer,
-    tls: Option<TlsOptions>,
+    tls: Option<TlsReloader>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
     let closer = server.stream_closer();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        let mut config =
-            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-        if let Some(ca) = &tls.client_ca_pem {
-            config = config.client_ca_root(Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(config)?;
-    }
-    builder
+    let router = tonic::transport::Server::builder()
         // Finds proxies that vanished without closing their connection.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(server.into_service())
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
-            closer.close();
-        })
-        .await?;
+        .add_service(server.into_service());
+    let shutdown = async move {
+        shutdown.await;
+        closer.close();
+    };
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
+                .await?
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
 
@@ -220,6 +224,7 @@ trait Machine: Send + 'static {
     fn with_removal_grace(grace: Duration) -> Self;
     fn wakeup(&self) -> Option<std::time::Instant>;
     fn on_tick(&mut self) -> Output<Self::Resp>;
+    fn settled(&self) -> bool;
 }
 
 impl Machine for SotwConnection {
@@ -246,6 +251,9 @@ impl Machine for SotwConnection {
     }
     fn on_tick(&mut self) -> Output<DiscoveryResponse> {
         SotwConnection::on_tick(self)
+    }
+    fn settled(&self) -> bool {
+        SotwConnection::settled(self)
     }
 }
 
@@ -274,6 +282,9 @@ impl Machine for DeltaConnection {
     }
     fn on_tick(&mut self) -> Output<DeltaDiscoveryResponse> {
         DeltaConnection::on_tick(self)
+    }
+    fn settled(&self) -> bool {
+        DeltaConnection::settled(self)
     }
 }
 
@@ -315,12 +326,14 @@ fn response_stream<M: Machine>(
         };
 
         let _gauge = shared.stats.stream_opened();
+        let stream = shared.stats.next_stream_id();
         info!(node = %node.id, %group, kind = M::KIND, "xds stream connected");
         let mut link = Link::<M> {
             machine: M::with_removal_grace(shared.removal_grace),
             stats: &shared.stats,
             node: node.id.clone(),
             group: group.clone(),
+            stream,
             // Until the loop below ends for a reason of its own, the stream ends because the
             // transport dropped it: the client went away.
             end: "client gone",
@@ -402,6 +415,8 @@ struct Link<'a, M: Machine> {
     stats: &'a XdsStats,
     node: String,
     group: String,
+    /// This stream's id in [`XdsStats`]' proxy table.
+    stream: u64,
     end: &'static str,
 }
 
@@ -425,6 +440,8 @@ impl<M: Machine> Link<'_, M> {
             );
             self.stats.pushed();
         }
+        self.stats
+            .proxy_step(&self.group, self.stream, &self.node, self.machine.settled());
         out.responses
     }
 
@@ -436,7 +453,8 @@ impl<M: Machine> Link<'_, M> {
                 nonce,
             } => {
                 self.stats.acked();
-                self.stats.accepted(&self.group, &self.node, &type_url);
+                self.stats
+                    .accepted(&self.group, &self.node, &type_url, &version);
                 debug!(node = %self.node, group = %self.group, %type_url, %version, %nonce, "xds ack");
             }
             Event::Nack {
@@ -445,7 +463,7 @@ impl<M: Machine> Link<'_, M> {
                 nonce,
                 message,
             } => {
-                self.stats.nacked(&type_url);
+                self.stats.nacked(&self.group, &type_url);
                 self.stats.rejected(
                     &self.group,
                     crate::stats::Rejection {
@@ -475,6 +493,7 @@ impl<M: Machine> Link<'_, M> {
 impl<M: Machine> Drop for Link<'_, M> {
     fn drop(&mut self) {
         self.stats.forget(&self.group, &self.node);
+        self.stats.proxy_gone(&self.group, self.stream);
         info!(node = %self.node, group = %self.group, kind = M::KIND, reason = self.end, "xds stream disconnected");
     }
 }

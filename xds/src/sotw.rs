@@ -43,6 +43,8 @@ struct TypeState {
     /// Content the client accepted last.
     acked: Content,
     nacked: bool,
+    /// The client accepted a response of this type once on this stream.
+    acked_once: bool,
     /// A due response's content, and whether it adds names the client lacks.
     due: DueMemo<(Content, bool)>,
 }
@@ -65,6 +67,16 @@ impl SotwConnection {
             grace: RemovalGrace::new(delay),
             ..Self::default()
         }
+    }
+
+    /// True when the client has accepted a response of every type it asked for and nothing
+    /// is in flight or rejected: it runs the configuration it was last sent.
+    pub fn settled(&self) -> bool {
+        !self.types.is_empty()
+            && self
+                .types
+                .values()
+                .all(|t| t.acked_once && t.in_flight.is_none() && !t.nacked)
     }
 
     /// When [`Self::on_tick`] should run next: removals held back by the grace period.
@@ -116,6 +128,7 @@ impl SotwConnection {
                     }
                     None => {
                         st.nacked = false;
+                        st.acked_once = true;
                         st.acked = sent.content;
                         if t == CLUSTER {
                             self.eds_deps.retain(|n| st.acked.contains_key(n));

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::watch;
 
-use crate::order::PUSH_ORDER;
+use crate::proxies::{ProxyState, ProxyTable};
 
 /// A proxy's rejection of the latest response of one type: it keeps its previous config of
 /// that type until a later response of the type is accepted.
@@ -26,14 +26,18 @@ pub struct XdsStats {
     connected: AtomicI64,
     pushes: AtomicU64,
     acks: AtomicU64,
-    nacks: AtomicU64,
     refused: AtomicU64,
-    /// Indexed like `PUSH_ORDER`, with the last slot for any other type.
-    nacks_by_type: [AtomicU64; PUSH_ORDER.len() + 1],
+    next_stream: AtomicU64,
+    /// NACKs by (group, type URL): one counter, summed for totals.
+    nacks: Mutex<BTreeMap<(String, String), u64>>,
     /// Current rejections by (group, node, type URL).
     rejected: Mutex<BTreeMap<(String, String, String), Rejection>>,
-    /// Bumped whenever `rejected` changes, so that a status reporter reacts at once.
-    rejected_changes: watch::Sender<u64>,
+    proxies: Mutex<ProxyTable>,
+    /// The version each group's proxies accepted last, by (group, type URL).
+    acked_versions: Mutex<BTreeMap<(String, String), String>>,
+    /// Bumped whenever `rejected` or a proxy's state changes, so that a status reporter
+    /// reacts at once.
+    changes: watch::Sender<u64>,
 }
 
 impl XdsStats {
@@ -55,14 +59,57 @@ impl XdsStats {
         self.acks.load(Relaxed)
     }
 
+    /// NACKs of every group and type.
     pub fn nacks(&self) -> u64 {
-        self.nacks.load(Relaxed)
+        self.nack_counts().values().sum()
     }
 
-    /// NACKs of one type; every type outside the four of [`crate::type_url`] shares a
-    /// counter.
+    /// NACKs of one type, every group.
     pub fn nacks_for(&self, type_url: &str) -> u64 {
-        self.nacks_by_type[type_slot(type_url)].load(Relaxed)
+        self.nack_counts()
+            .iter()
+            .filter(|((_, t), _)| t == type_url)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// NACKs by (group, type URL) since the server started.
+    pub fn nack_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.nacks.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Each group's connected proxies and whether they run what they were last sent.
+    pub fn proxies(&self) -> BTreeMap<String, Vec<ProxyState>> {
+        self.proxies
+            .lock()
+            .map(|t| t.by_group())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn next_stream_id(&self) -> u64 {
+        self.next_stream.fetch_add(1, Relaxed)
+    }
+
+    pub(crate) fn proxy_step(&self, group: &str, stream: u64, node: &str, settled: bool) {
+        let changed = self
+            .proxies
+            .lock()
+            .map(|mut t| t.step(group, stream, node, settled))
+            .unwrap_or(false);
+        if changed {
+            self.changes.send_modify(|g| *g += 1);
+        }
+    }
+
+    pub(crate) fn proxy_gone(&self, group: &str, stream: u64) {
+        let changed = self
+            .proxies
+            .lock()
+            .map(|mut t| t.remove(group, stream))
+            .unwrap_or(false);
+        if changed {
+            self.changes.send_modify(|g| *g += 1);
+        }
     }
 
     /// What each group's proxies currently reject, by group (a rejection clears when the
@@ -77,9 +124,9 @@ impl XdsStats {
         out
     }
 
-    /// Changes whenever [`Self::rejections`] does.
-    pub fn watch_rejections(&self) -> watch::Receiver<u64> {
-        self.rejected_changes.subscribe()
+    /// Changes whenever [`Self::rejections`] or [`Self::proxies`] does.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub(crate) fn rejected(&self, group: &str, r: Rejection) {
@@ -90,12 +137,26 @@ impl XdsStats {
             .map(|mut m| m.insert(key, r.clone()).as_ref() != Some(&r))
             .unwrap_or(false);
         if changed {
-            self.rejected_changes.send_modify(|g| *g += 1);
+            self.changes.send_modify(|g| *g += 1);
         }
     }
 
-    /// The proxy accepted a response of `type_url`.
-    pub(crate) fn accepted(&self, group: &str, node: &str, type_url: &str) {
+    /// The version a proxy of each group accepted last, by (group, type URL).
+    pub fn acked_versions(&self) -> BTreeMap<(String, String), String> {
+        self.acked_versions
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The proxy accepted `version` of `type_url`.
+    pub(crate) fn accepted(&self, group: &str, node: &str, type_url: &str, version: &str) {
+        if let Ok(mut m) = self.acked_versions.lock() {
+            m.insert(
+                (group.to_string(), type_url.to_string()),
+                version.to_string(),
+            );
+        }
         let key = (group.to_string(), node.to_string(), type_url.to_string());
         let changed = self
             .rejected
@@ -103,7 +164,7 @@ impl XdsStats {
             .map(|mut m| m.remove(&key).is_some())
             .unwrap_or(false);
         if changed {
-            self.rejected_changes.send_modify(|g| *g += 1);
+            self.changes.send_modify(|g| *g += 1);
         }
     }
 
@@ -119,7 +180,7 @@ impl XdsStats {
             })
             .unwrap_or(false);
         if changed {
-            self.rejected_changes.send_modify(|g| *g += 1);
+            self.changes.send_modify(|g| *g += 1);
         }
     }
 
@@ -145,17 +206,12 @@ impl XdsStats {
         self.acks.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn nacked(&self, type_url: &str) {
-        self.nacks.fetch_add(1, Relaxed);
-        self.nacks_by_type[type_slot(type_url)].fetch_add(1, Relaxed);
+    pub(crate) fn nacked(&self, group: &str, type_url: &str) {
+        if let Ok(mut m) = self.nacks.lock() {
+            *m.entry((group.to_string(), type_url.to_string()))
+                .or_default() += 1;
+        }
     }
-}
-
-fn type_slot(type_url: &str) -> usize {
-    PUSH_ORDER
-        .iter()
-        .position(|t| *t == type_url)
-        .unwrap_or(PUSH_ORDER.len())
 }
 
 /// Decrements the connected gauge however the stream task ends.
@@ -182,18 +238,19 @@ mod tests {
         assert_eq!(s.connected(), 0);
         s.pushed();
         s.acked();
-        s.nacked(ROUTE);
-        s.nacked("type.googleapis.com/other");
-        assert_eq!((s.pushes(), s.acks(), s.nacks()), (1, 1, 2));
-        assert_eq!(s.nacks_for(ROUTE), 1);
+        s.nacked("ns/a", ROUTE);
+        s.nacked("ns/b", ROUTE);
+        s.nacked("ns/a", "type.googleapis.com/other");
+        assert_eq!((s.pushes(), s.acks(), s.nacks()), (1, 1, 3));
+        assert_eq!(s.nacks_for(ROUTE), 2);
         assert_eq!(s.nacks_for(LISTENER), 0);
-        assert_eq!(s.nacks_for("type.googleapis.com/x"), 1);
+        assert_eq!(s.nack_counts()[&("ns/a".to_string(), ROUTE.to_string())], 1);
     }
 
     #[test]
     fn rejections_clear_on_ack_and_stream_end() {
         let s = XdsStats::new();
-        let mut changes = s.watch_rejections();
+        let mut changes = s.watch_changes();
         let rej = |node: &str, t: &str| Rejection {
             node: node.into(),
             type_url: t.into(),
@@ -206,12 +263,12 @@ mod tests {
         assert!(changes.has_changed().unwrap_or(false));
         changes.borrow_and_update();
         assert_eq!(s.rejections()["ns/gw"].len(), 3);
-        s.accepted("ns/gw", "n1", ROUTE);
+        s.accepted("ns/gw", "n1", ROUTE, "v2");
         assert_eq!(s.rejections()["ns/gw"].len(), 2);
         s.forget("ns/gw", "n1");
         assert_eq!(s.rejections()["ns/gw"], [rej("n2", ROUTE)]);
         assert!(changes.has_changed().unwrap_or(false));
-        s.accepted("ns/gw", "n2", ROUTE);
+        s.accepted("ns/gw", "n2", ROUTE, "v2");
         assert!(s.rejections().is_empty());
     }
 }
