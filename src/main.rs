@@ -55,6 +55,8 @@ enum Command {
         #[arg(long, env = "GATEHOUSE_DIR")]
         dir: Option<std::path::PathBuf>,
     },
+    /// Rotate the xDS CA in steps, without dropping a proxy.
+    Ca(cli::ca::Args),
     /// Print the version, the git commit it was built from and the compiler.
     Version(cli::version::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -106,6 +108,7 @@ async fn main() {
         Command::Bootstrap(args) => cli::bootstrap::run(args),
         Command::Certificate(args) => cli::certificate::run(args),
         Command::Crds { dir } => cli::crds::run(dir),
+        Command::Ca(args) => cli::ca::run(args).await,
         Command::Version(args) => cli::version::run(args),
         Command::Completion(args) => cli::completion::run(args, Cli::command()),
     };

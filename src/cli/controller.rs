@@ -7,7 +7,7 @@ use gatehouse::engine::programmed::Tracking;
 use gatehouse::engine::{Engine, Shared, XdsAuth};
 use gatehouse::metrics::Metrics;
 use gatehouse::model::{DEFAULT_CONTROLLER_NAME, ModelConfig};
-use gatehouse::pki::Ca;
+use gatehouse::provision::ca_secret::CaState;
 use gatehouse::provision::{self, ProvisionConfig, Provisioner, ProxySettings, XdsEndpoint};
 use gatehouse::source::kube::{self as kube_source, KubeState};
 use gatehouse::status::StatusWriter;
@@ -148,6 +148,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let (security, ca, renewal) = xds_security(&client, &args, &namespace, &server_names).await?;
     let serving = start_serving(&args, security, &shutdown).await?;
     if let Some(r) = renewal {
+        tokio::spawn(xds_certificate::follow_ca(
+            client.clone(),
+            namespace.clone(),
+            args.ca_secret.clone(),
+            r.ca,
+            shutdown.wait(),
+        ));
         tokio::spawn(xds_certificate::renew(
             r.cert,
             r.reloader,
@@ -223,15 +230,19 @@ async fn xds_security(
     args: &Args,
     namespace: &str,
     server_names: &[String],
-) -> anyhow::Result<(XdsSecurity, Option<Arc<Ca>>, Option<Renewal>)> {
+) -> anyhow::Result<(
+    XdsSecurity,
+    Option<watch::Receiver<Arc<CaState>>>,
+    Option<Renewal>,
+)> {
     match args.xds_auth {
         AuthMode::Mtls => {
             let ca = provision::ca_secret::load_or_create(client, namespace, &args.ca_secret)
                 .await
                 .with_context(|| format!("xDS CA in Secret {namespace}/{}", args.ca_secret))?;
-            let ca = Arc::new(ca);
+            let (ca, following) = watch::channel(Arc::new(ca));
             let cert = ServerCertificate {
-                ca: ca.clone(),
+                ca: following.clone(),
                 names: server_names.to_vec(),
                 validity: time::Duration::seconds(
                     i64::try_from(args.xds_server_certificate_validity).unwrap_or(i64::MAX / 2),
@@ -245,8 +256,9 @@ async fn xds_security(
             };
             Ok((
                 security,
-                Some(ca),
+                Some(following),
                 Some(Renewal {
+                    ca,
                     cert,
                     reloader,
                     not_after,
@@ -264,6 +276,8 @@ async fn xds_security(
 
 /// The xDS server certificate's renewal, started once serving.
 struct Renewal {
+    /// Publishes the CA Secret as it changes (a rotation step).
+    ca: watch::Sender<Arc<CaState>>,
     cert: ServerCertificate,
     reloader: TlsReloader,
     not_after: time::OffsetDateTime,
@@ -312,7 +326,7 @@ impl Tasks {
         &self,
         args: &Args,
         server_names: &[String],
-        ca: Option<Arc<Ca>>,
+        ca: Option<watch::Receiver<Arc<CaState>>>,
         provisioned: Arc<Notify>,
     ) -> Option<JoinHandle<()>> {
         match (args.provision, ca) {
@@ -330,7 +344,7 @@ impl Tasks {
                         server_name: server_names[0].clone(),
                     },
                 };
-                let provisioner = Provisioner::new(self.client.clone(), config, ca);
+                let provisioner = Provisioner::new(self.client.clone(), config, ca.clone());
                 // Programmed follows the provisioned Deployments as well as the proxies.
                 self.shared.track(Tracking { deployments: true });
                 tokio::spawn(provision::availability::watch(
@@ -339,6 +353,7 @@ impl Tasks {
                 ));
                 Some(tokio::spawn(provision_loop(
                     provisioner,
+                    ca,
                     self.state.clone(),
                     provisioned,
                     self.leading.clone(),
@@ -444,6 +459,7 @@ const PROVISION_CONFLICT_RECHECK: Duration = Duration::from_secs(5);
 /// certificates, so replicas never fight over them).
 async fn provision_loop(
     mut provisioner: Provisioner,
+    mut ca: watch::Receiver<Arc<CaState>>,
     state: Arc<KubeState>,
     built: Arc<Notify>,
     mut leading: watch::Receiver<bool>,
@@ -473,6 +489,12 @@ async fn provision_loop(
                 synced = None;
             }
             changed = leading.changed() => {
+                if changed.is_err() { return }
+                provisioner.forget();
+                synced = None;
+            }
+            // A CA rotation step: certificates and trust bundles of every Gateway change.
+            changed = ca.changed() => {
                 if changed.is_err() { return }
                 provisioner.forget();
                 synced = None;

@@ -1,6 +1,7 @@
 //! Subcommands. Each returns the process exit code; errors end as readable messages.
 
 pub mod bootstrap;
+pub mod ca;
 pub mod certificate;
 pub mod completion;
 pub mod controller;

@@ -17,15 +17,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use super::ca_secret::CaState;
 use super::conflict::Conflict;
 use super::guard::{self, Deleted};
 use super::render::{ProxyObjects, XdsEndpoint, render};
 use super::settings::ProxySettings;
 use super::{ProvisionError, names};
 use crate::model::parameters;
-use crate::pki::{Ca, Issued};
+use crate::pki::Issued;
 use crate::provisioned::{Ownership, ownership};
 use crate::store::{ObjKey, Store};
+use tokio::sync::watch;
 
 /// Settings that do not change while the controller runs.
 #[derive(Clone, Debug)]
@@ -39,7 +41,10 @@ pub struct ProvisionConfig {
 pub struct Provisioner {
     client: Client,
     config: ProvisionConfig,
-    ca: Arc<Ca>,
+    /// The signing CA and the trust bundle, as the CA Secret says now (it changes during a
+    /// rotation: certificates of the old signer are issued again, the bundle rolls the
+    /// proxies).
+    ca: watch::Receiver<Arc<CaState>>,
     /// Hash of the last applied body, by (Gateway, object kind).
     applied: HashMap<(ObjKey, &'static str), String>,
     certs: HashMap<ObjKey, Issued>,
@@ -87,7 +92,11 @@ impl<K> ProvisionedKind for K where
 }
 
 impl Provisioner {
-    pub fn new(client: Client, config: ProvisionConfig, ca: Arc<Ca>) -> Provisioner {
+    pub fn new(
+        client: Client,
+        config: ProvisionConfig,
+        ca: watch::Receiver<Arc<CaState>>,
+    ) -> Provisioner {
         Provisioner {
             client,
             config,
@@ -208,8 +217,9 @@ impl Provisioner {
         gateway_uid: &str,
     ) -> Result<Issued, ProvisionError> {
         let now = OffsetDateTime::now_utc();
+        let ca = self.ca.borrow().clone();
         if let Some(c) = self.certs.get(key)
-            && self.ca.proxy_cert_current(&c.cert_pem, key, now)
+            && ca.signer.proxy_cert_current(&c.cert_pem, key, now)
         {
             return Ok(c.clone());
         }
@@ -235,10 +245,10 @@ impl Provisioner {
                 })
             });
         let cert = match stored {
-            Some(c) if self.ca.proxy_cert_current(&c.cert_pem, key, now) => c,
+            Some(c) if ca.signer.proxy_cert_current(&c.cert_pem, key, now) => c,
             _ => {
                 tracing::info!(gateway = %key, "issuing the proxies' xDS client certificate");
-                self.ca.issue_proxy(key, now)?
+                ca.signer.issue_proxy(key, now)?
             }
         };
         self.certs.insert(key.clone(), cert.clone());
@@ -254,13 +264,8 @@ impl Provisioner {
         let settings = settings?;
         let gateway_uid = gateway.metadata.uid.clone().unwrap_or_default();
         let cert = self.certificate(&key, &gateway_uid).await?;
-        let objects = render(
-            gateway,
-            &settings,
-            &self.config.xds,
-            &cert,
-            &self.ca.pem().cert_pem,
-        )?;
+        let bundle = self.ca.borrow().bundle.clone();
+        let objects = render(gateway, &settings, &self.config.xds, &cert, &bundle)?;
         let ProxyObjects {
             service_account,
             tls_secret,

@@ -13,6 +13,7 @@ mod support;
 
 mod apiserver_crds;
 mod apiserver_experimental;
+mod ca_rotation_e2e;
 mod controller_e2e;
 mod crd_coexistence_e2e;
 mod helm_apiserver;
