@@ -344,7 +344,7 @@ impl Tasks {
                         server_name: server_names[0].clone(),
                     },
                 };
-                let provisioner = Provisioner::new(self.client.clone(), config, ca.clone());
+                let provisioner = Provisioner::new(self.client.clone(), config, ca);
                 // Programmed follows the provisioned Deployments as well as the proxies.
                 self.shared.track(Tracking { deployments: true });
                 tokio::spawn(provision::availability::watch(
@@ -353,7 +353,6 @@ impl Tasks {
                 ));
                 Some(tokio::spawn(provision_loop(
                     provisioner,
-                    ca,
                     self.state.clone(),
                     provisioned,
                     self.leading.clone(),
@@ -459,7 +458,6 @@ const PROVISION_CONFLICT_RECHECK: Duration = Duration::from_secs(5);
 /// certificates, so replicas never fight over them).
 async fn provision_loop(
     mut provisioner: Provisioner,
-    mut ca: watch::Receiver<Arc<CaState>>,
     state: Arc<KubeState>,
     built: Arc<Notify>,
     mut leading: watch::Receiver<bool>,
@@ -468,6 +466,7 @@ async fn provision_loop(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut ca = provisioner.ca_changes();
     let mut resync = tokio::time::interval(PROVISION_RESYNC);
     let mut retry: Option<Duration> = None;
     // What the last sync read: a build that changed only routes needs no sync (rendering the

@@ -92,6 +92,11 @@ impl<K> ProvisionedKind for K where
 }
 
 impl Provisioner {
+    /// Changes of the CA the provisioner issues from (a rotation step).
+    pub fn ca_changes(&self) -> watch::Receiver<Arc<CaState>> {
+        self.ca.clone()
+    }
+
     pub fn new(
         client: Client,
         config: ProvisionConfig,
