@@ -328,3 +328,54 @@ fn short_type(type_url: &str) -> &str {
         other => other.rsplit('.').next().unwrap_or(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// `(family as declared, type)` of what Gatehouse exports once every labelled family has a
+    /// series.
+    fn exported() -> BTreeMap<String, String> {
+        let m = Metrics::new(Arc::new(XdsStats::new()));
+        m.status.record("Gateway", 0.01, true);
+        m.events.get_or_create(&[("reason", "Pending".into())]).inc();
+        m.crd_missing_fields
+            .get_or_create(&[("crd", "x".into())])
+            .set(0);
+        let text = m.encode().expect("encode");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                Some((name.to_string(), kind.to_string()))
+            })
+            .collect()
+    }
+
+    /// `(family, type)` of each row of docs/metrics.md (counters listed with `_total`).
+    fn documented() -> BTreeMap<String, String> {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+            .expect("docs/metrics.md");
+        doc.lines()
+            .filter(|l| l.starts_with("| `gatehouse_"))
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                let name = cols.first()?.trim_matches('`');
+                let kind = cols.get(1)?.to_string();
+                let family = match kind.as_str() {
+                    "counter" => name.strip_suffix("_total")?,
+                    _ => name,
+                };
+                Some((family.to_string(), kind))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_list_every_metric() {
+        let (exported, documented) = (exported(), documented());
+        assert!(exported.len() > 20, "{exported:?}");
+        assert_eq!(exported, documented, "docs/metrics.md disagrees with /metrics");
+    }
+}

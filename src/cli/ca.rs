@@ -21,7 +21,7 @@ pub enum CaCommand {
         #[arg(value_enum)]
         step: Step,
         /// Namespace of the CA Secret (the controller's namespace).
-        #[arg(long, env = "GATEHOUSE_NAMESPACE", default_value = "gatehouse-system")]
+        #[arg(short, long, env = "GATEHOUSE_NAMESPACE", default_value = "gatehouse-system")]
         namespace: String,
         /// Name of the CA Secret (the controller's --ca-secret).
         #[arg(long, env = "GATEHOUSE_CA_SECRET", default_value = "gatehouse-xds-ca")]
