@@ -1,5 +1,6 @@
 //! The Grafana dashboard shipped with the chart (dashboards/gatehouse.json in a ConfigMap for
-//! Grafana's sidecar): it renders, parses, and queries only metrics Gatehouse exports.
+//! Grafana's sidecar): it renders, parses, and queries only metrics Gatehouse exports and
+//! docs/metrics.md lists.
 
 use super::{kinds, one};
 use crate::support;
@@ -17,6 +18,8 @@ const METRICS: &[(&str, &str)] = &[
     ("gatehouse_snapshot_builds_total", "counter"),
     ("gatehouse_snapshot_build_seconds", "histogram"),
     ("gatehouse_build_panics_total", "counter"),
+    ("gatehouse_degraded", "gauge"),
+    ("gatehouse_crd_missing_fields", "gauge"),
     ("gatehouse_unhealthy_objects", "gauge"),
     ("gatehouse_load_errors", "gauge"),
     ("gatehouse_status_writes_total", "counter"),
@@ -211,10 +214,14 @@ fn exported_families() -> std::collections::BTreeMap<String, String> {
 }
 
 /// Labelled families that prometheus_client leaves out of `/metrics` until their first series:
-/// a standalone Gatehouse writes no status and records no Event. The API-server walkthrough
-/// (tests/apiserver/helm_apiserver.rs) sees status_write_seconds once the leader writes.
-const DECLARED_ON_FIRST_USE: &[&str] =
-    &["gatehouse_status_write_seconds", "gatehouse_events_total"];
+/// a standalone Gatehouse writes no status, records no Event and checks no CRD. The API-server
+/// walkthrough (tests/apiserver/helm_apiserver.rs) sees status_write_seconds once the leader
+/// writes; docs/metrics.md types them all (dashboard_metrics_are_documented).
+const DECLARED_ON_FIRST_USE: &[&str] = &[
+    "gatehouse_status_write_seconds",
+    "gatehouse_events_total",
+    "gatehouse_crd_missing_fields",
+];
 
 #[test]
 fn dashboard_metrics_are_exported_by_gatehouse() {
@@ -232,6 +239,29 @@ fn dashboard_metrics_are_exported_by_gatehouse() {
             families.get(family).map(String::as_str),
             Some(*kind),
             "{name}: gatehouse exports {families:?}"
+        );
+    }
+}
+
+/// docs/metrics.md's table (`| \`name\` | type | …`): the dashboard queries only documented
+/// metrics, with the documented type.
+#[test]
+fn dashboard_metrics_are_documented() {
+    let doc =
+        std::fs::read_to_string(support::repo().join("docs/metrics.md")).expect("docs/metrics.md");
+    let documented: std::collections::BTreeMap<&str, &str> = doc
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.strip_prefix("| `")?.split('|');
+            let name = cols.next()?.trim().trim_end_matches('`');
+            Some((name, cols.next()?.trim()))
+        })
+        .collect();
+    for (name, kind) in METRICS {
+        assert_eq!(
+            documented.get(name).copied(),
+            Some(*kind),
+            "{name} ({kind}) is not in docs/metrics.md as such: {documented:?}"
         );
     }
 }
