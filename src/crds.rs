@@ -73,6 +73,35 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
     ]
 }
 
+/// How many fields of ours (over every version; an unserved version counts as one) the
+/// installed CRD lacks.
+pub fn missing_total(
+    ours: &CustomResourceDefinition,
+    installed: &CustomResourceDefinition,
+) -> usize {
+    ours.spec
+        .versions
+        .iter()
+        .map(|version| {
+            let theirs = installed
+                .spec
+                .versions
+                .iter()
+                .find(|v| v.name == version.name && v.served);
+            let schema = |v: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion| {
+                v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone())
+            };
+            match theirs {
+                None => 1,
+                Some(theirs) => match (schema(version), schema(theirs)) {
+                    (Some(a), Some(b)) => missing_fields(&a, &b).len(),
+                    _ => 0,
+                },
+            }
+        })
+        .sum()
+}
+
 /// What an installed CRD lacks of ours, per served version, as readable lines; empty when it
 /// has every field.
 pub fn compare(
@@ -153,6 +182,7 @@ mod tests {
         let report = compare(&ours, &theirs);
         assert_eq!(report.len(), 1, "{report:?}");
         assert!(report[0].contains(".spec.extAuth.disable"), "{report:?}");
+        assert_eq!(missing_total(&ours, &theirs), 1);
         // Preserving unknown fields keeps them: nothing is dropped.
         ext_auth(&mut theirs).x_kubernetes_preserve_unknown_fields = Some(true);
         assert!(compare(&ours, &theirs).is_empty());

@@ -339,7 +339,9 @@ mod tests {
     fn exported() -> BTreeMap<String, String> {
         let m = Metrics::new(Arc::new(XdsStats::new()));
         m.status.record("Gateway", 0.01, true);
-        m.events.get_or_create(&[("reason", "Pending".into())]).inc();
+        m.events
+            .get_or_create(&[("reason", "Pending".into())])
+            .inc();
         m.crd_missing_fields
             .get_or_create(&[("crd", "x".into())])
             .set(0);
@@ -376,6 +378,9 @@ mod tests {
     fn docs_list_every_metric() {
         let (exported, documented) = (exported(), documented());
         assert!(exported.len() > 20, "{exported:?}");
-        assert_eq!(exported, documented, "docs/metrics.md disagrees with /metrics");
+        assert_eq!(
+            exported, documented,
+            "docs/metrics.md disagrees with /metrics"
+        );
     }
 }

@@ -89,6 +89,7 @@ pub struct Args {
         long,
         value_name = "SECONDS",
         default_value_t = 365 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(3..=10 * 365 * 24 * 3600),
         env = "GATEHOUSE_XDS_SERVER_CERTIFICATE_VALIDITY"
     )]
     pub xds_server_certificate_validity: u64,

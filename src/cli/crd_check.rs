@@ -12,6 +12,13 @@ use kube::Api;
 
 const EVERY: Duration = Duration::from_secs(300);
 
+fn set(metrics: &Metrics, crd: &str, missing: i64) {
+    metrics
+        .crd_missing_fields
+        .get_or_create(&[("crd", crd.to_string())])
+        .set(missing);
+}
+
 pub(super) async fn check_crds(client: kube::Client, metrics: Arc<Metrics>) {
     let api: Api<CustomResourceDefinition> = Api::all(client);
     let mut last: Vec<(String, Vec<String>)> = Vec::new();
@@ -22,15 +29,12 @@ pub(super) async fn check_crds(client: kube::Client, metrics: Arc<Metrics>) {
             match api.get_opt(&name).await {
                 Ok(Some(installed)) => {
                     let lacks = gatehouse::crds::compare(&ours, &installed);
-                    let gauge = metrics
-                        .crd_missing_fields
-                        .get_or_create(&[("crd", name.clone())]);
-                    gauge.set(lacks.len() as i64);
-                    drop(gauge);
+                    let total = gatehouse::crds::missing_total(&ours, &installed);
+                    set(&metrics, &name, total as i64);
                     found.push((name, lacks));
                 }
                 // Missing CRDs already keep the controller unready (the watch names them).
-                Ok(None) => {}
+                Ok(None) => set(&metrics, &name, 0),
                 Err(e) => {
                     tracing::warn!(crd = %name, error = %e, "cannot read the CRD to compare it with Gatehouse's (RBAC: get customresourcedefinitions)");
                 }

@@ -95,14 +95,15 @@ pub(super) async fn write_status(
             .unwrap_or_default();
         previous = Some(status.into_owned());
         drop(view);
-        if !noted.is_empty() {
-            events.publish(noted).await;
-        }
         let written = if plan.is_empty() {
             0
         } else {
             writer.write(plan).await
         };
+        // After the status: an Event repeats news the status already carries.
+        if !noted.is_empty() {
+            events.publish(noted).await;
+        }
         if written > 0 {
             tracing::info!(written, "status written");
         }

@@ -61,13 +61,19 @@ pub(super) async fn renew(
 ) {
     tokio::pin!(shutdown);
     cert.ca.borrow_and_update();
+    // A CA change not yet served: retried until it is, not left for the next renewal.
+    let mut ca_changed = false;
     loop {
         let now = OffsetDateTime::now_utc();
         let due = cert.renew_at(not_after);
-        let wait = (due - now)
-            .try_into()
-            .unwrap_or(std::time::Duration::ZERO)
-            .min(CHECK_AT_LEAST);
+        let wait = if ca_changed {
+            std::time::Duration::ZERO
+        } else {
+            (due - now)
+                .try_into()
+                .unwrap_or(std::time::Duration::ZERO)
+                .min(CHECK_AT_LEAST)
+        };
         if !wait.is_zero() {
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -75,6 +81,7 @@ pub(super) async fn renew(
                 changed = cert.ca.changed() => {
                     if changed.is_err() { return }
                     tracing::info!("the xDS CA changed; issuing the server certificate from it");
+                    ca_changed = true;
                 }
             }
         }
@@ -86,6 +93,7 @@ pub(super) async fn renew(
             Ok(((), expires)) => {
                 tracing::info!(expires = %expires, "renewed the xDS server certificate; new connections get it");
                 not_after = expires;
+                ca_changed = false;
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), expires = %not_after, "renewing the xDS server certificate failed; retrying");

@@ -1,6 +1,7 @@
 //! A Gateway's `Programmed` as its proxies make it true (controller mode): the build says the
 //! listeners can be served; this says whether anything serves them — the provisioned
-//! Deployment has an available replica, a proxy is connected and runs what it was last sent.
+//! Deployment has an available replica (its readiness needs Envoy's initial configuration),
+//! and the proxies connected to this replica (the leader) run what they were last sent.
 //! Pure: the xDS server's proxy table and the Deployments' status come in as values.
 
 use std::collections::BTreeMap;
@@ -109,9 +110,13 @@ pub fn pending(
         }
     }
     match proxies {
+        // With provisioning, an available replica passed its readiness probe, which Envoy
+        // answers only once its initial configuration arrived — from whichever controller
+        // replica it dialled: the leader's own connections are not all there are.
+        None if tracking.deployments => None,
         None => fail(
             cond::PENDING,
-            "no proxy of this Gateway is connected to Gatehouse".to_string(),
+            "no proxy of this Gateway is connected to Gatehouse (the leader)".to_string(),
         ),
         Some(Proxies::Waiting { connected }) => fail(
             cond::PENDING,
@@ -218,8 +223,8 @@ mod tests {
         );
         let r = reason(pending(tracked, &gw, Some(&up), false, Some(&current))).unwrap();
         assert_eq!(r.0, "AddressNotAssigned");
-        let r = reason(pending(tracked, &gw, Some(&up), true, None)).unwrap();
-        assert!(r.1.contains("no proxy"), "{}", r.1);
+        // Provisioned and available: proxies connected to another replica count.
+        assert_eq!(pending(tracked, &gw, Some(&up), true, None), None);
         let waiting = Proxies::Waiting { connected: 2 };
         let r = reason(pending(tracked, &gw, Some(&up), true, Some(&waiting))).unwrap();
         assert!(r.1.starts_with("2 proxies connected"), "{}", r.1);
@@ -227,5 +232,10 @@ mod tests {
         // Without provisioning only the proxies count.
         let untracked = Tracking { deployments: false };
         assert_eq!(pending(untracked, &gw, None, false, Some(&current)), None);
+        let r = reason(pending(untracked, &gw, None, false, None)).unwrap();
+        assert!(r.1.contains("no proxy"), "{}", r.1);
+        let lagging = Proxies::Lagging { node: "n".into() };
+        let r = reason(pending(tracked, &gw, Some(&up), true, Some(&lagging))).unwrap();
+        assert!(r.1.starts_with("proxy n has not accepted"), "{}", r.1);
     }
 }

@@ -12,6 +12,23 @@ pub const MANAGED_BY: &str = "gatehouse";
 /// new bootstrap or a renewed certificate rolls the proxies.
 pub const CONFIG_HASH_ANNOTATION: &str = "gatehouse.dev/config-hash";
 
+/// Pod annotation naming the xDS credentials (client certificate and trusted CA bundle) the
+/// pods mount, so that `gatehouse ca rotate` can tell whether the proxies rolled onto a step.
+pub const CREDENTIALS_HASH_ANNOTATION: &str = "gatehouse.dev/xds-credentials";
+
+/// The [`CREDENTIALS_HASH_ANNOTATION`] of a certificate and a CA bundle.
+pub fn credentials_hash(cert_pem: &str, ca_pem: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in [cert_pem, ca_pem] {
+        ctx.update(p.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Longest Kubernetes label value and Service name (DNS-1035 label).
 const MAX: usize = 63;
 

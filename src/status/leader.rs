@@ -97,10 +97,18 @@ impl LeaderElector {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let leads = match self.try_acquire_or_renew().await {
-                Ok(leads) => leads,
-                Err(e) => {
+            // A round that hangs (the API server unreachable) must not keep this replica
+            // leading past the Lease: each round is bounded well under the lease duration,
+            // and any round that does not renew steps down.
+            let round = tokio::time::timeout(self.round_timeout(), self.try_acquire_or_renew());
+            let leads = match round.await {
+                Ok(Ok(leads)) => leads,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, lease = %self.config.name, "leader election round failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.config.name, "leader election round timed out");
                     false
                 }
             };
@@ -119,6 +127,13 @@ impl LeaderElector {
                 tracing::warn!(error = %e, "releasing the lease failed; it expires on its own");
             }
         }
+    }
+
+    /// Longest one campaign round may take: a third of the lease, so that renew interval
+    /// plus a hung round stays under it and a follower never takes over from a replica that
+    /// still believes it leads.
+    fn round_timeout(&self) -> Duration {
+        self.config.lease_duration / 3
     }
 
     fn now() -> MicroTime {

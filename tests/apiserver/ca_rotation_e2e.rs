@@ -1,7 +1,8 @@
 //! The xDS CA is rotated in three steps (`gatehouse ca rotate begin|promote|finish`) while a
 //! real Envoy stays connected: after every step the connected proxy still receives updates,
 //! and a proxy started with the credentials of that step (as a rolled pod would be) connects.
-//! After `finish`, that proxy trusts only the new CA, so its connecting shows the server's
+//! A step is refused while the provisioned Deployment has not rolled onto the previous one.
+//! After `finish`, the new proxy trusts only the new CA, so its connecting shows the server's
 //! certificate comes from the new CA.
 
 use crate::support;
@@ -69,9 +70,39 @@ async fn updates_still_flow(w: &ClusterWorld, when: &str) {
         .await;
 }
 
-async fn restart_envoy(w: &mut ClusterWorld, r: usize) {
+/// The proxies roll onto the step: the next step is refused until the Deployment's rollout
+/// is complete (reported here as its controller would), then a new Envoy with the step's
+/// credentials connects.
+async fn roll(w: &mut ClusterWorld, r: usize, next: &str) {
+    // The Deployment's pod template now names the new credentials; its pods are old.
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(w.client.clone(), NS);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = api.get("gatehouse-http").await.expect("Deployment");
+        let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+        if observed < d.metadata.generation {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Deployment did not change\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = rotate(w, next);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{next} before the rollout is refused"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kgateway-system/gatehouse-http"),
+        "{stderr}"
+    );
     w.stop_envoy();
-    w.start_envoy(r).await;
+    w.start_envoy(r).await; // also reports the rollout complete
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +134,7 @@ async fn the_ca_rotates_without_dropping_a_proxy() {
         "still the old signer"
     );
     updates_still_flow(&w, "after begin").await;
-    restart_envoy(&mut w, r).await;
+    roll(&mut w, r, "promote").await;
 
     // promote: certificates from the new CA; the old one still trusted.
     let out = rotate(&w, "promote");
@@ -118,7 +149,7 @@ async fn the_ca_rotates_without_dropping_a_proxy() {
     .await;
     assert_eq!(trusted(&promoted), 2);
     updates_still_flow(&w, "after promote").await;
-    restart_envoy(&mut w, r).await;
+    roll(&mut w, r, "finish").await;
 
     // finish: only the new CA; a proxy trusting only it connects.
     let out = rotate(&w, "finish");
@@ -130,7 +161,8 @@ async fn the_ca_rotates_without_dropping_a_proxy() {
     let finished = wait_proxy_secret(&w, "trusts the new CA only", |s| trusted(s) == 1).await;
     assert_ne!(field(&finished, "ca.crt"), field(&first, "ca.crt"));
     updates_still_flow(&w, "after finish").await;
-    restart_envoy(&mut w, r).await;
+    w.stop_envoy();
+    w.start_envoy(r).await;
     let log = std::fs::read_to_string(&w.replicas[r].proc.log).unwrap_or_default();
     assert!(
         log.matches("the xDS CA changed").count() >= 3,

@@ -67,16 +67,10 @@ async fn programmed_follows_the_deployment_and_the_proxies() {
         st == "False" && reason == "Pending" && message.contains("0 of 1 replicas available")
     })
     .await;
-    // Available, and still no proxy connected.
-    w.set_proxy_replicas(NS, "http", 1).await;
-    wait_programmed(&w, "Pending on the proxies", |st, reason, message| {
-        st == "False" && reason == "Pending" && message.contains("no proxy")
-    })
-    .await;
     assert_eq!(w.metric(r, "gatehouse_leader"), 1.0);
     assert_eq!(w.metric(r, "gatehouse_xds_connected_proxies"), 0.0);
 
-    // A real Envoy connects and accepts its configuration.
+    // A real Envoy connects and accepts its configuration; its pod is reported available.
     w.start_envoy(r).await;
     wait_programmed(&w, "Programmed", |st, _, _| st == "True").await;
     let gateway = format!("{NS}/http");
@@ -120,9 +114,25 @@ async fn programmed_follows_the_deployment_and_the_proxies() {
     );
     assert!(w.metric(r, "gatehouse_events_total{reason=\"Pending\"}") >= 1.0);
 
-    // Back, then the proxy disconnects: Pending on the proxies.
     w.set_proxy_replicas(NS, "http", 1).await;
     wait_programmed(&w, "Programmed again", |st, _, _| st == "True").await;
+}
+
+/// Without provisioning (your own Envoys), the proxies connected to the leader decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_provisioning_programmed_follows_the_connected_proxies() {
+    let mut w = ClusterWorld::start().await;
+    let kubeconfig = w.api.kubeconfig_path().to_path_buf();
+    let r = w.start_replica_with("solo", &kubeconfig, "default", &["--provision", "false"]);
+    wait_programmed(&w, "Pending without a proxy", |st, reason, message| {
+        st == "False" && reason == "Pending" && message.contains("no proxy")
+    })
+    .await;
+    w.start_envoy_without_provisioning(r).await;
+    wait_programmed(&w, "Programmed with Envoy connected", |st, _, _| {
+        st == "True"
+    })
+    .await;
     w.stop_envoy();
     wait_programmed(&w, "Pending once Envoy is gone", |st, reason, message| {
         st == "False" && reason == "Pending" && message.contains("no proxy")

@@ -217,8 +217,44 @@ impl ClusterWorld {
     /// Starts Envoy against replica `i`, authenticated with the provisioned certificate, and
     /// waits for the first 200.
     pub async fn start_envoy(&mut self, i: usize) {
-        let xds_port = self.replicas[i].xds_port;
         let tls_dir = self.proxy_credentials("kgateway-system", "http").await;
+        self.launch_envoy(i, &tls_dir).await;
+        // This Envoy stands in for the provisioned Deployment's pod: report the Deployment
+        // available as its controller would (no kubelet here).
+        self.set_proxy_replicas("kgateway-system", "http", 1).await;
+    }
+
+    /// Starts Envoy against replica `i` (running with `--provision false`) with a client
+    /// certificate issued here from the controller's CA, as an operator running their own
+    /// proxies would, and waits for the first 200.
+    pub async fn start_envoy_without_provisioning(&mut self, i: usize) {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), "default");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let secret = loop {
+            if let Ok(Some(s)) = secrets.get_opt("gatehouse-xds-ca").await {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no CA Secret\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let data = secret.data.unwrap_or_default();
+        let text = |k: &str| String::from_utf8(data[k].0.clone()).expect("utf-8");
+        let ca = gatehouse::pki::Ca::from_pem(&text("ca.crt"), &text("ca.key")).expect("CA");
+        let gateway = gatehouse::store::ObjKey::new("kgateway-system", "http");
+        let issued = ca
+            .issue_proxy(&gateway, time::OffsetDateTime::now_utc())
+            .expect("issue");
+        let dir = self.dir.path().join("xds-tls-own");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("tls.crt"), issued.cert_pem).expect("write");
+        std::fs::write(dir.join("tls.key"), issued.key_pem).expect("write");
+        std::fs::write(dir.join("ca.crt"), text("ca.crt")).expect("write");
+        self.launch_envoy(i, &dir).await;
+    }
+
+    async fn launch_envoy(&mut self, i: usize, tls_dir: &std::path::Path) {
+        let xds_port = self.replicas[i].xds_port;
         let out = Command::new(gatehouse())
             .args([
                 "bootstrap",
@@ -230,7 +266,7 @@ impl ClusterWorld {
                 XDS_SERVER_NAME,
             ])
             .arg("--xds-tls-dir")
-            .arg(&tls_dir)
+            .arg(tls_dir)
             .args(["--admin-port", &self.envoy_admin_port.to_string()])
             .output()
             .expect("bootstrap");
@@ -242,9 +278,6 @@ impl ClusterWorld {
             .push(Proc::spawn("envoy", envoy, self.dir.path()));
         self.wait_for_code("the first 200 through Envoy", HOST, 200)
             .await;
-        // This Envoy stands in for the provisioned Deployment's pod: report the Deployment
-        // available as its controller would (no kubelet here).
-        self.set_proxy_replicas("kgateway-system", "http", 1).await;
     }
 
     /// Stops every Envoy this world started (its xDS stream ends with it).
@@ -262,15 +295,20 @@ impl ClusterWorld {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         let name = format!("gatehouse-{gateway}");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while api.get_opt(&name).await.ok().flatten().is_none() {
+        let deployment = loop {
+            if let Ok(Some(d)) = api.get_opt(&name).await {
+                break d;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "the controller did not provision Deployment {namespace}/{name}\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
+        // The rollout of the Deployment as it stands is complete.
         let status = serde_json::json!({"status": {
+            "observedGeneration": deployment.metadata.generation,
             "replicas": available, "readyReplicas": available,
             "availableReplicas": available, "updatedReplicas": available,
         }});

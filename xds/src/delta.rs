@@ -47,8 +47,6 @@ struct TypeState {
     latest_nonce: Option<String>,
     in_flight: Option<Sent>,
     nacked: bool,
-    /// The client accepted a response of this type once on this stream.
-    acked_once: bool,
     due: DueMemo<Due>,
 }
 
@@ -83,14 +81,14 @@ impl DeltaConnection {
         }
     }
 
-    /// True when the client has accepted a response of every type it asked for and nothing
-    /// is in flight or rejected: it runs the configuration it was last sent.
+    /// True when the client runs the current snapshot: every type it asked for is at rest —
+    /// nothing due (held removals aside), nothing in flight, nothing rejected. A client that
+    /// reconnects holding the current versions is at rest without a response.
     pub fn settled(&self) -> bool {
-        !self.types.is_empty()
-            && self
-                .types
-                .values()
-                .all(|t| t.acked_once && t.in_flight.is_none() && !t.nacked)
+        let Some(snap) = self.snapshot.as_deref() else {
+            return false;
+        };
+        !self.types.is_empty() && self.types.keys().all(|t| self.progress(t, snap).at_rest())
     }
 
     /// When [`Self::on_tick`] should run next: removals held back by the grace period.
@@ -141,7 +139,6 @@ impl DeltaConnection {
                     }
                     None => {
                         st.nacked = false;
-                        st.acked_once = true;
                         if t == CLUSTER {
                             sent.due
                                 .resources

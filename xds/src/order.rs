@@ -69,7 +69,7 @@ impl Progress {
     }
 
     /// The client holds exactly the current snapshot's view of this type.
-    fn at_rest(&self) -> bool {
+    pub(crate) fn at_rest(&self) -> bool {
         !self.subscribed || (!self.in_flight && self.due.is_none() && !self.nacked)
     }
 }

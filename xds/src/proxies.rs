@@ -53,6 +53,10 @@ impl ProxyTable {
         self.streams.remove(&(group.to_string(), stream)).is_some()
     }
 
+    pub(crate) fn has_group(&self, group: &str) -> bool {
+        self.streams.keys().any(|(g, _)| g == group)
+    }
+
     pub(crate) fn by_group(&self) -> BTreeMap<String, Vec<ProxyState>> {
         let mut out: BTreeMap<String, Vec<ProxyState>> = BTreeMap::new();
         for ((group, _), s) in &self.streams {

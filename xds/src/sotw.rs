@@ -43,8 +43,6 @@ struct TypeState {
     /// Content the client accepted last.
     acked: Content,
     nacked: bool,
-    /// The client accepted a response of this type once on this stream.
-    acked_once: bool,
     /// A due response's content, and whether it adds names the client lacks.
     due: DueMemo<(Content, bool)>,
 }
@@ -69,14 +67,14 @@ impl SotwConnection {
         }
     }
 
-    /// True when the client has accepted a response of every type it asked for and nothing
-    /// is in flight or rejected: it runs the configuration it was last sent.
+    /// True when the client runs the current snapshot: every type it asked for is at rest —
+    /// nothing due (held removals aside), nothing in flight, nothing rejected. A client that
+    /// reconnects holding the current versions is at rest without a response.
     pub fn settled(&self) -> bool {
-        !self.types.is_empty()
-            && self
-                .types
-                .values()
-                .all(|t| t.acked_once && t.in_flight.is_none() && !t.nacked)
+        let Some(snap) = self.snapshot.as_deref() else {
+            return false;
+        };
+        !self.types.is_empty() && self.types.keys().all(|t| self.progress(t, snap).at_rest())
     }
 
     /// When [`Self::on_tick`] should run next: removals held back by the grace period.
@@ -128,7 +126,6 @@ impl SotwConnection {
                     }
                     None => {
                         st.nacked = false;
-                        st.acked_once = true;
                         st.acked = sent.content;
                         if t == CLUSTER {
                             self.eds_deps.retain(|n| st.acked.contains_key(n));

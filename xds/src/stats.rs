@@ -102,11 +102,16 @@ impl XdsStats {
     }
 
     pub(crate) fn proxy_gone(&self, group: &str, stream: u64) {
-        let changed = self
+        let (changed, group_empty) = self
             .proxies
             .lock()
-            .map(|mut t| t.remove(group, stream))
-            .unwrap_or(false);
+            .map(|mut t| (t.remove(group, stream), !t.has_group(group)))
+            .unwrap_or((false, false));
+        // The group's last proxy left: its versions say nothing any more (and a deleted
+        // Gateway's series must not stay forever).
+        if group_empty && let Ok(mut m) = self.acked_versions.lock() {
+            m.retain(|(g, _), _| g != group);
+        }
         if changed {
             self.changes.send_modify(|g| *g += 1);
         }

@@ -12,14 +12,15 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{BOOTSTRAP_DIR, BOOTSTRAP_FILE, DRAIN_TIME_S, Proxy, READINESS_PORT, TLS_DIR};
 use crate::provision::settings::{ProxySettings, overlay_pod_security};
-use crate::provisioned::names::{self, CONFIG_HASH_ANNOTATION};
+use crate::provisioned::names::{self, CONFIG_HASH_ANNOTATION, CREDENTIALS_HASH_ANNOTATION};
 
 /// uid/gid of the `envoy` user in the official image.
 const ENVOY_UID: i64 = 101;
 
 impl Proxy<'_> {
-    /// The Deployment; `config_hash` (of the bootstrap and certificate) is a pod annotation.
-    pub(super) fn deployment(&self, config_hash: String) -> Deployment {
+    /// The Deployment; `config_hash` (of the bootstrap and certificate) and
+    /// `credentials_hash` (certificate and CA bundle) are pod annotations.
+    pub(super) fn deployment(&self, config_hash: String, credentials_hash: String) -> Deployment {
         Deployment {
             metadata: self.plain_meta(&self.name),
             spec: Some(DeploymentSpec {
@@ -34,19 +35,20 @@ impl Proxy<'_> {
                     match_labels: Some(names::selector(self.gateway_name)),
                     ..Default::default()
                 },
-                template: self.pod_template(config_hash),
+                template: self.pod_template(config_hash, credentials_hash),
                 ..Default::default()
             }),
             ..Default::default()
         }
     }
 
-    fn pod_template(&self, config_hash: String) -> PodTemplateSpec {
+    fn pod_template(&self, config_hash: String, credentials_hash: String) -> PodTemplateSpec {
         let settings = self.settings;
         let mut labels = settings.pod_labels.clone();
         labels.extend(names::selector(self.gateway_name));
         let mut annotations = settings.pod_annotations.clone();
         annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash);
+        annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash);
         PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(labels),

@@ -167,7 +167,10 @@ pub fn render(
         tls_secret: proxy.tls_secret(cert, ca_pem),
         config_map: proxy.config_map(bootstrap),
         service: proxy.service(),
-        deployment: proxy.deployment(config_hash),
+        deployment: proxy.deployment(
+            config_hash,
+            crate::provisioned::names::credentials_hash(&cert.cert_pem, ca_pem),
+        ),
         pod_disruption_budget: proxy.pod_disruption_budget(),
         horizontal_pod_autoscaler: proxy.horizontal_pod_autoscaler(),
     })

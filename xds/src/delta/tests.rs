@@ -653,3 +653,78 @@ fn a_changed_cluster_gets_its_unchanged_endpoints_again() {
         [sent("LDS", &[("l1", "2")], &[])]
     );
 }
+
+/// `settled` says whether the client runs the current snapshot: a reconnect that already
+/// holds it is settled without a response; a change is unsettled until ACKed; a NACK and a
+/// response held back by the ordering are unsettled; a held removal is not.
+#[test]
+fn settled_follows_what_the_client_runs() {
+    let s = snap(&[(CLUSTER, "a", "1"), (LISTENER, "l", "1")]);
+    let mut c = DeltaConnection::new();
+    assert!(!c.settled(), "nothing subscribed, no snapshot");
+    c.on_snapshot(s.clone());
+    let version = |t: &str, n: &str| s.get(t, n).unwrap().version.clone();
+    // A reconnect holding everything current: settled with no response at all.
+    let out = c.on_request(DeltaDiscoveryRequest {
+        initial_resource_versions: [("a".to_string(), version(CLUSTER, "a"))].into(),
+        ..req(CLUSTER, &["*"], &[], "")
+    });
+    assert!(out.responses.is_empty());
+    let out = c.on_request(DeltaDiscoveryRequest {
+        initial_resource_versions: [("l".to_string(), version(LISTENER, "l"))].into(),
+        ..req(LISTENER, &["*"], &[], "")
+    });
+    assert!(out.responses.is_empty());
+    assert!(
+        c.settled(),
+        "a reconnect with current versions runs the snapshot"
+    );
+
+    // A change: unsettled while in flight, settled once ACKed.
+    let n = only(&c.on_snapshot(snap(&[(CLUSTER, "a", "2"), (LISTENER, "l", "1")])))
+        .nonce
+        .clone();
+    assert!(!c.settled());
+    assert!(c.on_request(ack(CLUSTER, &n)).responses.is_empty());
+    assert!(c.settled());
+
+    // Rejected: unsettled until a later snapshot is accepted.
+    let n = only(&c.on_snapshot(snap(&[(CLUSTER, "a", "3"), (LISTENER, "l", "1")])))
+        .nonce
+        .clone();
+    c.on_request(nack(CLUSTER, &n, "bad"));
+    assert!(!c.settled(), "a rejected update is not run");
+
+    // The routes of a fresh handshake wait on the listener ACK: not settled meanwhile.
+    let mut c = DeltaConnection::new();
+    c.on_snapshot(basic("1"));
+    let n = only(&c.on_request(req(CLUSTER, &[], &[], "")))
+        .nonce
+        .clone();
+    c.on_request(ack(CLUSTER, &n));
+    let n = only(&c.on_request(req(ENDPOINT, &["c1"], &[], "")))
+        .nonce
+        .clone();
+    c.on_request(ack(ENDPOINT, &n));
+    let n = only(&c.on_request(req(LISTENER, &["*"], &[], "")))
+        .nonce
+        .clone();
+    c.on_request(ack(LISTENER, &n));
+    c.on_request(req(ROUTE, &["r1"], &[], ""));
+    assert!(!c.settled(), "the route is in flight");
+
+    // A removal held for the grace period does not unsettle the client.
+    let grace = std::time::Duration::from_secs(60);
+    let mut c = handshake_on(DeltaConnection::with_removal_grace(grace), basic("1"));
+    assert!(c.settled());
+    let next = snap(&[
+        (CLUSTER, "c2", "1"),
+        (LISTENER, "l1", "1"),
+        (ROUTE, "r1", "to-c2"),
+    ]);
+    let n = only(&c.on_snapshot(next)).nonce.clone();
+    let n = only(&c.on_request(ack(CLUSTER, &n))).nonce.clone();
+    assert!(c.on_request(ack(ROUTE, &n)).responses.is_empty());
+    assert!(c.wakeup().is_some(), "c1's removal is held");
+    assert!(c.settled(), "a held removal is not a lagging proxy");
+}

@@ -507,3 +507,18 @@ fn a_changed_cluster_gets_its_unchanged_endpoints_again() {
         [("CDS", nt(&[("c1", "2")])), ("EDS", nt(&[("c1", "1")]))]
     );
 }
+
+/// `settled`: the client runs the current snapshot — unsettled while a response is in flight
+/// or rejected, settled once every subscribed type is ACKed.
+#[test]
+fn settled_follows_what_the_client_runs() {
+    let mut c = SotwConnection::new();
+    assert!(!c.settled());
+    handshake(&mut c, basic("1"));
+    assert!(c.settled());
+    let out = c.on_snapshot(basic("2"));
+    let cds = out.responses[0].nonce.clone();
+    assert!(!c.settled(), "an update in flight");
+    c.on_request(nack(CLUSTER, &[], &cds, "bad"));
+    assert!(!c.settled(), "a rejected update is not run");
+}
