@@ -18,8 +18,13 @@ pub const CREDENTIALS_HASH_ANNOTATION: &str = "gatehouse.dev/xds-credentials";
 
 /// The [`CREDENTIALS_HASH_ANNOTATION`] of a certificate and a CA bundle.
 pub fn credentials_hash(cert_pem: &str, ca_pem: &str) -> String {
+    digest(&[cert_pem, ca_pem])
+}
+
+/// A short hex digest (SHA-256, 8 bytes) of `parts`, for pod annotations that roll proxies.
+pub fn digest(parts: &[&str]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in [cert_pem, ca_pem] {
+    for p in parts {
         ctx.update(p.as_bytes());
         ctx.update(&[0]);
     }

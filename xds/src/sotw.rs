@@ -74,7 +74,17 @@ impl SotwConnection {
         let Some(snap) = self.snapshot.as_deref() else {
             return false;
         };
-        !self.types.is_empty() && self.types.keys().all(|t| self.progress(t, snap).at_rest())
+        // The cheap checks first: in a burst something is nearly always in flight, and
+        // what is due is computed only for a stream that is otherwise idle.
+        if self.types.is_empty()
+            || self
+                .types
+                .values()
+                .any(|st| st.in_flight.is_some() || st.nacked)
+        {
+            return false;
+        }
+        self.types.keys().all(|t| self.progress(t, snap).at_rest())
     }
 
     /// When [`Self::on_tick`] should run next: removals held back by the grace period.

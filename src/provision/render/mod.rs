@@ -138,18 +138,6 @@ pub fn bootstrap_json(gateway: &ObjKey, xds: &XdsEndpoint) -> Result<String, Ren
     serde_json::to_string_pretty(&doc).map_err(|e| RenderError::Bootstrap(e.to_string()))
 }
 
-fn hash(parts: &[&str]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in parts {
-        ctx.update(p.as_bytes());
-        ctx.update(&[0]);
-    }
-    ctx.finish().as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The objects of `gateway` with `settings`, certificate `cert` signed by `ca_pem`.
 pub fn render(
     gateway: &Gateway,
@@ -161,7 +149,7 @@ pub fn render(
     let proxy = Proxy::new(gateway, settings)?;
     let bootstrap = bootstrap_json(&proxy.key, xds)?;
     // Rolls the proxies when their bootstrap or certificate changes.
-    let config_hash = hash(&[&bootstrap, &cert.cert_pem, ca_pem]);
+    let config_hash = crate::provisioned::names::digest(&[&bootstrap, &cert.cert_pem, ca_pem]);
     Ok(ProxyObjects {
         service_account: proxy.service_account(),
         tls_secret: proxy.tls_secret(cert, ca_pem),
