@@ -131,7 +131,11 @@ pub fn explain(model: &Model) -> Vec<Row> {
                         listener: vh.listener.clone(),
                         port: port.port,
                         host: vh.hostname.clone(),
-                        route: r.route.to_string(),
+                        // HTTPRoutes by name, as before GRPCRoutes were served; others by kind too.
+                        route: match r.route.kind {
+                            crate::store::Kind::HttpRoute => r.route.key.to_string(),
+                            _ => r.route.to_string(),
+                        },
                         rule: r
                             .rule_name
                             .clone()

@@ -118,6 +118,7 @@ impl Metrics {
             crate::store::Kind::GatewayClass,
             crate::store::Kind::Gateway,
             crate::store::Kind::HttpRoute,
+            crate::store::Kind::GrpcRoute,
             crate::store::Kind::TrafficPolicy,
             crate::store::Kind::GatewayExtension,
             crate::store::Kind::BackendTlsPolicy,

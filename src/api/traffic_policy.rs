@@ -160,38 +160,38 @@ impl TrafficPolicySpec {
     }
 }
 
-/// A Gateway (optionally one listener) or HTTPRoute (optionally one named rule) in the
-/// policy's namespace.
+/// A Gateway (optionally one listener), HTTPRoute or GRPCRoute (optionally one named rule) in
+/// the policy's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.group == 'gateway.networking.k8s.io' && (self.kind == 'Gateway' || self.kind == 'HTTPRoute')").message("targetRefs must name a Gateway or an HTTPRoute of group gateway.networking.k8s.io"))]
+#[x_kube(validation = Rule::new("self.group == 'gateway.networking.k8s.io' && (self.kind == 'Gateway' || self.kind == 'HTTPRoute' || self.kind == 'GRPCRoute')").message("targetRefs must name a Gateway, an HTTPRoute or a GRPCRoute of group gateway.networking.k8s.io"))]
 pub struct LocalPolicyTargetReference {
     /// API group of the target.
     pub group: String,
-    /// Kind of the target: `Gateway` or `HTTPRoute`.
+    /// Kind of the target: `Gateway`, `HTTPRoute` or `GRPCRoute`.
     pub kind: String,
     /// Name of the target.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Listener name (Gateway) or rule name (HTTPRoute).
+    /// Listener name (Gateway) or rule name (HTTPRoute, GRPCRoute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
 }
 
-/// HTTPRoutes or Gateways in the policy's namespace whose labels include `matchLabels`.
+/// HTTPRoutes, GRPCRoutes or Gateways in the policy's namespace whose labels include `matchLabels`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.group == 'gateway.networking.k8s.io' && (self.kind == 'Gateway' || self.kind == 'HTTPRoute')").message("targetSelectors must select Gateways or HTTPRoutes of group gateway.networking.k8s.io"))]
+#[x_kube(validation = Rule::new("self.group == 'gateway.networking.k8s.io' && (self.kind == 'Gateway' || self.kind == 'HTTPRoute' || self.kind == 'GRPCRoute')").message("targetSelectors must select Gateways, HTTPRoutes or GRPCRoutes of group gateway.networking.k8s.io"))]
 pub struct LocalPolicyTargetSelector {
     /// API group of the targets.
     pub group: String,
-    /// Kind of the targets: `Gateway` or `HTTPRoute`.
+    /// Kind of the targets: `Gateway`, `HTTPRoute` or `GRPCRoute`.
     pub kind: String,
     /// Labels every selected object carries. Not empty: whether an empty selector means every
     /// object or none differs between APIs, and either guess could unprotect routes.
     #[x_kube(validation = Rule::new("size(self) >= 1").message("matchLabels must name at least one label"))]
     pub match_labels: BTreeMap<String, String>,
-    /// Listener name (Gateway) or rule name (HTTPRoute) of each selected object.
+    /// Listener name (Gateway) or rule name (HTTPRoute, GRPCRoute) of each selected object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
 }

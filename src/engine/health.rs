@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::{Debug, Display};
 
 use crate::model::{self, Status};
+use crate::store::Kind;
 
 /// True when a condition is in its good state (`Conflicted` is good when False).
 pub(super) fn holds(c: &model::Condition) -> bool {
@@ -98,27 +99,30 @@ fn log_changed<K: Ord + Display, V: Debug>(
     }
 }
 
-/// Logs the HTTPRoutes whose status changed; returns the change in the number of them with a
-/// condition that does not hold. The route map is persistent: the diff skips the subtrees
-/// both builds share.
+/// Logs the routes (HTTPRoutes, GRPCRoutes) whose status changed; returns the change in the
+/// number of them with a condition that does not hold. The route maps are persistent: the
+/// diff skips the subtrees both builds share.
 fn log_route_changes(old: &Status, new: &Status) -> isize {
     let mut bad_routes = 0isize;
-    for item in old.http_routes.diff(&new.http_routes) {
-        let (was, now) = match item {
-            imbl::ordmap::DiffItem::Add(key, v) => (None, (key, v)),
-            imbl::ordmap::DiffItem::Update { old, new } => (Some(old.1), new),
-            imbl::ordmap::DiffItem::Remove(_, v) => {
-                bad_routes -= isize::from(!route_ok(v));
-                continue;
+    for kind in [Kind::HttpRoute, Kind::GrpcRoute] {
+        let kind_name = kind.name();
+        for item in old.routes_of(kind).diff(new.routes_of(kind)) {
+            let (was, now) = match item {
+                imbl::ordmap::DiffItem::Add(key, v) => (None, (key, v)),
+                imbl::ordmap::DiffItem::Update { old, new } => (Some(old.1), new),
+                imbl::ordmap::DiffItem::Remove(_, v) => {
+                    bad_routes -= isize::from(!route_ok(v));
+                    continue;
+                }
+            };
+            bad_routes -= isize::from(was.is_some_and(|v| !route_ok(v)));
+            let (key, v) = now;
+            if route_ok(v) {
+                tracing::info!(kind = kind_name, object = %key, "status: all conditions hold");
+            } else {
+                bad_routes += 1;
+                tracing::warn!(kind = kind_name, object = %key, status = ?v, "status: a condition does not hold");
             }
-        };
-        bad_routes -= isize::from(was.is_some_and(|v| !route_ok(v)));
-        let (key, v) = now;
-        if route_ok(v) {
-            tracing::info!(kind = "HTTPRoute", object = %key, "status: all conditions hold");
-        } else {
-            bad_routes += 1;
-            tracing::warn!(kind = "HTTPRoute", object = %key, status = ?v, "status: a condition does not hold");
         }
     }
     bad_routes

@@ -13,7 +13,7 @@ use super::types::{
     VirtualHostModel,
 };
 use super::{counts, matches};
-use crate::store::ObjKey;
+use crate::store::{ObjKey, ObjectRef};
 
 /// The routes of one Gateway, arranged as its model needs them.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ pub struct Assembly {
 #[derive(Debug, Default)]
 struct Host {
     /// By (route, index into its entries): key order, as precedence ties fall back to it.
-    entries: BTreeMap<(Arc<ObjKey>, usize), Arc<Contribution>>,
+    entries: BTreeMap<(Arc<ObjectRef>, usize), Arc<Contribution>>,
     model: Option<Arc<VirtualHostModel>>,
 }
 
@@ -263,7 +263,7 @@ fn specificity(listener: Option<&str>, host: &str) -> Option<usize> {
 
 fn host_model(
     hostname: &str,
-    entries: &BTreeMap<(Arc<ObjKey>, usize), Arc<Contribution>>,
+    entries: &BTreeMap<(Arc<ObjectRef>, usize), Arc<Contribution>>,
     owner: Option<&ListenerInfo>,
 ) -> VirtualHostModel {
     let mut routes: Vec<_> = entries

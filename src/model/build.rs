@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::assembly::Assembly;
-use super::conditions::{PolicyAncestorStatus, RouteParentStatus};
+use super::conditions::{PolicyAncestorStatus, RouteStatusMap};
 use super::contribution::{self, Contribution};
 use super::types::GatewayModel;
 use super::{Model, ModelConfig, Status, extensions, gateways, policy, route_cache};
-use crate::store::{ObjKey, RouteCursor, Store};
+use crate::store::{Kind, ObjKey, ObjectRef, RouteCursor, Store};
 
 /// Builds models, reusing what the previous build computed from unchanged inputs.
 #[derive(Debug, Default)]
@@ -39,7 +39,9 @@ struct State {
     assemblies: Vec<Assembly>,
     /// Each Gateway's model; `None` once a route of it changed.
     models: Vec<Option<Arc<GatewayModel>>>,
-    route_status: imbl::OrdMap<Arc<ObjKey>, Arc<Vec<RouteParentStatus>>>,
+    /// Route status, HTTPRoutes and GRPCRoutes apart (the status has a map for each).
+    http_status: RouteStatusMap,
+    grpc_status: RouteStatusMap,
     /// Policy status before route-cache warnings; `None` once a decision or a targeted route
     /// changed.
     policy_status: Option<BTreeMap<ObjKey, Arc<Vec<PolicyAncestorStatus>>>>,
@@ -54,8 +56,8 @@ struct Base {
     served: BTreeSet<ObjKey>,
     providers: BTreeMap<ObjKey, extensions::ProviderResult>,
     policies: policy::PolicyIndex,
-    /// HTTPRoutes some policy targets.
-    targeted: BTreeSet<ObjKey>,
+    /// Routes some policy targets.
+    targeted: BTreeSet<ObjectRef>,
     /// Valid providers attached to each Gateway's ports as a whole, by Gateway index.
     attached: Vec<BTreeMap<u16, BTreeSet<ObjKey>>>,
 }
@@ -117,13 +119,21 @@ impl State {
             base,
             cursor: RouteCursor::default(),
             routes: Vec::new(),
-            route_status: imbl::OrdMap::new(),
+            http_status: RouteStatusMap::new(),
+            grpc_status: RouteStatusMap::new(),
             policy_status: None,
         }
     }
 
+    fn route_status(&mut self, kind: Kind) -> &mut RouteStatusMap {
+        match kind {
+            Kind::GrpcRoute => &mut self.grpc_status,
+            _ => &mut self.http_status,
+        }
+    }
+
     /// Takes `key`'s new contribution (`None`: the route is gone) in place of its old one.
-    fn replace(&mut self, key: &ObjKey, fresh: Option<Arc<Contribution>>) {
+    fn replace(&mut self, key: &ObjectRef, fresh: Option<Arc<Contribution>>) {
         let old = match (self.routes.binary_search_by(|c| (*c.key).cmp(key)), &fresh) {
             (Ok(i), Some(f)) => Some(std::mem::replace(&mut self.routes[i], f.clone())),
             (Ok(i), None) => Some(self.routes.remove(i)),
@@ -141,7 +151,7 @@ impl State {
                 self.assemblies[g].remove(&old, g);
                 self.models[g] = None;
             }
-            self.route_status.remove(&old.key);
+            self.route_status(old.key.kind).remove(&old.key.key);
             if self.base.policies.forget(&old.decisions) || !old.extension_refs.is_empty() {
                 self.policy_status = None;
             }
@@ -155,14 +165,16 @@ impl State {
                 self.models[g] = None;
             }
             if let Some(s) = &c.status {
-                self.route_status.insert(c.key.clone(), s.clone());
+                let route = Arc::new(c.key.key.clone());
+                self.route_status(c.key.kind).insert(route, s.clone());
             }
             if self.base.policies.record(&c.decisions) || !c.extension_refs.is_empty() {
                 self.policy_status = None;
             }
         }
         // A policy's status reads the parents of the routes it targets or selects.
-        if self.base.targeted.contains(key) || self.base.policies.selects_routes_in(&key.namespace)
+        if self.base.targeted.contains(key)
+            || self.base.policies.selects_routes_in(&key.key.namespace)
         {
             self.policy_status = None;
         }
@@ -187,18 +199,16 @@ impl Builder {
             .state
             .take()
             .unwrap_or_else(|| State::new(store, config, &self.certificates));
-        let changes = match store.http_route_changes(state.cursor) {
+        let all;
+        let changes = match store.route_changes(state.cursor) {
             Some(changes) => changes,
             None => {
                 // Another store, or too far behind its history: start from no routes.
                 if !state.routes.is_empty() {
                     state = State::new(store, config, &self.certificates);
                 }
-                store
-                    .http_routes
-                    .iter()
-                    .map(|(key, route)| (key, Some(route)))
-                    .collect()
+                all = store.routes();
+                all.iter().map(|(key, route)| (key, Some(*route))).collect()
             }
         };
         let cx = contribution::Context {
@@ -221,18 +231,19 @@ impl Builder {
         state.cursor = store.route_cursor();
 
         let mut status = state.base.status.clone();
-        status.http_routes = state.route_status.clone();
+        status.http_routes = state.http_status.clone();
+        status.grpc_routes = state.grpc_status.clone();
         match &state.policy_status {
             Some(kept) => status.traffic_policies = kept.clone(),
             None => {
                 let routes = &state.routes;
-                let parents = |key: &ObjKey| {
+                let parents = |key: &ObjectRef| {
                     routes
                         .binary_search_by(|c| (*c.key).cmp(key))
                         .ok()
                         .map(|i| &routes[i].parents)
                 };
-                let mut referrers: BTreeMap<ObjKey, BTreeSet<ObjKey>> = BTreeMap::new();
+                let mut referrers: BTreeMap<ObjKey, BTreeSet<ObjectRef>> = BTreeMap::new();
                 for c in routes {
                     for policy in &c.extension_refs {
                         referrers

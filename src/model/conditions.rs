@@ -53,6 +53,8 @@ pub struct ListenerStatus {
     pub name: String,
     pub attached_routes: i32,
     pub conditions: Vec<Condition>,
+    /// The route kinds the listener takes (`allowedRoutes.kinds` ∩ what Gatehouse serves).
+    pub supported_kinds: Vec<&'static str>,
 }
 
 /// Status of a Gateway.
@@ -116,13 +118,33 @@ pub struct Status {
     /// A persistent map the builder keeps and changes in place: a build hands out a copy in
     /// O(1) and a one-route change costs O(log n), not a 10,000-entry map per build.
     #[serde(serialize_with = "by_key")]
-    pub http_routes: imbl::OrdMap<std::sync::Arc<ObjKey>, std::sync::Arc<Vec<RouteParentStatus>>>,
+    pub http_routes: RouteStatusMap,
+    /// Like `http_routes`, for GRPCRoutes.
+    #[serde(
+        serialize_with = "by_key",
+        skip_serializing_if = "imbl::OrdMap::is_empty"
+    )]
+    pub grpc_routes: RouteStatusMap,
     #[serde(serialize_with = "by_key")]
     pub traffic_policies: BTreeMap<ObjKey, std::sync::Arc<Vec<PolicyAncestorStatus>>>,
     #[serde(serialize_with = "by_key")]
     pub backend_tls_policies: BTreeMap<ObjKey, std::sync::Arc<Vec<PolicyAncestorStatus>>>,
     #[serde(serialize_with = "by_key")]
     pub gateway_extensions: BTreeMap<ObjKey, Vec<Condition>>,
+}
+
+/// Route status by route, of one route kind.
+pub type RouteStatusMap =
+    imbl::OrdMap<std::sync::Arc<ObjKey>, std::sync::Arc<Vec<RouteParentStatus>>>;
+
+impl Status {
+    /// The route status map of a route kind (HTTPRoute unless GRPCRoute).
+    pub fn routes_of(&self, kind: crate::store::Kind) -> &RouteStatusMap {
+        match kind {
+            crate::store::Kind::GrpcRoute => &self.grpc_routes,
+            _ => &self.http_routes,
+        }
+    }
 }
 
 fn by_key<'a, S, M, K, V>(map: &'a M, s: S) -> Result<S::Ok, S::Error>

@@ -1,10 +1,11 @@
-//! What one HTTPRoute adds to the model, computed on its own so that an unchanged route's share
+//! What one route (HTTPRoute, or GRPCRoute as the HTTPRoute it routes like) adds to the model, computed on its own so that an unchanged route's share
 //! is reused by the next build (see `Builder`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use gateway_api::apis::experimental::httproutes::HttpRoute;
+use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 
 use super::conditions::{Condition, RouteParentStatus};
 use super::gateways::GatewayInfo;
@@ -12,9 +13,9 @@ use super::policy::{self, Decisions, PolicyIndex, RuleRef};
 use super::types::{ClusterModel, Provider, RouteAction, RouteAuth, RouteModel};
 use super::validate::{self, Problem};
 use super::validate_route::{self, RuleCheck};
-use super::{FAIL_CLOSED_STATUS, external_auth, matches, routes};
+use super::{FAIL_CLOSED_STATUS, external_auth, grpc, matches, routes};
 use crate::model::condition_names as cond;
-use crate::store::{ObjKey, Store};
+use crate::store::{AnyRoute, Kind, ObjKey, ObjectRef, Store};
 
 /// What the matches of an invalid rule answer.
 const INVALID_RULE_STATUS: u32 = 500;
@@ -37,7 +38,7 @@ pub struct HostRoute {
 /// HTTPRoute) it was computed from: the Gateway indices point into that build's Gateways.
 #[derive(Debug)]
 pub struct Contribution {
-    pub key: Arc<ObjKey>,
+    pub key: Arc<ObjectRef>,
     /// The route's parent status; `None` when no parent is Gatehouse's.
     pub status: Option<Arc<Vec<RouteParentStatus>>>,
     /// (Gateway index, listener index) of every attachment.
@@ -65,11 +66,53 @@ pub struct Context<'a> {
     pub report_unknown: bool,
 }
 
-/// Computes what `route` adds to the build.
-pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contribution {
+/// Computes what `route`, named `at`, adds to the build.
+pub fn compute(cx: &Context<'_>, at: &ObjectRef, route: AnyRoute<'_>) -> Contribution {
+    match route {
+        AnyRoute::Http(r) => compute_http(cx, at, r, &[]),
+        AnyRoute::Grpc(r) => compute_grpc(cx, at, r),
+    }
+}
+
+fn compute_grpc(cx: &Context<'_>, at: &ObjectRef, route: &GrpcRoute) -> Contribution {
+    match grpc::as_http_route(route) {
+        Ok(converted) => compute_http(cx, at, &converted.route, &converted.problems),
+        Err(e) => {
+            // The two kinds' rule types share their fields; this is a bug, not a tenant's
+            // mistake, and the route serves nothing rather than something else.
+            tracing::error!(route = %at, error = %e, "GRPCRoute does not convert; not served");
+            empty(at)
+        }
+    }
+}
+
+fn empty(at: &ObjectRef) -> Contribution {
+    Contribution {
+        key: Arc::new(at.clone()),
+        status: None,
+        listeners: Vec::new(),
+        gateways: Vec::new(),
+        parents: BTreeSet::new(),
+        entries: Vec::new(),
+        clusters: Vec::new(),
+        inline_providers: Vec::new(),
+        decisions: Decisions::default(),
+        extension_refs: BTreeSet::new(),
+    }
+}
+
+/// `extra` holds problems of each rule found before conversion (a GRPCRoute's method matches).
+fn compute_http(
+    cx: &Context<'_>,
+    at: &ObjectRef,
+    route: &HttpRoute,
+    extra: &[Vec<Problem>],
+) -> Contribution {
     let store = cx.store;
+    let key = &at.key;
+    let grpc = at.kind == Kind::GrpcRoute;
     let (mut attachments, mut parent_status) =
-        routes::attach(store, key, route, cx.gateways, cx.report_unknown);
+        routes::attach(store, at, route, cx.gateways, cx.report_unknown);
     let host_problems =
         validate_route::hostnames(route.spec.hostnames.as_deref().unwrap_or_default());
     if !host_problems.is_empty() {
@@ -86,12 +129,18 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
     let rules = route.spec.rules.as_deref().unwrap_or_default();
     let resolved: Vec<_> = rules
         .iter()
-        .map(|r| routes::rule_action(store, key, r))
+        .map(|r| {
+            let mut resolution = routes::rule_action(store, at, r);
+            if grpc {
+                grpc::over_http2(&mut resolution);
+            }
+            resolution
+        })
         .collect();
     let inline: Vec<_> = rules
         .iter()
         .enumerate()
-        .map(|(i, r)| external_auth::resolve(store, key, r, i))
+        .map(|(i, r)| external_auth::resolve(store, at, r, i))
         .collect();
     let inline_error = inline.iter().flatten().find_map(|(_, r)| r.as_ref().err());
     let refs_condition = match resolved
@@ -113,7 +162,13 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
     let mut checks: Vec<_> = rules
         .iter()
         .enumerate()
-        .map(|(i, r)| validate_route::rule(i, r))
+        .map(|(i, r)| {
+            let mut check = validate_route::rule(i, r);
+            check
+                .problems
+                .extend(extra.get(i).into_iter().flatten().cloned());
+            check
+        })
         .collect();
     if let Some(why) = policy::refused(&route.metadata) {
         // Its rules cannot be read as written: each answers 500 rather than leave its paths
@@ -155,7 +210,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
         p.conditions.push(refs_condition.clone());
     }
     let mut out = Contribution {
-        key: Arc::new(key.clone()),
+        key: Arc::new(at.clone()),
         status: (!parent_status.is_empty()).then(|| Arc::new(parent_status)),
         listeners: attachments
             .iter()
@@ -199,7 +254,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                     &gw.key,
                     &listener.name,
                     &RuleRef {
-                        route: key,
+                        route: at,
                         labels: &labels,
                         rule: rule.name.as_deref(),
                         extension_refs: &extension_refs[rule_index],
@@ -217,7 +272,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                 // Gateway API: a rule whose filters cannot be honoured answers 500.
                 _ if invalid => RouteAction::Respond {
                     status: INVALID_RULE_STATUS,
-                    body: "this route rule is invalid; see the HTTPRoute's status\n".into(),
+                    body: format!("this route rule is invalid; see the {}'s status\n", at.kind),
                 },
                 _ => resolution.action.clone(),
             };
@@ -242,7 +297,7 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                         continue;
                     };
                     Arc::new(RouteModel {
-                        route: key.clone(),
+                        route: at.clone(),
                         rule_index,
                         rule_name: rule.name.clone(),
                         match_index,
@@ -250,15 +305,17 @@ pub fn compute(cx: &Context<'_>, key: &ObjKey, route: &HttpRoute) -> Contributio
                         ranked_as: Some(Box::new(m)),
                         action: RouteAction::Respond {
                             status: INVALID_RULE_STATUS,
-                            body: "this route match is invalid; see the HTTPRoute's status\n"
-                                .into(),
+                            body: format!(
+                                "this route match is invalid; see the {}'s status\n",
+                                at.kind
+                            ),
                         },
                         filters: Default::default(),
                         auth: auth.clone(),
                     })
                 } else {
                     Arc::new(RouteModel {
-                        route: key.clone(),
+                        route: at.clone(),
                         rule_index,
                         rule_name: rule.name.clone(),
                         match_index,

@@ -17,7 +17,7 @@ use crate::api::{
     AuthorizationResponse, BackendRef, ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService,
     ExtHttpService,
 };
-use crate::store::{ObjKey, Store};
+use crate::store::{ObjKey, ObjectRef, Store};
 
 /// The provider key of rule `rule_index`'s inline filter: `ROUTE:ruleN:externalauth` in the
 /// route's namespace. `:` cannot appear in a Kubernetes name, so no GatewayExtension can take
@@ -32,7 +32,7 @@ pub fn inline_key(route: &ObjKey, rule_index: usize) -> ObjKey {
 /// The inline provider of a rule's `ExternalAuth` filter, if it has one.
 pub fn resolve(
     store: &Store,
-    route: &ObjKey,
+    route: &ObjectRef,
     rule: &HttpRouteRules,
     rule_index: usize,
 ) -> Option<(ObjKey, ProviderResult)> {
@@ -41,7 +41,7 @@ pub fn resolve(
         .iter()
         .flatten()
         .find(|f| f.r#type == HttpRouteRulesFiltersType::ExternalAuth)?;
-    let key = inline_key(route, rule_index);
+    let key = inline_key(&route.key, rule_index);
     let result = match &filter.external_auth {
         None => Err(RefError::new(
             "InvalidFilter",
@@ -57,7 +57,7 @@ pub fn resolve(
 
 fn provider(
     store: &Store,
-    route: &ObjKey,
+    route: &ObjectRef,
     key: &ObjKey,
     ea: &HttpRouteRulesFiltersExternalAuth,
 ) -> ProviderResult {

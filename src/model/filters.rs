@@ -16,7 +16,7 @@ use super::types::{
     ClusterKey, ClusterModel, HeaderEdits, Mirror, PathRewrite, Redirect, Retry, Rewrite,
     RouteFilters,
 };
-use crate::store::{ObjKey, Store};
+use crate::store::{ObjectRef, Store};
 
 /// What [`rule_filters`] found.
 #[derive(Debug, Default)]
@@ -146,7 +146,7 @@ fn duration(s: &Option<String>) -> Option<Duration> {
 }
 
 /// The filters, timeouts and retry of `rule` of route `route`.
-pub fn rule_filters(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> RuleFilters {
+pub fn rule_filters(store: &Store, route: &ObjectRef, rule: &HttpRouteRules) -> RuleFilters {
     let mut out = RuleFilters::default();
     let f = &mut out.filters;
     for filter in rule.filters.iter().flatten() {

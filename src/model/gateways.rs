@@ -26,6 +26,8 @@ pub struct ListenerInfo {
     pub selector: Option<LabelSelector>,
     /// False when `allowedRoutes.kinds` excludes HTTPRoute.
     pub allows_http_route: bool,
+    /// False when `allowedRoutes.kinds` excludes GRPCRoute.
+    pub allows_grpc_route: bool,
     /// An HTTPS listener's certificates; `None` for HTTP.
     pub tls: Option<Arc<ListenerTls>>,
     /// Served, or an HTTPS listener that would be but for its certificates or CAs: either way
@@ -271,13 +273,16 @@ fn listener_info(
                 })
                 .collect(),
         });
-    let allows_http_route = allowed.and_then(|a| a.kinds.as_ref()).is_none_or(|kinds| {
-        kinds.iter().any(|k| {
-            k.kind == "HTTPRoute"
-                && k.group.as_deref().unwrap_or("gateway.networking.k8s.io")
-                    == "gateway.networking.k8s.io"
+    let allows = |kind: &str| {
+        allowed.and_then(|a| a.kinds.as_ref()).is_none_or(|kinds| {
+            kinds.iter().any(|k| {
+                k.kind == kind
+                    && k.group.as_deref().unwrap_or("gateway.networking.k8s.io")
+                        == "gateway.networking.k8s.io"
+            })
         })
-    });
+    };
+    let (allows_http_route, allows_grpc_route) = (allows("HTTPRoute"), allows("GRPCRoute"));
     let mut conditions = Vec::new();
     let port = u16::try_from(l.port).ok().filter(|p| *p > 0);
     let (tls, unsupported) = match tls {
@@ -366,7 +371,7 @@ fn listener_info(
             problem.reason,
             problem.message.clone(),
         ));
-    } else if allows_http_route {
+    } else if allows_http_route || allows_grpc_route {
         conditions.push(Condition::ok(
             cond::RESOLVED_REFS,
             cond::RESOLVED_REFS,
@@ -376,7 +381,7 @@ fn listener_info(
         conditions.push(Condition::fail(
             cond::RESOLVED_REFS,
             cond::INVALID_ROUTE_KINDS,
-            "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute",
+            "allowedRoutes.kinds names no supported kind; Gatehouse serves HTTPRoute and GRPCRoute",
         ));
     }
     let no_certificate = tls.as_ref().is_some_and(|t| t.certificates.is_empty());
@@ -409,6 +414,7 @@ fn listener_info(
         allowed_from,
         selector,
         allows_http_route,
+        allows_grpc_route,
         tls,
     };
     (info, conditions)
@@ -425,6 +431,13 @@ pub fn finish_status(store: &Store, info: &GatewayInfo, attached: &[i32], status
             name: l.name.clone(),
             attached_routes: *n,
             conditions: c.clone(),
+            supported_kinds: [
+                (l.allows_http_route, "HTTPRoute"),
+                (l.allows_grpc_route, "GRPCRoute"),
+            ]
+            .into_iter()
+            .filter_map(|(allowed, kind)| allowed.then_some(kind))
+            .collect(),
         })
         .collect();
     status.gateways.insert(

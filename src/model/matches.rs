@@ -89,7 +89,8 @@ pub fn precedence(
         .then_with(|| b.headers.len().cmp(&a.headers.len()))
         .then_with(|| b.query.len().cmp(&a.query.len()))
         .then_with(|| created_a.cmp(created_b))
-        .then_with(|| ra.route.cmp(&rb.route))
+        .then_with(|| ra.route.key.cmp(&rb.route.key))
+        .then_with(|| ra.route.kind.cmp(&rb.route.kind))
         .then_with(|| ra.rule_index.cmp(&rb.rule_index))
         .then_with(|| ra.match_index.cmp(&rb.match_index))
 }

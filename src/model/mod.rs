@@ -21,6 +21,7 @@ mod filters;
 #[cfg(test)]
 mod filters_tests;
 mod gateways;
+mod grpc;
 mod hostname;
 mod matches;
 pub mod parameters;

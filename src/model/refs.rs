@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort};
 
 use super::types::{Endpoint, UpstreamProtocol, UpstreamTls};
 use crate::model::condition_names as cond;
-use crate::store::{ObjKey, Store};
+use crate::store::{ObjKey, ObjectRef, Store};
 
 /// Why a reference does not resolve, with the Gateway API reason it reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,19 +117,19 @@ route_backend!(
     gateway_api::apis::experimental::httproutes::HttpRouteRulesFiltersExternalAuthBackendRef
 );
 
-/// Resolves a backendRef written in HTTPRoute `route` (which supplies the grant's `from` and
-/// the default namespace).
+/// Resolves a backendRef written in route `route`, an HTTPRoute or a GRPCRoute (which supplies
+/// the grant's `from` and the default namespace).
 pub fn resolve_route_backend(
     store: &Store,
-    route: &ObjKey,
+    route: &ObjectRef,
     backend: &impl RouteBackend,
 ) -> Result<ResolvedService, RefError> {
     let from = From {
         group: "gateway.networking.k8s.io",
-        kind: "HTTPRoute",
-        namespace: &route.namespace,
+        kind: route.kind.name(),
+        namespace: &route.key.namespace,
     };
-    resolve_service(store, &from, &backend.service_ref(&route.namespace))
+    resolve_service(store, &from, &backend.service_ref(&route.key.namespace))
 }
 
 /// Resolves a Service reference: kind, grant, existence, port, endpoints.

@@ -1,4 +1,4 @@
-//! HTTPRoute attachment to Gateway listeners, route status, and route rules → [`RouteModel`]s.
+//! Route (HTTPRoute, GRPCRoute) attachment to Gateway listeners, route status, and route rules → [`RouteModel`]s.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use super::types::RouteFilters;
 use super::types::{ClusterKey, ClusterModel, RouteAction, WeightedBackend};
 use crate::api::GATEWAY_API_GROUP;
 use crate::model::condition_names as cond;
-use crate::store::{ObjKey, Store};
+use crate::store::{Kind, ObjKey, ObjectRef, Store};
 
 /// One route attached to one listener, with the hostnames it serves there.
 #[derive(Clone, Debug)]
@@ -28,11 +28,16 @@ pub struct Attachment {
 /// (empty when no parent is Gatehouse's).
 pub fn attach(
     store: &Store,
-    key: &ObjKey,
+    at: &ObjectRef,
     route: &HttpRoute,
     gateways: &[GatewayInfo],
     report_unknown: bool,
 ) -> (Vec<Attachment>, Vec<RouteParentStatus>) {
+    let key = &at.key;
+    let kind_allowed = |l: &ListenerInfo| match at.kind {
+        Kind::GrpcRoute => l.allows_grpc_route,
+        _ => l.allows_http_route,
+    };
     let mut attachments: Vec<Attachment> = Vec::new();
     let mut statuses = Vec::new();
     let route_hosts = route.spec.hostnames.clone().unwrap_or_default();
@@ -89,7 +94,7 @@ pub fn attach(
                 // An invalid listener (unsupported protocol, conflict) takes no routes.
                 .filter(|(_, l)| {
                     l.valid
-                        && l.allows_http_route
+                        && kind_allowed(l)
                         && namespace_allowed(store, l, &key.namespace, &gw_key.namespace)
                 })
                 .collect();
@@ -168,7 +173,7 @@ pub struct RuleResolution {
 /// Resolves a rule's backends and filters. A backendRef that does not resolve keeps its
 /// weight and answers 500 for that share, as the spec requires; a RequestRedirect answers
 /// every request with the redirect.
-pub fn rule_action(store: &Store, route: &ObjKey, rule: &HttpRouteRules) -> RuleResolution {
+pub fn rule_action(store: &Store, route: &ObjectRef, rule: &HttpRouteRules) -> RuleResolution {
     let filters::RuleFilters {
         filters,
         redirect,

@@ -95,7 +95,7 @@ pub(super) fn auth_on(m: &Model, port: u16) -> Vec<(String, String)> {
             out.push((
                 format!(
                     "{}/{}",
-                    r.route.name,
+                    r.route.key.name,
                     r.rule_name.clone().unwrap_or_default()
                 ),
                 d,
@@ -257,7 +257,7 @@ fn missing_extension_fails_closed_for_its_targets_only() {
         .virtual_hosts
         .iter()
         .flat_map(|v| &v.routes)
-        .find(|r| r.route.name == "a")
+        .find(|r| r.route.key.name == "a")
         .expect("route a");
     assert_eq!(
         a.action,
@@ -270,7 +270,7 @@ fn missing_extension_fails_closed_for_its_targets_only() {
         .virtual_hosts
         .iter()
         .flat_map(|v| &v.routes)
-        .find(|r| r.route.name == "b")
+        .find(|r| r.route.key.name == "b")
         .expect("route b");
     assert!(matches!(b.action, RouteAction::Forward(_)));
     let st = &m.status.traffic_policies[&ObjKey::new("app", "broken")][0];

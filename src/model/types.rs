@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::api::{ExtAuthBufferSettings, ExtAuthProvider, ExtGrpcService, ExtHttpService};
-use crate::store::ObjKey;
+use crate::store::{Kind, ObjKey, ObjectRef};
 
 /// How Envoy talks to an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,6 +21,9 @@ pub use crate::store::Endpoint;
 pub enum ClusterKey {
     /// A Service port used as a route backend.
     Backend { service: ObjKey, port: u16 },
+    /// A Service port used as a GRPCRoute backend: always HTTP/2, whatever its
+    /// `appProtocol`, so a cluster of its own.
+    GrpcBackend { service: ObjKey, port: u16 },
     /// The Service of an auth provider (GatewayExtension).
     Auth { extension: ObjKey },
     /// A backendRef that does not resolve: never defined, so its share of traffic gets the
@@ -163,7 +166,8 @@ pub enum RouteAuth {
 /// One Envoy route: one match of one rule of one HTTPRoute.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteModel {
-    pub route: ObjKey,
+    /// The HTTPRoute or GRPCRoute.
+    pub route: ObjectRef,
     pub rule_index: usize,
     pub rule_name: Option<String>,
     pub match_index: usize,
@@ -185,9 +189,13 @@ impl RouteModel {
 
     /// Stable, unique name within a virtual host.
     pub fn name(&self) -> String {
+        let kind = match self.route.kind {
+            Kind::GrpcRoute => "grpcroute",
+            _ => "httproute",
+        };
         format!(
-            "httproute/{}/{}/rule/{}/match/{}",
-            self.route.namespace, self.route.name, self.rule_index, self.match_index
+            "{kind}/{}/{}/rule/{}/match/{}",
+            self.route.key.namespace, self.route.key.name, self.rule_index, self.match_index
         )
     }
 }

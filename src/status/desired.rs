@@ -5,7 +5,7 @@
 //! nothing.
 
 use gateway_api::apis::experimental::httproutes::{
-    HttpRoute, HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
+    HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
 };
 use gateway_api::apis::standard::gateways::{
     GatewayStatus, GatewayStatusAddresses, GatewayStatusListeners,
@@ -119,13 +119,13 @@ pub fn changed_between(before: &Status, after: &Status) -> Scope {
         .for_each(|k| add(Kind::GatewayExtension, k));
     // A persistent map: the diff skips what the two builds share, so a one-route change
     // costs O(log n) here, not a walk of every route.
-    for item in before.http_routes.diff(&after.http_routes) {
-        match item {
-            imbl::ordmap::DiffItem::Add(k, _) => add(Kind::HttpRoute, k),
-            imbl::ordmap::DiffItem::Update { new: (k, v), old } if *old.1 != *v => {
-                add(Kind::HttpRoute, k)
+    for kind in [Kind::HttpRoute, Kind::GrpcRoute] {
+        for item in before.routes_of(kind).diff(after.routes_of(kind)) {
+            match item {
+                imbl::ordmap::DiffItem::Add(k, _) => add(kind, k),
+                imbl::ordmap::DiffItem::Update { new: (k, v), old } if *old.1 != *v => add(kind, k),
+                _ => {}
             }
-            _ => {}
         }
     }
     scope
@@ -184,7 +184,26 @@ pub fn desired(
             model,
             keys,
             &store.http_routes,
-            |o, p| cx.route(o, p),
+            |o, p| cx.route(o.status.clone().unwrap_or_default(), p, &o.metadata),
+        );
+    }
+    if let Some(keys) = keys(Kind::GrpcRoute) {
+        one_kind(
+            out,
+            Kind::GrpcRoute,
+            &status.grpc_routes,
+            keys,
+            &store.grpc_routes,
+            |o, p| {
+                // GRPCRoute's status has HTTPRoute's shape, field for field.
+                let old: HttpRouteStatus = o
+                    .status
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                cx.route(old, p, &o.metadata)
+            },
         );
     }
     if let Some(keys) = keys(Kind::TrafficPolicy) {
@@ -328,10 +347,15 @@ impl Cx<'_> {
                     name: l.name.clone(),
                     attached_routes: l.attached_routes,
                     conditions: self.conditions(&l.conditions, prev, meta),
-                    supported_kinds: Some(vec![GatewayStatusListenersSupportedKinds {
-                        group: Some(GATEWAY_GROUP.into()),
-                        kind: "HTTPRoute".into(),
-                    }]),
+                    supported_kinds: Some(
+                        l.supported_kinds
+                            .iter()
+                            .map(|kind| GatewayStatusListenersSupportedKinds {
+                                group: Some(GATEWAY_GROUP.into()),
+                                kind: (*kind).into(),
+                            })
+                            .collect(),
+                    ),
                 }
             })
             .collect();
@@ -352,8 +376,12 @@ impl Cx<'_> {
         new
     }
 
-    fn route(&self, o: &HttpRoute, parents: &[model::RouteParentStatus]) -> (Value, Value) {
-        let old: HttpRouteStatus = o.status.clone().unwrap_or_default();
+    fn route(
+        &self,
+        old: HttpRouteStatus,
+        parents: &[model::RouteParentStatus],
+        meta: &ObjectMeta,
+    ) -> (Value, Value) {
         let fresh = parents.iter().map(|p| {
             let parent_ref = HttpRouteStatusParentsParentRef {
                 group: Some(GATEWAY_GROUP.into()),
@@ -365,7 +393,7 @@ impl Cx<'_> {
             };
             (parent_ref, p.conditions.as_slice())
         });
-        let parents = self.merge(&old.parents, fresh, &o.metadata);
+        let parents = self.merge(&old.parents, fresh, meta);
         (to_value(&HttpRouteStatus { parents }), to_value(&old))
     }
 

@@ -64,8 +64,8 @@ fn of(status: &Status, kind: Kind, key: &ObjKey) -> Flat {
                 flat(own.chain(listeners))
             })
             .unwrap_or_default(),
-        Kind::HttpRoute => status
-            .http_routes
+        Kind::HttpRoute | Kind::GrpcRoute => status
+            .routes_of(kind)
             .get(key)
             .map(|parents| {
                 flat(parents.iter().map(|p| {

@@ -40,6 +40,7 @@ macro_rules! registry {
             Secret(k8s_openapi::api::core::v1::Secret) secrets "Secret",
             ConfigMap(k8s_openapi::api::core::v1::ConfigMap) config_maps "ConfigMap",
             BackendTlsPolicy(gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy) backend_tls_policies "BackendTLSPolicy",
+            GrpcRoute(gateway_api::apis::standard::grpcroutes::GrpcRoute) grpc_routes "GRPCRoute",
         }
     };
 }
@@ -106,7 +107,8 @@ observed! {
         crate::api::TrafficPolicy,
         k8s_openapi::api::core::v1::Service,
         k8s_openapi::api::core::v1::Namespace,
-        gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy;
+        gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy,
+        gateway_api::apis::standard::grpcroutes::GrpcRoute;
     none:
         gateway_api::apis::standard::referencegrants::ReferenceGrant,
         crate::api::GatewayParameters,

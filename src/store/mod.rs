@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gateway_api::apis::experimental::httproutes::HttpRoute;
+use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 pub use kinds::{Kind, KindFn, KindScope, Object, ObjectFn, Observed, StoredKind};
@@ -83,15 +84,15 @@ pub use endpoints::Endpoint;
 /// produced. Revisions come from one process-wide counter: two stores never share one unless
 /// one is a clone of the other taken when they were equal.
 struct Revisions {
-    /// Last change to any kind but HTTPRoute: every route's resolution reads those.
+    /// Last change to any kind but the routes: every route's resolution reads those.
     context: u64,
-    /// Last change to each HTTPRoute; the same keys as `Store::http_routes`.
-    routes: BTreeMap<ObjKey, u64>,
-    /// Deletions of HTTPRoutes, while they are remembered.
-    deleted: BTreeMap<ObjKey, u64>,
+    /// Last change to each route (HTTPRoute, GRPCRoute); the keys of their maps in `Store`.
+    routes: BTreeMap<ObjectRef, u64>,
+    /// Deletions of routes, while they are remembered.
+    deleted: BTreeMap<ObjectRef, u64>,
     /// The route of every revision in `routes` and `deleted`: what changed since a build is a
     /// range of this, so the next build visits the changed routes only.
-    log: BTreeMap<u64, ObjKey>,
+    log: BTreeMap<u64, ObjectRef>,
     /// Revisions in `deleted`, oldest first (some since superseded by a new route).
     deletions: std::collections::VecDeque<u64>,
     /// The latest deletion forgotten: a cursor below it may have missed one.
@@ -100,7 +101,7 @@ struct Revisions {
     lineage: u64,
 }
 
-/// Deletions remembered for [`Store::http_route_changes`]; a build that fell further behind
+/// Deletions remembered for [`Store::route_changes`]; a build that fell further behind
 /// walks every route instead.
 pub(crate) const REMEMBERED_DELETIONS: usize = 4096;
 
@@ -133,7 +134,7 @@ impl Clone for Revisions {
 }
 
 impl Revisions {
-    fn route_changed(&mut self, key: &ObjKey, present: bool) {
+    fn route_changed(&mut self, key: &ObjectRef, present: bool) {
         let revision = next_revision();
         let old = if present {
             self.routes.insert(key.clone(), revision)
@@ -164,15 +165,27 @@ impl Revisions {
     }
 }
 
-/// Where a build is in a store's HTTPRoute history (see [`Store::http_route_changes`]).
+/// Where a build is in a store's route history (see [`Store::route_changes`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteCursor {
     lineage: u64,
     revision: u64,
 }
 
-/// One changed HTTPRoute and its current version, `None` when it was deleted.
-pub type RouteChange<'a> = (&'a ObjKey, Option<&'a HttpRoute>);
+/// One changed route and its current version, `None` when it was deleted.
+pub type RouteChange<'a> = (&'a ObjectRef, Option<AnyRoute<'a>>);
+
+/// A route of one of the kinds the model resolves route by route.
+#[derive(Clone, Copy, Debug)]
+pub enum AnyRoute<'a> {
+    Http(&'a HttpRoute),
+    Grpc(&'a GrpcRoute),
+}
+
+/// True for the kinds kept in the route history rather than in the context revision.
+pub fn is_route_kind(kind: Kind) -> bool {
+    matches!(kind, Kind::HttpRoute | Kind::GrpcRoute)
+}
 
 /// Revisions say when, not what: two stores holding the same objects print the same.
 impl std::fmt::Debug for Revisions {
@@ -221,18 +234,18 @@ impl Store {
         Self::default()
     }
 
-    /// Revision of everything but HTTPRoutes: equal revisions mean equal objects.
+    /// Revision of everything but the routes: equal revisions mean equal objects.
     pub fn context_revision(&self) -> u64 {
         self.revisions.context
     }
 
-    /// Revision of one HTTPRoute (0 when there is none): equal revisions mean equal routes.
+    /// Revision of one route (0 when there is none): equal revisions mean equal routes.
     #[cfg(test)]
-    pub fn route_revision(&self, key: &ObjKey) -> u64 {
-        self.revisions.routes.get(key).copied().unwrap_or(0)
+    pub fn route_revision(&self, route: &ObjectRef) -> u64 {
+        self.revisions.routes.get(route).copied().unwrap_or(0)
     }
 
-    /// Where the HTTPRoute history of this store is now.
+    /// Where the route history of this store is now.
     pub fn route_cursor(&self) -> RouteCursor {
         RouteCursor {
             lineage: self.revisions.lineage,
@@ -240,10 +253,10 @@ impl Store {
         }
     }
 
-    /// Every HTTPRoute added, changed or deleted after `since`, once each, in the order of
+    /// Every route added, changed or deleted after `since`, once each, in the order of
     /// their last change; `None` when `since` is from another store (or a clone) or so far
     /// behind that a deletion was forgotten: the caller must walk every route.
-    pub fn http_route_changes(&self, since: RouteCursor) -> Option<Vec<RouteChange<'_>>> {
+    pub fn route_changes(&self, since: RouteCursor) -> Option<Vec<RouteChange<'_>>> {
         let r = &self.revisions;
         if since.lineage != r.lineage || since.revision < r.forgotten {
             return None;
@@ -251,16 +264,48 @@ impl Store {
         Some(
             r.log
                 .range(since.revision + 1..)
-                .map(|(_, key)| (key, self.http_routes.get(key)))
+                .map(|(_, route)| (route, self.route(route)))
                 .collect(),
         )
     }
 
+    /// The route `route` names, if it is a route kind and stored.
+    pub fn route(&self, route: &ObjectRef) -> Option<AnyRoute<'_>> {
+        match route.kind {
+            Kind::HttpRoute => self.http_routes.get(&route.key).map(AnyRoute::Http),
+            Kind::GrpcRoute => self.grpc_routes.get(&route.key).map(AnyRoute::Grpc),
+            _ => None,
+        }
+    }
+
+    /// Every route, HTTPRoutes then GRPCRoutes (the order of [`ObjectRef`]).
+    pub fn routes(&self) -> Vec<(ObjectRef, AnyRoute<'_>)> {
+        let http = self.http_routes.iter().map(|(key, r)| {
+            let at = ObjectRef {
+                kind: Kind::HttpRoute,
+                key: key.clone(),
+            };
+            (at, AnyRoute::Http(r))
+        });
+        let grpc = self.grpc_routes.iter().map(|(key, r)| {
+            let at = ObjectRef {
+                kind: Kind::GrpcRoute,
+                key: key.clone(),
+            };
+            (at, AnyRoute::Grpc(r))
+        });
+        http.chain(grpc).collect()
+    }
+
     fn changed(&mut self, kind: Kind, key: &ObjKey, present: bool) {
-        if kind != Kind::HttpRoute {
-            self.revisions.context = next_revision();
+        if is_route_kind(kind) {
+            let route = ObjectRef {
+                kind,
+                key: key.clone(),
+            };
+            self.revisions.route_changed(&route, present);
         } else {
-            self.revisions.route_changed(key, present);
+            self.revisions.context = next_revision();
         }
     }
 

@@ -18,20 +18,24 @@ mod basics {
         let svc = testing::bare("v1", "Service", Some("a"), "s");
         let mut store = testing::store(&(route("/") + &svc));
         let key = ObjKey::new("a", "r");
-        let (context, r1) = (store.context_revision(), store.route_revision(&key));
+        let at = ObjectRef {
+            kind: Kind::HttpRoute,
+            key: key.clone(),
+        };
+        let (context, r1) = (store.context_revision(), store.route_revision(&at));
         assert_ne!(r1, 0);
         let same = testing::store(&route("/")).http_routes[&key].clone();
         assert_eq!(
             store.apply(Object::HttpRoute(Box::new(same))),
             Applied::Unchanged
         );
-        assert_eq!(store.route_revision(&key), r1, "an identical apply");
+        assert_eq!(store.route_revision(&at), r1, "an identical apply");
         let moved = testing::store(&route("/v2")).http_routes[&key].clone();
         assert_eq!(
             store.apply(Object::HttpRoute(Box::new(moved))),
             Applied::Changed
         );
-        let r2 = store.route_revision(&key);
+        let r2 = store.route_revision(&at);
         assert!(
             r2 != r1 && store.context_revision() == context,
             "a route change"
@@ -41,13 +45,13 @@ mod basics {
             kind: Kind::Service,
             key: ObjKey::new("a", "s"),
         }));
-        assert!(store.context_revision() != context && store.route_revision(&key) == r2);
+        assert!(store.context_revision() != context && store.route_revision(&at) == r2);
         assert_eq!(copy.context_revision(), context, "a clone keeps its own");
         assert!(store.delete(&ObjectRef {
             kind: Kind::HttpRoute,
             key: key.clone(),
         }));
-        assert_eq!(store.route_revision(&key), 0);
+        assert_eq!(store.route_revision(&at), 0);
         assert_ne!(
             Store::new().context_revision(),
             Store::new().context_revision(),
@@ -110,9 +114,9 @@ mod history {
 
     /// (name, present) of each change since `since`.
     fn changes(store: &Store, since: RouteCursor) -> Option<Vec<(String, bool)>> {
-        store.http_route_changes(since).map(|c| {
+        store.route_changes(since).map(|c| {
             c.into_iter()
-                .map(|(k, now)| (k.name.clone(), now.is_some()))
+                .map(|(k, now)| (k.key.name.clone(), now.is_some()))
                 .collect()
         })
     }

@@ -40,6 +40,9 @@ pub fn cluster(key: &ClusterKey) -> String {
         ClusterKey::Backend { service, port } => {
             format!("service/{}/{}/{port}", service.namespace, service.name)
         }
+        ClusterKey::GrpcBackend { service, port } => {
+            format!("grpc/{}/{}/{port}", service.namespace, service.name)
+        }
         ClusterKey::Auth { extension } => {
             format!("extauth/{}/{}", extension.namespace, extension.name)
         }

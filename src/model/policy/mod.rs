@@ -20,7 +20,7 @@ fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
     (&a.created, &a.key).cmp(&(&b.created, &b.key))
 }
 use crate::api::GATEWAY_API_GROUP;
-use crate::store::{ObjKey, Store};
+use crate::store::{Kind, ObjKey, ObjectRef, Store};
 
 /// What a policy's `extAuth` resolves to.
 #[derive(Clone, Debug)]
@@ -51,7 +51,8 @@ pub enum Target {
         listener: Option<String>,
     },
     Route {
-        key: ObjKey,
+        /// An HTTPRoute or a GRPCRoute.
+        key: ObjectRef,
         rule: Option<String>,
     },
 }
@@ -80,23 +81,33 @@ fn add(pairs: &mut Vec<(ObjKey, ObjKey)>, policy: &ObjKey, gateway: &ObjKey) {
     }
 }
 
-/// A `targetSelectors` entry over HTTPRoutes: routes change without rebuilding the index, so
-/// it is matched against each route's labels as the route is decided.
+/// A `targetSelectors` entry over HTTPRoutes or GRPCRoutes: routes change without rebuilding
+/// the index, so it is matched against each route's labels as the route is decided.
 #[derive(Clone, Debug)]
 struct RouteSelector {
+    kind: Kind,
     labels: BTreeMap<String, String>,
     rule: Option<String>,
 }
 
 impl RouteSelector {
-    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    fn selects(&self, kind: Kind, labels: &BTreeMap<String, String>) -> bool {
+        self.kind == kind && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// The kind of route a policy's `targetRefs` or `targetSelectors` entry names.
+fn route_kind(kind: &str) -> Option<Kind> {
+    match kind {
+        "HTTPRoute" => Some(Kind::HttpRoute),
+        "GRPCRoute" => Some(Kind::GrpcRoute),
+        _ => None,
     }
 }
 
 /// The route rule being decided.
 pub struct RuleRef<'a> {
-    pub route: &'a ObjKey,
+    pub route: &'a ObjectRef,
     pub labels: &'a BTreeMap<String, String>,
     /// The rule's name.
     pub rule: Option<&'a str>,
@@ -175,10 +186,17 @@ impl PolicyIndex {
                         key: target_key,
                         listener: t.section_name.clone(),
                     }),
-                    (GATEWAY_API_GROUP, "HTTPRoute") => targets.push(Target::Route {
-                        key: target_key,
-                        rule: t.section_name.clone(),
-                    }),
+                    (GATEWAY_API_GROUP, kind) => {
+                        if let Some(kind) = route_kind(kind) {
+                            targets.push(Target::Route {
+                                key: ObjectRef {
+                                    kind,
+                                    key: target_key,
+                                },
+                                rule: t.section_name.clone(),
+                            });
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -204,8 +222,12 @@ impl PolicyIndex {
                             }
                         }
                     }
-                    "HTTPRoute" => {
+                    kind => {
+                        let Some(kind) = route_kind(kind) else {
+                            continue;
+                        };
                         let selector = RouteSelector {
+                            kind,
                             labels: sel.match_labels.clone(),
                             rule: sel.section_name.clone(),
                         };
@@ -222,7 +244,6 @@ impl PolicyIndex {
                             .or_default()
                             .push(selector);
                     }
-                    _ => {}
                 }
             }
             targets.dedup();
@@ -275,10 +296,12 @@ impl PolicyIndex {
             .collect();
         let selected = |rule_name: Option<&str>| -> Vec<&Entry> {
             self.route_selectors
-                .get(&rule.route.namespace)
+                .get(&rule.route.key.namespace)
                 .into_iter()
                 .flatten()
-                .filter(|(sel, _)| sel.rule.as_deref() == rule_name && sel.selects(rule.labels))
+                .filter(|(sel, _)| {
+                    sel.rule.as_deref() == rule_name && sel.selects(rule.route.kind, rule.labels)
+                })
                 .map(|(_, e)| e)
                 .collect()
         };
@@ -350,8 +373,8 @@ impl PolicyIndex {
         self.known.contains(name)
     }
 
-    /// The HTTPRoutes some policy targets (their status reads those routes' parents).
-    pub fn targeted_routes(&self) -> BTreeSet<ObjKey> {
+    /// The routes some policy targets (their status reads those routes' parents).
+    pub fn targeted_routes(&self) -> BTreeSet<ObjectRef> {
         self.targets
             .values()
             .flatten()

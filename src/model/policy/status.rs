@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::super::conditions::{AncestorRef, Condition, PolicyAncestorStatus, Status};
 use super::{PolicyIndex, Target};
 use crate::model::condition_names as cond;
-use crate::store::{ObjKey, Store};
+use crate::store::{Kind, ObjKey, ObjectRef, Store};
 
 impl PolicyIndex {
     /// Writes every policy's ancestor status. `route_parents` gives the Gateways an HTTPRoute
@@ -15,21 +15,33 @@ impl PolicyIndex {
     pub fn finish_status<'a>(
         &self,
         store: &Store,
-        route_parents: impl Fn(&ObjKey) -> Option<&'a BTreeSet<ObjKey>>,
+        route_parents: impl Fn(&ObjectRef) -> Option<&'a BTreeSet<ObjKey>>,
         has_routes: impl Fn(&ObjKey, Option<&str>) -> bool,
         served: &BTreeSet<ObjKey>,
-        referrers: &BTreeMap<ObjKey, BTreeSet<ObjKey>>,
+        referrers: &BTreeMap<ObjKey, BTreeSet<ObjectRef>>,
         status: &mut Status,
     ) {
         let mut all = self.targets.clone();
         for (policy, selectors) in &self.selectors {
-            let routes = store
+            let from = ObjKey::new(policy.namespace.clone(), String::new());
+            let in_namespace = |k: &&ObjKey| k.namespace == policy.namespace;
+            let http = store
                 .http_routes
-                .range(ObjKey::new(policy.namespace.clone(), String::new())..)
-                .take_while(|(k, _)| k.namespace == policy.namespace);
-            for (key, route) in routes {
-                let labels = route.metadata.labels.clone().unwrap_or_default();
-                for sel in selectors.iter().filter(|s| s.selects(&labels)) {
+                .range(from.clone()..)
+                .map(|(k, r)| (k, Kind::HttpRoute, &r.metadata))
+                .take_while(|(k, _, _)| in_namespace(k));
+            let grpc = store
+                .grpc_routes
+                .range(from..)
+                .map(|(k, r)| (k, Kind::GrpcRoute, &r.metadata))
+                .take_while(|(k, _, _)| in_namespace(k));
+            for (key, kind, meta) in http.chain(grpc) {
+                let labels = meta.labels.clone().unwrap_or_default();
+                let key = ObjectRef {
+                    kind,
+                    key: key.clone(),
+                };
+                for sel in selectors.iter().filter(|s| s.selects(kind, &labels)) {
                     all.entry(policy.clone()).or_default().push(Target::Route {
                         key: key.clone(),
                         rule: sel.rule.clone(),
@@ -58,13 +70,13 @@ impl PolicyIndex {
                     _ => vec![],
                 };
                 if gateways.is_empty() {
-                    let (kind, key, section) = match target {
-                        Target::Gateway { key, listener } => ("Gateway", key, listener),
-                        Target::Route { key, rule } => ("HTTPRoute", key, rule),
-                    };
-                    let exists = match kind {
-                        "Gateway" => store.gateways.contains_key(key),
-                        _ => store.http_routes.contains_key(key),
+                    let (kind, key, section, exists) = match target {
+                        Target::Gateway { key, listener } => {
+                            ("Gateway", key, listener, store.gateways.contains_key(key))
+                        }
+                        Target::Route { key, rule } => {
+                            (key.kind.name(), &key.key, rule, store.route(key).is_some())
+                        }
                     };
                     if exists && kind == "Gateway" {
                         continue; // a Gateway of another controller: not ours to report on

@@ -97,7 +97,10 @@ fn decode_value(
     };
     // A route or policy that is left out would leave its paths to a broader route, or its
     // targets unprotected: it stays, marked, and the model fails it closed.
-    if matches!(kind, Kind::HttpRoute | Kind::TrafficPolicy) {
+    if matches!(
+        kind,
+        Kind::HttpRoute | Kind::GrpcRoute | Kind::TrafficPolicy
+    ) {
         object.annotate(REFUSED_ANNOTATION, message.clone());
         out.objects.push(object);
     }
