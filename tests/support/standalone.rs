@@ -209,7 +209,7 @@ impl World {
         );
     }
 
-    fn spawn(&mut self, name: &str, cmd: Command) {
+    pub fn spawn(&mut self, name: &str, cmd: Command) {
         let p = Proc::spawn(name, cmd, self.dir.path());
         self.procs.push(p);
     }
