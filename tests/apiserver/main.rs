@@ -16,6 +16,7 @@ mod apiserver_experimental;
 mod ca_rotation_e2e;
 mod controller_e2e;
 mod crd_coexistence_e2e;
+mod grpc_route_controller_e2e;
 mod helm_apiserver;
 mod https_controller_e2e;
 mod programmed_e2e;

@@ -7,83 +7,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gatehouse_grpc_echo::pb::grpc_echo_client::GrpcEchoClient;
-use gatehouse_grpc_echo::pb::{EchoRequest, EchoResponse};
 use serde_json::Value;
-use tonic::Code;
 
+use crate::support::grpc::{Code, Method, Outcome, call, pod, seen_header};
 use crate::support::procs::{free_port, wait_for_port, workspace_bin};
 use crate::support::standalone::World;
 
 const ALLOW: (&str, &str) = ("x-ext-authz", "allow");
-
-/// Which GrpcEcho method to call.
-#[derive(Clone, Copy, Debug)]
-enum Method {
-    Echo,
-    EchoTwo,
-    EchoThree,
-}
-
-/// One call through Envoy to `host`, on a new connection; the answer or its gRPC code.
-fn call(
-    port: u16,
-    host: &str,
-    method: Method,
-    metadata: &[(&str, &str)],
-) -> Result<EchoResponse, (Code, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let origin: tonic::codegen::http::Uri = format!("http://{host}").parse().expect("uri");
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("endpoint")
-            .origin(origin)
-            .timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| (Code::Unavailable, format!("connect: {e}")))?;
-        let mut client = GrpcEchoClient::new(channel);
-        let mut request = tonic::Request::new(EchoRequest {});
-        for (k, v) in metadata {
-            request.metadata_mut().insert(
-                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).expect("key"),
-                v.parse().expect("value"),
-            );
-        }
-        let answer = match method {
-            Method::Echo => client.echo(request).await,
-            Method::EchoTwo => client.echo_two(request).await,
-            Method::EchoThree => client.echo_three(request).await,
-        };
-        answer
-            .map(tonic::Response::into_inner)
-            .map_err(|s| (s.code(), s.message().to_string()))
-    })
-}
-
-/// The pod that answered.
-fn pod(answer: &EchoResponse) -> &str {
-    answer
-        .assertions
-        .as_ref()
-        .and_then(|a| a.context.as_ref())
-        .map(|c| c.pod.as_str())
-        .unwrap_or_default()
-}
-
-/// The answer's header `name`, as the backend saw it.
-fn seen_header<'a>(answer: &'a EchoResponse, name: &str) -> Option<&'a str> {
-    answer
-        .assertions
-        .as_ref()?
-        .headers
-        .iter()
-        .find(|h| h.key == name)
-        .map(|h| h.value.as_str())
-}
 
 /// Polls `call` until `check` holds for its outcome.
 fn wait_call(
@@ -92,8 +22,8 @@ fn wait_call(
     host: &str,
     method: Method,
     metadata: &[(&str, &str)],
-    check: impl Fn(&Result<EchoResponse, (Code, String)>) -> bool,
-) -> Result<EchoResponse, (Code, String)> {
+    check: impl Fn(&Outcome) -> bool,
+) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let outcome = call(w.listener_port, host, method, metadata);

@@ -20,6 +20,7 @@ mod external_auth_filter_e2e;
 mod fail_closed_e2e;
 mod fail_closed_transitions;
 mod faults_e2e;
+mod grpc_conformance_e2e;
 mod grpc_route_e2e;
 mod https_e2e;
 mod path_normalization_e2e;

@@ -360,8 +360,23 @@ impl Conformance {
                         Some(p) => *p,
                         None => {
                             let p = free_port();
-                            let mut echo = Command::new(workspace_bin("gatehouse-echo"));
-                            echo.args(["--addr", &format!("127.0.0.1:{p}"), "--name", &pods]);
+                            let (ns, app) = pods.split_once('/').unwrap_or_default();
+                            // Upstream's gRPC backends run its GrpcEcho server; the tests tell
+                            // them apart by pod name, which starts with the app's.
+                            let mut echo = if app.starts_with("grpc-") {
+                                let mut echo = Command::new(workspace_bin("gatehouse-grpc-echo"));
+                                echo.args(["--addr", &format!("127.0.0.1:{p}")]).args([
+                                    "--pod",
+                                    &format!("{app}-0"),
+                                    "--namespace",
+                                    ns,
+                                ]);
+                                echo
+                            } else {
+                                let mut echo = Command::new(workspace_bin("gatehouse-echo"));
+                                echo.args(["--addr", &format!("127.0.0.1:{p}"), "--name", &pods]);
+                                echo
+                            };
                             // Upstream's tls-backend pods serve tls-checks-certificate.
                             if pods.ends_with("/tls-backend") {
                                 let (crt, key) = self.tls_backend_files();

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod cluster;
 pub mod conformance;
 pub mod conn;
+pub mod grpc;
 pub mod helm;
 pub mod http;
 pub mod manifests;
