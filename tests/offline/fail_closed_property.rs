@@ -2,7 +2,9 @@
 //! ext auth policy covers (Gateway, listener, route or rule level) and that no `disable`
 //! covers is never forwarded to its backend unchecked — the generated Envoy config either
 //! enables an ext_authz filter on it (present on its listener) or answers directly (fail
-//! closed). Checked on the translated protos, 10,000 cases (`PROPTEST_CASES` overrides).
+//! closed). Routes are HTTPRoutes and GRPCRoutes, sharing names, so a policy on one kind
+//! must neither miss nor leak onto the other. Checked on the translated protos, 10,000 cases
+//! (`PROPTEST_CASES` overrides).
 
 use std::path::Path;
 
@@ -21,8 +23,16 @@ use prost::Message;
 
 #[derive(Clone, Debug)]
 enum Target {
-    Gateway { gw: usize, listener: Option<usize> },
-    Route { route: usize, rule: Option<usize> },
+    Gateway {
+        gw: usize,
+        listener: Option<usize>,
+    },
+    /// Route `r{route}` of kind GRPCRoute when `grpc`, else HTTPRoute.
+    Route {
+        route: usize,
+        grpc: bool,
+        rule: Option<usize>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +53,9 @@ struct Policy {
 
 #[derive(Clone, Debug)]
 struct RouteSpec {
+    /// Named `r{name}`; an HTTPRoute and a GRPCRoute may share a name.
+    name: usize,
+    grpc: bool,
     gw: usize,
     section: Option<usize>,
     rules: usize,
@@ -63,13 +76,25 @@ struct Config {
 
 fn config() -> impl Strategy<Value = Config> {
     (1usize..=2, 1usize..=2).prop_flat_map(|(gateways, listeners)| {
-        let route = (0..gateways, prop::option::of(0..listeners), 1usize..=2)
-            .prop_map(|(gw, section, rules)| RouteSpec { gw, section, rules });
+        let route = (
+            0usize..3,
+            any::<bool>(),
+            0..gateways,
+            prop::option::of(0..listeners),
+            1usize..=2,
+        )
+            .prop_map(|(name, grpc, gw, section, rules)| RouteSpec {
+                name,
+                grpc,
+                gw,
+                section,
+                rules,
+            });
         let target = prop_oneof![
             (0..gateways, prop::option::of(0..listeners))
                 .prop_map(|(gw, listener)| Target::Gateway { gw, listener }),
-            (0usize..3, prop::option::of(0usize..2))
-                .prop_map(|(route, rule)| Target::Route { route, rule }),
+            (0usize..3, any::<bool>(), prop::option::of(0usize..2))
+                .prop_map(|(route, grpc, rule)| Target::Route { route, grpc, rule }),
         ];
         let action = prop_oneof![
             3 => (0usize..3, any::<bool>()).prop_map(|(ext, cross_ns)| Action::Ref { ext, cross_ns }),
@@ -77,7 +102,12 @@ fn config() -> impl Strategy<Value = Config> {
         ];
         let policy = (target, action).prop_map(|(target, action)| Policy { target, action });
         (
-            prop::collection::vec(route, 1..=3),
+            // One route per (name, kind): a second one would replace the first.
+            prop::collection::vec(route, 1..=4).prop_map(|mut routes| {
+                let mut seen = std::collections::BTreeSet::new();
+                routes.retain(|r| seen.insert((r.name, r.grpc)));
+                routes
+            }),
             prop::collection::vec(policy, 0..=5),
             any::<bool>(),
             any::<bool>(),
@@ -120,14 +150,22 @@ fn manifests(c: &Config) -> String {
     if c.grant {
         y.push_str("---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: policies, namespace: auth}\nspec:\n  from: [{group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: app}, {group: gateway.kgateway.dev, kind: TrafficPolicy, namespace: infra}]\n  to: [{group: gateway.kgateway.dev, kind: GatewayExtension}]\n");
     }
-    for (i, r) in c.routes.iter().enumerate() {
+    for r in &c.routes {
         let section = r
             .section
             .map(|l| format!(", sectionName: l{l}"))
             .unwrap_or_default();
-        y.push_str(&format!("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r{i}, namespace: app}}\nspec:\n  parentRefs: [{{name: gw{}, namespace: infra{section}}}]\n  hostnames: [r{i}.example.com]\n  rules:\n", r.gw));
+        let (i, kind) = (r.name, if r.grpc { "GRPCRoute" } else { "HTTPRoute" });
+        y.push_str(&format!("---\napiVersion: gateway.networking.k8s.io/v1\nkind: {kind}\nmetadata: {{name: r{i}, namespace: app}}\nspec:\n  parentRefs: [{{name: gw{}, namespace: infra{section}}}]\n  hostnames: [r{i}.example.com]\n  rules:\n", r.gw));
         for k in 0..r.rules {
-            y.push_str(&format!("  - name: rule{k}\n    matches: [{{path: {{type: PathPrefix, value: /p{k}}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"));
+            let m = if r.grpc {
+                format!("{{method: {{service: pkg.S{k}}}}}")
+            } else {
+                format!("{{path: {{type: PathPrefix, value: /p{k}}}}}")
+            };
+            y.push_str(&format!(
+                "  - name: rule{k}\n    matches: [{m}]\n    backendRefs: [{{name: web, port: 80}}]\n"
+            ));
         }
     }
     for (i, p) in c.policies.iter().enumerate() {
@@ -138,9 +176,9 @@ fn manifests(c: &Config) -> String {
                 format!("gw{gw}"),
                 listener.map(|l| format!("l{l}")),
             ),
-            Target::Route { route, rule } => (
+            Target::Route { route, grpc, rule } => (
                 "app",
-                "HTTPRoute",
+                if *grpc { "GRPCRoute" } else { "HTTPRoute" },
                 format!("r{route}"),
                 rule.map(|k| format!("rule{k}")),
             ),
@@ -174,15 +212,25 @@ fn manifests(c: &Config) -> String {
     y
 }
 
-/// (covered by an extensionRef policy, covered by a disable) for route `route`, rule `rule`,
-/// served by Gateway `gw` on listener `listener`.
-fn coverage(c: &Config, gw: usize, listener: usize, route: usize, rule: usize) -> (bool, bool) {
+/// (covered by an extensionRef policy, covered by a disable) for route `route` (a GRPCRoute
+/// when `grpc`), rule `rule`, served by Gateway `gw` on listener `listener`.
+fn coverage(
+    c: &Config,
+    gw: usize,
+    listener: usize,
+    (route, grpc): (usize, bool),
+    rule: usize,
+) -> (bool, bool) {
     let mut by_ref = false;
     let mut disabled = false;
     for p in &c.policies {
         let covers = match &p.target {
             Target::Gateway { gw: g, listener: l } => *g == gw && l.is_none_or(|l| l == listener),
-            Target::Route { route: r, rule: k } => *r == route && k.is_none_or(|k| k == rule),
+            Target::Route {
+                route: r,
+                grpc: g,
+                rule: k,
+            } => *r == route && *g == grpc && k.is_none_or(|k| k == rule),
         };
         if covers {
             match p.action {
@@ -264,14 +312,19 @@ fn check(c: &Config) -> Result<usize, String> {
                 .ok_or("unknown port")?;
             let filters = listener_filters(&res, port);
             for r in rc.virtual_hosts.iter().flat_map(|v| &v.routes) {
-                // httproute/app/rN/rule/K/match/0
+                // httproute/app/rN/rule/K/match/0 (grpcroute/… for a GRPCRoute)
                 let parts: Vec<&str> = r.name.split('/').collect();
+                let grpc = match parts[0] {
+                    "grpcroute" => true,
+                    "httproute" => false,
+                    other => return Err(format!("route {} of kind {other}", r.name)),
+                };
                 let route: usize = parts[2]
                     .trim_start_matches('r')
                     .parse()
                     .map_err(|e| format!("{e}"))?;
                 let rule: usize = parts[4].parse().map_err(|e| format!("{e}"))?;
-                let (by_ref, disabled) = coverage(c, g, listener, route, rule);
+                let (by_ref, disabled) = coverage(c, g, listener, (route, grpc), rule);
                 let forwards = matches!(r.action, Some(route::Action::Route(_)));
                 if by_ref && !disabled {
                     protected += 1;
