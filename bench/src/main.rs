@@ -7,6 +7,7 @@ mod cluster;
 mod compare;
 mod controller;
 mod fanout;
+mod grpc;
 mod http;
 mod procs;
 mod propagate;
@@ -32,6 +33,8 @@ enum Part {
     Controller,
     /// HTTPS: --tls-hostnames listeners with their own certificates on one port; rotation.
     Tls,
+    /// GRPCRoute: --grpc-routes routes, half protected, called with a gRPC client.
+    Grpc,
 }
 
 /// Measures Gatehouse and prints the table of BENCHMARKS.md.
@@ -77,6 +80,9 @@ pub struct Args {
     /// HTTPS listeners (each with its own certificate and route) of the TLS part.
     #[arg(long, default_value_t = 1000)]
     tls_hostnames: usize,
+    /// GRPCRoutes (each its own hostname; every other one protected) of the gRPC part.
+    #[arg(long, default_value_t = 1000)]
+    grpc_routes: usize,
 }
 
 impl Args {
@@ -113,6 +119,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.runs(Part::Tls) {
         tls::run(&args, &mut rows)?;
+    }
+    if args.runs(Part::Grpc) {
+        rt.block_on(grpc::run(&args, &mut rows))?;
     }
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     for &n in &args.sizes {
