@@ -27,7 +27,11 @@ fn host(i: usize) -> String {
 }
 
 fn route(i: usize) -> String {
-    let label = if i % 2 == 0 { "protected" } else { "open" };
+    let label = if i.is_multiple_of(2) {
+        "protected"
+    } else {
+        "open"
+    };
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: g{i}, namespace: bench, labels: {{auth: {label}}}}}\nspec:\n  parentRefs: [{{name: grpc}}]\n  hostnames: [{}]\n  rules:\n  - matches: [{{method: {{service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho}}}}]\n    backendRefs: [{{name: grpc-echo, port: 9000}}]\n",
         host(i)
@@ -111,9 +115,14 @@ pub async fn run(args: &Args, rows: &mut Rows) -> anyhow::Result<()> {
     wait_port(echo_port, "grpc-echo")?;
     let envoy = world.envoy(GATEWAY, free_port()?)?;
     let last = n - 1;
-    until_served(port, &host(last), last % 2 == 0, Duration::from_secs(300))
-        .await
-        .context("the first configuration")?;
+    until_served(
+        port,
+        &host(last),
+        last.is_multiple_of(2),
+        Duration::from_secs(300),
+    )
+    .await
+    .context("the first configuration")?;
     rows.push(Row::info(
         format!("GRPCRoute {n} routes: written → the last one answering (gRPC)"),
         format!("{:.1} s", t_all.elapsed().as_secs_f64()),
@@ -130,7 +139,7 @@ pub async fn run(args: &Args, rows: &mut Rows) -> anyhow::Result<()> {
         let i = n + s;
         let t0 = Instant::now();
         world.write(&format!("new-{i}.yaml"), &route(i))?;
-        until_served(port, &host(i), i % 2 == 0, Duration::from_secs(30)).await?;
+        until_served(port, &host(i), i.is_multiple_of(2), Duration::from_secs(30)).await?;
         samples.push(t0.elapsed());
         tokio::time::sleep(Duration::from_millis(args.sample_spacing_ms)).await;
     }
