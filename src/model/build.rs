@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::assembly::Assembly;
 use super::conditions::{PolicyAncestorStatus, RouteStatusMap};
-use super::contribution::{self, Contribution};
+use super::contribution::{self, Contribution, ListenerAt};
+use super::cross_serving::{self, CrossServing};
 use super::types::GatewayModel;
 use super::{Model, ModelConfig, Status, extensions, gateways, policy, route_cache};
 use crate::store::{Kind, ObjKey, ObjectRef, RouteCursor, Store};
@@ -42,6 +43,11 @@ struct State {
     /// Route status, HTTPRoutes and GRPCRoutes apart (the status has a map for each).
     http_status: RouteStatusMap,
     grpc_status: RouteStatusMap,
+    /// Where HTTPRoutes and GRPCRoutes share hostnames on a listener, and which lost.
+    cross: CrossServing,
+    /// The contributions of the routes that lose somewhere, as computed (before
+    /// [`cross_serving::served`] took out where they lost); the others' are in `routes`.
+    computed_losers: BTreeMap<Arc<ObjectRef>, Arc<Contribution>>,
     /// Policy status before route-cache warnings; `None` once a decision or a targeted route
     /// changed.
     policy_status: Option<BTreeMap<ObjKey, Arc<Vec<PolicyAncestorStatus>>>>,
@@ -121,7 +127,55 @@ impl State {
             routes: Vec::new(),
             http_status: RouteStatusMap::new(),
             grpc_status: RouteStatusMap::new(),
+            cross: CrossServing::default(),
+            computed_losers: BTreeMap::new(),
             policy_status: None,
+        }
+    }
+
+    /// The contribution of `key` as computed, whether it is served as is or not.
+    fn computed(&self, key: &ObjectRef) -> Option<Arc<Contribution>> {
+        if let Some(c) = self.computed_losers.get(key) {
+            return Some(c.clone());
+        }
+        let i = self.routes.binary_search_by(|c| (*c.key).cmp(key)).ok()?;
+        Some(self.routes[i].clone())
+    }
+
+    /// Takes the freshly computed contributions (`None`: the route is gone), decides again
+    /// the listeners they were or are on, and serves each affected route as decided.
+    fn take(&mut self, fresh: Vec<(&ObjectRef, Option<Arc<Contribution>>)>) {
+        let mut touched: BTreeSet<ListenerAt> = BTreeSet::new();
+        let mut pending: BTreeMap<Arc<ObjectRef>, Option<Arc<Contribution>>> = BTreeMap::new();
+        for (key, c) in fresh {
+            if let Some(old) = self.computed(key) {
+                touched.extend(self.cross.remove(&old));
+            }
+            if let Some(new) = &c {
+                touched.extend(self.cross.add(new));
+            }
+            pending.insert(Arc::new(key.clone()), c);
+        }
+        for route in self.cross.decide(&touched) {
+            if let std::collections::btree_map::Entry::Vacant(e) = pending.entry(route) {
+                let computed = self.computed(e.key());
+                e.insert(computed);
+            }
+        }
+        for (key, computed) in pending {
+            let served = computed.map(|c| {
+                let lost = self.cross.losses(&key);
+                if lost.is_some() {
+                    self.computed_losers.insert(key.clone(), c.clone());
+                } else {
+                    self.computed_losers.remove(&key);
+                }
+                cross_serving::served(&c, lost, &self.base.infos)
+            });
+            if served.is_none() {
+                self.computed_losers.remove(&key);
+            }
+            self.replace(&key, served);
         }
     }
 
@@ -225,9 +279,7 @@ impl Builder {
             })
             .collect();
         self.resolved = fresh.len();
-        for (key, c) in fresh {
-            state.replace(key, c);
-        }
+        state.take(fresh);
         state.cursor = store.route_cursor();
 
         let mut status = state.base.status.clone();

@@ -20,8 +20,11 @@ use crate::store::{AnyRoute, Kind, ObjKey, ObjectRef, Store};
 /// What the matches of an invalid rule answer.
 const INVALID_RULE_STATUS: u32 = 500;
 
+/// (gateway index, listener index) in a build's Gateways.
+pub type ListenerAt = (usize, usize);
+
 /// One Envoy route of the HTTPRoute, placed on a hostname of a port of a served Gateway.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HostRoute {
     /// Index into the build's served Gateways.
     pub gateway: usize,
@@ -34,11 +37,15 @@ pub struct HostRoute {
     pub created: Arc<str>,
 }
 
-/// Everything one HTTPRoute adds to a build. Only valid with the store context (every kind but
-/// HTTPRoute) it was computed from: the Gateway indices point into that build's Gateways.
-#[derive(Debug)]
+/// Everything one route adds to a build. Only valid with the store context (every kind but
+/// the routes) it was computed from: the Gateway indices point into that build's Gateways.
+#[derive(Clone, Debug)]
 pub struct Contribution {
     pub key: Arc<ObjectRef>,
+    /// The route's creation timestamp, for precedence and cross-serving.
+    pub created: Arc<str>,
+    /// (Gateway index, listener index) of every attachment, with the hostnames served there.
+    pub attachments: Vec<(ListenerAt, Arc<Vec<String>>)>,
     /// The route's parent status; `None` when no parent is Gatehouse's.
     pub status: Option<Arc<Vec<RouteParentStatus>>>,
     /// (Gateway index, listener index) of every attachment.
@@ -89,6 +96,8 @@ fn compute_grpc(cx: &Context<'_>, at: &ObjectRef, route: &GrpcRoute) -> Contribu
 fn empty(at: &ObjectRef) -> Contribution {
     Contribution {
         key: Arc::new(at.clone()),
+        created: Arc::from(""),
+        attachments: Vec::new(),
         status: None,
         listeners: Vec::new(),
         gateways: Vec::new(),
@@ -211,6 +220,11 @@ fn compute_http(
     }
     let mut out = Contribution {
         key: Arc::new(at.clone()),
+        created: created.clone(),
+        attachments: attachments
+            .iter()
+            .map(|a| ((a.gateway, a.listener), Arc::new(a.hostnames.clone())))
+            .collect(),
         status: (!parent_status.is_empty()).then(|| Arc::new(parent_status)),
         listeners: attachments
             .iter()

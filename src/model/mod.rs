@@ -15,6 +15,7 @@ pub mod condition_names;
 mod conditions;
 mod contribution;
 mod counts;
+mod cross_serving;
 mod extensions;
 mod external_auth;
 mod filters;
