@@ -1,5 +1,5 @@
 //! Whatever a tenant writes, Envoy accepts what Gatehouse makes of it: generated HTTPRoutes,
-//! GatewayExtensions and TrafficPolicies — valid ones and adversarial ones (regexes around
+//! GRPCRoutes, GatewayExtensions and TrafficPolicies — valid ones and adversarial ones (regexes around
 //! Envoy's RE2 size limit and in RE2-only syntax, `%` everywhere, `host`/`:path` headers,
 //! CR/LF/NUL, unicode, long values, odd hostnames, redirects, rewrites, timeouts) — are
 //! translated, and the real Envoy validates the result (`envoy --mode validate`).
@@ -212,6 +212,69 @@ fn filter(adv: u32) -> BoxedStrategy<Value> {
     .boxed()
 }
 
+/// A GRPCRoute method match: names the CRD takes, and (adversarial) ones it refuses, which
+/// files deliver all the same; regexes like the path ones.
+fn grpc_match(adv: u32) -> BoxedStrategy<Value> {
+    let name = || {
+        prop::option::of(mixed(
+            vec!["Echo", "pkg.v1.Svc", "_x", "a.b.c", ""],
+            vec!["a/b", "1x", "a b", "a\nb", "é", "a..b", "*"],
+            adv,
+        ))
+    };
+    let method = prop_oneof![
+        (name(), name())
+            .prop_map(|(service, method)| json!({"service": service, "method": method})),
+        (prop::option::of(regex(adv)), prop::option::of(regex(adv))).prop_map(
+            |(service, method)| {
+                json!({"type": "RegularExpression", "service": service, "method": method})
+            }
+        ),
+    ];
+    let headers = prop::collection::vec((header_name(adv), regex_or_exact(adv)), 0..2);
+    (prop::option::of(method), headers)
+        .prop_map(|(method, headers)| {
+            let headers: Vec<Value> = headers
+                .into_iter()
+                .map(|(name, (re, value))| {
+                    let t = if re { "RegularExpression" } else { "Exact" };
+                    json!({"name": name, "value": value, "type": t})
+                })
+                .collect();
+            let mut m = json!({"headers": headers});
+            if let Some(mut method) = method {
+                strip_nulls(&mut method);
+                m["method"] = method;
+            }
+            m
+        })
+        .boxed()
+}
+
+fn grpc_rule(k: usize, adv: u32) -> BoxedStrategy<Value> {
+    let filter = prop_oneof![
+        header_modifier(adv)
+            .prop_map(|m| json!({"type": "RequestHeaderModifier", "requestHeaderModifier": m})),
+        header_modifier(adv)
+            .prop_map(|m| json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": m})),
+        (0i64..=100).prop_map(|p| json!({"type": "RequestMirror",
+            "requestMirror": {"backendRef": {"name": "web", "port": 80}, "percent": p}})),
+    ];
+    (
+        prop::collection::vec(grpc_match(adv), 0..3),
+        prop::collection::vec(filter, 0..2),
+        prop::collection::vec(mixed(vec![0i64, 1, 100], vec![2_147_483_647], adv), 1..3),
+    )
+        .prop_map(move |(matches, filters, weights)| {
+            let backends: Vec<Value> = weights
+                .into_iter()
+                .map(|w| json!({"name": "web", "port": 80, "weight": w}))
+                .collect();
+            json!({"name": format!("grpc{k}"), "matches": matches, "filters": filters, "backendRefs": backends})
+        })
+        .boxed()
+}
+
 fn rule(k: usize, adv: u32) -> BoxedStrategy<Value> {
     let backend = (
         mixed(vec![0i64, 1, 100, 1_000_000], vec![2_147_483_647], adv),
@@ -348,6 +411,8 @@ fn policy(adv: u32) -> BoxedStrategy<(Value, Option<String>)> {
 struct Case {
     hostnames: Vec<String>,
     rules: Vec<Value>,
+    /// Rules of a GRPCRoute on a hostname of its own.
+    grpc_rules: Vec<Value>,
     extension: Option<Value>,
     policy: Option<(Value, Option<String>)>,
 }
@@ -362,12 +427,14 @@ fn case_of(adv: u32) -> BoxedStrategy<Case> {
     (
         prop::option::weighted(0.2, prop::collection::vec(hostname(adv), 1..3)),
         (1usize..4).prop_flat_map(move |n| (0..n).map(|k| rule(k, adv)).collect::<Vec<_>>()),
+        (0usize..3).prop_flat_map(move |n| (0..n).map(|k| grpc_rule(k, adv)).collect::<Vec<_>>()),
         prop::option::weighted(0.4, extension(adv)),
         prop::option::weighted(0.5, policy(adv)),
     )
-        .prop_map(|(hostnames, rules, extension, policy)| Case {
+        .prop_map(|(hostnames, rules, grpc_rules, extension, policy)| Case {
             hostnames: hostnames.unwrap_or_default(),
             rules,
+            grpc_rules,
             extension,
             policy,
         })
@@ -400,6 +467,14 @@ fn manifests(i: usize, c: &Case) -> String {
             "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
                 "hostnames": hostnames, "rules": c.rules}}),
     ];
+    if !c.grpc_rules.is_empty() {
+        docs.push(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+            "metadata": {"name": "g", "namespace": ns},
+            "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                "hostnames": [format!("g{i}.example.com")], "rules": c.grpc_rules}}),
+        );
+    }
     if let Some(ext) = &c.extension {
         docs.push(
             json!({"apiVersion": "gateway.kgateway.dev/v1alpha1", "kind": "GatewayExtension",
