@@ -269,33 +269,31 @@ mod tests {
         names
     }
 
+    /// Applies `routes` (kind, name, created, host, section), then builds and checks.
+    fn put(
+        store: &mut Store,
+        builder: &mut Builder,
+        routes: &[(&str, &str, &str, &str, &str)],
+    ) -> Model {
+        for (kind, name, created, host, section) in routes {
+            apply(store, &route(kind, name, created, host, section));
+        }
+        check(builder, store)
+    }
+
+    const OLD: &str = "2025-01-01T00:00:00Z";
+    const MID: &str = "2026-01-01T00:00:00Z";
+    const NEW: &str = "2027-01-01T00:00:00Z";
+
     #[test]
     fn the_older_route_wins_a_shared_hostname_and_the_other_is_not_served_there() {
-        let mut store = Store::new();
-        let mut builder = Builder::default();
+        let (mut store, mut builder) = (Store::new(), Builder::default());
         apply(&mut store, BASE);
-        apply(
-            &mut store,
-            &route(
-                "HTTPRoute",
-                "web",
-                "2026-01-01T00:00:00Z",
-                "a.example.com",
-                "",
-            ),
-        );
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api",
-                "2026-02-01T00:00:00Z",
-                "a.example.com",
-                "",
-            ),
-        );
-        let m = check(&mut builder, &store);
+        let (s, b) = (&mut store, &mut builder);
         let conflicted = ("False".to_string(), "Conflicted".to_string());
+        let web = ("HTTPRoute", "web", MID, "a.example.com", "");
+
+        let m = put(s, b, &[web, ("GRPCRoute", "api", NEW, "a.example.com", "")]);
         assert_eq!(accepted(&m, Kind::GrpcRoute, "api"), conflicted);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web").0, "True");
         assert_eq!(served(&m, 8080, "a.example.com"), ["HTTPRoute app/web"]);
@@ -303,119 +301,52 @@ mod tests {
         assert_eq!(listeners[0].attached_routes, 1, "the loser is not attached");
 
         // The GRPCRoute becomes the older one: the HTTPRoute loses.
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api",
-                "2025-01-01T00:00:00Z",
-                "a.example.com",
-                "",
-            ),
-        );
-        let m = check(&mut builder, &store);
+        let m = put(s, b, &[("GRPCRoute", "api", OLD, "a.example.com", "")]);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web"), conflicted);
         assert_eq!(accepted(&m, Kind::GrpcRoute, "api").0, "True");
         assert_eq!(served(&m, 8081, "a.example.com"), ["GRPCRoute app/api"]);
 
         // A wildcard hostname overlaps too; a different hostname does not.
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api",
-                "2025-01-01T00:00:00Z",
-                "*.example.com",
-                "",
-            ),
-        );
-        let m = check(&mut builder, &store);
+        let m = put(s, b, &[("GRPCRoute", "api", OLD, "*.example.com", "")]);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web"), conflicted);
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api",
-                "2025-01-01T00:00:00Z",
-                "b.example.com",
-                "",
-            ),
-        );
-        let m = check(&mut builder, &store);
+        let m = put(s, b, &[("GRPCRoute", "api", OLD, "b.example.com", "")]);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web").0, "True");
         assert_eq!(served(&m, 8080, "a.example.com"), ["HTTPRoute app/web"]);
         assert_eq!(served(&m, 8080, "b.example.com"), ["GRPCRoute app/api"]);
 
         // On one listener each, the same hostname is no conflict.
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api",
-                "2025-01-01T00:00:00Z",
-                "a.example.com",
-                "b",
-            ),
+        let m = put(
+            s,
+            b,
+            &[
+                ("GRPCRoute", "api", OLD, "a.example.com", "b"),
+                ("HTTPRoute", "web", MID, "a.example.com", "a"),
+            ],
         );
-        apply(
-            &mut store,
-            &route(
-                "HTTPRoute",
-                "web",
-                "2026-01-01T00:00:00Z",
-                "a.example.com",
-                "a",
-            ),
-        );
-        let m = check(&mut builder, &store);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web").0, "True");
         assert_eq!(accepted(&m, Kind::GrpcRoute, "api").0, "True");
 
-        // A third route: it loses to the accepted GRPCRoute, not to the rejected HTTPRoute.
-        apply(
-            &mut store,
-            &route(
-                "HTTPRoute",
-                "web",
-                "2026-01-01T00:00:00Z",
-                "a.example.com",
-                "",
-            ),
+        // A third route loses to the accepted GRPCRoute, not to the rejected HTTPRoute.
+        let m = put(
+            s,
+            b,
+            &[
+                web,
+                ("GRPCRoute", "api", OLD, "a.example.com", ""),
+                ("GRPCRoute", "api2", NEW, "a.example.com", ""),
+            ],
         );
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api",
-                "2025-01-01T00:00:00Z",
-                "a.example.com",
-                "",
-            ),
-        );
-        apply(
-            &mut store,
-            &route(
-                "GRPCRoute",
-                "api2",
-                "2027-01-01T00:00:00Z",
-                "a.example.com",
-                "",
-            ),
-        );
-        let m = check(&mut builder, &store);
         assert_eq!(accepted(&m, Kind::GrpcRoute, "api2").0, "True");
         assert_eq!(accepted(&m, Kind::HttpRoute, "web"), conflicted);
 
-        // The winner goes: the loser is served again.
-        assert!(store.delete(&ObjectRef {
-            kind: Kind::GrpcRoute,
-            key: ObjKey::new("app", "api"),
-        }));
-        assert!(store.delete(&ObjectRef {
-            kind: Kind::GrpcRoute,
-            key: ObjKey::new("app", "api2"),
-        }));
-        let m = check(&mut builder, &store);
+        // The winners go: the loser is served again.
+        for name in ["api", "api2"] {
+            assert!(s.delete(&ObjectRef {
+                kind: Kind::GrpcRoute,
+                key: ObjKey::new("app", name),
+            }));
+        }
+        let m = check(b, s);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web").0, "True");
         assert_eq!(served(&m, 8080, "a.example.com"), ["HTTPRoute app/web"]);
     }

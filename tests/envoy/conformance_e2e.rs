@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::conformance::{Case, Conformance, Test, conformance_dir, expectations};
+use support::conformance::{Case, Conformance, Test, conformance_dir, expectations, run_suite};
 use support::http::{self, Response};
 
 const DEFAULT_NS: &str = "gateway-conformance-infra";
@@ -745,29 +745,7 @@ fn httproute_conformance() {
         tests.retain(|t| names.contains(&t.name));
     }
     let mut w = Conformance::start();
-    let mut failures = Vec::new();
-    let mut cases = 0;
-    for t in &tests {
-        match run(&mut w, t) {
-            Ok(n) => {
-                cases += n;
-                eprintln!("PASS {} ({n} requests)", t.name);
-            }
-            Err(e) => {
-                eprintln!("FAIL {}: {e}", t.name);
-                failures.push(format!("{}: {e}", t.name));
-            }
-        }
-        w.remove(TEST_FILE);
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} conformance tests failed:\n{}\n{}",
-        failures.len(),
-        tests.len(),
-        failures.join("\n"),
-        w.logs()
-    );
+    let cases = run_suite(&mut w, &tests, |t| &t.name, run, TEST_FILE);
     eprintln!("{} tests, {cases} requests passed", tests.len());
     if only.is_some() {
         // The totals below describe the whole suite.

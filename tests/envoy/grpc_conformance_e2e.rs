@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::support;
-use support::conformance::{Conformance, conformance_dir};
+use support::conformance::{Conformance, conformance_dir, run_suite};
 use support::grpc::{self, Code, Method, Outcome};
 
 const TEST_FILE: &str = "10-test.yaml";
@@ -269,29 +269,7 @@ fn run(w: &mut Conformance, t: &Test) -> Result<usize, String> {
 fn grpcroute_conformance() {
     let tests = expectations();
     let mut w = Conformance::start();
-    let mut failures = Vec::new();
-    let mut cases = 0;
-    for t in &tests {
-        match run(&mut w, t) {
-            Ok(n) => {
-                cases += n;
-                eprintln!("PASS {} ({n} cases)", t.name);
-            }
-            Err(e) => {
-                eprintln!("FAIL {}: {e}", t.name);
-                failures.push(format!("{}: {e}", t.name));
-            }
-        }
-        w.remove(TEST_FILE);
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} GRPCRoute conformance tests failed:\n{}\n{}",
-        failures.len(),
-        tests.len(),
-        failures.join("\n"),
-        w.logs()
-    );
+    let cases = run_suite(&mut w, &tests, |t| &t.name, run, TEST_FILE);
     assert!(
         tests.len() >= 5 && cases >= 20,
         "only {} tests / {cases} cases ran",

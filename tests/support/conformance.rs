@@ -196,6 +196,41 @@ pub fn expectations() -> Vec<Test> {
     yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
+/// Runs each of `tests` in `w`, removing `test_file` after each, and fails with every failure
+/// and the logs; returns how many requests or cases passed.
+pub fn run_suite<T>(
+    w: &mut Conformance,
+    tests: &[T],
+    name: impl Fn(&T) -> &str,
+    mut run: impl FnMut(&mut Conformance, &T) -> Result<usize, String>,
+    test_file: &str,
+) -> usize {
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for t in tests {
+        match run(w, t) {
+            Ok(n) => {
+                passed += n;
+                eprintln!("PASS {} ({n})", name(t));
+            }
+            Err(e) => {
+                eprintln!("FAIL {}: {e}", name(t));
+                failures.push(format!("{}: {e}", name(t)));
+            }
+        }
+        w.remove(test_file);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} conformance tests failed:\n{}\n{}",
+        failures.len(),
+        tests.len(),
+        failures.join("\n"),
+        w.logs()
+    );
+    passed
+}
+
 /// Every YAML document of `text`, placeholders filled.
 pub fn documents(text: &str) -> Vec<Value> {
     let text = text.replace("{GATEWAY_CLASS_NAME}", "gatehouse");
