@@ -350,6 +350,16 @@ impl Builder {
     }
 }
 
+/// What BackendTLSPolicy status reads of a route of either kind.
+struct RouteRefs<'a> {
+    kind: &'static str,
+    key: &'a ObjKey,
+    /// parentRefs as (kind, namespace, name).
+    parents: Vec<(Option<&'a str>, Option<&'a str>, &'a str)>,
+    /// backendRefs as (namespace, name).
+    backends: Vec<(Option<&'a str>, &'a str)>,
+}
+
 /// BackendTLSPolicy status, for the served Gateways whose clusters, or whose routes'
 /// backendRefs, use a Service a policy targets (a route whose backend an invalid policy
 /// refused has no cluster to show it).
@@ -367,36 +377,61 @@ fn backend_tls_status(
                 .insert(m.key.clone());
         }
     }
-    // Gateways of each route, for the auth services below too.
-    let mut route_gateways: BTreeMap<&ObjKey, Vec<ObjKey>> = BTreeMap::new();
-    for (key, route) in &store.http_routes {
-        let gateways: Vec<ObjKey> = route
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .filter(|p| p.kind.as_deref().unwrap_or("Gateway") == "Gateway")
-            .map(|p| {
-                ObjKey::new(
-                    p.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
-                    p.name.clone(),
-                )
-            })
+    // Gateways of each route (HTTPRoute or GRPCRoute, by kind and key), for the auth
+    // services below too.
+    let mut routes: Vec<RouteRefs<'_>> = Vec::new();
+    for (key, r) in &store.http_routes {
+        let parents = r.spec.parent_refs.iter().flatten();
+        let backends = r.spec.rules.iter().flatten();
+        routes.push(RouteRefs {
+            kind: "HTTPRoute",
+            key,
+            parents: parents
+                .map(|p| (p.kind.as_deref(), p.namespace.as_deref(), p.name.as_str()))
+                .collect(),
+            backends: backends
+                .flat_map(|rule| rule.backend_refs.iter().flatten())
+                .map(|b| (b.namespace.as_deref(), b.name.as_str()))
+                .collect(),
+        });
+    }
+    for (key, r) in &store.grpc_routes {
+        let parents = r.spec.parent_refs.iter().flatten();
+        let backends = r.spec.rules.iter().flatten();
+        routes.push(RouteRefs {
+            kind: "GRPCRoute",
+            key,
+            parents: parents
+                .map(|p| (p.kind.as_deref(), p.namespace.as_deref(), p.name.as_str()))
+                .collect(),
+            backends: backends
+                .flat_map(|rule| rule.backend_refs.iter().flatten())
+                .map(|b| (b.namespace.as_deref(), b.name.as_str()))
+                .collect(),
+        });
+    }
+    let mut route_gateways: BTreeMap<(&str, &ObjKey), Vec<ObjKey>> = BTreeMap::new();
+    for RouteRefs {
+        kind,
+        key,
+        parents,
+        backends,
+    } in routes
+    {
+        let gateways: Vec<ObjKey> = parents
+            .into_iter()
+            .filter(|(k, _, _)| k.unwrap_or("Gateway") == "Gateway")
+            .map(|(_, ns, name)| ObjKey::new(ns.unwrap_or(&key.namespace), name))
             .filter(|g| served.contains(g))
             .collect();
-        for rule in route.spec.rules.iter().flatten() {
-            for b in rule.backend_refs.iter().flatten() {
-                let svc = ObjKey::new(
-                    b.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
-                    b.name.clone(),
-                );
-                users
-                    .entry(svc)
-                    .or_default()
-                    .extend(gateways.iter().cloned());
-            }
+        for (ns, name) in backends {
+            let svc = ObjKey::new(ns.unwrap_or(&key.namespace), name);
+            users
+                .entry(svc)
+                .or_default()
+                .extend(gateways.iter().cloned());
         }
-        route_gateways.insert(key, gateways);
+        route_gateways.insert((kind, key), gateways);
     }
     // An auth service is used by the Gateways its TrafficPolicies target (directly or through
     // a route): a provider an invalid policy broke has no cluster to show it.
@@ -441,7 +476,10 @@ fn backend_tls_status(
                     .into_iter()
                     .filter(|g| served.contains(g))
                     .collect(),
-                "HTTPRoute" => route_gateways.get(&target).cloned().unwrap_or_default(),
+                kind @ ("HTTPRoute" | "GRPCRoute") => route_gateways
+                    .get(&(kind, &target))
+                    .cloned()
+                    .unwrap_or_default(),
                 _ => Vec::new(),
             };
             users.entry(svc.clone()).or_default().extend(gateways);

@@ -10,7 +10,7 @@ use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use super::conditions::{Condition, RouteParentStatus};
 use super::gateways::GatewayInfo;
 use super::policy::{self, Decisions, PolicyIndex, RuleRef};
-use super::types::{ClusterModel, Provider, RouteAction, RouteAuth, RouteModel};
+use super::types::{ClusterModel, GrpcRank, Provider, RouteAction, RouteAuth, RouteModel};
 use super::validate::{self, Problem};
 use super::validate_route::{self, RuleCheck};
 use super::{FAIL_CLOSED_STATUS, external_auth, grpc, matches, routes};
@@ -46,6 +46,8 @@ pub struct Contribution {
     pub created: Arc<str>,
     /// (Gateway index, listener index) of every attachment, with the hostnames served there.
     pub attachments: Vec<(ListenerAt, Arc<Vec<String>>)>,
+    /// The listeners each entry of `status` attached through.
+    pub through: Vec<Vec<ListenerAt>>,
     /// The route's parent status; `None` when no parent is Gatehouse's.
     pub status: Option<Arc<Vec<RouteParentStatus>>>,
     /// (Gateway index, listener index) of every attachment.
@@ -76,14 +78,20 @@ pub struct Context<'a> {
 /// Computes what `route`, named `at`, adds to the build.
 pub fn compute(cx: &Context<'_>, at: &ObjectRef, route: AnyRoute<'_>) -> Contribution {
     match route {
-        AnyRoute::Http(r) => compute_http(cx, at, r, &[]),
+        AnyRoute::Http(r) => compute_http(cx, at, r, &[], None),
         AnyRoute::Grpc(r) => compute_grpc(cx, at, r),
     }
 }
 
 fn compute_grpc(cx: &Context<'_>, at: &ObjectRef, route: &GrpcRoute) -> Contribution {
     match grpc::as_http_route(route) {
-        Ok(converted) => compute_http(cx, at, &converted.route, &converted.problems),
+        Ok(converted) => compute_http(
+            cx,
+            at,
+            &converted.route,
+            &converted.problems,
+            Some(&converted.ranks),
+        ),
         Err(e) => {
             // The two kinds' rule types share their fields; this is a bug, not a tenant's
             // mistake, and the route serves nothing rather than something else.
@@ -98,6 +106,7 @@ fn empty(at: &ObjectRef) -> Contribution {
         key: Arc::new(at.clone()),
         created: Arc::from(""),
         attachments: Vec::new(),
+        through: Vec::new(),
         status: None,
         listeners: Vec::new(),
         gateways: Vec::new(),
@@ -110,18 +119,23 @@ fn empty(at: &ObjectRef) -> Contribution {
     }
 }
 
-/// `extra` holds problems of each rule found before conversion (a GRPCRoute's method matches).
+/// `extra` holds problems of each rule found before conversion (a GRPCRoute's method matches);
+/// `grpc_ranks` a GRPCRoute's precedence of each rule's matches.
 fn compute_http(
     cx: &Context<'_>,
     at: &ObjectRef,
     route: &HttpRoute,
     extra: &[Vec<Problem>],
+    grpc_ranks: Option<&[Vec<GrpcRank>]>,
 ) -> Contribution {
     let store = cx.store;
     let key = &at.key;
     let grpc = at.kind == Kind::GrpcRoute;
-    let (mut attachments, mut parent_status) =
-        routes::attach(store, at, route, cx.gateways, cx.report_unknown);
+    let routes::Attached {
+        mut attachments,
+        statuses: mut parent_status,
+        through,
+    } = routes::attach(store, at, route, cx.gateways, cx.report_unknown);
     let host_problems =
         validate_route::hostnames(route.spec.hostnames.as_deref().unwrap_or_default());
     if !host_problems.is_empty() {
@@ -225,6 +239,7 @@ fn compute_http(
             .iter()
             .map(|a| ((a.gateway, a.listener), Arc::new(a.hostnames.clone())))
             .collect(),
+        through,
         status: (!parent_status.is_empty()).then(|| Arc::new(parent_status)),
         listeners: attachments
             .iter()
@@ -304,6 +319,12 @@ fn compute_http(
                 .into_iter()
                 .enumerate()
             {
+                let grpc_rank = grpc_ranks.map(|r| {
+                    r.get(rule_index)
+                        .and_then(|m| m.get(match_index))
+                        .copied()
+                        .unwrap_or_default()
+                });
                 let model = if check.bad_matches.contains(&match_index) {
                     // Where a match Envoy cannot take stood, a broader one answers 500, so its
                     // requests never fall through to a less specific (unprotected) rule.
@@ -326,6 +347,7 @@ fn compute_http(
                         },
                         filters: Default::default(),
                         auth: auth.clone(),
+                        grpc_rank,
                     })
                 } else {
                     Arc::new(RouteModel {
@@ -338,6 +360,7 @@ fn compute_http(
                         action: action.clone(),
                         filters: filters.clone(),
                         auth: auth.clone(),
+                        grpc_rank,
                     })
                 };
                 for host in &a.hostnames {

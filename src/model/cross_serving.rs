@@ -107,9 +107,10 @@ impl CrossServing {
             return out;
         }
         let mut order: Vec<(&Arc<ObjectRef>, &Claim)> = routes.iter().collect();
-        order.sort_by(|(a, ca), (b, cb)| {
-            (&ca.created, &a.key, a.kind).cmp(&(&cb.created, &b.key, b.kind))
-        });
+        // "The oldest Route based on creation timestamp", then "the Route appearing first in
+        // alphabetical order by {namespace}/{name}" (the string: `-` sorts before `/`).
+        let name = |r: &ObjectRef| format!("{}/{}", r.key.namespace, r.key.name);
+        order.sort_by_cached_key(|(r, c)| (c.created.clone(), name(r), r.kind));
         let mut accepted: Vec<(&Arc<ObjectRef>, &Claim)> = Vec::new();
         for (route, claim) in order {
             let winner = accepted.iter().find(|(other, o)| {
@@ -143,7 +144,7 @@ fn overlap(a: &[String], b: &[String]) -> bool {
 }
 
 /// `raw` as served when it lost on the listeners of `lost`: nothing of it there, and
-/// `Accepted=False` on each parent Gateway where it lost on every listener it attached to.
+/// `Accepted=False` on each parentRef whose every listener it lost.
 pub fn served(
     raw: &Arc<Contribution>,
     lost: Option<&BTreeMap<ListenerAt, Arc<ObjectRef>>>,
@@ -172,27 +173,24 @@ pub fn served(
         .collect();
     if let Some(status) = &raw.status {
         let mut status = (**status).clone();
-        for (at, winner) in lost {
-            let gw = &gateways[at.0];
-            if kept.contains(&at.0) {
-                continue; // still served through another listener of this Gateway
+        for (p, via) in status.iter_mut().zip(&raw.through) {
+            // The parent is rejected when every listener it attached through was lost.
+            let Some(first) = via.first() else { continue };
+            if !via.iter().all(|at| lost.contains_key(at)) {
+                continue;
             }
-            for p in status.iter_mut().filter(|p| {
-                p.parent_ref.namespace == gw.key.namespace && p.parent_ref.name == gw.key.name
-            }) {
-                p.conditions.retain(|c| c.type_ != cond::ACCEPTED);
-                p.conditions.insert(
-                    0,
-                    Condition::fail(
-                        cond::ACCEPTED,
-                        cond::CONFLICTED,
-                        format!(
-                            "{winner} is older and shares a hostname with this route on listener {}; an HTTPRoute and a GRPCRoute cannot serve the same hostname there",
-                            gw.listeners[at.1].name
-                        ),
+            let (winner, listener) = (&lost[first], &gateways[first.0].listeners[first.1].name);
+            p.conditions.retain(|c| c.type_ != cond::ACCEPTED);
+            p.conditions.insert(
+                0,
+                Condition::fail(
+                    cond::ACCEPTED,
+                    cond::CONFLICTED,
+                    format!(
+                        "{winner} shares a hostname with this route on listener {listener} and was there first (older, or first by namespace/name); an HTTPRoute and a GRPCRoute cannot serve the same hostname on one listener"
                     ),
-                );
-            }
+                ),
+            );
         }
         c.status = Some(Arc::new(status));
     }
@@ -349,5 +347,45 @@ mod tests {
         let m = check(b, s);
         assert_eq!(accepted(&m, Kind::HttpRoute, "web").0, "True");
         assert_eq!(served(&m, 8080, "a.example.com"), ["HTTPRoute app/web"]);
+    }
+
+    /// A route with a parentRef per listener that loses on one: that parentRef says so, the
+    /// other stays accepted and served.
+    #[test]
+    fn each_parent_ref_says_whether_it_lost() {
+        let (mut store, mut builder) = (Store::new(), Builder::default());
+        apply(&mut store, BASE);
+        let (s, b) = (&mut store, &mut builder);
+        apply(
+            s,
+            &route("GRPCRoute", "api", NEW, "a.example.com", "a").replace(
+                "parentRefs: [{name: gw, sectionName: a}]",
+                "parentRefs: [{name: gw, sectionName: a}, {name: gw, sectionName: b}]",
+            ),
+        );
+        let m = put(s, b, &[("HTTPRoute", "web", OLD, "a.example.com", "a")]);
+        let parents = &m.status.grpc_routes[&ObjKey::new("app", "api")];
+        let accepted_of = |i: usize| {
+            let c = parents[i]
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Accepted")
+                .expect("Accepted");
+            (
+                parents[i].parent_ref.section_name.clone(),
+                c.status.to_string(),
+                c.reason.clone(),
+            )
+        };
+        assert_eq!(
+            accepted_of(0),
+            (Some("a".into()), "False".into(), "Conflicted".into())
+        );
+        assert_eq!(
+            accepted_of(1),
+            (Some("b".into()), "True".into(), "Accepted".into())
+        );
+        assert_eq!(served(&m, 8080, "a.example.com"), ["HTTPRoute app/web"]);
+        assert_eq!(served(&m, 8081, "a.example.com"), ["GRPCRoute app/api"]);
     }
 }

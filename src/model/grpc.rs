@@ -7,7 +7,11 @@
 //! service and method → exact `/{service}/{method}`; service only → prefix `/{service}`
 //! (element-wise, so `/svc` does not take `/svcX/…`); method only → regex
 //! `/[^/]+/{method}`; `RegularExpression` → regex `/(?:{service})/(?:{method})`, an omitted
-//! part matching any valid name.
+//! part matching any valid name. Each regex part must be valid RE2 on its own (so no part can
+//! escape its group), and a leading `^` or trailing `$` is dropped: the path match is whole
+//! already, and inside the group an anchor would make the rule match nothing, leaving its calls
+//! to broader rules. Precedence is GRPCRoute's (service, then method characters, then headers):
+//! [`AsHttp::ranks`].
 
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::standard::grpcroutes::{
@@ -16,7 +20,7 @@ use gateway_api::apis::standard::grpcroutes::{
 use serde_json::{Value, json};
 
 use super::routes::RuleResolution;
-use super::types::{ClusterKey, RouteAction, UpstreamProtocol};
+use super::types::{ClusterKey, GrpcRank, RouteAction, UpstreamProtocol};
 use super::validate::Problem;
 
 /// What a GRPCRoute answers when none of a rule's backends resolves: 503, which a gRPC client
@@ -52,8 +56,9 @@ pub fn over_http2(resolution: &mut RuleResolution) {
     }
 }
 
-/// Any service name a `RegularExpression` match leaves out (the CRD's pattern for one).
-const ANY_SERVICE: &str = r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*";
+/// Any service name a `RegularExpression` match leaves out (the CRD's pattern for one; its
+/// case-insensitivity scoped to the group, not to the method after it).
+const ANY_SERVICE: &str = r"(?i:\.?[a-z_][a-z_0-9]*(?:\.[a-z_][a-z_0-9]*)*)";
 /// Any method name a `RegularExpression` match leaves out.
 const ANY_METHOD: &str = r"[A-Za-z_][A-Za-z_0-9]*";
 
@@ -62,6 +67,9 @@ pub struct AsHttp {
     pub route: HttpRoute,
     /// Problems of each rule's method matches (same indices as the rules).
     pub problems: Vec<Vec<Problem>>,
+    /// The precedence of each rule's matches, in the converted route's match order (one entry
+    /// for a rule without matches, which matches every call).
+    pub ranks: Vec<Vec<GrpcRank>>,
 }
 
 /// Converts `route`. The filter and backendRef types of the two kinds have the same fields,
@@ -69,6 +77,7 @@ pub struct AsHttp {
 /// the types as they are) is an error the caller reports.
 pub fn as_http_route(route: &GrpcRoute) -> Result<AsHttp, String> {
     let mut problems = Vec::new();
+    let mut ranks = Vec::new();
     let rules: Vec<Value> = route
         .spec
         .rules
@@ -88,6 +97,16 @@ pub fn as_http_route(route: &GrpcRoute) -> Result<AsHttp, String> {
                 })
                 .collect();
             problems.push(rule_problems);
+            let mut rule_ranks: Vec<GrpcRank> = rule
+                .matches
+                .iter()
+                .flatten()
+                .map(|m| rank(m.method.as_ref()))
+                .collect();
+            if rule_ranks.is_empty() {
+                rule_ranks.push(GrpcRank::default());
+            }
+            ranks.push(rule_ranks);
             let mut out = json!({
                 "filters": rule.filters,
                 "backendRefs": rule.backend_refs,
@@ -112,7 +131,42 @@ pub fn as_http_route(route: &GrpcRoute) -> Result<AsHttp, String> {
         },
     });
     let route = serde_json::from_value(strip_nulls(doc)).map_err(|e| e.to_string())?;
-    Ok(AsHttp { route, problems })
+    Ok(AsHttp {
+        route,
+        problems,
+        ranks,
+    })
+}
+
+/// A method match's [`GrpcRank`] (an empty or omitted name is none).
+fn rank(method: Option<&GrpcRouteRulesMatchesMethod>) -> GrpcRank {
+    let Some(m) = method else {
+        return GrpcRank::default();
+    };
+    let kind = match m.r#type {
+        Some(GrpcRouteRulesMatchesMethodType::RegularExpression) => 1,
+        _ => 2,
+    };
+    let part = |s: &Option<String>| match s.as_deref() {
+        Some(s) if !s.is_empty() => (kind, s.len()),
+        _ => (0, 0),
+    };
+    let ((sk, sl), (mk, ml)) = (part(&m.service), part(&m.method));
+    (sk, sl, mk, ml)
+}
+
+/// A `RegularExpression` part as it goes into its group: without a leading `^` or an
+/// unescaped trailing `$`, checked as RE2 on its own.
+fn regex_part(part: &str, field: &str, problems: &mut Vec<Problem>) -> String {
+    let part = part.strip_prefix('^').unwrap_or(part);
+    let part = match part.strip_suffix('$') {
+        Some(rest) if !rest.ends_with('\\') => rest,
+        _ => part,
+    };
+    let mut found = super::validate::Problems::default();
+    super::validate::regex(&mut found, field, part);
+    problems.extend(found.0);
+    part.to_string()
 }
 
 /// JSON `null`s out: `Option` fields serialize as `null`, and an HTTPRoute field that is not
@@ -150,22 +204,28 @@ fn path_match(
     // "If left empty or omitted, will match any": an empty string is omitted.
     let service = m.service.as_deref().filter(|s| !s.is_empty());
     let name = m.method.as_deref().filter(|s| !s.is_empty());
+    let regex = matches!(
+        m.r#type,
+        Some(GrpcRouteRulesMatchesMethodType::RegularExpression)
+    );
+    if regex {
+        let service = service.map_or(ANY_SERVICE.to_string(), |s| {
+            let s = regex_part(s, &format!("{field}.service"), problems);
+            format!("(?:{s})")
+        });
+        let name = name.map_or(ANY_METHOD.to_string(), |m| {
+            let m = regex_part(m, &format!("{field}.method"), problems);
+            format!("(?:{m})")
+        });
+        // The whole regex is judged (RE2, program size) with the route's path matches.
+        return json!({"type": "RegularExpression", "value": format!("/{service}/{name}")});
+    }
     let mut problem = |message: String| {
         problems.push(Problem {
             field: field.to_string(),
             message,
         })
     };
-    let regex = matches!(
-        m.r#type,
-        Some(GrpcRouteRulesMatchesMethodType::RegularExpression)
-    );
-    if regex {
-        let service = service.map_or(ANY_SERVICE.to_string(), |s| format!("(?:{s})"));
-        let name = name.map_or(ANY_METHOD.to_string(), |s| format!("(?:{s})"));
-        // The regex itself is judged (RE2) with the route's path matches.
-        return json!({"type": "RegularExpression", "value": format!("/{service}/{name}")});
-    }
     if let Some(s) = service.filter(|s| !valid_service(s)) {
         problem(format!(
             "service {} is not a gRPC service name (letters, digits, '_', separated by '.')",
@@ -259,7 +319,7 @@ mod tests {
                 "[{method: {type: RegularExpression, method: 'G.*'}}]",
                 (
                     "RegularExpression",
-                    r"/(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*/(?:G.*)",
+                    r"/(?i:\.?[a-z_][a-z_0-9]*(?:\.[a-z_][a-z_0-9]*)*)/(?:G.*)",
                 ),
             ),
             ("[{headers: [{name: x, value: y}]}]", ("PathPrefix", "/")),
@@ -316,5 +376,49 @@ mod tests {
             assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
         }
         assert!(valid_service(".a.b_c") && !valid_service("a..b") && !valid_service("."));
+    }
+
+    /// A regex part cannot leave its group, and anchors (which inside the group would make the
+    /// rule match nothing) are dropped rather than leave its calls to broader rules.
+    #[test]
+    fn regex_parts_stay_in_their_groups() {
+        let (anchored, problems) = paths(
+            "[{method: {type: RegularExpression, service: '^pkg\\.Admin$', method: 'Get$'}}]",
+        );
+        assert_eq!(anchored[0].1, r"/(?:pkg\.Admin)/(?:Get)");
+        assert!(problems.is_empty(), "{problems:?}");
+        let (_, problems) =
+            paths("[{method: {type: RegularExpression, service: 'a)|(?:.*', method: Get}}]");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        // An escaped dollar is a character, not an anchor.
+        let (escaped, _) = paths("[{method: {type: RegularExpression, service: 'a\\$'}}]");
+        assert!(escaped[0].1.starts_with(r"/(?:a\$)/"), "{escaped:?}");
+    }
+
+    /// GRPCRoute precedence: a service match outranks a method-only one (fewer service
+    /// characters) whatever their path kinds are, so a protected service's calls are never
+    /// taken by a method-only rule; an exact name outranks a regex.
+    #[test]
+    fn service_characters_decide_before_the_method() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gatehouse}\nspec: {controllerName: gatehouse.dev/gatehouse}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: a}\nspec:\n  gatewayClassName: gatehouse\n  listeners: [{name: http, protocol: HTTP, port: 8080}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {ports: [{port: 9000}]}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g, namespace: a}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - name: health\n    matches: [{method: {method: Check}}, {method: {type: RegularExpression, method: 'Delete.*'}}]\n    backendRefs: [{name: s, port: 9000}]\n  - name: admin\n    matches: [{method: {service: pkg.Admin}}, {method: {type: RegularExpression, service: 'pkg\\.Admin', method: 'Delete.*'}}]\n    backendRefs: [{name: s, port: 9000}]\n  - name: get\n    matches: [{method: {service: pkg.Admin, method: Get}}]\n    backendRefs: [{name: s, port: 9000}]\n";
+        let model = crate::model::build(&testing::store(yaml), &Default::default());
+        let order: Vec<(String, usize)> = model.gateways[0].ports[0].virtual_hosts[0]
+            .routes
+            .iter()
+            .map(|r| (r.rule_name.clone().unwrap_or_default(), r.match_index))
+            .collect();
+        let names = |v: &[(&str, usize)]| -> Vec<(String, usize)> {
+            v.iter().map(|(n, i)| (n.to_string(), *i)).collect()
+        };
+        assert_eq!(
+            order,
+            names(&[
+                ("get", 0),
+                ("admin", 0),
+                ("admin", 1),
+                ("health", 0),
+                ("health", 1)
+            ])
+        );
     }
 }

@@ -77,12 +77,24 @@ fn path_rank(p: &PathMatch) -> (u8, std::cmp::Reverse<usize>) {
 }
 
 /// Gateway API precedence: path, method, most headers, most query params, then the oldest
-/// route, its namespace/name, and the rule and match order within it.
+/// route, its namespace/name, and the rule and match order within it. Between two GRPCRoute
+/// matches, GRPCRoute's: service, method, headers, then the same tie-breaks.
 pub fn precedence(
     (ra, created_a): (&RouteModel, &str),
     (rb, created_b): (&RouteModel, &str),
 ) -> Ordering {
     let (a, b) = (ra.rank_match(), rb.rank_match());
+    if let (Some(ga), Some(gb)) = (ra.grpc_rank, rb.grpc_rank) {
+        // GRPCRoute (v1.5.1): the service, then the method (see `GrpcRank`), then most
+        // header matches.
+        return gb
+            .cmp(&ga)
+            .then_with(|| b.headers.len().cmp(&a.headers.len()))
+            .then_with(|| created_a.cmp(created_b))
+            .then_with(|| ra.route.key.cmp(&rb.route.key))
+            .then_with(|| ra.rule_index.cmp(&rb.rule_index))
+            .then_with(|| ra.match_index.cmp(&rb.match_index));
+    }
     path_rank(&a.path)
         .cmp(&path_rank(&b.path))
         .then_with(|| b.method.is_some().cmp(&a.method.is_some()))

@@ -24,15 +24,23 @@ pub struct Attachment {
     pub hostnames: Vec<String>,
 }
 
-/// Attaches `route` to the served Gateways; returns the attachments and the parents' status
-/// (empty when no parent is Gatehouse's).
+/// What [`attach`] found.
+pub struct Attached {
+    pub attachments: Vec<Attachment>,
+    /// The parents' status (empty when no parent is Gatehouse's).
+    pub statuses: Vec<RouteParentStatus>,
+    /// The (Gateway, listener) indices each entry of `statuses` attached through.
+    pub through: Vec<Vec<(usize, usize)>>,
+}
+
+/// Attaches `route` to the served Gateways.
 pub fn attach(
     store: &Store,
     at: &ObjectRef,
     route: &HttpRoute,
     gateways: &[GatewayInfo],
     report_unknown: bool,
-) -> (Vec<Attachment>, Vec<RouteParentStatus>) {
+) -> Attached {
     let key = &at.key;
     let kind_allowed = |l: &ListenerInfo| match at.kind {
         Kind::GrpcRoute => l.allows_grpc_route,
@@ -40,6 +48,7 @@ pub fn attach(
     };
     let mut attachments: Vec<Attachment> = Vec::new();
     let mut statuses = Vec::new();
+    let mut through = Vec::new();
     let route_hosts = route.spec.hostnames.clone().unwrap_or_default();
     for parent in route.spec.parent_refs.iter().flatten() {
         if parent.group.as_deref().unwrap_or(GATEWAY_API_GROUP) != GATEWAY_API_GROUP
@@ -71,10 +80,12 @@ pub fn attach(
                     parent_ref,
                     conditions: vec![c],
                 });
+                through.push(Vec::new());
             }
             continue;
         };
         let gw = &gateways[gw_index];
+        let mut via = Vec::new();
         let candidates: Vec<(usize, &ListenerInfo)> = gw
             .listeners
             .iter()
@@ -112,6 +123,7 @@ pub fn attach(
                         continue;
                     }
                     any = true;
+                    via.push((gw_index, li));
                     if !attachments
                         .iter()
                         .any(|a| a.gateway == gw_index && a.listener == li)
@@ -138,8 +150,13 @@ pub fn attach(
             parent_ref,
             conditions: vec![accepted],
         });
+        through.push(via);
     }
-    (attachments, statuses)
+    Attached {
+        attachments,
+        statuses,
+        through,
+    }
 }
 
 fn namespace_allowed(store: &Store, l: &ListenerInfo, route_ns: &str, gateway_ns: &str) -> bool {

@@ -179,7 +179,16 @@ pub struct RouteModel {
     pub action: RouteAction,
     pub filters: RouteFilters,
     pub auth: RouteAuth,
+    /// A GRPCRoute match's rank: GRPCRoute precedence ranks by it before headers, where an
+    /// HTTPRoute's ranks by its path.
+    pub grpc_rank: Option<GrpcRank>,
 }
+
+/// A GRPCRoute method match's precedence, greatest first: (service kind, service characters,
+/// method kind, method characters), a kind being 2 for an exact name, 1 for a regex, 0 for
+/// none. Gateway API ranks by service then method characters; how a regex compares is left to
+/// implementations, and here an exact name outranks any regex, as paths do.
+pub type GrpcRank = (u8, usize, u8, usize);
 
 impl RouteModel {
     /// The match that decides the route's precedence.

@@ -204,7 +204,9 @@ fn virtual_host(vh: &VirtualHostModel, chain: &ChainProviders, listener_port: u1
     }
 }
 
-fn forward(backends: &[model::WeightedBackend]) -> RouteAction {
+/// `grpc`: a GRPCRoute's, whose unresolved share answers 503 (`UNAVAILABLE`, as the spec
+/// requires) where an HTTPRoute's answers 500.
+fn forward(backends: &[model::WeightedBackend], grpc: bool) -> RouteAction {
     let simple = backends.len() == 1
         && backends[0].request_headers.is_empty()
         && backends[0].response_headers.is_empty();
@@ -233,10 +235,10 @@ fn forward(backends: &[model::WeightedBackend]) -> RouteAction {
     RouteAction {
         cluster_specifier: Some(cluster_specifier),
         // The share of unresolved backendRefs goes to a cluster that does not exist.
-        cluster_not_found_response_code: if has_invalid {
-            route_action::ClusterNotFoundResponseCode::InternalServerError as i32
-        } else {
-            0
+        cluster_not_found_response_code: match (has_invalid, grpc) {
+            (true, false) => route_action::ClusterNotFoundResponseCode::InternalServerError as i32,
+            (true, true) => route_action::ClusterNotFoundResponseCode::ServiceUnavailable as i32,
+            (false, _) => 0,
         },
         ..Default::default()
     }
@@ -257,7 +259,7 @@ fn route(r: &RouteModel, chain: &ChainProviders, listener_port: u16) -> Route {
     };
     let action = match &r.action {
         model::RouteAction::Forward(backends) => {
-            let mut action = forward(backends);
+            let mut action = forward(backends, r.route.kind == crate::store::Kind::GrpcRoute);
             filters::apply_to_action(&mut action, &r.filters, &r.matches);
             route::Action::Route(action)
         }

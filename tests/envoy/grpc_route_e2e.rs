@@ -100,6 +100,29 @@ spec:
   targetRefs: [{group: gateway.networking.k8s.io, kind: GRPCRoute, name: echo, sectionName: open}]
   extAuth: {disable: {}}
 ---
+# Precedence: the protected service rule outranks the unprotected method-only rule
+# (service characters first), so Echo is checked even though both match it.
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: order, namespace: default}
+spec:
+  parentRefs: [{name: http, namespace: kgateway-system}]
+  hostnames: [order.example.com]
+  rules:
+  - name: any-echo
+    matches: [{method: {method: Echo}}]
+    backendRefs: [{name: echo, port: 9000}]
+  - name: service
+    matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho}}]
+    backendRefs: [{name: echo, port: 9000}]
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: order-service, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: GRPCRoute, name: order, sectionName: service}]
+  extAuth: {extensionRef: {name: basic-ext-auth, namespace: kgateway-system}}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: public, namespace: default}
@@ -189,6 +212,13 @@ fn grpc_routes_are_protected_by_the_same_policies() {
     let public = call(w.listener_port, "public.example.com", Method::Echo, &[])
         .expect("an unprotected GRPCRoute");
     assert_eq!(pod(&public), "echo-pod");
+
+    // Two rules match Echo on order.example.com; the protected service rule decides.
+    let ordered = call(w.listener_port, "order.example.com", Method::Echo, &[]);
+    assert!(
+        matches!(ordered, Err((Code::PermissionDenied, _))),
+        "a method-only rule took a protected service's call: {ordered:?}"
+    );
 
     // No rule of the route matches EchoThree: Envoy's "no route" reads as UNIMPLEMENTED.
     let unmatched = call(
