@@ -12,7 +12,9 @@ use gatehouse::translate::{self, TranslateOptions};
 pub enum Format {
     Yaml,
     Json,
-    /// A static Envoy bootstrap of one Gateway (`envoy -c` runs it without a control plane).
+    /// A static Envoy bootstrap of one Gateway (`envoy -c` runs it without a control plane),
+    /// printed as JSON: Envoy reads YAML 1.1, where a bare `yes`, `on` or `n` is a boolean,
+    /// so a tenant's header value `yes` in YAML would reach Envoy as `true` (and be refused).
     Bootstrap,
 }
 
@@ -156,8 +158,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         _ => gatehouse::render::translate_json(&resources, &model.status)?,
     };
     let output = match args.output {
-        Format::Json => super::Output::Json,
-        Format::Yaml | Format::Bootstrap => super::Output::Yaml,
+        Format::Json | Format::Bootstrap => super::Output::Json,
+        Format::Yaml => super::Output::Yaml,
     };
     output.print(&doc)?;
     Ok(if failed { 1 } else { 0 })
