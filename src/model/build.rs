@@ -380,36 +380,28 @@ fn backend_tls_status(
     // Gateways of each route (HTTPRoute or GRPCRoute, by kind and key), for the auth
     // services below too.
     let mut routes: Vec<RouteRefs<'_>> = Vec::new();
-    for (key, r) in &store.http_routes {
-        let parents = r.spec.parent_refs.iter().flatten();
-        let backends = r.spec.rules.iter().flatten();
-        routes.push(RouteRefs {
-            kind: "HTTPRoute",
-            key,
-            parents: parents
-                .map(|p| (p.kind.as_deref(), p.namespace.as_deref(), p.name.as_str()))
-                .collect(),
-            backends: backends
-                .flat_map(|rule| rule.backend_refs.iter().flatten())
-                .map(|b| (b.namespace.as_deref(), b.name.as_str()))
-                .collect(),
-        });
+    // The two kinds' types differ, their fields are the same.
+    macro_rules! refs_of {
+        ($kind:literal, $map:expr) => {
+            for (key, r) in $map {
+                let parents = r.spec.parent_refs.iter().flatten();
+                let rules = r.spec.rules.iter().flatten();
+                routes.push(RouteRefs {
+                    kind: $kind,
+                    key,
+                    parents: parents
+                        .map(|p| (p.kind.as_deref(), p.namespace.as_deref(), p.name.as_str()))
+                        .collect(),
+                    backends: rules
+                        .flat_map(|rule| rule.backend_refs.iter().flatten())
+                        .map(|b| (b.namespace.as_deref(), b.name.as_str()))
+                        .collect(),
+                });
+            }
+        };
     }
-    for (key, r) in &store.grpc_routes {
-        let parents = r.spec.parent_refs.iter().flatten();
-        let backends = r.spec.rules.iter().flatten();
-        routes.push(RouteRefs {
-            kind: "GRPCRoute",
-            key,
-            parents: parents
-                .map(|p| (p.kind.as_deref(), p.namespace.as_deref(), p.name.as_str()))
-                .collect(),
-            backends: backends
-                .flat_map(|rule| rule.backend_refs.iter().flatten())
-                .map(|b| (b.namespace.as_deref(), b.name.as_str()))
-                .collect(),
-        });
-    }
+    refs_of!("HTTPRoute", &store.http_routes);
+    refs_of!("GRPCRoute", &store.grpc_routes);
     let mut route_gateways: BTreeMap<(&str, &ObjKey), Vec<ObjKey>> = BTreeMap::new();
     for RouteRefs {
         kind,
