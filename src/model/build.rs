@@ -198,7 +198,7 @@ impl State {
             (Err(_), None) => None,
         };
         if let Some(old) = old {
-            for &(g, l) in &old.listeners {
+            for &((g, l), _) in &old.attachments {
                 self.attached_counts[g][l] -= 1;
             }
             for &g in &old.gateways {
@@ -211,7 +211,7 @@ impl State {
             }
         }
         if let Some(c) = fresh {
-            for &(g, l) in &c.listeners {
+            for &((g, l), _) in &c.attachments {
                 self.attached_counts[g][l] += 1;
             }
             for &g in &c.gateways {

@@ -50,8 +50,6 @@ pub struct Contribution {
     pub through: Vec<Vec<ListenerAt>>,
     /// The route's parent status; `None` when no parent is Gatehouse's.
     pub status: Option<Arc<Vec<RouteParentStatus>>>,
-    /// (Gateway index, listener index) of every attachment.
-    pub listeners: Vec<(usize, usize)>,
     /// Indices of the Gateways the route is attached to, ascending and without repeats.
     pub gateways: Vec<usize>,
     /// Gateways the route is attached to.
@@ -108,7 +106,6 @@ fn empty(at: &ObjectRef) -> Contribution {
         attachments: Vec::new(),
         through: Vec::new(),
         status: None,
-        listeners: Vec::new(),
         gateways: Vec::new(),
         parents: BTreeSet::new(),
         entries: Vec::new(),
@@ -241,10 +238,6 @@ fn compute_http(
             .collect(),
         through,
         status: (!parent_status.is_empty()).then(|| Arc::new(parent_status)),
-        listeners: attachments
-            .iter()
-            .map(|a| (a.gateway, a.listener))
-            .collect(),
         gateways: {
             let mut g: Vec<usize> = attachments.iter().map(|a| a.gateway).collect();
             g.sort_unstable();

@@ -160,9 +160,8 @@ pub fn served(
             .keys()
             .any(|at| at.0 == e.gateway && listener_name(*at) == e.listener)
     });
-    c.listeners.retain(|at| !lost.contains_key(at));
     c.attachments.retain(|(at, _)| !lost.contains_key(at));
-    let kept: BTreeSet<usize> = c.listeners.iter().map(|(g, _)| *g).collect();
+    let kept: BTreeSet<usize> = c.attachments.iter().map(|((g, _), _)| *g).collect();
     c.gateways.retain(|g| kept.contains(g));
     c.clusters.retain(|(g, _)| kept.contains(g));
     c.parents = c
